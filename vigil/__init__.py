@@ -1,0 +1,1 @@
+"""Vigil: what the services share (configuration, domain model, stores, command line)."""

@@ -1,0 +1,64 @@
+"""The `vigil` command line.
+
+Each command lives in the module that owns it; this file only lists them. A
+command module provides ``configure(parser)`` to declare its arguments and
+``run(args) -> int``. Modules are imported when the parser is built, so they
+keep heavy imports inside ``run``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+# command name -> (module, one-line help)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "up": ("vigil.up", "run the whole platform on this machine"),
+    "doctor": ("vigil.doctor", "check that the broker, InfluxDB and SQL database are usable"),
+    "db": ("vigil.db.cli", "manage the SQL database schema"),
+    "ingest": ("ingest.cli", "run the MQTT-to-telemetry-store ingest service"),
+    "simulate": ("edge_agent.simulator.cli", "run a fleet of simulated devices"),
+}
+
+# `vigil bench NAME` -> (module, one-line help)
+BENCHMARKS: dict[str, tuple[str, str]] = {
+    "store": ("vigil.telemetry.bench", "telemetry store write rate and query latency"),
+    "agent": ("edge_agent.bench", "edge agent memory and CPU footprint"),
+    "simulator": ("edge_agent.simulator.bench", "simulated devices one process sustains"),
+    "ingest": ("ingest.bench", "ingest throughput and end-to-end latency"),
+    "nab": ("analytics.bench.nab", "score the streaming detector on NAB data"),
+    "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),
+}
+
+
+def _add(subparsers: argparse._SubParsersAction, name: str, module: str, help_: str) -> None:
+    mod = importlib.import_module(module)
+    parser = subparsers.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip())
+    mod.configure(parser)
+    parser.set_defaults(_run=mod.run)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vigil", description="Vigil service platform")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_) in COMMANDS.items():
+        _add(sub, name, module, help_)
+    bench = sub.add_parser("bench", help="benchmarks: print figures, end with one JSON line")
+    bench_sub = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
+    for name, (module, help_) in BENCHMARKS.items():
+        _add(bench_sub, name, module, help_)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
