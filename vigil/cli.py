@@ -2,8 +2,8 @@
 
 Each command lives in the module that owns it; this file only lists them. A
 command module provides ``configure(parser)`` to declare its arguments and
-``run(args) -> int``. Modules are imported when the parser is built, so they
-keep heavy imports inside ``run``.
+``run(args) -> int``. Only the chosen command's module is imported, so the
+command line starts fast and one service's dependencies never load another's.
 """
 
 from __future__ import annotations
@@ -33,27 +33,35 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
 }
 
 
-def _add(subparsers: argparse._SubParsersAction, name: str, module: str, help_: str) -> None:
+def _configure(parser: argparse.ArgumentParser, module: str) -> None:
     mod = importlib.import_module(module)
-    parser = subparsers.add_parser(name, help=help_, description=(mod.__doc__ or help_).strip())
+    if mod.__doc__:
+        parser.description = mod.__doc__.strip()
     mod.configure(parser)
     parser.set_defaults(_run=mod.run)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """Lists every command, but imports only the module of the one chosen."""
     parser = argparse.ArgumentParser(prog="vigil", description="Vigil service platform")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    chosen = list(argv[:2])
     for name, (module, help_) in COMMANDS.items():
-        _add(sub, name, module, help_)
+        p = sub.add_parser(name, help=help_)
+        if chosen[:1] == [name]:
+            _configure(p, module)
     bench = sub.add_parser("bench", help="benchmarks: print figures, end with one JSON line")
     bench_sub = bench.add_subparsers(dest="benchmark", required=True, metavar="BENCHMARK")
     for name, (module, help_) in BENCHMARKS.items():
-        _add(bench_sub, name, module, help_)
+        p = bench_sub.add_parser(name, help=help_)
+        if chosen == ["bench", name]:
+            _configure(p, module)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
