@@ -1,0 +1,137 @@
+"""Settings: one typed object read from ``VIGIL_*`` variables and an optional TOML file.
+
+The defaults are the embedded mode: SQLite, the embedded telemetry store and a
+broker on this machine, so nothing needs installing to start. The file is named
+by ``VIGIL_CONFIG`` (default ``vigil.toml`` in the working folder, if present);
+environment variables win over it. Nested values use ``__``:
+``VIGIL_INFLUXDB__URL=http://influx:8086``. Passwords and tokens are
+``SecretStr``: they print as ``**********``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "vigil"
+
+
+class MqttSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    username: str | None = None
+    password: SecretStr | None = None
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    keepalive: int = Field(30, ge=5, le=3600)
+
+
+class InfluxSettings(BaseModel):
+    """InfluxDB reached through its 1.x-compatible HTTP API (InfluxDB 1.x, 2.x, 3.x)."""
+
+    url: str = "http://127.0.0.1:8086"
+    database: str = "vigil"
+    retention_policy: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    token: SecretStr | None = None
+    timeout_s: float = Field(10.0, gt=0)
+    batch_size: int = Field(5000, ge=1, le=100_000)
+    gzip: bool = True
+    retries: int = Field(5, ge=0, le=20)
+
+
+class IngestSettings(BaseModel):
+    shared_group: str = "ingest"
+    client_id: str | None = None
+    batch_size: int = Field(5000, ge=1)
+    batch_interval_s: float = Field(0.5, gt=0)
+    max_buffered_samples: int = Field(200_000, ge=1000)
+    session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
+    metrics_port: int = Field(9108, ge=0, le=65535)
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VIGIL_", env_nested_delimiter="__", extra="forbid", validate_default=True
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    database_url: SecretStr | None = None
+    telemetry_store: Literal["embedded", "influxdb"] = "embedded"
+    mqtt: MqttSettings = MqttSettings()
+    influxdb: InfluxSettings = InfluxSettings()
+    ingest: IngestSettings = IngestSettings()
+    api: ApiSettings = ApiSettings()
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        path = config_file()
+        if path is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+    @property
+    def sql_url(self) -> str:
+        """The SQL database URL, with the embedded SQLite file as default."""
+        if self.database_url is not None:
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'vigil.db'}"
+
+    @property
+    def embedded_telemetry_path(self) -> Path:
+        return self.data_dir / "telemetry.db"
+
+
+def config_file() -> Path | None:
+    named = os.environ.get("VIGIL_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise FileNotFoundError(f"VIGIL_CONFIG names {path}, which is not a file")
+        return path
+    default = Path("vigil.toml")
+    return default if default.is_file() else None
+
+
+def redact_url(url: str) -> str:
+    """A database or broker URL safe to print: the password replaced by ***."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy can parse: show its scheme only
+        return url.split("://", 1)[0] + "://***"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

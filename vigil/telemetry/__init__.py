@@ -1,0 +1,1 @@
+"""Telemetry storage: one interface, an InfluxDB and an embedded implementation."""
