@@ -1,0 +1,54 @@
+"""Settings come from VIGIL_* variables over a TOML file, and never show secrets."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from vigil.config import Settings, redact_url
+
+
+def test_defaults_are_the_embedded_mode(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("VIGIL_CONFIG", raising=False)
+    monkeypatch.setenv("VIGIL_DATA_DIR", str(tmp_path / "data"))
+    settings = Settings()
+    assert settings.telemetry_store == "embedded"
+    assert settings.sql_url == f"sqlite:///{tmp_path / 'data' / 'vigil.db'}"
+
+
+def test_environment_wins_over_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    path = tmp_path / "vigil.toml"
+    path.write_text('telemetry_store = "influxdb"\n[mqtt]\nport = 2000\nhost = "broker"\n'
+                    '[influxdb]\nurl = "http://influx:8086"\npassword = "from-file"\n')
+    monkeypatch.setenv("VIGIL_CONFIG", str(path))
+    monkeypatch.setenv("VIGIL_MQTT__PORT", "2001")
+    settings = Settings()
+    assert (settings.mqtt.host, settings.mqtt.port) == ("broker", 2001)
+    assert settings.telemetry_store == "influxdb"
+    assert settings.influxdb.password.get_secret_value() == "from-file"
+
+
+def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VIGIL_CONFIG", raising=False)
+    monkeypatch.setenv("VIGIL_INFLUXDB__TOKEN", "tok-123-secret")
+    monkeypatch.setenv("VIGIL_MQTT__PASSWORD", "mqtt-secret")
+    monkeypatch.setenv("VIGIL_DATABASE_URL", "postgresql+psycopg://vigil:db-secret@db/vigil")
+    settings = Settings()
+    shown = repr(settings) + str(settings) + settings.model_dump_json()
+    for secret in ("tok-123-secret", "mqtt-secret", "db-secret"):
+        assert secret not in shown
+    assert redact_url(settings.sql_url) == "postgresql+psycopg://vigil:***@db/vigil"
+
+
+def test_bad_values_are_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VIGIL_CONFIG", raising=False)
+    monkeypatch.setenv("VIGIL_MQTT__PORT", "70000")
+    with pytest.raises(ValidationError, match="mqtt.port"):
+        Settings()
+
+
+def test_missing_config_file_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    monkeypatch.setenv("VIGIL_CONFIG", str(tmp_path / "nope.toml"))
+    with pytest.raises(FileNotFoundError, match="not a file"):
+        Settings()
