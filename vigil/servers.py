@@ -93,7 +93,7 @@ class LocalServer(ABC):
         """The command line that runs the server in the foreground."""
 
     def _prepare(self, binary: str) -> None:
-        """One-time setup before the first start (config files, data folders)."""
+        """Setup before each start (config files; data folders the first time)."""
 
     def _after_start(self) -> None:
         """Work once the port answers (users, databases)."""
@@ -108,9 +108,7 @@ class LocalServer(ABC):
 
     def start(self, timeout: float = 60.0) -> Self:
         binary = ensure_package(self.package, self.binaries)
-        if not (self.workdir / ".prepared").exists():
-            self._prepare(binary)
-            (self.workdir / ".prepared").touch()
+        self._prepare(binary)
         cmd = self._command(binary)
         user = self._preexec_user() if os.geteuid() == 0 else None
         if user:
@@ -327,6 +325,8 @@ class PostgreSQL(LocalServer):
         return "postgres"
 
     def _prepare(self, binary: str) -> None:
+        if (self.data_dir / "PG_VERSION").exists():
+            return
         initdb = str(Path(binary).with_name("initdb"))
         cmd = [initdb, "-D", str(self.data_dir), "-U", self.user, "-A", "trust",
                "--no-sync", "-E", "UTF8", "--locale", "C.UTF-8"]
