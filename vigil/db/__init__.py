@@ -1,0 +1,1 @@
+"""The SQL store: models, engines and sessions, and the schema's migrations."""

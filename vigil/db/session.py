@@ -1,0 +1,96 @@
+"""Engines and sessions for the SQL store, on SQLite or PostgreSQL.
+
+A service function takes a ``Session`` and never commits: the caller owns the
+transaction, so several services' writes can succeed or fail together. The
+``transaction`` helper is the usual way for a caller to own one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+# How long a SQLite writer waits for another writer's lock before failing.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+# NaN and infinities are not JSON; PostgreSQL refuses them, so refuse them everywhere.
+_json_dumps = partial(json.dumps, allow_nan=False, ensure_ascii=False)
+
+
+def normalise_url(url: str | URL) -> URL:
+    """The URL with the driver this project uses: psycopg 3 for PostgreSQL."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file of a SQLite URL, or None for other databases and in-memory SQLite."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database in ("", ":memory:") or database.startswith("file:"):
+        return None
+    return Path(database)
+
+
+def ensure_sqlite_folder(url: str | URL) -> None:
+    """Create the folder of a SQLite database file, which SQLite will not do itself."""
+    path = sqlite_path(url)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        # WAL lets readers run while one writer writes; meaningless for in-memory databases.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+    """An engine for ``url`` with the settings this project relies on.
+
+    SQLite gets foreign keys enforced (off by default), WAL and a busy timeout;
+    PostgreSQL goes through psycopg 3 and checks pooled connections before use.
+    Connecting is lazy: an unreachable database fails on first use.
+    """
+    parsed = normalise_url(url)
+    options: dict[str, Any] = {"json_serializer": _json_dumps}
+    if parsed.get_backend_name() == "sqlite":
+        options["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+    else:
+        options["pool_pre_ping"] = True
+        options["connect_args"] = {"connect_timeout": 10}
+    options.update(kwargs)
+    engine = create_engine(parsed, **options)
+    if parsed.get_backend_name() == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def make_session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions whose objects stay readable after commit (no reload on attribute access)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """One unit of work: commit if the block succeeds, roll back if it raises."""
+    with factory() as session, session.begin():
+        yield session
