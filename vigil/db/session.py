@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -51,7 +51,10 @@ def ensure_sqlite_folder(url: str | URL) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # The sqlite3 module's own transaction handling leaves DDL and SAVEPOINTs out
+    # of transactions; turn it off and let SQLAlchemy emit BEGIN (see _sqlite_begin).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA foreign_keys=ON")
@@ -63,10 +66,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.close()
 
 
+def _sqlite_begin(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN")
+
+
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     """An engine for ``url`` with the settings this project relies on.
 
-    SQLite gets foreign keys enforced (off by default), WAL and a busy timeout;
+    SQLite gets foreign keys enforced (off by default), WAL, a busy timeout and
+    real transactions, DDL included, so a failed migration or batch leaves nothing;
     PostgreSQL goes through psycopg 3 and checks pooled connections before use.
     Connecting is lazy: an unreachable database fails on first use.
     """
@@ -80,7 +88,8 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
     options.update(kwargs)
     engine = create_engine(parsed, **options)
     if parsed.get_backend_name() == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_connect)
+        event.listen(engine, "begin", _sqlite_begin)
     return engine
 
 

@@ -1,0 +1,58 @@
+"""Alembic's migration environment for the SQL store.
+
+Run through :mod:`vigil.db.migrations`, which passes the engine in; when
+Alembic's own command line runs it, the database is the configured one.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alembic import context
+from sqlalchemy import Connection
+
+from vigil.db.models import Base, UTCDateTime
+from vigil.db.session import ensure_sqlite_folder, make_engine
+
+
+def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+    """Write project types as plain SQLAlchemy ones, so migrations never import the models."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
+def run_migrations(connection: Connection) -> None:
+    context.configure(
+        connection=connection,
+        target_metadata=Base.metadata,
+        # SQLite alters most things only by rebuilding the table.
+        render_as_batch=connection.dialect.name == "sqlite",
+        compare_type=True,
+        render_item=render_item,
+        transaction_per_migration=False,
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+def run_online() -> None:
+    engine = context.config.attributes.get("engine")
+    owned = engine is None
+    if owned:
+        from vigil.config import get_settings
+
+        url = get_settings().sql_url
+        ensure_sqlite_folder(url)
+        engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            run_migrations(connection)
+    finally:
+        if owned:
+            engine.dispose()
+
+
+if context.is_offline_mode():
+    raise SystemExit("offline (SQL script) migrations are not supported; run `vigil db upgrade`")
+run_online()
