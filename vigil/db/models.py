@@ -18,6 +18,7 @@ caller of a service owns the transaction.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, date, datetime
 from enum import StrEnum
@@ -437,14 +438,14 @@ class DeadLetter(Base):
     def from_message(cls, topic: str | bytes, payload: bytes, reason: str) -> DeadLetter:
         """Build a dead letter from raw input, which may be of any size or encoding."""
         return cls(
-            topic=printable_text(topic, DEAD_LETTER_TOPIC_CHARS),
-            reason=printable_text(reason, DEAD_LETTER_REASON_CHARS),
-            payload=printable_text(payload, DEAD_LETTER_PAYLOAD_CHARS),
+            topic=storable_text(topic, DEAD_LETTER_TOPIC_CHARS),
+            reason=storable_text(reason, DEAD_LETTER_REASON_CHARS),
+            payload=storable_text(payload, DEAD_LETTER_PAYLOAD_CHARS),
             payload_size=len(payload),
         )
 
 
-def printable_text(raw: str | bytes, limit: int) -> str:
+def storable_text(raw: str | bytes, limit: int) -> str:
     """Text any database stores, at most ``limit`` characters.
 
     Undecodable bytes and NUL become backslash escapes (PostgreSQL refuses NUL
@@ -493,6 +494,10 @@ def _check_text(name: str, limit: int | None) -> Callable[[Any, Any, Any, Any], 
             raise InvalidValue(f"{name}: {len(value)} characters, at most {limit}")
         if "\x00" in value:
             raise InvalidValue(f"{name}: contains a NUL character, which databases cannot store")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidValue(f"{name}: not valid Unicode ({exc.reason} at {exc.start})") from None
         return value
 
     return check
@@ -536,6 +541,12 @@ def _check_with(name: str, rule: Callable[[Any], None]) -> Callable[[Any, Any, A
     return check
 
 
+def _finite(value: Any) -> None:
+    """NaN and infinities: SQLite turns NaN into NULL, PostgreSQL keeps it; neither is a reading."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{value!r} is not a finite number")
+
+
 def _timezone_name(value: str) -> None:
     try:
         ZoneInfo(value)
@@ -543,10 +554,13 @@ def _timezone_name(value: str) -> None:
         raise ValueError(f"{value!r} is not an IANA time zone name") from None
 
 
-def _in_range(low: float, high: float) -> Callable[[Any], None]:
+def _in_range(low: float, high: float, *, whole: bool = False) -> Callable[[Any], None]:
+    kinds: type | tuple[type, ...] = int if whole else (int, float)
+
     def rule(value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
-            raise ValueError(f"{value!r} is not between {low:g} and {high:g}")
+        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
+            kind = "a whole number" if whole else "a number"
+            raise ValueError(f"{value!r} is not {kind} between {low:g} and {high:g}")
 
     return rule
 
@@ -554,7 +568,7 @@ def _in_range(low: float, high: float) -> Callable[[Any], None]:
 _EXTRA_RULES: dict[tuple[type[Base], str], Callable[[Any], None]] = {
     (Device, "id"): validate_device_id,
     (Site, "timezone"): _timezone_name,
-    (Ticket, "satisfaction_score"): _in_range(1, 5),
+    (Ticket, "satisfaction_score"): _in_range(1, 5, whole=True),
     (Prediction, "probability"): _in_range(0, 1),
 }
 
@@ -589,6 +603,8 @@ def _install_checks() -> None:
                 checks.append(_check_text(name, column.type.length))
             elif isinstance(column.type, UTCDateTime):
                 checks.append(_check_timestamp(name))
+            elif isinstance(column.type, Float):
+                checks.append(_check_with(name, _finite))
             rule = _EXTRA_RULES.get((cls, attr.key))
             if rule is not None:
                 checks.append(_check_with(name, rule))
