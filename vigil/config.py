@@ -56,12 +56,28 @@ class InfluxSettings(BaseModel):
 
 
 class IngestSettings(BaseModel):
+    """The ingest service: MQTT session, batching, limits and its HTTP endpoint.
+
+    ``client_id`` must be stable across restarts (the broker resumes the
+    session by it) and distinct per worker; by default it is derived from the
+    host name. ``receive_maximum`` bounds the unacknowledged messages the
+    broker sends, and so ingest's memory.
+    """
+
     shared_group: str = "ingest"
     client_id: str | None = None
     batch_size: int = Field(5000, ge=1)
     batch_interval_s: float = Field(0.5, gt=0)
-    max_buffered_samples: int = Field(200_000, ge=1000)
+    max_buffered_samples: int = Field(50_000, ge=1000)
     session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
+    receive_maximum: int = Field(20_000, ge=10, le=65535)
+    max_inbox_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
+    max_clock_skew_s: float = Field(300.0, ge=0)
+    dedup_window: int = Field(100_000, ge=1)
+    registry_refresh_s: float = Field(30.0, gt=0)
+    last_seen_interval_s: float = Field(5.0, gt=0)
+    max_backoff_s: float = Field(15.0, gt=0)
+    metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535)
 
 

@@ -1,0 +1,350 @@
+"""From received messages to durable writes and acknowledgements.
+
+Two threads: the worker decodes and validates what the network thread put in
+the inbox and fills batches; the writer makes each batch durable (telemetry
+store, then the SQL database) and only then acknowledges its messages. Batches
+are written one after another, in order, so a repeat dropped by the dedup
+window is never acknowledged before the copy it repeats is durable.
+
+When a store is down the writer retries with capped exponential backoff and
+the worker stops at a small number of waiting batches; the inbox then fills,
+and the broker stops sending once Receive Maximum messages are unacknowledged.
+Memory stays bounded and the rest waits at the broker.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from edge_agent.protocol import Event, Status, Telemetry
+from ingest.batcher import Batch, BatchPolicy, DeadLetterItem, EventItem, StatusItem
+from ingest.dedup import RecentKeys
+from ingest.inbox import Inbound, Inbox
+from ingest.metrics import IngestMetrics
+from ingest.presence import LastSeen
+from ingest.records import IngestRecords
+from ingest.registry import KnownDevices
+from ingest.validation import RejectReason, Rejected, Rules, check_message
+from vigil.db.models import DEAD_LETTER_PAYLOAD_CHARS
+from vigil.telemetry.store import Point, TelemetryError, TelemetryStore
+
+log = logging.getLogger(__name__)
+
+# Bytes of a refused payload kept in memory until its dead letter is written.
+DEAD_LETTER_KEEP_BYTES = DEAD_LETTER_PAYLOAD_CHARS
+
+Acker = Callable[[list[tuple[int, int]]], int]
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    policy: BatchPolicy = BatchPolicy()
+    rules: Rules = Rules()
+    dedup_capacity: int = 100_000
+    max_waiting_batches: int = 2
+    last_seen_interval_s: float = 5.0
+    min_backoff_s: float = 0.2
+    max_backoff_s: float = 15.0
+
+
+class Pipeline:
+    def __init__(
+        self,
+        inbox: Inbox,
+        store: TelemetryStore,
+        records: IngestRecords,
+        registry: KnownDevices,
+        acker: Acker,
+        metrics: IngestMetrics,
+        options: PipelineOptions = PipelineOptions(),
+    ) -> None:
+        self.inbox = inbox
+        self.store = store
+        self.records = records
+        self.registry = registry
+        self.acker = acker
+        self.metrics = metrics
+        self.options = options
+        self.dedup = RecentKeys(options.dedup_capacity)
+        self.last_seen = LastSeen()
+        self._last_seen_at = time.monotonic()
+        self._batches: queue.Queue[Batch | None] = queue.Queue(maxsize=options.max_waiting_batches)
+        self._stopping = threading.Event()  # finish what was received, then stop
+        self._abandon = threading.Event()  # stop now; unacknowledged messages come back later
+        self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self.buffered_samples = 0
+        self._buffered_lock = threading.Lock()
+        self.store_failing_since: float | None = None
+        self.sql_failing_since: float | None = None
+        self.batches_written = 0
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def start(self) -> None:
+        self._worker.start()
+        self._writer.start()
+
+    @property
+    def alive(self) -> bool:
+        return self._worker.is_alive() and self._writer.is_alive()
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Write and acknowledge what was received; True if that finished within ``timeout``."""
+        self._stopping.set()
+        deadline = time.monotonic() + timeout
+        self._worker.join(max(0.0, deadline - time.monotonic()))
+        self._writer.join(max(0.0, deadline - time.monotonic()))
+        clean = not self._worker.is_alive() and not self._writer.is_alive()
+        if not clean:
+            self._abandon.set()
+            self._worker.join(5)
+            self._writer.join(5)
+        return clean
+
+    # --- worker: decode, validate, batch ---------------------------------------
+
+    def _work(self) -> None:
+        policy = self.options.policy
+        batch: Batch | None = None
+        try:
+            while not self._abandon.is_set():
+                if batch is None:
+                    wait = 0.2
+                else:
+                    wait = policy.wait_s(batch.messages, time.monotonic() - batch.opened_at)
+                room = policy.max_messages - (batch.messages if batch else 0)
+                items = self.inbox.take(max(1, room), wait) if not self._stopping.is_set() \
+                    else self.inbox.take(max(1, room), 0)
+                if items:
+                    if batch is None:
+                        batch = Batch(opened_at=time.monotonic())
+                    self._accept(items, batch)
+                self.metrics.inbox_messages.set(len(self.inbox))
+                self.metrics.buffer_fill.set(self.inbox.fill)
+                if batch is not None and (
+                        policy.due(batch.samples, batch.messages, time.monotonic() - batch.opened_at)
+                        or (self._stopping.is_set() and not items)):
+                    self._hand_over(batch)
+                    batch = None
+                elif self._stopping.is_set() and not items:
+                    break
+                if not self._stopping.is_set():
+                    self.registry.maybe_refresh()
+        except Exception:
+            log.exception("ingest worker failed")
+            raise
+        finally:
+            self._put(None)
+
+    def _accept(self, items: list[Inbound], batch: Batch) -> None:
+        """Sort each message into the batch: points, a dead letter, a status or an event."""
+        now_ms = int(time.time() * 1000)
+        outcomes: Counter[tuple[str, str]] = Counter()
+        rejected: Counter[str] = Counter()
+        registry = self.registry
+        rules = self.options.rules
+        points = batch.points
+        dedup = self.dedup
+        for item in items:
+            try:
+                accepted = check_message(item.topic, item.payload, size=item.size, now_ms=now_ms,
+                                         is_known=registry.is_known, rules=rules)
+            except Rejected as exc:
+                batch.dead_letters.append(DeadLetterItem(
+                    topic=item.topic, payload=item.payload[:DEAD_LETTER_KEEP_BYTES],
+                    size=item.size, reason=exc.reason,
+                    kind=exc.kind.value))
+                rejected[exc.kind.value] += 1
+                outcomes["unknown", "rejected"] += 1
+                batch.add_message(item.mid, item.epoch, item.received_at)
+                continue
+            device = accepted.device
+            message = accepted.message
+            if isinstance(message, Telemetry):
+                if dedup.add(("t", device, message.seq)):
+                    tags = registry.get(device)
+                    model, site = (tags.model, tags.site) if tags else ("", "")
+                    for sample in message.samples:
+                        points.append(Point(device, sample.ts, sample.metrics, model, site))
+                    outcomes["telemetry", "accepted"] += 1
+                else:
+                    outcomes["telemetry", "duplicate"] += 1
+                self.last_seen.record(device, item.received_ms)
+            elif isinstance(message, Status):
+                batch.statuses.append(StatusItem(device, message, item.received_ms))
+                outcomes["status", "accepted"] += 1
+            elif isinstance(message, Event):
+                if dedup.add(("e", device, message.seq)):
+                    batch.events.append(EventItem(device, message))
+                    outcomes["events", "accepted"] += 1
+                else:
+                    outcomes["events", "duplicate"] += 1
+                self.last_seen.record(device, item.received_ms)
+            batch.add_message(item.mid, item.epoch, item.received_at)
+        for (kind, outcome), n in outcomes.items():
+            self.metrics.messages.labels(kind, outcome).inc(n)
+        for reason, n in rejected.items():
+            self.metrics.dead_letters.labels(reason).inc(n)
+
+    def _hand_over(self, batch: Batch) -> None:
+        if time.monotonic() - self._last_seen_at >= self.options.last_seen_interval_s \
+                or self._stopping.is_set():
+            batch_seen = self.last_seen.drain()
+            self._last_seen_at = time.monotonic()
+        else:
+            batch_seen = {}
+        with self._buffered_lock:
+            self.buffered_samples += batch.samples
+            self.metrics.buffered_samples.set(self.buffered_samples)
+        self._put((batch, batch_seen))  # type: ignore[arg-type]
+
+    def _put(self, item: object) -> None:
+        """Queue for the writer, waiting while it is behind (this is the backpressure)."""
+        while True:
+            try:
+                self._batches.put(item, timeout=0.5)  # type: ignore[arg-type]
+                return
+            except queue.Full:
+                if self._abandon.is_set():
+                    return
+
+    # --- writer: make durable, then acknowledge ---------------------------------
+
+    def _write_loop(self) -> None:
+        while True:
+            try:
+                item = self._batches.get(timeout=0.5)
+            except queue.Empty:
+                if self._abandon.is_set():
+                    return
+                continue
+            if item is None:
+                return
+            batch, seen = item  # type: ignore[misc]
+            started = time.monotonic()
+            if not self._make_durable(batch):
+                return  # abandoned while a store was down: the broker redelivers
+            acked = self.acker(batch.acks)
+            done = time.monotonic()
+            self.batches_written += 1
+            with self._buffered_lock:
+                self.buffered_samples -= batch.samples
+                self.metrics.buffered_samples.set(self.buffered_samples)
+            m = self.metrics
+            m.acks.inc(acked)
+            m.samples.inc(batch.samples)
+            m.batch_seconds.observe(done - started)
+            m.batch_samples.observe(batch.samples)
+            if batch.oldest_received is not None:
+                m.lag.set(done - batch.oldest_received)
+            if seen:
+                self._write_last_seen(seen)
+
+    def _make_durable(self, batch: Batch) -> bool:
+        if batch.points and not self._retry("telemetry", lambda: self._write_points(batch)):
+            return False
+        if batch.has_sql_work and not self._retry("sql", lambda: self._write_sql(batch)):
+            return False
+        return True
+
+    def _retry(self, store: str, write: Callable[[], None]) -> bool:
+        """Run ``write`` until it succeeds; False only if abandoned meanwhile."""
+        delay = self.options.min_backoff_s
+        while True:
+            try:
+                write()
+            except Exception as exc:
+                if self._abandon.is_set():
+                    return False
+                self.metrics.store_errors.labels(store).inc()
+                now = time.monotonic()
+                if store == "telemetry":
+                    self.metrics.store_up.set(0)
+                    self.store_failing_since = self.store_failing_since or now
+                else:
+                    self.sql_failing_since = self.sql_failing_since or now
+                log.warning("write failed, retrying", extra={
+                    "store": store, "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                    "retry_in_s": round(delay, 2)})
+                if self._abandon.wait(delay):
+                    return False
+                delay = min(delay * 2, self.options.max_backoff_s)
+                continue
+            if store == "telemetry":
+                self.metrics.store_up.set(1)
+                self.store_failing_since = None
+            else:
+                self.sql_failing_since = None
+            return True
+
+    def _write_points(self, batch: Batch) -> None:
+        try:
+            self.store.write(batch.points)
+        except TelemetryError as exc:
+            # Validation should have caught this; find the bad points so the rest is stored.
+            log.error("store refused a batch; writing point by point",
+                      extra={"error": str(exc)[:300]})
+            good: list[Point] = []
+            for point in batch.points:
+                try:
+                    self.store.write([point])
+                    good.append(point)
+                except TelemetryError as bad:
+                    batch.dead_letters.append(DeadLetterItem(
+                        topic=f"vigil/v1/dev/{point.device}/telemetry",
+                        payload=repr(point).encode(), size=0, reason=str(bad),
+                        kind=RejectReason.STORE.value))
+                    self.metrics.dead_letters.labels(RejectReason.STORE.value).inc()
+            batch.points = good
+
+    def _write_sql(self, batch: Batch) -> None:
+        try:
+            self.records.write(batch.dead_letters, batch.statuses, batch.events)
+        except (OperationalError, InterfaceError):
+            raise  # the database is unreachable: retry the whole batch
+        except DBAPIError as exc:
+            log.error("database refused a batch; writing item by item",
+                      extra={"error": str(exc)[:300]})
+            self._write_sql_one_by_one(batch)
+
+    def _write_sql_one_by_one(self, batch: Batch) -> None:
+        """A status or event the database refuses (say, its device was just deleted) is dead-lettered."""
+        refused: list[DeadLetterItem] = []
+        for status in batch.statuses:
+            try:
+                self.records.write([], [status], [])
+            except (OperationalError, InterfaceError):
+                raise
+            except DBAPIError as exc:
+                refused.append(DeadLetterItem(f"vigil/v1/dev/{status.device}/status",
+                                              repr(status.status).encode(), 0, str(exc)[:500],
+                                              RejectReason.STORE.value))
+        for event in batch.events:
+            try:
+                self.records.write([], [], [event])
+            except (OperationalError, InterfaceError):
+                raise
+            except DBAPIError as exc:
+                refused.append(DeadLetterItem(f"vigil/v1/dev/{event.device}/events",
+                                              repr(event.event).encode(), 0, str(exc)[:500],
+                                              RejectReason.STORE.value))
+        self.records.write(batch.dead_letters + refused, [], [])
+        batch.statuses, batch.events = [], []
+        batch.dead_letters = batch.dead_letters + refused
+
+    def _write_last_seen(self, seen: dict[str, int]) -> None:
+        try:
+            self.records.write_last_seen(seen)
+        except Exception as exc:
+            # Presence only, never acknowledged data: the next telemetry moves last_seen again.
+            self.metrics.store_errors.labels("sql").inc()
+            log.warning("last_seen update failed", extra={"error": str(exc)[:300]})

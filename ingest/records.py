@@ -1,0 +1,120 @@
+"""What ingest reads from and writes to the SQL database.
+
+Reads: the registered devices with the tags their telemetry carries. Writes, in
+one transaction per batch: dead letters, presence from status messages, and
+device events (once per (device, seq), so a redelivered event is a no-op).
+``last_seen`` from telemetry is written separately and coarsely.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, bindparam, case, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from ingest.batcher import DeadLetterItem, EventItem, StatusItem
+from ingest.presence import latest_per_device
+from ingest.registry import DeviceTags
+from vigil.db.models import DeadLetter, Device, DeviceEvent
+from vigil.db.session import make_engine, make_session_factory, transaction
+
+DEVICES = Device.__table__
+EVENTS = DeviceEvent.__table__
+DEAD_LETTERS = DeadLetter.__table__
+
+
+def utc_from_ms(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+def _later_seen() -> object:
+    """``last_seen`` moved forward only: an old receipt never hides a newer one."""
+    seen = bindparam("b_seen", type_=DEVICES.c.last_seen.type)
+    return case(
+        (DEVICES.c.last_seen.is_(None), seen),
+        (DEVICES.c.last_seen < seen, seen),
+        else_=DEVICES.c.last_seen,
+    )
+
+
+class IngestRecords:
+    """The SQL side of ingest, over one engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions: sessionmaker[Session] = make_session_factory(engine)
+        self._dialect = engine.dialect.name
+
+    @classmethod
+    def from_url(cls, url: str) -> IngestRecords:
+        return cls(make_engine(url))
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def load_devices(self) -> dict[str, DeviceTags]:
+        with self.sessions() as session:
+            rows = session.execute(select(Device.id, Device.model, Device.site_id)).all()
+        return {row.id: DeviceTags(model=row.model or "",
+                                   site="" if row.site_id is None else str(row.site_id))
+                for row in rows}
+
+    def write(self, dead_letters: list[DeadLetterItem], statuses: list[StatusItem],
+              events: list[EventItem]) -> None:
+        """Make one batch's SQL part durable, all or nothing."""
+        with transaction(self.sessions) as session:
+            if dead_letters:
+                session.execute(insert(DEAD_LETTERS), [self._dead_letter_row(d) for d in dead_letters])
+            if statuses:
+                self._write_statuses(session, statuses)
+            if events:
+                self._write_events(session, events)
+
+    def write_last_seen(self, seen: dict[str, int]) -> None:
+        if not seen:
+            return
+        stmt = (update(DEVICES).where(DEVICES.c.id == bindparam("b_id"))
+                .values(last_seen=_later_seen()))
+        with transaction(self.sessions) as session:
+            session.connection().execute(
+                stmt, [{"b_id": device, "b_seen": utc_from_ms(ms)} for device, ms in sorted(seen.items())]
+            )
+
+    @staticmethod
+    def _dead_letter_row(item: DeadLetterItem) -> dict[str, object]:
+        """The model makes any input storable (cut short, NUL and bad UTF-8 escaped)."""
+        letter = DeadLetter.from_message(item.topic, item.payload, item.reason)
+        return {"received_at": datetime.now(UTC), "topic": letter.topic, "reason": letter.reason,
+                "payload": letter.payload, "payload_size": item.size}
+
+    def _write_statuses(self, session: Session, statuses: list[StatusItem]) -> None:
+        updates = latest_per_device(statuses)
+        with_fw = [u for u in updates if u.firmware is not None]
+        without_fw = [u for u in updates if u.firmware is None]
+        base = {"online": bindparam("b_online"), "state": bindparam("b_state"),
+                "status_detail": bindparam("b_detail", type_=DEVICES.c.status_detail.type),
+                "last_seen": _later_seen()}
+        conn = session.connection()
+        for group, values in ((with_fw, {**base, "firmware": bindparam("b_fw")}), (without_fw, base)):
+            if not group:
+                continue
+            stmt = update(DEVICES).where(DEVICES.c.id == bindparam("b_id")).values(**values)
+            params = []
+            for u in group:
+                row: dict[str, object] = {"b_id": u.device, "b_online": u.online, "b_state": u.state,
+                                          "b_detail": u.detail, "b_seen": utc_from_ms(u.seen_ms)}
+                if u.firmware is not None:
+                    row["b_fw"] = u.firmware
+                params.append(row)
+            conn.execute(stmt, params)
+
+    def _write_events(self, session: Session, events: Iterable[EventItem]) -> None:
+        rows = [{"device_id": e.device, "seq": e.event.seq, "ts": utc_from_ms(e.event.ts),
+                 "code": e.event.code, "severity": e.event.severity, "text": e.event.text,
+                 "received_at": datetime.now(UTC)} for e in events]
+        dialect = postgresql if self._dialect == "postgresql" else sqlite
+        stmt = dialect.insert(EVENTS).on_conflict_do_nothing(index_elements=["device_id", "seq"])
+        session.connection().execute(stmt, rows)

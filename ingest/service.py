@@ -1,0 +1,118 @@
+"""The ingest service: subscriber, pipeline and HTTP endpoint, wired from settings.
+
+Start order: registry, pipeline, HTTP endpoint, then the MQTT session (so no
+message arrives before something can take it). Stop order is the reverse of
+what matters for data: refuse new messages, write and acknowledge everything
+already received, then disconnect, keeping the broker session.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from edge_agent.protocol import MAX_PAYLOAD_BYTES
+from ingest.batcher import BatchPolicy
+from ingest.endpoints import Endpoints
+from ingest.inbox import Inbox
+from ingest.metrics import IngestMetrics
+from ingest.pipeline import DEAD_LETTER_KEEP_BYTES, Pipeline, PipelineOptions
+from ingest.records import IngestRecords
+from ingest.registry import KnownDevices
+from ingest.subscriber import Subscriber, default_client_id
+from ingest.validation import Rules
+from vigil.config import Settings
+from vigil.telemetry.store import TelemetryStore
+
+log = logging.getLogger(__name__)
+
+# Batches in memory at once: one being written, one waiting, one being filled.
+BATCHES_IN_MEMORY = 3
+
+
+def batch_policy(settings: Settings) -> BatchPolicy:
+    """Batch limits that fit the broker's unacknowledged window and the memory budget.
+
+    Every message of the batches in memory is unacknowledged, so together they
+    must fit in Receive Maximum, or the broker would stop sending before a
+    batch fills and each batch would wait for its timer.
+    """
+    s = settings.ingest
+    return BatchPolicy(
+        max_samples=max(1, min(s.batch_size, s.max_buffered_samples // BATCHES_IN_MEMORY)),
+        max_messages=max(1, min(s.batch_size, s.receive_maximum // BATCHES_IN_MEMORY)),
+        max_age_s=s.batch_interval_s,
+    )
+
+
+class IngestService:
+    def __init__(self, settings: Settings, store: TelemetryStore, records: IngestRecords,
+                 *, metrics_port: int | None = None) -> None:
+        s = settings.ingest
+        self.settings = settings
+        self.store = store
+        self.records = records
+        self.metrics = IngestMetrics()
+        self.inbox = Inbox(max_messages=s.receive_maximum + 1, max_bytes=s.max_inbox_bytes)
+        self.registry = KnownDevices(records.load_devices, refresh_s=s.registry_refresh_s)
+        self.subscriber = Subscriber(
+            settings.mqtt, self.inbox, self.metrics,
+            client_id=s.client_id or default_client_id(), shared_group=s.shared_group,
+            session_expiry_s=s.session_expiry_s, receive_maximum=s.receive_maximum,
+            keep_bytes=DEAD_LETTER_KEEP_BYTES, max_payload_bytes=MAX_PAYLOAD_BYTES)
+        self.pipeline = Pipeline(
+            self.inbox, store, records, self.registry, self.subscriber.ack, self.metrics,
+            PipelineOptions(policy=batch_policy(settings),
+                            rules=Rules(max_clock_skew_ms=int(s.max_clock_skew_s * 1000)),
+                            dedup_capacity=s.dedup_window, max_waiting_batches=1,
+                            last_seen_interval_s=s.last_seen_interval_s,
+                            max_backoff_s=s.max_backoff_s))
+        port = s.metrics_port if metrics_port is None else metrics_port
+        # Port 0 lets the system choose one (several workers on one host); it is logged.
+        self.endpoints = Endpoints(s.metrics_host, port, self.metrics.registry,
+                                   self.healthy, self.ready)
+        self.started = False
+
+    def start(self) -> None:
+        self.registry.refresh()
+        self.metrics.store_up.set(1)
+        self.pipeline.start()
+        self.endpoints.start()
+        self.subscriber.start()
+        self.started = True
+        log.info("ingest started", extra={
+            "client_id": self.subscriber.client_id, "group": self.subscriber.shared_group,
+            "devices": len(self.registry),
+            "http_port": self.endpoints.port})
+
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Flush and acknowledge what was received, then disconnect; True if all was flushed."""
+        self.inbox.close()
+        clean = self.pipeline.stop(timeout)
+        self.subscriber.stop()
+        self.endpoints.stop()
+        log.info("ingest stopped", extra={"flushed": clean})
+        return clean
+
+    def healthy(self) -> tuple[bool, dict[str, object]]:
+        return self.pipeline.alive, {"threads": self.pipeline.alive}
+
+    def ready(self) -> tuple[bool, dict[str, object]]:
+        failing = self.pipeline.store_failing_since
+        detail: dict[str, object] = {
+            "broker": self.subscriber.connected,
+            "registry": self.registry.loaded,
+            "store": failing is None,
+            "sql": self.pipeline.sql_failing_since is None,
+        }
+        if failing is not None:
+            detail["store_failing_s"] = round(time.monotonic() - failing, 1)
+        return all(v for k, v in detail.items() if k != "store_failing_s") and self.pipeline.alive, detail
+
+
+def open_service(settings: Settings, *, metrics_port: int | None = None) -> IngestService:
+    """The service with the telemetry store and SQL database the settings name."""
+    from vigil.telemetry import open_store
+
+    return IngestService(settings, open_store(settings), IngestRecords.from_url(settings.sql_url),
+                         metrics_port=metrics_port)

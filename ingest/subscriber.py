@@ -1,0 +1,188 @@
+"""The MQTT side of ingest: a persistent MQTT 5 session on a shared subscription, acked by hand.
+
+The broker keeps this session's messages while ingest is down (clean start off,
+a session expiry), and several ingest workers in one shared-subscription group
+split the devices' traffic. Nothing is acknowledged on receipt: the worker acks
+a message only once what it carries is durable. Callbacks only hand messages
+to the inbox, so the network thread never waits on a database.
+
+Packet ids belong to one connection. After a disconnect the broker sends every
+unacknowledged message again, so acks of the old connection are dropped rather
+than sent on the new one, where the same id may name another message.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import ssl
+import threading
+import time
+from typing import Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from edge_agent.protocol import subscription
+from ingest.inbox import Inbound, Inbox
+from ingest.metrics import IngestMetrics
+from vigil.config import MqttSettings
+
+log = logging.getLogger(__name__)
+
+KINDS = ("telemetry", "status", "events")
+# Receive Maximum is a 16-bit field: the most unacknowledged messages a broker may send.
+MAX_RECEIVE_MAXIMUM = 65535
+
+
+def default_client_id() -> str:
+    """Stable across restarts on one host, so the broker resumes the same session."""
+    return f"vigil-ingest-{socket.gethostname()}"[:64]
+
+
+class Subscriber:
+    def __init__(
+        self,
+        settings: MqttSettings,
+        inbox: Inbox,
+        metrics: IngestMetrics,
+        *,
+        client_id: str,
+        shared_group: str,
+        session_expiry_s: int,
+        receive_maximum: int,
+        keep_bytes: int,
+        max_payload_bytes: int,
+    ) -> None:
+        if not 1 <= receive_maximum <= MAX_RECEIVE_MAXIMUM:
+            raise ValueError(f"receive_maximum must be 1..{MAX_RECEIVE_MAXIMUM}, got {receive_maximum}")
+        self.settings = settings
+        self.inbox = inbox
+        self.metrics = metrics
+        self.client_id = client_id
+        self.shared_group = shared_group
+        self.session_expiry_s = session_expiry_s
+        self.receive_maximum = receive_maximum
+        self.keep_bytes = keep_bytes
+        self.max_payload_bytes = max_payload_bytes
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._connected = threading.Event()
+        self._subscribed = threading.Event()
+        self.connections = 0
+        self.client = self._make_client()
+
+    # --- lifecycle ------------------------------------------------------------
+
+    def _make_client(self) -> mqtt.Client:
+        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                             protocol=mqtt.MQTTv5, manual_ack=True)
+        s = self.settings
+        if s.username:
+            client.username_pw_set(s.username, s.password.get_secret_value() if s.password else None)
+        if s.tls_ca or s.tls_cert:
+            client.tls_set(ca_certs=str(s.tls_ca) if s.tls_ca else None,
+                           certfile=str(s.tls_cert) if s.tls_cert else None,
+                           keyfile=str(s.tls_key) if s.tls_key else None,
+                           cert_reqs=ssl.CERT_REQUIRED)
+        client.reconnect_delay_set(min_delay=1, max_delay=15)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        client.on_subscribe = self._on_subscribe
+        return client
+
+    def start(self) -> None:
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.session_expiry_s
+        props.ReceiveMaximum = self.receive_maximum
+        self.client.connect_async(self.settings.host, self.settings.port,
+                                  keepalive=self.settings.keepalive, clean_start=False,
+                                  properties=props)
+        self.client.loop_start()
+
+    def wait_subscribed(self, timeout: float) -> bool:
+        return self._subscribed.wait(timeout)
+
+    def stop(self) -> None:
+        """Disconnect, keeping the session (and its unacknowledged messages) at the broker."""
+        self.inbox.close()
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._connected.clear()
+        self.metrics.connected.set(0)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    # --- acknowledgement --------------------------------------------------------
+
+    def ack(self, acks: list[tuple[int, int]]) -> int:
+        """Acknowledge (packet id, epoch) pairs of the current connection; returns how many."""
+        sent = 0
+        with self._lock:
+            current = self._epoch
+            if not self._connected.is_set():
+                return 0
+            for mid, epoch in acks:
+                if epoch == current and mid:
+                    self.client.ack(mid, 1)
+                    sent += 1
+        return sent
+
+    # --- callbacks (network thread: keep them quick) ----------------------------
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
+                    reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            log.warning("broker refused the connection", extra={"reason": str(reason_code)})
+            return
+        with self._lock:
+            self._epoch += 1
+            self._connected.set()
+        self.connections += 1
+        self.metrics.connected.set(1)
+        log.info("connected to broker", extra={
+            "session_present": bool(flags.session_present), "client_id": self.client_id,
+            "host": self.settings.host, "port": self.settings.port})
+        options = SubscribeOptions(qos=1)
+        client.subscribe([(subscription(kind, shared_group=self.shared_group), options)
+                          for kind in KINDS])
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
+                      reason_codes: Any, properties: Any) -> None:
+        failed = [str(rc) for rc in reason_codes if rc.is_failure]
+        if failed:
+            log.error("broker refused a subscription", extra={"reasons": failed})
+            return
+        self._subscribed.set()
+
+    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
+                       reason_code: Any, properties: Any) -> None:
+        with self._lock:
+            self._epoch += 1
+            self._connected.clear()
+        self._subscribed.clear()
+        self.metrics.connected.set(0)
+        log.warning("disconnected from broker", extra={"reason": str(reason_code)})
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        payload = message.payload
+        size = len(payload)
+        if size > self.max_payload_bytes:
+            # Refused anyway; keep only what the dead letter stores.
+            payload = payload[: self.keep_bytes]
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = message._topic.decode("utf-8", errors="backslashreplace")
+        self.inbox.put(Inbound(mid=message.mid if message.qos else 0, epoch=self._epoch,
+                               topic=topic, payload=payload, size=size,
+                               received_at=time.monotonic(), received_ms=int(time.time() * 1000)))
