@@ -1,0 +1,281 @@
+"""Pure parts of ingest: validation beyond the protocol, the dedup window, batch policy, presence."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pytest
+
+from edge_agent.protocol import MAX_PAYLOAD_BYTES, Status, Telemetry
+from ingest.batcher import BatchPolicy, StatusItem
+from ingest.dedup import RecentKeys
+from ingest.inbox import Inbound, Inbox
+from ingest.presence import MAX_STATUS_DETAIL_BYTES, LastSeen, latest_per_device
+from ingest.registry import DeviceTags, KnownDevices
+from ingest.validation import RejectReason, Rejected, Rules, check_message
+
+NOW = 1_763_900_000_000
+KNOWN = {"pump-1", "mon-2"}
+
+
+def telemetry(seq: int = 1, ts: int = NOW, **metrics: float) -> bytes:
+    return json.dumps({"v": 1, "seq": seq,
+                       "samples": [{"ts": ts, "metrics": metrics or {"temp": 21.5}}]}).encode()
+
+
+def check(topic: str, payload: bytes, *, size: int | None = None, rules: Rules = Rules()):
+    return check_message(topic, payload, size=len(payload) if size is None else size, now_ms=NOW,
+                         is_known=KNOWN.__contains__, rules=rules)
+
+
+def rejection(topic: str, payload: bytes, **kw) -> Rejected:
+    with pytest.raises(Rejected) as info:
+        check(topic, payload, **kw)
+    return info.value
+
+
+# --- validation ---------------------------------------------------------------
+
+def test_good_telemetry_is_accepted_with_its_device() -> None:
+    accepted = check("vigil/v1/dev/pump-1/telemetry", telemetry(7, temp=20.0, flow=1.5))
+    assert accepted.device == "pump-1" and accepted.kind == "telemetry"
+    assert isinstance(accepted.message, Telemetry)
+    assert accepted.message.seq == 7
+    assert accepted.message.samples[0].metrics == {"temp": 20.0, "flow": 1.5}
+
+
+def test_status_and_events_are_accepted() -> None:
+    status = check("vigil/v1/dev/mon-2/status",
+                   json.dumps({"v": 1, "state": "offline", "ts": NOW}).encode())
+    assert isinstance(status.message, Status) and status.message.state == "offline"
+    event = check("vigil/v1/dev/mon-2/events", json.dumps(
+        {"v": 1, "seq": 3, "ts": NOW, "code": "E42", "severity": "error"}).encode())
+    assert event.kind == "events"
+
+
+def test_unknown_device_is_rejected_with_its_id() -> None:
+    r = rejection("vigil/v1/dev/stranger/telemetry", telemetry())
+    assert r.kind is RejectReason.UNKNOWN_DEVICE and "stranger" in r.reason
+
+
+@pytest.mark.parametrize("topic", [
+    "vigil/v1/dev/pump-1/cmd",  # a kind ingest does not take
+    "vigil/v1/dev/pu mp/telemetry",  # not a device id
+    "vigil/v1/dev/p\u00fcmp/telemetry",
+    "other/pump-1/telemetry",
+])
+def test_bad_topics_are_rejected(topic: str) -> None:
+    assert rejection(topic, telemetry()).kind is RejectReason.TOPIC
+
+
+def test_clock_ahead_beyond_skew_is_rejected_but_within_is_accepted() -> None:
+    rules = Rules(max_clock_skew_ms=60_000)
+    check("vigil/v1/dev/pump-1/telemetry", telemetry(ts=NOW + 59_000), rules=rules)
+    r = rejection("vigil/v1/dev/pump-1/telemetry", telemetry(ts=NOW + 61_000), rules=rules)
+    assert r.kind is RejectReason.CLOCK and "61 s ahead" in r.reason
+
+
+def test_one_future_sample_rejects_the_whole_message() -> None:
+    body = {"v": 1, "seq": 1, "samples": [{"ts": NOW, "metrics": {"a": 1}},
+                                          {"ts": NOW + 3_600_000, "metrics": {"a": 2}}]}
+    assert rejection("vigil/v1/dev/pump-1/telemetry", json.dumps(body).encode()).kind is RejectReason.CLOCK
+
+
+def test_oversize_is_judged_on_the_wire_size_even_when_cut_short() -> None:
+    r = rejection("vigil/v1/dev/pump-1/telemetry", b"{\"v\":1", size=MAX_PAYLOAD_BYTES + 1)
+    assert r.kind is RejectReason.OVERSIZE and str(MAX_PAYLOAD_BYTES + 1) in r.reason
+
+
+@pytest.mark.parametrize("payload, words", [
+    (b"\xff\xfe garbage", "UTF-8 JSON"),
+    (b"[1,2]", "object"),
+    (b'{"v":2,"seq":1,"samples":[]}', "version"),
+    (b'{"v":1,"seq":-1,"samples":[{"ts":1763900000000,"metrics":{"a":1}}]}', "seq"),
+    (b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":NaN}}]}', "NaN"),
+    (b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1e308}}]}', "finite"),
+    (b'{"v":1,"seq":1,"samples":[{"ts":0,"metrics":{"a":1}}]}', "2000-01-01"),
+    (b'{"v":1,"seq":1,"samples":[{"ts":7258118400000,"metrics":{"a":1}}]}', "2100-01-01"),
+    ('{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"t\u00e9mp":1}}]}'.encode(), "metric name"),
+    (b'{"v":1,"seq":"1","samples":[{"ts":1763900000000,"metrics":{"a":1}}]}', "seq"),
+    (b"[" * 5000 + b"]" * 5000, "JSON"),
+])
+def test_schema_violations_are_rejected_with_a_reason(payload: bytes, words: str) -> None:
+    r = rejection("vigil/v1/dev/pump-1/telemetry", payload)
+    assert r.kind is RejectReason.SCHEMA
+    assert words.lower() in r.reason.lower()
+
+
+# --- dedup window -------------------------------------------------------------
+
+def test_recent_keys_spot_repeats_and_forget_the_oldest_first() -> None:
+    keys = RecentKeys(3)
+    assert keys.add(("t", "a", 1)) and keys.add(("t", "a", 2)) and keys.add(("t", "a", 3))
+    assert not keys.add(("t", "a", 1))
+    assert keys.add(("t", "a", 4))  # pushes out seq 1, the oldest
+    assert len(keys) == 3
+    assert ("t", "a", 1) not in keys and ("t", "a", 2) in keys
+    assert keys.add(("t", "a", 1))  # forgotten, so new again
+
+
+def test_recent_keys_stay_bounded() -> None:
+    keys = RecentKeys(1000)
+    for i in range(50_000):
+        keys.add(i)
+    assert len(keys) == 1000 and 49_999 in keys and 48_999 not in keys
+
+
+def test_recent_keys_refuse_zero_capacity() -> None:
+    with pytest.raises(ValueError):
+        RecentKeys(0)
+
+
+# --- batch policy -------------------------------------------------------------
+
+def test_batch_is_due_by_samples_messages_or_age() -> None:
+    p = BatchPolicy(max_samples=100, max_messages=50, max_age_s=0.5)
+    assert not p.due(samples=0, messages=0, age_s=10)  # nothing to write
+    assert not p.due(samples=99, messages=49, age_s=0.49)
+    assert p.due(samples=100, messages=1, age_s=0)
+    assert p.due(samples=1, messages=50, age_s=0)
+    assert p.due(samples=1, messages=1, age_s=0.5)
+
+
+def test_batch_wait_counts_down_from_the_first_message() -> None:
+    p = BatchPolicy(max_age_s=0.5)
+    assert p.wait_s(messages=0, age_s=3) == 0.5
+    assert p.wait_s(messages=3, age_s=0.2) == pytest.approx(0.3)
+    assert p.wait_s(messages=3, age_s=2) == 0
+
+
+def test_batch_policy_refuses_nonsense() -> None:
+    with pytest.raises(ValueError):
+        BatchPolicy(max_samples=0)
+    with pytest.raises(ValueError):
+        BatchPolicy(max_age_s=0)
+
+
+# --- presence ---------------------------------------------------------------
+
+def status_item(device: str, state: str, received: int, **extra: object) -> StatusItem:
+    return StatusItem(device, Status(state=state, ts=received - 5, fw="2.1", model="X1",
+                                     extra=dict(extra)), received)
+
+
+def test_last_status_per_device_wins_and_offline_means_not_online() -> None:
+    updates = latest_per_device([status_item("a", "online", 1), status_item("b", "maintenance", 2),
+                                 status_item("a", "offline", 3, battery=40)])
+    by_device = {u.device: u for u in updates}
+    assert by_device["a"].state == "offline" and by_device["a"].online is False
+    assert by_device["a"].detail == {"battery": 40, "reported_model": "X1", "status_ts": -2}
+    assert by_device["b"].online is True and by_device["b"].firmware == "2.1"
+
+
+def test_huge_status_detail_is_replaced_by_a_note() -> None:
+    update = latest_per_device([status_item("a", "online", 1, blob="x" * MAX_STATUS_DETAIL_BYTES)])[0]
+    assert "blob" not in update.detail and "note" in update.detail
+
+
+def test_last_seen_keeps_the_newest_and_drains() -> None:
+    seen = LastSeen()
+    seen.record("a", 10)
+    seen.record("a", 5)
+    seen.record("b", 7)
+    assert seen.drain() == {"a": 10, "b": 7}
+    assert len(seen) == 0
+    seen.record("a", 3)
+    seen.restore({"a": 2, "c": 1})
+    assert seen.drain() == {"a": 3, "c": 1}
+
+
+# --- registry cache ----------------------------------------------------------
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_registry_reloads_on_a_miss_at_most_once_per_interval() -> None:
+    clock = FakeClock()
+    table = {"a": DeviceTags("X1", "1")}
+    loads: list[int] = []
+
+    def load() -> dict[str, DeviceTags]:
+        loads.append(1)
+        return dict(table)
+
+    known = KnownDevices(load, refresh_s=30, miss_refresh_s=2, clock=clock)
+    known.refresh()
+    table["b"] = DeviceTags("X2", "")
+    assert known.get("a") == DeviceTags("X1", "1")
+    assert not known.is_known("b")  # the last load was just now: no reload yet
+    assert len(loads) == 1
+    clock.now += 2
+    assert known.is_known("b")  # a miss after the interval reloads
+    assert len(loads) == 2
+    for _ in range(100):
+        known.is_known("nobody")
+    assert len(loads) == 2  # a flood of unknown ids does not reload every time
+
+
+def test_registry_keeps_the_old_set_when_the_database_fails() -> None:
+    clock = FakeClock()
+    fail = [False]
+
+    def load() -> dict[str, DeviceTags]:
+        if fail[0]:
+            raise ConnectionError("database down")
+        return {"a": DeviceTags("X1", "")}
+
+    known = KnownDevices(load, refresh_s=30, miss_refresh_s=2, clock=clock)
+    known.refresh()
+    fail[0] = True
+    clock.now += 60
+    known.maybe_refresh()
+    assert known.is_known("a")
+
+
+# --- inbox ------------------------------------------------------------------
+
+def inbound(i: int, size: int = 10) -> Inbound:
+    return Inbound(mid=i, epoch=1, topic="t", payload=b"x" * size, size=size,
+                   received_at=0.0, received_ms=0)
+
+
+def test_inbox_hands_over_in_order_and_counts_bytes() -> None:
+    box = Inbox(max_messages=10, max_bytes=1000)
+    for i in range(5):
+        box.put(inbound(i))
+    assert box.bytes == 50
+    assert [m.mid for m in box.take(3, timeout=0)] == [0, 1, 2]
+    assert box.bytes == 20 and len(box) == 2
+
+
+def test_inbox_makes_the_producer_wait_when_full_and_close_releases_it() -> None:
+    box = Inbox(max_messages=2, max_bytes=1000)
+    box.put(inbound(1))
+    box.put(inbound(2))
+    result: list[bool] = []
+    producer = threading.Thread(target=lambda: result.append(box.put(inbound(3))))
+    producer.start()
+    time.sleep(0.3)
+    assert producer.is_alive() and len(box) == 2  # waiting, not overfilling
+    box.take(1, timeout=0)
+    producer.join(5)
+    assert result == [True] and len(box) == 2
+    blocked = threading.Thread(target=lambda: result.append(box.put(inbound(4))))
+    blocked.start()
+    box.close()
+    blocked.join(5)
+    assert result == [True, False]
+
+
+def test_inbox_take_times_out_empty() -> None:
+    box = Inbox(max_messages=2, max_bytes=1000)
+    started = time.monotonic()
+    assert box.take(5, timeout=0.2) == []
+    assert time.monotonic() - started >= 0.15
