@@ -1,0 +1,524 @@
+"""The telemetry store on InfluxDB, through its 1.x-compatible HTTP API only.
+
+Writes are line protocol POSTed to ``/write`` (``precision=ms``), reads are
+InfluxQL from ``/query`` (``epoch=ms``): InfluxDB 1.x serves both natively, 2.x
+through its DBRP mapping and 3.x through its v1 compatibility API, so one client
+path reaches every generation a customer may run.
+
+Line protocol comes from influxdb-client's DataFrame serialiser (one generated
+format function per group of alike points, several times faster than building
+``Point`` objects). Batches are gzip-compressed and posted by a small thread
+pool, because serialising and posting then overlap while InfluxDB works on the
+other core. Writes are idempotent (a point is identified by series and time), so
+a failed POST is simply sent again: on connection errors, 5xx and 429 (honouring
+``Retry-After``) with exponential backoff. Query results come back as CSV
+(``Accept: application/csv``), which pandas parses in C; JSON is understood too.
+Error messages name the server and the user but never the password or token.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+from edge_agent.protocol import ProtocolError, validate_device_id, validate_metric_name
+from vigil.telemetry import influxql
+from vigil.telemetry.batch import RESERVED_METRICS, check_metric_names, latest_frame, result_frame, validate_batch
+from vigil.telemetry.store import (
+    DEFAULT_MEASUREMENT,
+    Aggregate,
+    Point,
+    StoreUnavailable,
+    TelemetryError,
+    TelemetryStore,
+    validate_interval,
+    validate_measurement,
+    validate_range,
+)
+
+if TYPE_CHECKING:
+    import pandas as pd
+    import requests
+
+    from vigil.config import InfluxSettings
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_BACKOFF_S = 8.0
+MAX_RETRY_AFTER_S = 60.0
+# Characters line protocol cannot carry exactly in a tag value.
+_LP_TAG_SPECIAL = "\\ ,="
+
+
+def validate_line_protocol_tag(key: str, value: str) -> None:
+    """Refuse tag values that line protocol would change on the way into InfluxDB.
+
+    Control characters are written as two-character escapes that InfluxDB keeps
+    literally, and a backslash before a space, comma, equals sign, another
+    backslash or the end cannot be escaped at all. Anything else is stored exactly.
+    """
+    for i, char in enumerate(value):
+        if char < " " or char == "\x7f":
+            raise TelemetryError(f"tag {key!r} value {value!r:.80}: control characters "
+                                 "cannot be stored in InfluxDB")
+        if char == "\\" and (i + 1 == len(value) or value[i + 1] in _LP_TAG_SPECIAL):
+            raise TelemetryError(f"tag {key!r} value {value!r:.80}: a backslash before a space, "
+                                 "comma, '=', backslash or the end cannot be stored in InfluxDB")
+
+
+def redact(url: str) -> str:
+    """The URL without any user:password part."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+
+
+class InfluxStore(TelemetryStore):
+    """Telemetry in an InfluxDB database (1.x, 2.x with DBRP mapping, 3.x)."""
+
+    def __init__(
+        self,
+        url: str,
+        database: str,
+        *,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        retention_policy: str | None = None,
+        timeout_s: float = 10.0,
+        batch_size: int = 5000,
+        gzip_body: bool = True,
+        retries: int = 5,
+        backoff_s: float = 0.5,
+        concurrency: int = 2,
+        create_database: bool = True,
+    ) -> None:
+        import requests
+        from requests.adapters import HTTPAdapter
+
+        if not database:
+            raise TelemetryError("InfluxDB database name is empty")
+        self.url = url.rstrip("/")
+        self.database = database
+        self.retention_policy = retention_policy or None
+        self.username = username
+        self.timeout_s = timeout_s
+        self.batch_size = batch_size
+        self.gzip_body = gzip_body
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.create_database = create_database
+        self._secrets = [s for s in (password, token) if s]
+        self._where = f"InfluxDB at {redact(self.url)}"
+        self._session = requests.Session()
+        self._session.trust_env = False
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(4, concurrency + 2), max_retries=0)
+        self._session.mount("http://", adapter)
+        self._session.mount("https://", adapter)
+        if token:
+            self._session.headers["Authorization"] = f"Token {token}"
+        elif username is not None:
+            self._session.auth = (username, password or "")
+        self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency),
+                                        thread_name_prefix="influx-write")
+        self._concurrency = max(1, concurrency)
+        self._database_checked = threading.Event()
+
+    @classmethod
+    def from_settings(cls, settings: InfluxSettings) -> InfluxStore:
+        return cls(
+            settings.url,
+            settings.database,
+            username=settings.username,
+            password=settings.password.get_secret_value() if settings.password else None,
+            token=settings.token.get_secret_value() if settings.token else None,
+            retention_policy=settings.retention_policy,
+            timeout_s=settings.timeout_s,
+            batch_size=settings.batch_size,
+            gzip_body=settings.gzip,
+            retries=settings.retries,
+        )
+
+    # -- writing -----------------------------------------------------------
+
+    def write(self, points: Iterable[Point]) -> int:
+        batch = validate_batch(points)
+        for point in batch:
+            if point.model or point.site or point.extra_tags:
+                self._check_tags(point)
+        if not batch:
+            return 0
+        pending: list[Future[None]] = []
+        try:
+            for start in range(0, len(batch), self.batch_size):
+                body = self.serialise(batch[start:start + self.batch_size])
+                while len(pending) >= self._concurrency * 2:
+                    pending.pop(0).result()
+                pending.append(self._pool.submit(self._post_write, body))
+            for future in pending:
+                future.result()
+        finally:
+            for future in pending:
+                future.cancel()
+        return len(batch)
+
+    def _check_tags(self, point: Point) -> None:
+        for key, value in (("model", point.model), ("site", point.site), *point.extra_tags.items()):
+            if value:
+                validate_line_protocol_tag(key, value)
+        for key in point.extra_tags:
+            if key in RESERVED_METRICS:
+                raise TelemetryError(f"extra tag {key!r} would clash with the sample's own {key}")
+            if key in point.metrics:
+                raise TelemetryError(f"extra tag {key!r} has the name of a metric")
+
+    @staticmethod
+    def serialise(points: Sequence[Point]) -> bytes:
+        """Line protocol for the points: one DataFrame per group with the same tag keys and metrics."""
+        import numpy as np
+        import pandas as pd
+        from influxdb_client import WritePrecision
+        from influxdb_client.client.write.dataframe_serializer import DataframeSerializer
+        from influxdb_client.client.write_api import PointSettings
+
+        groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Point]] = {}
+        for p in points:
+            tag_keys: tuple[str, ...] = ("device",)
+            if p.model:
+                tag_keys += ("model",)
+            if p.site:
+                tag_keys += ("site",)
+            if p.extra_tags:
+                tag_keys += tuple(sorted(k for k, v in p.extra_tags.items() if v))
+            key = (p.measurement, tag_keys, tuple(p.metrics))
+            group = groups.get(key)
+            if group is None:
+                groups[key] = [p]
+            else:
+                group.append(p)
+        lines: list[str] = []
+        settings = PointSettings()
+        for (measurement, tag_keys, metric_names), group in groups.items():
+            data: dict[str, Any] = {}
+            for tag in tag_keys:
+                if tag == "device":
+                    data[tag] = [p.device for p in group]
+                elif tag == "model":
+                    data[tag] = [p.model for p in group]
+                elif tag == "site":
+                    data[tag] = [p.site for p in group]
+                else:
+                    data[tag] = [p.extra_tags[tag] for p in group]
+            for name in metric_names:
+                data[name] = np.fromiter((p.metrics[name] for p in group), dtype="float64",
+                                         count=len(group))
+            times = np.fromiter((p.ts for p in group), dtype="int64", count=len(group))
+            frame = pd.DataFrame(data, index=pd.to_datetime(times, unit="ms", utc=True))
+            serializer = DataframeSerializer(
+                frame, settings, precision=WritePrecision.MS,
+                data_frame_measurement_name=measurement, data_frame_tag_columns=list(tag_keys),
+            )
+            lines.extend(serializer.serialize())
+        lines.append("")
+        return "\n".join(lines).encode()
+
+    def _post_write(self, body: bytes) -> None:
+        params = {"db": self.database, "precision": "ms"}
+        if self.retention_policy:
+            params["rp"] = self.retention_policy
+        headers = {"Content-Type": "text/plain; charset=utf-8"}
+        if self.gzip_body:
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        response = self._request("POST", "/write", params=params, data=body, headers=headers)
+        if response.status_code == 404 and "database not found" in response.text:
+            self._ensure_database()
+            response = self._request("POST", "/write", params=params, data=body, headers=headers)
+        if response.status_code != 204:
+            raise self._refused("write", response)
+
+    # -- reading -----------------------------------------------------------
+
+    def query(
+        self,
+        device: str,
+        start: datetime | int,
+        end: datetime | int,
+        *,
+        metrics: Sequence[str] | None = None,
+        interval: timedelta | None = None,
+        aggregate: Aggregate = "mean",
+        measurement: str = DEFAULT_MEASUREMENT,
+    ) -> pd.DataFrame:
+        import numpy as np
+
+        _check_device(device)
+        start_ms, end_ms = validate_range(start, end)
+        interval_ms = validate_interval(interval, aggregate)
+        validate_measurement(measurement)
+        names = _check_metrics(metrics)
+        statement = influxql.select_range(measurement, device, start_ms, end_ms, names,
+                                          interval_ms, aggregate, self.retention_policy)
+        times, columns = self._select_csv(statement)
+        if interval_ms is not None and not names:
+            prefix = f"{aggregate}_"
+            columns = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in columns.items()}
+        if times is None:
+            return result_frame(np.empty(0, dtype="int64"), {}, names)
+        return result_frame(times, columns, names)
+
+    def latest(
+        self, devices: Sequence[str] | None = None, *, measurement: str = DEFAULT_MEASUREMENT
+    ) -> pd.DataFrame:
+        validate_measurement(measurement)
+        if devices is not None:
+            devices = [_check_device(d) for d in devices]
+            if not devices:
+                return latest_frame({})
+        results = self._query_json(influxql.select_latest(measurement, devices, self.retention_policy))
+        values: dict[str, dict[str, float]] = {}
+        for series in results[0].get("series", []):
+            device = series.get("tags", {}).get("device", "")
+            row = series["values"][0]
+            values[device] = {
+                col[len("last_"):]: val for col, val in zip(series["columns"], row)
+                if col.startswith("last_") and val is not None
+            }
+        rows: dict[str, tuple[int, dict[str, float]]] = {}
+        for series in results[1].get("series", []):
+            device = series.get("tags", {}).get("device", "")
+            if device in values:
+                rows[device] = (int(series["values"][0][0]), values[device])
+        return latest_frame(rows)
+
+    def devices(self, *, measurement: str = DEFAULT_MEASUREMENT) -> list[str]:
+        validate_measurement(measurement)
+        results = self._query_json(influxql.show_devices(measurement))
+        found = {row[1] for series in results[0].get("series", []) for row in series["values"]}
+        return sorted(found)
+
+    def metrics(self, device: str | None = None, *, measurement: str = DEFAULT_MEASUREMENT) -> list[str]:
+        validate_measurement(measurement)
+        if device is not None:
+            frame = self.latest([device], measurement=measurement)
+            if frame.empty:
+                return []
+            row = frame.iloc[0].drop("time")
+            return sorted(str(name) for name in row.index[row.notna()])
+        results = self._query_json(influxql.show_fields(measurement))
+        return sorted({row[0] for series in results[0].get("series", []) for row in series["values"]})
+
+    def ping(self) -> None:
+        response = self._request("GET", "/ping")
+        if response.status_code not in (200, 204):
+            raise self._refused("ping", response)
+        self._ensure_database()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True)
+        self._session.close()
+
+    # -- HTTP --------------------------------------------------------------
+
+    def _select_csv(self, statement: str) -> tuple[Any, dict[str, Any]]:
+        """Times and columns of a one-series SELECT; (None, {}) when nothing matched."""
+        import pandas as pd
+
+        response = self._query(statement, accept="application/csv")
+        content_type = response.headers.get("Content-Type", "")
+        if "json" in content_type:
+            return _series_columns(self._results(response, statement)[0])
+        if not response.content.strip():
+            return None, {}
+        frame = pd.read_csv(io.BytesIO(response.content), engine="c", dtype={"time": "int64"})
+        if list(frame.columns) == ["error"]:
+            raise StoreUnavailable(f"{self._where} refused a query: {frame['error'].iloc[0]}")
+        frame = frame.drop(columns=[c for c in ("name", "tags") if c in frame.columns])
+        times = frame.pop("time").to_numpy()
+        return times, {str(c): frame[c].to_numpy() for c in frame.columns}
+
+    def _query_json(self, statement: str) -> list[dict[str, Any]]:
+        return self._results(self._query(statement), statement)
+
+    def _query(self, statement: str, *, accept: str = "application/json",
+               method: str = "GET", database: bool = True) -> requests.Response:
+        params = {"q": statement, "epoch": "ms"}
+        if database:
+            params["db"] = self.database
+            if self.retention_policy:
+                params["rp"] = self.retention_policy
+        if method == "POST":
+            response = self._request("POST", "/query", data=params, headers={"Accept": accept})
+        else:
+            response = self._request("GET", "/query", params=params, headers={"Accept": accept})
+        if response.status_code != 200:
+            raise self._refused("query", response)
+        return response
+
+    def _results(self, response: requests.Response, statement: str) -> list[dict[str, Any]]:
+        try:
+            body = response.json()
+        except ValueError as exc:
+            raise StoreUnavailable(f"{self._where} answered a query with invalid JSON") from exc
+        if "error" in body:
+            raise StoreUnavailable(f"{self._where} refused a query: {self._scrub(body['error'])}")
+        results = body.get("results", [])
+        for result in results:
+            if "error" in result:
+                raise StoreUnavailable(f"{self._where} refused a query: {self._scrub(result['error'])}")
+        return results
+
+    def _ensure_database(self) -> None:
+        """Check that the credentials can read the database; create it if missing and allowed."""
+        response = self._query("SHOW RETENTION POLICIES")
+        body = response.json()
+        errors = [r["error"] for r in body.get("results", []) if "error" in r]
+        if not errors:
+            return
+        if "database not found" not in errors[0]:
+            raise StoreUnavailable(f"{self._where} refused to read database "
+                                   f"{self.database!r}: {self._scrub(errors[0])}")
+        if not self.create_database:
+            raise StoreUnavailable(f"{self._where} has no database {self.database!r}")
+        with self._database_lock:
+            create = f"CREATE DATABASE {influxql.quote_ident(self.database)}"
+            try:
+                result = self._query(create, method="POST", database=False)
+            except StoreUnavailable as exc:
+                raise StoreUnavailable(f"{self._where} has no database {self.database!r} and this "
+                                       f"user may not create it: {exc}") from None
+            errors = [r["error"] for r in result.json().get("results", []) if "error" in r]
+            if errors:
+                raise StoreUnavailable(f"{self._where} has no database {self.database!r} and "
+                                       f"could not create it: {self._scrub(errors[0])}")
+
+    _database_lock = threading.Lock()
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        """One HTTP request, repeated with backoff on connection errors, 5xx and 429."""
+        import requests
+
+        attempts = self.retries + 1
+        last_problem = ""
+        for attempt in range(attempts):
+            delay = min(MAX_BACKOFF_S, self.backoff_s * 2 ** attempt)
+            try:
+                response = self._session.request(method, self.url + path,
+                                                  timeout=self.timeout_s, **kwargs)
+            except requests.RequestException as exc:
+                last_problem = _describe(exc)
+            else:
+                if response.status_code not in RETRY_STATUSES:
+                    return response
+                last_problem = f"HTTP {response.status_code} {response.reason}"
+                retry_after = _retry_after(response.headers.get("Retry-After"))
+                if retry_after is not None:
+                    delay = retry_after
+                response.close()
+            if attempt + 1 < attempts:
+                time.sleep(delay)
+        raise StoreUnavailable(
+            f"{self._where} could not be reached after {attempts} tries: {self._scrub(last_problem)}"
+        )
+
+    def _refused(self, what: str, response: requests.Response) -> StoreUnavailable:
+        detail = response.headers.get("X-Influxdb-Error", "")
+        if not detail:
+            try:
+                detail = response.json().get("error", "")
+            except ValueError:
+                detail = response.text[:300]
+        if response.status_code in (401, 403):
+            who = f"user {self.username!r}" if self.username else "the token"
+            return StoreUnavailable(f"{self._where} refused the credentials of {who} for {what} "
+                                    f"(HTTP {response.status_code}): {self._scrub(detail)}")
+        if response.status_code == 400 and what == "write":
+            return StoreUnavailable(f"{self._where} rejected a write: {self._scrub(detail)}")
+        return StoreUnavailable(f"{self._where} answered {what} with HTTP {response.status_code}: "
+                                f"{self._scrub(detail)}")
+
+    def _scrub(self, text: object) -> str:
+        message = str(text)
+        for secret in self._secrets:
+            message = message.replace(secret, "***")
+        return message
+
+
+def _check_device(device: str) -> str:
+    try:
+        return validate_device_id(device)
+    except ProtocolError as exc:
+        raise TelemetryError(str(exc)) from None
+
+
+def _check_metrics(metrics: Sequence[str] | None) -> list[str] | None:
+    if metrics is None:
+        return None
+    if isinstance(metrics, str):
+        raise TelemetryError(f"metrics must be a list of names, not the string {metrics!r:.80}")
+    names = list(metrics)
+    try:
+        for name in names:
+            validate_metric_name(name)
+    except ProtocolError as exc:
+        raise TelemetryError(str(exc)) from None
+    check_metric_names(names)
+    if len(set(names)) != len(names):
+        raise TelemetryError(f"metrics {names!r} name a metric twice")
+    return names or None
+
+
+def _series_columns(result: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    import numpy as np
+
+    series = result.get("series")
+    if not series:
+        return None, {}
+    columns = series[0]["columns"]
+    values = series[0]["values"]
+    times = np.array([row[0] for row in values], dtype="int64")
+    data = {
+        col: np.array([np.nan if row[i] is None else row[i] for row in values], dtype="float64")
+        for i, col in enumerate(columns) if col != "time"
+    }
+    return times, data
+
+
+def _retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return min(MAX_RETRY_AFTER_S, max(0.0, float(value)))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        return min(MAX_RETRY_AFTER_S, max(0.0, when.timestamp() - time.time()))
+
+
+def _describe(exc: Exception) -> str:
+    """A short reason for a connection failure, without URLs or headers."""
+    import requests
+
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    if isinstance(exc, requests.ConnectionError):
+        text = str(exc)
+        for marker in ("Connection refused", "Name or service not known", "No route to host",
+                       "Connection reset", "RemoteDisconnected", "Connection aborted"):
+            if marker in text:
+                return f"connection failed ({marker})"
+        return "connection failed"
+    return type(exc).__name__
+
