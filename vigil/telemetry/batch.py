@@ -11,7 +11,13 @@ import math
 from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING
 
-from edge_agent.protocol import MAX_TS_MS, MIN_TS_MS
+from edge_agent.protocol import (
+    MAX_TS_MS,
+    MIN_TS_MS,
+    ProtocolError,
+    validate_device_id,
+    validate_metric_name,
+)
 from vigil.telemetry.store import Point, TelemetryError, validate_point
 
 # Names a metric may not take: InfluxDB reserves ``time`` and a field named like a
@@ -28,6 +34,32 @@ def check_metric_names(names: Iterable[str]) -> None:
 if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
+
+
+def check_device(device: str) -> str:
+    """A device id as a query argument, or TelemetryError."""
+    try:
+        return validate_device_id(device)
+    except ProtocolError as exc:
+        raise TelemetryError(str(exc)) from None
+
+
+def check_metrics(metrics: Sequence[str] | None) -> list[str] | None:
+    """Metric names asked for in a query, or None for all of them."""
+    if metrics is None:
+        return None
+    if isinstance(metrics, str):
+        raise TelemetryError(f"metrics must be a list of names, not the string {metrics!r:.80}")
+    names = list(metrics)
+    try:
+        for name in names:
+            validate_metric_name(name)
+    except ProtocolError as exc:
+        raise TelemetryError(str(exc)) from None
+    check_metric_names(names)
+    if len(set(names)) != len(names):
+        raise TelemetryError(f"metrics {names!r} name a metric twice")
+    return names or None
 
 
 def validate_batch(points: Iterable[Point]) -> list[Point]:

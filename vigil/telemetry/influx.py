@@ -28,9 +28,15 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
-from edge_agent.protocol import ProtocolError, validate_device_id, validate_metric_name
 from vigil.telemetry import influxql
-from vigil.telemetry.batch import RESERVED_METRICS, check_metric_names, latest_frame, result_frame, validate_batch
+from vigil.telemetry.batch import (
+    RESERVED_METRICS,
+    check_device,
+    check_metrics,
+    latest_frame,
+    result_frame,
+    validate_batch,
+)
 from vigil.telemetry.store import (
     DEFAULT_MEASUREMENT,
     Aggregate,
@@ -260,11 +266,11 @@ class InfluxStore(TelemetryStore):
     ) -> pd.DataFrame:
         import numpy as np
 
-        _check_device(device)
+        check_device(device)
         start_ms, end_ms = validate_range(start, end)
         interval_ms = validate_interval(interval, aggregate)
         validate_measurement(measurement)
-        names = _check_metrics(metrics)
+        names = check_metrics(metrics)
         statement = influxql.select_range(measurement, device, start_ms, end_ms, names,
                                           interval_ms, aggregate, self.retention_policy)
         times, columns = self._select_csv(statement)
@@ -280,7 +286,7 @@ class InfluxStore(TelemetryStore):
     ) -> pd.DataFrame:
         validate_measurement(measurement)
         if devices is not None:
-            devices = [_check_device(d) for d in devices]
+            devices = [check_device(d) for d in devices]
             if not devices:
                 return latest_frame({})
         results = self._query_json(influxql.select_latest(measurement, devices, self.retention_policy))
@@ -450,30 +456,6 @@ class InfluxStore(TelemetryStore):
         for secret in self._secrets:
             message = message.replace(secret, "***")
         return message
-
-
-def _check_device(device: str) -> str:
-    try:
-        return validate_device_id(device)
-    except ProtocolError as exc:
-        raise TelemetryError(str(exc)) from None
-
-
-def _check_metrics(metrics: Sequence[str] | None) -> list[str] | None:
-    if metrics is None:
-        return None
-    if isinstance(metrics, str):
-        raise TelemetryError(f"metrics must be a list of names, not the string {metrics!r:.80}")
-    names = list(metrics)
-    try:
-        for name in names:
-            validate_metric_name(name)
-    except ProtocolError as exc:
-        raise TelemetryError(str(exc)) from None
-    check_metric_names(names)
-    if len(set(names)) != len(names):
-        raise TelemetryError(f"metrics {names!r} name a metric twice")
-    return names or None
 
 
 def _series_columns(result: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
