@@ -15,6 +15,8 @@ from sqlalchemy import Engine, delete, select, text, update
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
+from tests.conftest import unique_name
+from vigil.db import migrations
 from vigil.db.enums import TicketState
 from vigil.db.models import (
     AuditLog,
@@ -27,8 +29,6 @@ from vigil.db.models import (
     Site,
     Ticket,
 )
-from tests.conftest import unique_name
-from vigil.db import migrations
 from vigil.db.session import make_engine, make_session_factory, transaction
 from vigil.servers import PostgreSQL
 

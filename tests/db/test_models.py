@@ -202,7 +202,8 @@ def test_dead_letter_with_binary_payload_is_stored(factory: sessionmaker[Session
         assert letter.payload.startswith("\\x00\x01\x02")
 
 
-@pytest.mark.parametrize("offset", [timedelta(0), timedelta(hours=5, minutes=30), -timedelta(hours=8)])
+@pytest.mark.parametrize("offset", [timedelta(0), timedelta(hours=5, minutes=30),
+                                    -timedelta(hours=8)])
 def test_timestamps_come_back_aware_utc(factory: sessionmaker[Session], offset: timedelta) -> None:
     given = datetime(2026, 1, 31, 23, 59, 59, 999999, tzinfo=timezone(offset))
     with transaction(factory) as s:

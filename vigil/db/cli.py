@@ -17,7 +17,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("current", help="show the revision the database is at")
     down = sub.add_parser("downgrade", help="take the schema back to a revision; may drop data")
     down.add_argument("revision", help='target revision, e.g. "-1" or "base" (drops everything)')
-    down.add_argument("--yes", action="store_true", help="confirm: tables and their data may be dropped")
+    down.add_argument("--yes", action="store_true",
+                      help="confirm: tables and their data may be dropped")
 
 
 def _reason(exc: BaseException) -> str:
@@ -60,14 +61,18 @@ def run(args: argparse.Namespace) -> int:
             if args.db_command == "upgrade":
                 before = migrations.current_revision(engine)
                 reached = migrations.upgrade(engine, args.revision)
-                change = "already at" if before == reached else f"upgraded from {before or 'empty'} to"
-                print(f"schema {change} revision {reached}{' (head)' if reached == head else ''}")
+                if before == reached:
+                    change = "already at"
+                else:
+                    change = f"upgraded from {before or 'empty'} to"
+                mark = " (head)" if reached == head else ""
+                print(f"schema {change} revision {reached}{mark}")
             elif args.db_command == "downgrade":
                 reached = migrations.downgrade(engine, args.revision)
                 print(f"schema downgraded to {reached or 'base (empty)'}")
             else:
                 current = migrations.current_revision(engine)
-                state = "up to date" if current == head else f"behind {head}: run `vigil db upgrade`"
+                state = "up to date" if current == head else f"not {head}: run `vigil db upgrade`"
                 print(f"schema at revision {current or 'none (empty database)'}, {state}")
         except CommandError as exc:
             print(f"error: {exc}", file=sys.stderr)

@@ -28,10 +28,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy import (
     JSON,
     BigInteger,
-    Boolean,
     CheckConstraint,
     Column,
-    Date,
     DateTime,
     Dialect,
     Float,
@@ -341,7 +339,7 @@ class TranscriptEntry(Base):
 
 
 class KnowledgeArticle(Base):
-    """A known fault and its fix; tickets are matched to articles by category, model and symptoms."""
+    """A known fault and its fix; tickets find articles by category, model and symptoms."""
 
     __tablename__ = "knowledge_articles"
 
@@ -367,7 +365,9 @@ class MaintenancePlan(Base):
         CheckConstraint(
             "interval_days IS NOT NULL OR interval_usage_hours IS NOT NULL", name="has_interval"
         ),
-        CheckConstraint("interval_days IS NULL OR interval_days > 0", name="interval_days_positive"),
+        CheckConstraint(
+            "interval_days IS NULL OR interval_days > 0", name="interval_days_positive"
+        ),
         CheckConstraint(
             "interval_usage_hours IS NULL OR interval_usage_hours > 0",
             name="interval_usage_hours_positive",
