@@ -290,21 +290,28 @@ class Pipeline:
         try:
             self.store.write(batch.points)
         except TelemetryError as exc:
-            # Validation should have caught this; find the bad points so the rest is stored.
-            log.error("store refused a batch; writing point by point",
+            # Validation should have caught this; halve the batch until the bad points are found.
+            log.error("store refused a batch; looking for the bad points",
                       extra={"error": str(exc)[:300]})
-            good: list[Point] = []
-            for point in batch.points:
-                try:
-                    self.store.write([point])
-                    good.append(point)
-                except TelemetryError as bad:
-                    batch.dead_letters.append(DeadLetterItem(
-                        topic=f"vigil/v1/dev/{point.device}/telemetry",
-                        payload=repr(point).encode(), size=0, reason=str(bad),
-                        kind=RejectReason.STORE.value))
-                    self.metrics.dead_letters.labels(RejectReason.STORE.value).inc()
-            batch.points = good
+            batch.points = self._write_good(batch.points, batch)
+
+    def _write_good(self, points: list[Point], batch: Batch) -> list[Point]:
+        """Write every point the store accepts; dead-letter the others. Returns those written."""
+        try:
+            self.store.write(points)
+            return points
+        except TelemetryError as exc:
+            if len(points) == 1:
+                point = points[0]
+                batch.dead_letters.append(DeadLetterItem(
+                    topic=f"vigil/v1/dev/{point.device}/telemetry",
+                    payload=repr(point).encode()[:DEAD_LETTER_KEEP_BYTES], size=0,
+                    reason=f"telemetry store refused the sample: {exc}",
+                    kind=RejectReason.STORE.value))
+                self.metrics.dead_letters.labels(RejectReason.STORE.value).inc()
+                return []
+        half = len(points) // 2
+        return self._write_good(points[:half], batch) + self._write_good(points[half:], batch)
 
     def _write_sql(self, batch: Batch) -> None:
         try:

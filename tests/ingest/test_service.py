@@ -1,0 +1,165 @@
+"""Ingest end to end against real Mosquitto, InfluxDB and SQLite/PostgreSQL, in process."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import pytest
+
+from ingest.records import IngestRecords
+from ingest.service import IngestService
+from tests.ingest.support import (
+    Publisher,
+    dead_letters,
+    devices,
+    events,
+    points_per_device,
+    prepare_registry,
+    settings_for,
+    telemetry_payload,
+    timestamps,
+    wait_for,
+)
+from vigil.config import Settings
+from vigil.servers import InfluxDB, Mosquitto
+from vigil.telemetry.influx import InfluxStore
+from vigil.telemetry.store import StoreUnavailable
+
+pytestmark = [pytest.mark.servers]
+
+DEVICES = ["pump-1", "pump-2", "mon-3"]
+
+
+@contextmanager
+def running(settings: Settings, store: InfluxStore | None = None) -> Iterator[IngestService]:
+    store = store or InfluxStore.from_settings(settings.influxdb)
+    service = IngestService(settings, store, IngestRecords.from_url(settings.sql_url))
+    service.start()
+    try:
+        assert service.subscriber.wait_subscribed(30), "ingest did not subscribe"
+        yield service
+    finally:
+        service.stop(30)
+        store.close()
+        service.records.close()
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def whole_second_ago(seconds: int) -> int:
+    """A timestamp on a whole second, which every store keeps exactly."""
+    return (now_ms() // 1000 - seconds) * 1000
+
+
+def test_telemetry_status_events_and_bad_messages(
+        mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str) -> None:
+    prepare_registry(sql_url, DEVICES)
+    settings = settings_for(mosquitto, influxdb, influx_database, sql_url, client_id="it-basic",
+                            shared_group="it-basic", last_seen_interval_s=0.2)
+    base = whole_second_ago(120)
+    with running(settings) as service:
+        pub = Publisher(mosquitto.port, "it-basic-pub")
+        for seq in range(20):
+            for device in DEVICES:
+                pub.publish(f"vigil/v1/dev/{device}/telemetry",
+                            telemetry_payload(seq, base + seq * 1000, {"m0": float(seq), "m1": 1.0}))
+        # a redelivered or replayed copy stores nothing twice
+        pub.publish("vigil/v1/dev/pump-1/telemetry", telemetry_payload(3, base + 3000, {"m0": 3.0, "m1": 1.0}))
+        pub.publish("vigil/v1/dev/pump-1/status", json.dumps(
+            {"v": 1, "state": "maintenance", "ts": now_ms(), "fw": "4.2.0", "model": "PUMP-X1",
+             "battery": 77}))
+        pub.publish("vigil/v1/dev/mon-3/status", json.dumps({"v": 1, "state": "offline", "ts": now_ms()}))
+        event = json.dumps({"v": 1, "seq": 9, "ts": now_ms(), "code": "E-OCCL", "severity": "error",
+                            "text": "occlusion"})
+        pub.publish("vigil/v1/dev/pump-2/events", event)
+        pub.publish("vigil/v1/dev/pump-2/events", event)
+        pub.publish("vigil/v1/dev/stranger/telemetry", telemetry_payload(1, base, {"m0": 1.0}))
+        pub.publish("vigil/v1/dev/pump-1/telemetry", b"\x00\xffnot json")
+        pub.publish("vigil/v1/dev/pump-2/telemetry",
+                    telemetry_payload(99, now_ms() + 3_600_000, {"m0": 1.0}))
+        pub.wait_acked()
+
+        wait_for(lambda: points_per_device(influxdb, influx_database) == {d: 20 for d in DEVICES},
+                 60, "all 60 samples queryable")
+        wait_for(lambda: len(dead_letters(sql_url)) == 3, 30, "three dead letters")
+        wait_for(lambda: service.metrics.acks._value.get() >= pub.sent, 30,
+                 "every message acknowledged")
+        wait_for(lambda: all(d.last_seen for d in devices(sql_url).values()), 30,
+                 "last_seen set from telemetry")
+
+        assert timestamps(influxdb, influx_database, "pump-1") == [base + s * 1000 for s in range(20)]
+        reasons = sorted(d.reason for d in dead_letters(sql_url))
+        assert any("not registered" in r for r in reasons)
+        assert any("UTF-8 JSON" in r for r in reasons)
+        assert any("ahead of the platform clock" in r for r in reasons)
+        letters = {d.topic: d for d in dead_letters(sql_url)}
+        assert letters["vigil/v1/dev/pump-1/telemetry"].payload.startswith("\\x00\\xffnot json")
+
+        registry = devices(sql_url)
+        pump = registry["pump-1"]
+        assert (pump.state, pump.online, pump.firmware) == ("maintenance", True, "4.2.0")
+        assert pump.status_detail["battery"] == 77
+        assert (registry["mon-3"].state, registry["mon-3"].online) == ("offline", False)
+        stored = events(sql_url)
+        assert [(e.device_id, e.seq, e.code, e.severity) for e in stored] == [
+            ("pump-2", 9, "E-OCCL", "error")]
+
+        with urllib.request.urlopen(f"http://127.0.0.1:{service.endpoints.port}/metrics") as r:
+            text = r.read().decode()
+        assert 'vigil_ingest_messages_total{kind="telemetry",outcome="duplicate"} 1.0' in text
+        assert 'vigil_ingest_dead_letters_total{reason="unknown_device"} 1.0' in text
+        assert "vigil_ingest_samples_total 60.0" in text
+        with urllib.request.urlopen(f"http://127.0.0.1:{service.endpoints.port}/readyz") as r:
+            assert json.loads(r.read())["ok"] is True
+        pub.close()
+
+
+class FlakyStore(InfluxStore):
+    """The real store, made to fail while ``down`` is set (an outage on demand)."""
+
+    down = True
+
+    def write(self, points):  # type: ignore[no-untyped-def]
+        if self.down:
+            raise StoreUnavailable("InfluxDB is down (test)")
+        return super().write(points)
+
+
+@pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
+def test_nothing_is_acknowledged_while_the_store_is_down(
+        mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str) -> None:
+    prepare_registry(sql_url, DEVICES)
+    settings = settings_for(mosquitto, influxdb, influx_database, sql_url, client_id="it-down",
+                            shared_group="it-down", max_backoff_s=0.5)
+    store = FlakyStore.from_settings(settings.influxdb)
+    base = whole_second_ago(120)
+    pub = Publisher(mosquitto.port, "it-down-pub")
+    with running(settings, store) as service:
+        for seq in range(50):
+            pub.publish("vigil/v1/dev/pump-1/telemetry", telemetry_payload(seq, base + seq * 1000, {"m0": 1.0}))
+        pub.wait_acked()
+        wait_for(lambda: service.metrics.store_errors.labels("telemetry")._value.get() >= 2, 30,
+                 "ingest retrying the store")
+        assert service.metrics.acks._value.get() == 0
+        with urllib.request.urlopen(f"http://127.0.0.1:{service.endpoints.port}/healthz") as r:
+            assert r.status == 200
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{service.endpoints.port}/readyz")
+            raise AssertionError("ready while the store is down")
+        except urllib.error.HTTPError as exc:
+            assert exc.code == 503
+        # stop without flushing: like a crash, the broker keeps every unacknowledged message
+        service.pipeline.stop(timeout=0.5)
+    settings2 = settings.model_copy()
+    with running(settings2) as service:
+        wait_for(lambda: points_per_device(influxdb, influx_database) == {"pump-1": 50}, 60,
+                 "the 50 samples arrive after the restart")
+        wait_for(lambda: service.metrics.acks._value.get() >= 50, 30, "all acknowledged")
+    pub.close()
