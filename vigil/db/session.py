@@ -21,6 +21,10 @@ from sqlalchemy.orm import Session, sessionmaker
 # How long a SQLite writer waits for another writer's lock before failing.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
+# Execution option naming how a SQLite transaction begins: DEFERRED (the default,
+# for readers) or IMMEDIATE (for units of work, see ``transaction``).
+SQLITE_BEGIN_OPTION = "vigil_sqlite_begin"
+
 # NaN and infinities are not JSON; PostgreSQL refuses them, so refuse them everywhere.
 _json_dumps = partial(json.dumps, allow_nan=False, ensure_ascii=False)
 
@@ -67,7 +71,8 @@ def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
 
 
 def _sqlite_begin(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN")
+    mode = connection.get_execution_options().get(SQLITE_BEGIN_OPTION, "DEFERRED")
+    connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def make_engine(url: str | URL, **kwargs: Any) -> Engine:
@@ -100,6 +105,15 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit if the block succeeds, roll back if it raises."""
+    """One unit of work: commit if the block succeeds, roll back if it raises.
+
+    On SQLite the unit of work takes the write lock when it starts (BEGIN
+    IMMEDIATE), waiting for another writer up to the busy timeout. A deferred
+    transaction that reads and then writes would instead fail at once with
+    "database is locked" whenever another process wrote in between, and a
+    read-modify-write could not be lost or interleaved either way.
+    """
     with factory() as session, session.begin():
+        if session.get_bind().dialect.name == "sqlite":
+            session.connection(execution_options={SQLITE_BEGIN_OPTION: "IMMEDIATE"})
         yield session
