@@ -70,6 +70,18 @@ def test_a_new_device_is_offline_with_empty_detail(factory: sessionmaker[Session
         assert device.created_at.tzinfo == UTC
 
 
+def test_json_changed_in_place_is_saved(factory: sessionmaker[Session], device: Device) -> None:
+    with transaction(factory) as s:
+        found = s.get_one(Device, device.id)
+        found.status_detail["outbox_dropped"] = 2
+        s.add(article := KnowledgeArticle(title="t", body="b", category="software"))
+        s.flush()
+        article.tags.append("pump")
+    with factory() as s:
+        assert s.get_one(Device, device.id).status_detail == {"outbox_dropped": 2}
+        assert s.scalars(select(KnowledgeArticle.tags)).one() == ["pump"]
+
+
 def test_users_roles_and_customer_sites(factory: sessionmaker[Session]) -> None:
     with transaction(factory) as s:
         customer_role = s.scalars(select(Role).where(Role.name == RoleName.CUSTOMER)).one()

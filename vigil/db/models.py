@@ -44,6 +44,7 @@ from sqlalchemy import (
     event,
     text,
 )
+from sqlalchemy.ext.mutable import MutableDict, MutableList
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
@@ -119,7 +120,13 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}
+    # JSON documents notice in-place changes at their top level (``detail["x"] = 1``),
+    # which a plain JSON column would silently not save; nested changes need reassignment.
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        dict[str, Any]: MutableDict.as_mutable(JSON()),
+        list[Any]: MutableList.as_mutable(JSON()),
+    }
 
 
 def enum_column(enum: type[StrEnum], **kwargs: Any) -> Mapped[Any]:

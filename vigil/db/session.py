@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
 # How long a SQLite writer waits for another writer's lock before failing.
@@ -29,11 +30,22 @@ SQLITE_BEGIN_OPTION = "vigil_sqlite_begin"
 _json_dumps = partial(json.dumps, allow_nan=False, ensure_ascii=False)
 
 
+SUPPORTED_BACKENDS = ("sqlite", "postgresql")
+
+
 def normalise_url(url: str | URL) -> URL:
-    """The URL with the driver this project uses: psycopg 3 for PostgreSQL."""
+    """The URL with the driver this project uses: psycopg 3 for PostgreSQL.
+
+    Raises ``ArgumentError`` for a URL that is not one, or names a database
+    the schema is not made for (its triggers and checks exist for SQLite and
+    PostgreSQL only).
+    """
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    backend = parsed.get_backend_name()
+    if backend not in SUPPORTED_BACKENDS:
+        raise ArgumentError(f"{backend} is not supported; use SQLite or PostgreSQL")
     return parsed
 
 
@@ -91,7 +103,13 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
         options["pool_pre_ping"] = True
         options["connect_args"] = {"connect_timeout": 10}
     options.update(kwargs)
-    engine = create_engine(parsed, **options)
+    try:
+        engine = create_engine(parsed, **options)
+    except ImportError as exc:
+        raise ArgumentError(
+            f"the driver of {parsed.drivername} is not installed ({exc.name}); "
+            "use sqlite:/// or postgresql+psycopg://"
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         event.listen(engine, "connect", _sqlite_connect)
         event.listen(engine, "begin", _sqlite_begin)
