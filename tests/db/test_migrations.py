@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import multiprocessing
+
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
@@ -9,6 +11,7 @@ from sqlalchemy import Engine, inspect, text
 from vigil.db import migrations
 from vigil.db.enums import RoleName
 from vigil.db.models import Base
+from vigil.db.session import make_engine
 
 
 def differences(engine: Engine) -> list[object]:
@@ -57,3 +60,26 @@ def test_the_four_roles_exist_after_upgrade(db: Engine) -> None:
     with db.connect() as connection:
         roles = set(connection.scalars(text("SELECT name FROM roles")).all())
     assert roles == {"admin", "manager", "engineer", "customer"}
+
+
+def upgrade_in_process(url: str) -> None:
+    engine = make_engine(url)
+    try:
+        migrations.upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def test_concurrent_upgrades_leave_one_schema(sql_url: str, engine: Engine) -> None:
+    """Services that start together may all run the upgrade; all succeed, once."""
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=upgrade_in_process, args=(sql_url,)) for _ in range(3)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=240)
+    assert [worker.exitcode for worker in workers] == [0, 0, 0]
+    assert migrations.current_revision(engine) == migrations.head_revision()
+    assert differences(engine) == []
+    with engine.connect() as connection:
+        assert connection.scalar(text("SELECT count(*) FROM roles")) == len(RoleName)

@@ -9,10 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from alembic import context
-from sqlalchemy import Connection
+from sqlalchemy import Connection, text
 
 from vigil.db.models import Base, UTCDateTime
-from vigil.db.session import ensure_sqlite_folder, make_engine
+from vigil.db.session import SQLITE_BEGIN_OPTION, ensure_sqlite_folder, make_engine
+
+# An arbitrary constant naming the advisory lock that serialises migrations.
+MIGRATION_LOCK_KEY = 7_160_519_001
 
 
 def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
@@ -33,6 +36,11 @@ def run_migrations(connection: Connection) -> None:
         transaction_per_migration=False,
     )
     with context.begin_transaction():
+        if connection.dialect.name == "postgresql":
+            # Services starting together may all upgrade: one does, the others then
+            # find the schema current. SQLite gets the same from BEGIN IMMEDIATE.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"),
+                               {"key": MIGRATION_LOCK_KEY})
         context.run_migrations()
 
 
@@ -47,6 +55,7 @@ def run_online() -> None:
         engine = make_engine(url)
     try:
         with engine.connect() as connection:
+            connection.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
             run_migrations(connection)
     finally:
         if owned:
