@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from vigil.db import migrations
 from vigil.db.enums import RoleName
@@ -83,3 +85,13 @@ def test_concurrent_upgrades_leave_one_schema(sql_url: str, engine: Engine) -> N
     assert differences(engine) == []
     with engine.connect() as connection:
         assert connection.scalar(text("SELECT count(*) FROM roles")) == len(RoleName)
+
+
+def test_a_failed_upgrade_leaves_the_database_as_it_was(engine: Engine) -> None:
+    """The whole upgrade is one transaction, DDL included, on both databases."""
+    with engine.begin() as connection:
+        connection.execute(text("CREATE TABLE transcript_entries (id INTEGER PRIMARY KEY)"))
+    with pytest.raises(DBAPIError):
+        migrations.upgrade(engine)
+    assert set(inspect(engine).get_table_names()) == {"transcript_entries"}
+    assert migrations.current_revision(engine) is None
