@@ -1,0 +1,200 @@
+"""Benchmark the telemetry stores: write rate, one-day query and downsampled 30-day query.
+
+Writes the same data set into each store: 1,000,000 samples of 8 metrics from
+500 devices. One device, the query device, holds a full day at 1 Hz (86,400
+samples) plus the 30 days before it at one sample a minute (43,200); the other
+499 devices share the rest at one sample a minute, ending at the same time.
+Samples go to the store device by device in batches, as ingest sends them.
+Values have three decimals, like real sensor readings.
+
+Then it times two queries of the query device, repeated: its 1 Hz day with all
+8 metrics, and the last 30 days as 1-hour means. An InfluxDB is started for the
+run (Debian's, in a temporary folder) unless ``--influx-url`` names one, and the
+embedded store lives in a temporary folder; both are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+DAY_MS = 86_400_000
+MINUTE_MS = 60_000
+METRICS = ("temperature", "humidity", "supply_voltage", "current", "pressure", "flow_rate",
+           "motor_rpm", "battery_level")
+QUERY_DEVICE = "bench-000"
+END_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC: the end of the query device's 1 Hz day
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--samples", type=int, default=1_000_000,
+                        help="samples to write into each store (at least 200,000)")
+    parser.add_argument("--devices", type=int, default=500)
+    parser.add_argument("--repeat", type=int, default=7, help="times each query is run")
+    parser.add_argument("--stores", default="influxdb,embedded",
+                        help="comma-separated stores to measure: influxdb, embedded")
+    parser.add_argument("--write-size", type=int, default=50_000, help="samples per write call")
+    parser.add_argument("--batch-size", type=int, default=5000,
+                        help="samples per InfluxDB request (the store splits each write call)")
+    parser.add_argument("--concurrency", type=int, default=2,
+                        help="InfluxDB posts in flight at once")
+    parser.add_argument("--gzip", action="store_true",
+                        help="gzip InfluxDB request bodies (worth it across a network, "
+                             "a cost on loopback)")
+    parser.add_argument("--influx-url", help="an existing InfluxDB (default: start one)")
+    parser.add_argument("--influx-database", default="vigil_bench")
+    parser.add_argument("--influx-username")
+    parser.add_argument("--influx-password")
+    parser.add_argument("--influx-token")
+
+
+def plan(samples: int, devices: int) -> list[tuple[str, int, int, int]]:
+    """(device, first ts, step ms, count) runs that make up the data set."""
+    if samples < 200_000:
+        raise SystemExit("--samples must be at least 200,000 (the query device alone holds 129,600)")
+    if devices < 2:
+        raise SystemExit("--devices must be at least 2")
+    day_start = END_MS - DAY_MS
+    runs = [(QUERY_DEVICE, day_start - 30 * DAY_MS, MINUTE_MS, 30 * 1440),
+            (QUERY_DEVICE, day_start, 1000, 86_400)]
+    rest = samples - 30 * 1440 - 86_400
+    others = devices - 1
+    for i in range(others):
+        count = rest // others + (1 if i < rest % others else 0)
+        runs.append((f"bench-{i + 1:03d}", END_MS - count * MINUTE_MS, MINUTE_MS, count))
+    return runs
+
+
+def chunks(runs: list[tuple[str, int, int, int]], size: int) -> Iterator[list[Any]]:
+    """Points in batches of ``size``; generated lazily, so memory stays small."""
+    import numpy as np
+
+    from vigil.telemetry.store import Point
+
+    rng = np.random.default_rng(7)
+    batch: list[Point] = []
+    for device, first, step, count in runs:
+        model = f"model-{int(device[-3:]) % 7}"
+        site = f"site-{int(device[-3:]) % 40:02d}"
+        done = 0
+        while done < count:
+            n = min(count - done, size - len(batch))
+            ts = (first + (done + np.arange(n)) * step).tolist()
+            values = np.round(rng.normal(50.0, 15.0, size=(n, len(METRICS))), 3).tolist()
+            batch.extend(Point(device, t, dict(zip(METRICS, row)), model=model, site=site)
+                         for t, row in zip(ts, values))
+            done += n
+            if len(batch) == size:
+                yield batch
+                batch = []
+    if batch:
+        yield batch
+
+
+def measure_store(name: str, store: Any, runs: list[tuple[str, int, int, int]], total: int,
+                  write_size: int, repeat: int) -> dict[str, Any]:
+    write_s = 0.0
+    written = 0
+    next_report = total // 10
+    for batch in chunks(runs, write_size):
+        started = time.perf_counter()
+        written += store.write(batch)
+        write_s += time.perf_counter() - started
+        if written >= next_report or written == total:
+            print(f"  {name}: {written:>9,} / {total:,} samples written "
+                  f"({written / write_s:,.0f} samples/s)", flush=True)
+            next_report += total // 10
+    rate = written / write_s
+
+    day = END_MS - DAY_MS, END_MS
+    month = END_MS - 30 * DAY_MS, END_MS
+
+    def one_day() -> int:
+        frame = store.query(QUERY_DEVICE, *day)
+        if frame.shape != (86_400, len(METRICS)):
+            raise RuntimeError(f"{name}: one-day query returned {frame.shape}, expected (86400, 8)")
+        return len(frame)
+
+    def thirty_days() -> int:
+        frame = store.query(QUERY_DEVICE, *month, interval=timedelta(hours=1), aggregate="mean")
+        if frame.shape != (720, len(METRICS)):
+            raise RuntimeError(f"{name}: 30-day query returned {frame.shape}, expected (720, 8)")
+        return len(frame)
+
+    day_ms = timed(one_day, repeat)
+    month_ms = timed(thirty_days, repeat)
+    print(f"  {name}: write {rate:,.0f} samples/s ({written:,} samples in {write_s:.1f} s)")
+    print(f"  {name}: one-day query (86,400 rows x 8 metrics): median {day_ms['median']:.0f} ms, "
+          f"max {day_ms['max']:.0f} ms over {repeat} runs")
+    print(f"  {name}: 30-day query as 1-hour means (720 rows): median {month_ms['median']:.0f} ms, "
+          f"max {month_ms['max']:.0f} ms over {repeat} runs", flush=True)
+    return {"write_samples_per_s": round(rate), "samples": written, "write_s": round(write_s, 2),
+            "day_query_ms": day_ms, "downsampled_30d_query_ms": month_ms}
+
+
+def timed(call: Callable[[], int], repeat: int) -> dict[str, float]:
+    durations = []
+    for _ in range(max(1, repeat)):
+        started = time.perf_counter()
+        call()
+        durations.append((time.perf_counter() - started) * 1000)
+    return {"median": round(statistics.median(durations), 1), "max": round(max(durations), 1)}
+
+
+def run(args: argparse.Namespace) -> int:
+    from vigil.servers import InfluxDB
+    from vigil.telemetry.embedded import EmbeddedStore
+    from vigil.telemetry.influx import InfluxStore
+
+    stores = [s.strip() for s in args.stores.split(",") if s.strip()]
+    unknown = set(stores) - {"influxdb", "embedded"}
+    if unknown or not stores:
+        print(f"unknown store(s) {', '.join(sorted(unknown)) or '(none)'}; "
+              "choose from influxdb, embedded", file=sys.stderr)
+        return 2
+    runs = plan(args.samples, args.devices)
+    total = sum(run[3] for run in runs)
+    print(f"vigil bench store: {total:,} samples of {len(METRICS)} metrics from {args.devices} devices, "
+          f"write calls of {args.write_size:,}")
+    print(f"  query device {QUERY_DEVICE}: one day at 1 Hz (86,400 samples) and the 30 days before "
+          f"it at 1/min (43,200); the other {args.devices - 1} devices share the remaining "
+          f"{total - 129_600:,} at 1/min", flush=True)
+    results: dict[str, Any] = {"samples": total, "devices": args.devices, "metrics": len(METRICS),
+                               "write_size": args.write_size, "repeat": args.repeat}
+    with ExitStack() as stack:
+        tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vigil-bench-store-")))
+        for name in stores:
+            if name == "influxdb":
+                url, username, password = args.influx_url, args.influx_username, args.influx_password
+                if url is None:
+                    print("  starting InfluxDB ...", flush=True)
+                    server = InfluxDB(tmp / "influxdb").start()
+                    stack.callback(server.stop)
+                    url, username, password = server.url, server.username, server.password
+                store: Any = InfluxStore(url, args.influx_database, username=username,
+                                         password=password, token=args.influx_token,
+                                         batch_size=args.batch_size, concurrency=args.concurrency,
+                                         gzip_body=args.gzip)
+                store.ping()
+                results["influxdb_batch_size"] = args.batch_size
+                results["influxdb_concurrency"] = args.concurrency
+                results["influxdb_gzip"] = args.gzip
+                print(f"  influxdb: requests of {args.batch_size:,} samples, {args.concurrency} in "
+                      f"flight, gzip {'on' if args.gzip else 'off'}", flush=True)
+            else:
+                store = EmbeddedStore(tmp / "telemetry.db")
+            with store:
+                results[name] = measure_store(name, store, runs, total, args.write_size, args.repeat)
+            if name == "embedded":
+                results[name]["file_mb"] = round((tmp / "telemetry.db").stat().st_size / 1e6, 1)
+    print(json.dumps(results, sort_keys=True))
+    return 0
