@@ -123,7 +123,7 @@ def test_ticket_with_its_history(factory: sessionmaker[Session], device: Device)
         ticket = s.scalars(select(Ticket)).one()
         assert ticket.state == "acknowledged" and ticket.priority == "P1"
         assert ticket.evidence == {"codes": ["E042"], "readings": {"battery_v": 3.1}}
-        assert ticket.restore_by - ticket.created_at == timedelta(hours=24)
+        assert ticket.restore_by == ticket.created_at + timedelta(hours=24)
         assert ticket.assigned_to is not None and ticket.assigned_to.username == "eng1"
         assert ticket.satisfaction_score == 5 and ticket.signed_off_by is ticket.assigned_to
         assert [(e.actor, e.from_state, e.to_state) for e in ticket.events] == [

@@ -534,7 +534,7 @@ def _check_timestamp(name: str) -> Callable[[Any, Any, Any, Any], Any]:
     return check
 
 
-def _check_with(name: str, rule: Callable[[Any], None]) -> Callable[[Any, Any, Any, Any], Any]:
+def _check_with(name: str, rule: Callable[[Any], object]) -> Callable[[Any, Any, Any, Any], Any]:
     def check(target: Any, value: Any, oldvalue: Any, initiator: Any) -> Any:
         if value is not None:
             try:
@@ -562,17 +562,17 @@ def _timezone_name(value: str) -> None:
 
 
 def _in_range(low: float, high: float, *, whole: bool = False) -> Callable[[Any], None]:
-    kinds: type | tuple[type, ...] = int if whole else (int, float)
+    kind = "a whole number" if whole else "a number"
 
     def rule(value: Any) -> None:
-        if isinstance(value, bool) or not isinstance(value, kinds) or not low <= value <= high:
-            kind = "a whole number" if whole else "a number"
+        number = not isinstance(value, bool) and isinstance(value, int if whole else int | float)
+        if not number or not low <= value <= high:
             raise ValueError(f"{value!r} is not {kind} between {low:g} and {high:g}")
 
     return rule
 
 
-_EXTRA_RULES: dict[tuple[type[Base], str], Callable[[Any], None]] = {
+_EXTRA_RULES: dict[tuple[type[Base], str], Callable[[Any], object]] = {
     (Device, "id"): validate_device_id,
     (Site, "timezone"): _timezone_name,
     (Ticket, "satisfaction_score"): _in_range(1, 5, whole=True),
@@ -601,16 +601,16 @@ def _install_checks() -> None:
     for mapper in Base.registry.mappers:
         cls = mapper.class_
         for attr in mapper.column_attrs:
-            column = attr.columns[0]
+            mapped: Any = attr.columns[0]
             name = f"{cls.__name__}.{attr.key}"
             checks: list[Callable[[Any, Any, Any, Any], Any]] = []
-            if column.info.get("enum") is not None:
-                checks.append(_check_enum(name, column.info["enum"]))
-            elif isinstance(column.type, String):
-                checks.append(_check_text(name, column.type.length))
-            elif isinstance(column.type, UTCDateTime):
+            if mapped.info.get("enum") is not None:
+                checks.append(_check_enum(name, mapped.info["enum"]))
+            elif isinstance(mapped.type, String):
+                checks.append(_check_text(name, mapped.type.length))
+            elif isinstance(mapped.type, UTCDateTime):
                 checks.append(_check_timestamp(name))
-            elif isinstance(column.type, Float):
+            elif isinstance(mapped.type, Float):
                 checks.append(_check_with(name, _finite))
             rule = _EXTRA_RULES.get((cls, attr.key))
             if rule is not None:

@@ -6,10 +6,11 @@ Alembic's own command line runs it, the database is the configured one.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from alembic import context
-from sqlalchemy import Connection, text
+from alembic.autogenerate.api import AutogenContext
+from sqlalchemy import Connection, Engine, text
 
 from vigil.db.models import Base, UTCDateTime
 from vigil.db.session import SQLITE_BEGIN_OPTION, ensure_sqlite_folder, make_engine
@@ -18,7 +19,7 @@ from vigil.db.session import SQLITE_BEGIN_OPTION, ensure_sqlite_folder, make_eng
 MIGRATION_LOCK_KEY = 7_160_519_001
 
 
-def render_item(type_: str, obj: Any, autogen_context: Any) -> str | bool:
+def render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
     """Write project types as plain SQLAlchemy ones, so migrations never import the models."""
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
@@ -45,14 +46,16 @@ def run_migrations(connection: Connection) -> None:
 
 
 def run_online() -> None:
-    engine = context.config.attributes.get("engine")
-    owned = engine is None
-    if owned:
+    given: Engine | None = context.config.attributes.get("engine")
+    owned = given is None
+    if given is None:
         from vigil.config import get_settings
 
         url = get_settings().sql_url
         ensure_sqlite_folder(url)
         engine = make_engine(url)
+    else:
+        engine = given
     try:
         with engine.connect() as connection:
             connection.execution_options(**{SQLITE_BEGIN_OPTION: "IMMEDIATE"})
