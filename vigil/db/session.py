@@ -29,7 +29,6 @@ SQLITE_BEGIN_OPTION = "vigil_sqlite_begin"
 # NaN and infinities are not JSON; PostgreSQL refuses them, so refuse them everywhere.
 _json_dumps = partial(json.dumps, allow_nan=False, ensure_ascii=False)
 
-
 SUPPORTED_BACKENDS = ("sqlite", "postgresql")
 
 
