@@ -460,10 +460,13 @@ class InfluxStore(TelemetryStore):
                 detail = response.json().get("error", "")
             except ValueError:
                 detail = response.text[:300]
-        if response.status_code in (401, 403):
-            who = f"user {self.username!r}" if self.username else "the token"
+        who = f"user {self.username!r}" if self.username else "the token"
+        if response.status_code == 401:
             return StoreUnavailable(f"{self._where} refused the credentials of {who} for {what} "
-                                    f"(HTTP {response.status_code}): {self._scrub(detail)}")
+                                    f"(HTTP 401): {self._scrub(detail)}")
+        if response.status_code == 403:
+            return StoreUnavailable(f"{self._where}: {who} is not allowed to {what} in database "
+                                    f"{self.database!r} (HTTP 403): {self._scrub(detail)}")
         if response.status_code == 400 and what == "write":
             return StoreUnavailable(f"{self._where} rejected a write: {self._scrub(detail)}")
         return StoreUnavailable(f"{self._where} answered {what} with HTTP {response.status_code}: "
