@@ -22,6 +22,7 @@ Commits use ``synchronous=FULL``: a write that returned survives a power cut.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sqlite3
 import threading
@@ -51,6 +52,8 @@ from vigil.telemetry.store import (
 if TYPE_CHECKING:
     import pandas as pd
 
+# Stored values are finite, so infinity can stand for "no value" on the way out of SQLite.
+MISSING = "9e999"
 SQL_AGGREGATES = {"mean": "avg", "min": "min", "max": "max", "sum": "total", "count": "count"}
 BUSY_TIMEOUT_MS = 30_000
 
@@ -228,18 +231,22 @@ class EmbeddedStore(TelemetryStore):
             if interval_ms is not None and aggregate in SQL_AGGREGATES:
                 fn = SQL_AGGREGATES[aggregate]
                 sql = (f"SELECT (ts / {interval_ms}) * {interval_ms} AS bucket, "
-                       f"{', '.join(f'{fn}({c})' for c in cols)} FROM {table} {where} "
-                       "GROUP BY bucket ORDER BY bucket")
+                       f"{', '.join(f'ifnull({fn}({c}), {MISSING})' for c in cols)} "
+                       f"FROM {table} {where} GROUP BY bucket ORDER BY bucket")
             else:
-                sql = f"SELECT ts, {', '.join(cols)} FROM {table} {where} ORDER BY ts"
-            rows = conn.execute(sql, args).fetchall()
+                sql = (f"SELECT ts, {', '.join(f'ifnull({c}, {MISSING})' for c in cols)} "
+                       f"FROM {table} {where} ORDER BY ts")
+            # Straight from the cursor into one float array: no list of row tuples.
+            flat = np.fromiter(itertools.chain.from_iterable(conn.execute(sql, args)),
+                               dtype="float64")
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return result_frame(np.empty(0, dtype="int64"), {}, names)
             raise StoreUnavailable(f"embedded telemetry store {self.path} could not read: {exc}") from exc
-        data = np.array(rows, dtype="float64").reshape(len(rows), len(cols) + 1)
+        data = flat.reshape(-1, len(cols) + 1)
         times = data[:, 0].astype("int64")
         values = data[:, 1:]
+        values[np.isinf(values)] = np.nan
         if interval_ms is not None:
             if aggregate in SQL_AGGREGATES:
                 if aggregate == "count":
