@@ -9,7 +9,13 @@ from email.utils import format_datetime
 import pytest
 
 from vigil.telemetry.batch import check_metrics, validate_batch
-from vigil.telemetry.influx import _retry_after, redact, validate_line_protocol_tag
+from vigil.telemetry.influx import (
+    InfluxStore,
+    _retry_after,
+    is_loopback,
+    redact,
+    validate_line_protocol_tag,
+)
 from vigil.telemetry.influxql import (
     quote_ident,
     quote_literal,
@@ -153,3 +159,12 @@ def test_query_metric_lists_are_checked() -> None:
     assert check_metrics(("a", "B")) == ["a", "B"]
     with pytest.raises(TelemetryError, match="twice"):
         check_metrics(["a", "a"])
+
+
+def test_bodies_are_compressed_only_for_remote_servers() -> None:
+    assert is_loopback("http://127.0.0.1:8086") and is_loopback("http://localhost:8086")
+    assert is_loopback("http://[::1]:8086")
+    assert not is_loopback("https://influx.example:8086")
+    assert InfluxStore("http://127.0.0.1:1", "db").gzip_body is False
+    assert InfluxStore("https://influx.example", "db").gzip_body is True
+    assert InfluxStore("http://127.0.0.1:1", "db", gzip_body=True).gzip_body is True

@@ -47,9 +47,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="samples per InfluxDB request (the store splits each write call)")
     parser.add_argument("--concurrency", type=int, default=2,
                         help="InfluxDB posts in flight at once")
-    parser.add_argument("--gzip", action="store_true",
-                        help="gzip InfluxDB request bodies (worth it across a network, "
-                             "a cost on loopback)")
+    parser.add_argument("--gzip", choices=["auto", "on", "off"], default="auto",
+                        help="gzip InfluxDB request bodies (auto: unless InfluxDB is on this machine)")
     parser.add_argument("--influx-url", help="an existing InfluxDB (default: start one)")
     parser.add_argument("--influx-database", default="vigil_bench")
     parser.add_argument("--influx-username")
@@ -183,13 +182,13 @@ def run(args: argparse.Namespace) -> int:
                 store: Any = InfluxStore(url, args.influx_database, username=username,
                                          password=password, token=args.influx_token,
                                          batch_size=args.batch_size, concurrency=args.concurrency,
-                                         gzip_body=args.gzip)
+                                         gzip_body={"on": True, "off": False}.get(args.gzip))
                 store.ping()
                 results["influxdb_batch_size"] = args.batch_size
                 results["influxdb_concurrency"] = args.concurrency
-                results["influxdb_gzip"] = args.gzip
+                results["influxdb_gzip"] = store.gzip_body
                 print(f"  influxdb: requests of {args.batch_size:,} samples, {args.concurrency} in "
-                      f"flight, gzip {'on' if args.gzip else 'off'}", flush=True)
+                      f"flight, gzip {'on' if store.gzip_body else 'off'}", flush=True)
             else:
                 store = EmbeddedStore(tmp / "telemetry.db")
             with store:
