@@ -168,10 +168,13 @@ class InfluxStore(TelemetryStore):
     # -- writing -----------------------------------------------------------
 
     def write(self, points: Iterable[Point]) -> int:
+        """Store the points; on StoreUnavailable part may be stored, and writing it again is harmless."""
         batch = validate_batch(points)
+        checked: set[tuple[str, str]] = set()
         for point in batch:
-            if point.model or point.site or point.extra_tags:
+            if point.extra_tags or (point.model, point.site) not in checked:
                 self._check_tags(point)
+                checked.add((point.model, point.site))
         if not batch:
             return 0
         pending: list[Future[None]] = []
@@ -412,15 +415,21 @@ class InfluxStore(TelemetryStore):
         return results
 
     def _ensure_database(self) -> None:
-        """Check that the credentials can read the database; create it if missing and allowed."""
-        response = self._query("SHOW RETENTION POLICIES")
-        body = response.json()
-        errors = [r["error"] for r in body.get("results", []) if "error" in r]
-        if not errors:
+        """Check that the credentials can read the database; create it if missing and allowed.
+
+        ``SHOW RETENTION POLICIES`` is what tells a missing database from an empty
+        one on InfluxDB 1.x; a server that does not know the statement is asked
+        for its measurements instead.
+        """
+        error = self._statement_error("SHOW RETENTION POLICIES")
+        if error is None:
             return
-        if "database not found" not in errors[0]:
+        if "database not found" not in error:
+            fallback = self._statement_error("SHOW MEASUREMENTS LIMIT 1")
+            if fallback is None:
+                return
             raise StoreUnavailable(f"{self._where} refused to read database "
-                                   f"{self.database!r}: {self._scrub(errors[0])}")
+                                   f"{self.database!r}: {self._scrub(fallback)}")
         if not self.create_database:
             raise StoreUnavailable(f"{self._where} has no database {self.database!r}")
         with self._database_lock:
@@ -434,6 +443,13 @@ class InfluxStore(TelemetryStore):
             if errors:
                 raise StoreUnavailable(f"{self._where} has no database {self.database!r} and "
                                        f"could not create it: {self._scrub(errors[0])}")
+
+    def _statement_error(self, statement: str) -> str | None:
+        body = self._query(statement).json()
+        errors = [r["error"] for r in body.get("results", []) if "error" in r]
+        if "error" in body:
+            errors.insert(0, body["error"])
+        return str(errors[0]) if errors else None
 
     _database_lock = threading.Lock()
 
