@@ -32,7 +32,7 @@ from ingest.metrics import IngestMetrics
 from ingest.presence import LastSeen
 from ingest.records import IngestRecords
 from ingest.registry import KnownDevices
-from ingest.validation import RejectReason, Rejected, Rules, check_message
+from ingest.validation import FastTelemetry, RejectReason, Rejected, Rules, check_message
 from vigil.db.models import DEAD_LETTER_PAYLOAD_CHARS
 from vigil.telemetry.store import Point, TelemetryError, TelemetryStore
 
@@ -74,6 +74,7 @@ class Pipeline:
         self.metrics = metrics
         self.options = options
         self.dedup = RecentKeys(options.dedup_capacity)
+        self.fast = FastTelemetry()
         self.last_seen = LastSeen()
         self._last_seen_at = time.monotonic()
         self._batches: queue.Queue[Batch | None] = queue.Queue(maxsize=options.max_waiting_batches)
@@ -154,10 +155,11 @@ class Pipeline:
         rules = self.options.rules
         points = batch.points
         dedup = self.dedup
+        fast = self.fast
         for item in items:
             try:
                 accepted = check_message(item.topic, item.payload, size=item.size, now_ms=now_ms,
-                                         is_known=registry.is_known, rules=rules)
+                                         is_known=registry.is_known, rules=rules, fast=fast)
             except Rejected as exc:
                 batch.dead_letters.append(DeadLetterItem(
                     topic=item.topic, payload=item.payload[:DEAD_LETTER_KEEP_BYTES],
@@ -165,6 +167,16 @@ class Pipeline:
                     kind=exc.kind.value))
                 rejected[exc.kind.value] += 1
                 outcomes["unknown", "rejected"] += 1
+                batch.add_message(item.mid, item.epoch, item.received_at)
+                continue
+            except Exception as exc:
+                # A bug here must not turn one message into a poison pill redelivered forever.
+                log.exception("could not process a message; dead-lettering it")
+                batch.dead_letters.append(DeadLetterItem(
+                    topic=item.topic, payload=item.payload[:DEAD_LETTER_KEEP_BYTES], size=item.size,
+                    reason=f"ingest could not process the message ({type(exc).__name__}: {exc})",
+                    kind=RejectReason.INTERNAL.value))
+                rejected[RejectReason.INTERNAL.value] += 1
                 batch.add_message(item.mid, item.epoch, item.received_at)
                 continue
             device = accepted.device

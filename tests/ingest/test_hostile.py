@@ -57,6 +57,7 @@ REASONS = {
     "wrong_version": "unsupported protocol version",
     "bad_status": "'state' must be one of",
     "bad_event": "'severity' must be one of",
+    "huge_integer": "undecodable payload",
 }
 
 
@@ -112,6 +113,8 @@ def hostile_messages(rng: random.Random, now_ms: int) -> list[tuple[str, str, by
                                          json.dumps({"v": 1, "state": "exploded", "ts": now_ms})))
     add("bad_event", 200, lambda i, d: (f"vigil/v1/dev/{d}/events", json.dumps(
         {"v": 1, "seq": i, "ts": now_ms, "code": "E1", "severity": "apocalyptic"})))
+    add("huge_integer", 100, lambda i, d: (tele(d), '{"v":1,"seq":1,"samples":[{"ts":%d,"metrics":'
+                                            '{"a":%s}}]}' % (now_ms, "9" * (310 + i))))
     return out
 
 

@@ -279,3 +279,56 @@ def test_inbox_take_times_out_empty() -> None:
     started = time.monotonic()
     assert box.take(5, timeout=0.2) == []
     assert time.monotonic() - started >= 0.15
+
+
+# --- the fast telemetry decoder agrees with the protocol's --------------------
+
+def corpus() -> list[bytes]:
+    """Good messages, the hostile test's bad ones, and every one-byte-class mutation of a good one."""
+    import random
+
+    from tests.ingest.test_hostile import hostile_messages
+
+    rng = random.Random(7)
+    good = [telemetry(s, NOW - s, temp=20.5 + s, flow=s, z=-1e15, big=1e15) for s in range(50)]
+    good.append(json.dumps({"v": 1, "seq": 2**63 - 1, "samples": [
+        {"ts": 946_684_800_000 + i, "metrics": {f"m{k}": k for k in range(64)}} for i in range(3)]}).encode())
+    payloads = good + [p for _, _, p in hostile_messages(rng, NOW) if len(p) < 300_000][::7]
+    base = good[0]
+    for i in range(len(base)):
+        for replacement in (b"", b" ", b"1", b"-", b"\"", b"e", b"[", b"{", b"\x00", b"9" * 400):
+            payloads.append(base[:i] + replacement + base[i + 1:])
+    payloads += [
+        b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":' + b"9" * 400 + b"}}]}",
+        b'{"v":true,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1}}]}',
+        b'{"v":1,"seq":true,"samples":[{"ts":1763900000000,"metrics":{"a":1}}]}',
+        b'{"v":1,"seq":1,"samples":[{"ts":true,"metrics":{"a":1}}]}',
+        b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":false}}]}',
+        b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1e15}}]}',
+        b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1000000000000001}}]}',
+        b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1}}],"x":[[[[[[[[[1]]]]]]]]]}',
+        b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1},"x":1}]}',
+        b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1}}],"seq":-1}',
+    ]
+    return payloads
+
+
+def test_fast_decoder_accepts_only_what_the_protocol_accepts_with_the_same_result() -> None:
+    from edge_agent.protocol import decode_telemetry
+    from ingest.validation import FastTelemetry
+
+    fast = FastTelemetry()
+    accepted = 0
+    for payload in corpus():
+        decoded = fast.decode(payload)
+        if decoded is None:
+            continue
+        accepted += 1
+        assert decode_telemetry(payload) == decoded, payload[:200]
+    assert accepted >= 51  # and it does take the ordinary messages
+
+
+def test_a_decoder_gap_is_a_dead_letter_not_a_crash() -> None:
+    huge = b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":' + b"9" * 400 + b"}}]}"
+    r = rejection("vigil/v1/dev/pump-1/telemetry", huge)
+    assert r.kind is RejectReason.SCHEMA
