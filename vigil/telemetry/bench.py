@@ -21,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import timedelta
@@ -50,7 +51,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gzip", choices=["auto", "on", "off"], default="auto",
                         help="gzip InfluxDB request bodies (auto: unless InfluxDB is on this machine)")
     parser.add_argument("--influx-url", help="an existing InfluxDB (default: start one)")
-    parser.add_argument("--influx-database", default="vigil_bench")
+    parser.add_argument("--influx-database",
+                        help="database to write into and drop afterwards (default: a new name)")
     parser.add_argument("--influx-username")
     parser.add_argument("--influx-password")
     parser.add_argument("--influx-token")
@@ -140,6 +142,31 @@ def measure_store(name: str, store: Any, runs: list[tuple[str, int, int, int]], 
             "day_query_ms": day_ms, "downsampled_30d_query_ms": month_ms}
 
 
+def raw_post_rate(store: Any, runs: list[tuple[str, int, int, int]], batch_size: int,
+                  concurrency: int, share: int = 4) -> float:
+    """Lines/s of plain batched posts of already serialised lines: the server's ceiling.
+
+    Every ``share``-th batch of the data set is used, so the lines spread over all
+    devices as the store's own writes do.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    bodies = [store.serialise(batch) for i, batch in enumerate(chunks(runs, batch_size))
+              if i % share == 0]
+    lines = sum(body.count(b"\n") for body in bodies)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        list(pool.map(store.post_lines, bodies))
+    return lines / (time.perf_counter() - started)
+
+
+def drop_database(store: Any) -> None:
+    """Remove the benchmark's database, so a server named with --influx-url is left as it was."""
+    from vigil.telemetry.influxql import quote_ident
+
+    store._query(f"DROP DATABASE {quote_ident(store.database)}", method="POST", database=False)
+
+
 def timed(call: Callable[[], int], repeat: int) -> dict[str, float]:
     durations = []
     for _ in range(max(1, repeat)):
@@ -150,6 +177,17 @@ def timed(call: Callable[[], int], repeat: int) -> dict[str, float]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vigil.servers import ServerUnavailable
+    from vigil.telemetry.store import StoreUnavailable
+
+    try:
+        return measure(args)
+    except (ServerUnavailable, StoreUnavailable) as exc:
+        print(f"vigil bench store: {exc}", file=sys.stderr)
+        return 1
+
+
+def measure(args: argparse.Namespace) -> int:
     from vigil.servers import InfluxDB
     from vigil.telemetry.embedded import EmbeddedStore
     from vigil.telemetry.influx import InfluxStore
@@ -179,11 +217,23 @@ def run(args: argparse.Namespace) -> int:
                     server = InfluxDB(tmp / "influxdb").start()
                     stack.callback(server.stop)
                     url, username, password = server.url, server.username, server.password
-                store: Any = InfluxStore(url, args.influx_database, username=username,
+                database = args.influx_database or f"vigil_bench_{uuid.uuid4().hex[:8]}"
+                store: Any = InfluxStore(url, database, username=username,
                                          password=password, token=args.influx_token,
                                          batch_size=args.batch_size, concurrency=args.concurrency,
                                          gzip_body={"on": True, "off": False}.get(args.gzip))
                 store.ping()
+                with InfluxStore(url, database + "_raw", username=username,
+                                 password=password, token=args.influx_token,
+                                 gzip_body=store.gzip_body) as raw:
+                    raw.ping()
+                    try:
+                        rate = raw_post_rate(raw, runs, args.batch_size, args.concurrency)
+                    finally:
+                        drop_database(raw)
+                results["influxdb_raw_post_lines_per_s"] = round(rate)
+                print(f"  influxdb: plain posts of the same lines, already serialised: "
+                      f"{rate:,.0f} lines/s (the server's ceiling for this data)", flush=True)
                 results["influxdb_batch_size"] = args.batch_size
                 results["influxdb_concurrency"] = args.concurrency
                 results["influxdb_gzip"] = store.gzip_body
@@ -192,7 +242,12 @@ def run(args: argparse.Namespace) -> int:
             else:
                 store = EmbeddedStore(tmp / "telemetry.db")
             with store:
-                results[name] = measure_store(name, store, runs, total, args.write_size, args.repeat)
+                try:
+                    results[name] = measure_store(name, store, runs, total, args.write_size,
+                                                  args.repeat)
+                finally:
+                    if name == "influxdb":
+                        drop_database(store)
             if name == "embedded":
                 results[name]["file_mb"] = round((tmp / "telemetry.db").stat().st_size / 1e6, 1)
     print(json.dumps(results, sort_keys=True))

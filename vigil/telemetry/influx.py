@@ -183,7 +183,7 @@ class InfluxStore(TelemetryStore):
                 body = self.serialise(batch[start:start + self.batch_size])
                 while len(pending) >= self._concurrency * 2:
                     pending.pop(0).result()
-                pending.append(self._pool.submit(self._post_write, body))
+                pending.append(self._pool.submit(self.post_lines, body))
             for future in pending:
                 future.result()
         finally:
@@ -256,7 +256,8 @@ class InfluxStore(TelemetryStore):
         lines.append("")
         return "\n".join(lines).encode()
 
-    def _post_write(self, body: bytes) -> None:
+    def post_lines(self, body: bytes) -> None:
+        """POST line protocol as it is (one request, with retries): for ``write`` and benchmarks."""
         params = {"db": self.database, "precision": "ms"}
         if self.retention_policy:
             params["rp"] = self.retention_policy
