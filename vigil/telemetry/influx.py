@@ -148,7 +148,7 @@ class InfluxStore(TelemetryStore):
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency),
                                         thread_name_prefix="influx-write")
         self._concurrency = max(1, concurrency)
-        self._database_checked = threading.Event()
+        self._database_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: InfluxSettings) -> InfluxStore:
@@ -451,8 +451,6 @@ class InfluxStore(TelemetryStore):
         if "error" in body:
             errors.insert(0, body["error"])
         return str(errors[0]) if errors else None
-
-    _database_lock = threading.Lock()
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One HTTP request, repeated with backoff on connection errors, 5xx and 429."""
