@@ -106,13 +106,13 @@ def recorder_factory() -> Iterator[Callable[..., Recorder]]:
         r.close()
 
 
-def write_config(path: Path, *, device: str, port: int, outbox: Path, **sections: dict) -> Path:
+def write_config(path: Path, *, device: str, port: int, outbox_path: Path, **sections: dict) -> Path:
     """A TOML agent config; ``sections`` add or override settings per section."""
     base: dict[str, dict[str, Any]] = {
         "device": {"id": device, "model": "ct"},
         "broker": {"host": "127.0.0.1", "port": port, "keepalive_s": 5,
                    "backoff_initial_s": 0.2, "backoff_max_s": 1.0},
-        "outbox": {"path": str(outbox)},
+        "outbox": {"path": str(outbox_path)},
         "sampling": {"interval_s": 1.0, "status_interval_s": 5.0},
         "source": {"kind": "simulated", "model": "ct", "seed": 1},
     }
