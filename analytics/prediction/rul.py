@@ -219,15 +219,20 @@ class RULRegressor(RegressorMixin, BaseEstimator):
             ]
         )
 
-    def explain(self, X: pd.DataFrame) -> pd.DataFrame:
+    def explain(self, X: pd.DataFrame, latest: bool = False) -> pd.DataFrame:
         """Per row and sensor: how many steps of life that sensor's readings add to the prediction.
 
         Each sensor's features in turn are set to their typical value in
         healthy training rows; the prediction's change is that sensor's
         contribution. Negative means the sensor pulls the predicted life down.
-        The unit's age appears under the time column's name.
+        The unit's age appears under the time column's name. With ``latest``,
+        only each unit's latest row is explained.
         """
-        return self._explain(self._features(X).to_numpy(), X.index)
+        matrix = self._features(X).to_numpy()
+        if not latest:
+            return self._explain(matrix, X.index)
+        rows = last_rows(X, self.unit, self.time)
+        return self._explain(matrix[rows], X.index[rows])
 
     def _explain(self, matrix: np.ndarray, index: pd.Index) -> pd.DataFrame:
         full = self._predict_members(self.models_, matrix)

@@ -1,0 +1,1 @@
+"""Benchmark commands of the analytics library."""
