@@ -1,1 +1,1 @@
-"""Benchmark commands of the analytics library."""
+"""Benchmarks of the analytics against public data sets, run by `vigil bench NAME`."""
