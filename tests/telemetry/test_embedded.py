@@ -131,3 +131,21 @@ def test_open_store_follows_the_settings(tmp_path: Path) -> None:
     with open_store(settings) as influx:
         assert isinstance(influx, InfluxStore)
         assert (influx.url, influx.database, influx.batch_size) == ("http://127.0.0.1:1", "fleet", 123)
+
+
+def test_a_write_that_cannot_get_the_lock_fails_whole_and_clearly(tmp_path: Path) -> None:
+    path = tmp_path / "telemetry.db"
+    with EmbeddedStore(path, busy_timeout_s=0.5) as store:
+        store.write([Point("pump-1", T0, {"temp": 1.0})])
+        blocker = sqlite3.connect(path, isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(StoreUnavailable, match="could not write: database is locked"):
+                store.write([Point("pump-1", T0 + i, {"temp": 2.0, "new": 3.0}) for i in range(1, 100)])
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        assert len(store.query("pump-1", T0, T0 + 1000)) == 1
+        assert store.metrics() == ["temp"]
+        store.write([Point("pump-1", T0 + 1, {"new": 3.0})])
+        assert store.metrics() == ["new", "temp"]

@@ -26,7 +26,8 @@ import itertools
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -68,6 +69,20 @@ CREATE TABLE IF NOT EXISTS _latest (
 """
 
 
+@contextmanager
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT: the write lock up front, so the batch never fails half-way
+    on a lock; anything that goes wrong, a failed COMMIT included, rolls it all back."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
 def table_name(measurement: str) -> str:
     """The quoted table of a (validated) measurement."""
     return '"m_' + validate_measurement(measurement) + '"'
@@ -76,11 +91,13 @@ def table_name(measurement: str) -> str:
 class EmbeddedStore(TelemetryStore):
     """Telemetry in a SQLite file; safe for several threads and processes."""
 
-    def __init__(self, path: Path | str, *, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path | str, *, synchronous: str = "FULL",
+                 busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> None:
         if synchronous not in ("FULL", "NORMAL"):
             raise ValueError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
         self.path = Path(path)
         self.synchronous = synchronous
+        self.busy_timeout_ms = int(busy_timeout_s * 1000)
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -88,7 +105,7 @@ class EmbeddedStore(TelemetryStore):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
-            with self._transaction(conn):
+            with transaction(conn):
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(statement)
         except (OSError, sqlite3.Error) as exc:
@@ -103,8 +120,8 @@ class EmbeddedStore(TelemetryStore):
         if self._closed:
             raise StoreUnavailable(f"embedded telemetry store {self.path} is closed")
         conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                               timeout=BUSY_TIMEOUT_MS / 1000)
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+                               timeout=self.busy_timeout_ms / 1000)
+        conn.execute(f"PRAGMA busy_timeout = {self.busy_timeout_ms}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute(f"PRAGMA synchronous = {self.synchronous}")
         conn.execute("PRAGMA cache_size = -65536")
@@ -112,22 +129,6 @@ class EmbeddedStore(TelemetryStore):
         with self._lock:
             self._connections.append(conn)
         return conn
-
-    class _transaction:
-        """BEGIN IMMEDIATE … COMMIT, rolled back on any error."""
-
-        def __init__(self, conn: sqlite3.Connection) -> None:
-            self.conn = conn
-
-        def __enter__(self) -> sqlite3.Connection:
-            self.conn.execute("BEGIN IMMEDIATE")
-            return self.conn
-
-        def __exit__(self, exc_type: object, *rest: object) -> None:
-            if exc_type is None:
-                self.conn.execute("COMMIT")
-            else:
-                self.conn.execute("ROLLBACK")
 
     def _columns(self, conn: sqlite3.Connection, measurement: str) -> dict[str, str]:
         rows = conn.execute("SELECT metric, col FROM _metrics WHERE measurement = ?",
@@ -145,7 +146,7 @@ class EmbeddedStore(TelemetryStore):
             by_measurement.setdefault(point.measurement, []).append(point)
         try:
             conn = self._conn()
-            with self._transaction(conn):
+            with transaction(conn):
                 for measurement, group in by_measurement.items():
                     self._write_measurement(conn, measurement, group)
         except sqlite3.Error as exc:
