@@ -131,15 +131,25 @@ def measure_store(name: str, store: Any, runs: list[tuple[str, int, int, int]], 
             raise RuntimeError(f"{name}: 30-day query returned {frame.shape}, expected (720, 8)")
         return len(frame)
 
+    def fleet_latest() -> int:
+        frame = store.latest()
+        if len(frame) != len({run[0] for run in runs}):
+            raise RuntimeError(f"{name}: latest() returned {len(frame)} devices")
+        return len(frame)
+
     day_ms = timed(one_day, repeat)
     month_ms = timed(thirty_days, repeat)
+    latest_ms = timed(fleet_latest, max(1, repeat // 2))
     print(f"  {name}: write {rate:,.0f} samples/s ({written:,} samples in {write_s:.1f} s)")
     print(f"  {name}: one-day query (86,400 rows x 8 metrics): median {day_ms['median']:.0f} ms, "
           f"max {day_ms['max']:.0f} ms over {repeat} runs")
     print(f"  {name}: 30-day query as 1-hour means (720 rows): median {month_ms['median']:.0f} ms, "
-          f"max {month_ms['max']:.0f} ms over {repeat} runs", flush=True)
+          f"max {month_ms['max']:.0f} ms over {repeat} runs")
+    print(f"  {name}: latest values of all devices: median {latest_ms['median']:.0f} ms, "
+          f"max {latest_ms['max']:.0f} ms", flush=True)
     return {"write_samples_per_s": round(rate), "samples": written, "write_s": round(write_s, 2),
-            "day_query_ms": day_ms, "downsampled_30d_query_ms": month_ms}
+            "day_query_ms": day_ms, "downsampled_30d_query_ms": month_ms,
+            "latest_all_devices_ms": latest_ms}
 
 
 def raw_post_rate(store: Any, runs: list[tuple[str, int, int, int]], batch_size: int,
