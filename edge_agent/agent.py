@@ -74,7 +74,11 @@ class Agent:
         self.clock = ClockGuard(floor_ms=config.clock.floor_ms,
                                 max_jump_ms=int(config.clock.max_jump_s * 1000))
         self.logs = LogRing()
-        logging.getLogger("edge_agent").addHandler(self.logs)
+        package_log = logging.getLogger("edge_agent")
+        if package_log.level == logging.NOTSET:
+            # get_logs must show the agent's own INFO lines whatever the root logger keeps.
+            package_log.setLevel(logging.INFO)
+        package_log.addHandler(self.logs)
         self.commands = CommandProcessor(self.device_id, self.state, self.now_ms)
         self._register_builtins()
         self.interval_s = config.sampling.interval_s

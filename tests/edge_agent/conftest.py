@@ -82,10 +82,16 @@ class Recorder:
 
     def results(self) -> dict[str, protocol.CommandResult]:
         out = {}
-        for _, p in self.of_kind("cmd/result"):
+        with self.lock:
+            found = [p for t, p, _ in self.messages if "/cmd/result" in t]
+        for p in found:
             r = protocol.decode_command_result(p)
             out[r.id] = r
         return out
+
+    def topics(self) -> set[str]:
+        with self.lock:
+            return {t for t, _, _ in self.messages}
 
     def close(self) -> None:
         self.client.loop_stop()
@@ -106,10 +112,10 @@ def recorder_factory() -> Iterator[Callable[..., Recorder]]:
         r.close()
 
 
-def write_config(path: Path, *, device: str, port: int, outbox_path: Path, **sections: dict) -> Path:
+def write_config(path: Path, *, device_id: str, port: int, outbox_path: Path, **sections: dict) -> Path:
     """A TOML agent config; ``sections`` add or override settings per section."""
     base: dict[str, dict[str, Any]] = {
-        "device": {"id": device, "model": "ct"},
+        "device": {"id": device_id, "model": "ct"},
         "broker": {"host": "127.0.0.1", "port": port, "keepalive_s": 5,
                    "backoff_initial_s": 0.2, "backoff_max_s": 1.0},
         "outbox": {"path": str(outbox_path)},

@@ -50,7 +50,7 @@ def test_broker_killed_three_times_and_agent_killed_once_loses_nothing(tmp_path:
         rec = Recorder(broker.host, broker.port, [protocol.subscription("telemetry"),
                                                   protocol.subscription("events")])
         interval_s = 0.1
-        config = write_config(tmp_path / "agent.toml", device="ct-resilient", port=broker.port,
+        config = write_config(tmp_path / "agent.toml", device_id="ct-resilient", port=broker.port,
                               outbox_path=tmp_path / "outbox.db",
                               sampling={"interval_s": interval_s, "status_interval_s": 5.0})
         agent = AgentProcess(config, tmp_path / "agent.log").start()
@@ -111,7 +111,7 @@ def test_outbox_over_its_bound_drops_oldest_counts_exactly_and_reports(tmp_path:
         "print(json.dumps({'ts': base + 300_000, 'metrics': {'index': 300}}), flush=True)\n"
         "time.sleep(3600)\n")
     broker = Mosquitto(tmp_path / "broker")
-    config = write_config(tmp_path / "agent.toml", device="pump-bounded", port=broker.port,
+    config = write_config(tmp_path / "agent.toml", device_id="pump-bounded", port=broker.port,
                           outbox_path=tmp_path / "outbox.db",
                           outbox={"max_entries": 100},
                           source={"kind": "command", "command": [sys.executable, str(script)]})
