@@ -89,7 +89,7 @@ class Recorder:
             out[r.id] = r
         return out
 
-    def topics(self) -> set[str]:
+    def seen_topics(self) -> set[str]:
         with self.lock:
             return {t for t, _, _ in self.messages}
 

@@ -129,6 +129,6 @@ def test_reply_to_inside_own_subtree_only(running_agent: tuple[Agent, Recorder, 
     own = protocol.topic(agent.device_id, "cmd/result") + "/session-7"
     result = send(rec, agent, "get_config", reply_to=own)
     assert result.ok
-    assert own in rec.topics()
+    assert own in rec.seen_topics()
     foreign = send(rec, agent, "get_config", reply_to="vigil/v1/dev/other-device/cmd/result")
     assert not foreign.ok and "outside" in foreign.output["error"]
