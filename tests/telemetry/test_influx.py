@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import pandas as pd
 import pytest
 
 from tests.telemetry.conftest import influx_store
@@ -253,3 +254,21 @@ def test_large_writes_go_out_in_concurrent_batches(influxdb: InfluxDB, influx_da
         frame = store.query("pump-5", T0, T0 + 1_000_000)
     assert count(influxdb, influx_database) == len(batch)
     assert frame["temp"].tolist() == [float(i) for i in range(5, 23_456, 37)]
+
+
+def test_json_answers_are_read_when_csv_is_not_offered(influxdb: InfluxDB, influx_database: str) -> None:
+    """Servers that ignore ``Accept: application/csv`` answer chunked JSON; the store reads that too."""
+    with influx_store(influxdb, influx_database) as store:
+        store.write(points(25_000))
+        expected = store.query("pump-1", T0, T0 + 100_000_000)
+        original = store._query
+
+        def json_only(statement: str, **kwargs: object) -> object:
+            kwargs["accept"] = "application/json"
+            return original(statement, **kwargs)  # type: ignore[arg-type]
+
+        store._query = json_only  # type: ignore[method-assign]
+        answered = store.query("pump-1", T0, T0 + 100_000_000)
+        assert store.query("pump-1", T0 - 10_000, T0).empty
+    assert len(answered) == 25_000
+    pd.testing.assert_frame_equal(answered, expected)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import json
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -362,7 +363,7 @@ class InfluxStore(TelemetryStore):
         response = self._query(statement, accept="application/csv", chunked=True)
         content_type = response.headers.get("Content-Type", "")
         if "json" in content_type:
-            return _series_columns(self._results(response, statement)[0])
+            return self._json_columns(response)
         content = response.content
         if not content.strip():
             return None, {}
@@ -378,6 +379,35 @@ class InfluxStore(TelemetryStore):
             raise StoreUnavailable(f"{self._where} refused a query: {self._scrub(frame['error'].iloc[0])}")
         times = frame.pop("time").to_numpy(dtype="int64")
         return times, {str(c): frame[c].to_numpy() for c in frame.columns}
+
+    def _json_columns(self, response: requests.Response) -> tuple[Any, dict[str, Any]]:
+        """A server that answers JSON instead of CSV: chunked, that is one document per line."""
+        import numpy as np
+
+        rows: list[list[Any]] = []
+        columns: list[str] = []
+        for line in response.content.splitlines():
+            if not line.strip():
+                continue
+            try:
+                body = json.loads(line)
+            except ValueError as exc:
+                raise StoreUnavailable(f"{self._where} answered a query with invalid JSON") from exc
+            for result in body.get("results", []) or [body]:
+                if "error" in result:
+                    raise StoreUnavailable(f"{self._where} refused a query: "
+                                           f"{self._scrub(result['error'])}")
+                for series in result.get("series", []):
+                    if columns and series["columns"] != columns:
+                        raise StoreUnavailable(f"{self._where} answered with changing columns")
+                    columns = series["columns"]
+                    rows.extend(series["values"])
+        if not rows:
+            return None, {}
+        times = np.array([row[0] for row in rows], dtype="int64")
+        data = {col: np.array([np.nan if row[i] is None else row[i] for row in rows], dtype="float64")
+                for i, col in enumerate(columns) if col != "time"}
+        return times, data
 
     def _query_json(self, statement: str) -> list[dict[str, Any]]:
         return self._results(self._query(statement), statement)
@@ -503,22 +533,6 @@ class InfluxStore(TelemetryStore):
         for secret in self._secrets:
             message = message.replace(secret, "***")
         return message
-
-
-def _series_columns(result: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
-    import numpy as np
-
-    series = result.get("series")
-    if not series:
-        return None, {}
-    columns = series[0]["columns"]
-    values = series[0]["values"]
-    times = np.array([row[0] for row in values], dtype="int64")
-    data = {
-        col: np.array([np.nan if row[i] is None else row[i] for row in values], dtype="float64")
-        for i, col in enumerate(columns) if col != "time"
-    }
-    return times, data
 
 
 def _retry_after(value: str | None) -> float | None:
