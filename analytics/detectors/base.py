@@ -25,6 +25,9 @@ from typing import Any
 # ranking and thresholds are preserved, and never saturating in floating point.
 SURPRISE_SCALE = 10.0
 
+# Saved states name their class; only classes from this package are rebuilt.
+_PACKAGE = __name__.rpartition(".")[0]
+
 
 def surprise_to_score(surprise: float) -> float:
     """Maps a surprise in nats (>= 0) to a score in [0, 1)."""
@@ -103,6 +106,8 @@ class StreamingDetector(ABC):
     def from_state(cls, state: dict[str, Any]) -> StreamingDetector:
         """Builds the saved detector (of whichever class saved it) and loads its state."""
         module, _, name = state["detector"].rpartition(".")
+        if not module.startswith(_PACKAGE + "."):
+            raise TypeError(f"{state['detector']} is not one of Vigil's detectors")
         target = getattr(importlib.import_module(module), name)
         if not (isinstance(target, type) and issubclass(target, cls)):
             raise TypeError(f"{state['detector']} is not a {cls.__name__}")

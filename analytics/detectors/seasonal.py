@@ -20,8 +20,10 @@ class DailyProfileDetector(StreamingDetector):
     """|value - usual value at this hour|, calibrated by :class:`EmpiricalTail`.
 
     Parameters: ``slots`` per day (24: hourly), ``alpha`` the profile's
-    forgetting rate per visit of a slot (0.05: about the last 20 days),
-    ``min_visits`` before a slot is trusted, ``history`` the calibration window.
+    forgetting rate per visit of a slot, i.e. per sample falling in that hour
+    (0.05: the mean follows about the last 20 such samples, under two days of
+    five-minute data), ``min_visits`` before a slot is trusted, ``history`` the
+    calibration window.
     """
 
     def __init__(

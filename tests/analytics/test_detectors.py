@@ -96,6 +96,8 @@ def test_state_refuses_a_detector_with_other_parameters() -> None:
         NoveltyEnsembleDetector(history=200).set_state(state)
     with pytest.raises(TypeError):
         RangeNoveltyDetector.from_state(state)
+    with pytest.raises(TypeError):
+        StreamingDetector.from_state({**state, "detector": "os.system"})
 
 
 def test_state_size_does_not_grow_with_stream_length() -> None:
