@@ -37,6 +37,50 @@ KINDS = ("telemetry", "status", "events")
 MAX_RECEIVE_MAXIMUM = 65535
 
 
+class BurstReadingClient(mqtt.Client):
+    """paho's client, reading the socket in large chunks and every waiting packet per wake-up.
+
+    paho reads a packet with several small ``recv`` calls and handles one packet
+    per wake-up of its network loop, so in a flood the system calls, not the
+    messages, are the cost, and each one hands the GIL to the worker threads and
+    back. Here the socket is read 64 KiB at a time into a buffer, and the loop
+    reads packets until both buffer and socket are empty before it writes
+    (acknowledgements) and keeps the connection alive as usual. The broker's
+    Receive Maximum bounds how long such a burst can be.
+    """
+
+    CHUNK = 64 * 1024
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._chunk_sock: object = None
+        self._chunk = bytearray()
+
+    def _sock_recv(self, bufsize: int) -> bytes:
+        if self._chunk_sock is not self._sock:  # a new connection: nothing buffered belongs to it
+            self._chunk_sock = self._sock
+            self._chunk = bytearray()
+        chunk = self._chunk
+        if not chunk:
+            data = super()._sock_recv(max(bufsize, self.CHUNK))
+            if len(data) <= bufsize:
+                return data
+            chunk += data
+        data = bytes(chunk[:bufsize])
+        del chunk[:bufsize]
+        return data
+
+    def loop_read(self, max_packets: int = 1) -> mqtt.MQTTErrorCode:
+        while True:
+            if self._sock is None:
+                return mqtt.MQTTErrorCode.MQTT_ERR_NO_CONN
+            rc = self._packet_read()
+            if rc > 0:
+                return self._loop_rc_handle(rc)
+            if rc == mqtt.MQTTErrorCode.MQTT_ERR_AGAIN:
+                return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+
 def default_client_id() -> str:
     """Stable across restarts on one host, so the broker resumes the same session."""
     return f"vigil-ingest-{socket.gethostname()}"[:64]
@@ -77,8 +121,8 @@ class Subscriber:
     # --- lifecycle ------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                             protocol=mqtt.MQTTv5, manual_ack=True)
+        client = BurstReadingClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
+                                    protocol=mqtt.MQTTv5, manual_ack=True)
         s = self.settings
         if s.username:
             client.username_pw_set(s.username, s.password.get_secret_value() if s.password else None)
