@@ -80,7 +80,10 @@ class MultivariateDetector(OutlierMixin, BaseEstimator):
         self.scale_ = np.where(scale > 0, scale, 1.0)
         z = self._scaled(frame)
         rng = np.random.default_rng(self.random_state)
-        sample = z if len(z) <= self.max_fit_rows else z[rng.choice(len(z), self.max_fit_rows, False)]
+        if len(z) > self.max_fit_rows:
+            sample = z[rng.choice(len(z), self.max_fit_rows, replace=False)]
+        else:
+            sample = z
         if self.method == "mahalanobis":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", RuntimeWarning)

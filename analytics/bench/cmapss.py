@@ -1,4 +1,4 @@
-"""Failure prediction on NASA C-MAPSS FD001: choose settings by cross-validation, report test figures.
+"""Failure prediction on NASA C-MAPSS FD001: settings chosen by cross-validation, test figures.
 
 Settings (window, drift baseline, RUL cap) are chosen by cross-validation on
 the training engines, grouped by engine so no engine is on both sides of a
@@ -20,7 +20,9 @@ DEFAULT_DATA = Path(__file__).resolve().parents[2].parent / "shared/datasets/cma
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA, help="folder of the C-MAPSS files")
+    parser.add_argument(
+        "--data", type=Path, default=DEFAULT_DATA, help="folder of the C-MAPSS files"
+    )
     parser.add_argument("--subset", default="FD001", help="C-MAPSS subset name (default FD001)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds, by engine")
     parser.add_argument(
@@ -115,7 +117,9 @@ def run(args: argparse.Namespace) -> int:
             float(np.mean(assessment["rul_upper"] - assessment["rul_lower"])), 1
         ),
         "brier": round(metrics.brier_score(failed, assessment["p_failure"]), 4),
-        "brier_base_rate": round(metrics.brier_score(failed, np.full(len(truth), failed.mean())), 4),
+        "brier_base_rate": round(
+            metrics.brier_score(failed, np.full(len(truth), failed.mean())), 4
+        ),
         "horizon": args.horizon,
         "window": best["window"],
         "baseline": best["baseline"],

@@ -1,4 +1,4 @@
-"""Failure prediction: remaining useful life and probability of failure from run-to-failure history."""
+"""Failure prediction: remaining useful life and failure probability from run-to-failure history."""
 
 from analytics.prediction.features import ConditionNormalizer, WindowFeatures, rul_from_failures
 from analytics.prediction.rul import RULRegressor

@@ -39,7 +39,7 @@ def test_separates_healthy_from_shifted(method: str) -> None:
 
 
 def test_scores_of_healthy_devices_are_calibrated() -> None:
-    """A score is the share of healthy history less strange: about 1 % of healthy vectors exceed 0.99."""
+    """A score is the share of healthy history less strange: about 1 % of healthy exceed 0.99."""
     detector = MultivariateDetector().fit(fleet(4000, seed=3))
     scores = detector.score_samples(fleet(4000, seed=4))
     assert 0.4 < np.median(scores) < 0.6

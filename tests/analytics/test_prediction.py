@@ -1,4 +1,4 @@
-"""Failure prediction: C-MAPSS loader, causal features, RUL model on synthetic run-to-failure data."""
+"""Failure prediction: C-MAPSS loader, causal features, RUL model on synthetic run-to-failure."""
 
 from __future__ import annotations
 
