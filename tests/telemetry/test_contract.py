@@ -272,3 +272,11 @@ def test_listing_arguments_are_validated(store: TelemetryStore) -> None:
         store.metrics("a b")
     with pytest.raises(TelemetryError, match="measurement"):
         store.devices(measurement="x;y")
+
+
+def test_latest_of_many_devices_at_once(store: TelemetryStore) -> None:
+    names = [f"pump-{i:04d}" for i in range(600)]
+    store.write([Point(name, T0 + i, {"temp": float(i)}) for i, name in enumerate(names)])
+    frame = store.latest(names[::2])
+    assert list(frame.index) == names[::2]
+    assert frame["temp"].tolist() == [float(i) for i in range(0, 600, 2)]

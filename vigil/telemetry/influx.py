@@ -62,6 +62,7 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 8.0
 MAX_RETRY_AFTER_S = 60.0
 QUERY_CHUNK_ROWS = 10_000
+MAX_GET_STATEMENT = 4000
 # Characters line protocol cannot carry exactly in a tag value.
 _LP_TAG_SPECIAL = "\\ ,="
 
@@ -424,7 +425,8 @@ class InfluxStore(TelemetryStore):
             params["db"] = self.database
             if self.retention_policy:
                 params["rp"] = self.retention_policy
-        if method == "POST":
+        # A long statement (latest() of many devices) goes in the body, not the URL.
+        if method == "POST" or len(statement) > MAX_GET_STATEMENT:
             response = self._request("POST", "/query", data=params, headers=headers)
         else:
             response = self._request("GET", "/query", params=params, headers=headers)
