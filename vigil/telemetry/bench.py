@@ -39,7 +39,7 @@ END_MS = 1_767_225_600_000  # 2026-01-01 00:00 UTC: the end of the query device'
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--samples", type=int, default=1_000_000,
                         help="samples to write into each store (at least 200,000)")
-    parser.add_argument("--devices", type=int, default=500)
+    parser.add_argument("--devices", type=int, default=500, help="devices the samples come from")
     parser.add_argument("--repeat", type=int, default=7, help="times each query is run")
     parser.add_argument("--stores", default="influxdb,embedded",
                         help="comma-separated stores to measure: influxdb, embedded")
