@@ -29,14 +29,24 @@ class Inbound:
 
 
 class Inbox:
+    """One producer (the network thread), one consumer (the worker).
+
+    Appending is lock-free in the common case: a deque is safe to append to and
+    pop from in different threads, and each byte counter has a single writer.
+    The condition is only taken to wake a waiting side.
+    """
+
     def __init__(self, max_messages: int, max_bytes: int) -> None:
         if max_messages < 1 or max_bytes < 1:
             raise ValueError("an inbox must hold at least one message and one byte")
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         self._items: deque[Inbound] = deque()
-        self._bytes = 0
+        self._bytes_in = 0  # written by the producer only
+        self._bytes_out = 0  # written by the consumer only
         self._cond = threading.Condition()
+        self._consumer_waiting = False
+        self._producer_waiting = False
         self._closed = False
 
     def __len__(self) -> int:
@@ -44,41 +54,63 @@ class Inbox:
 
     @property
     def bytes(self) -> int:
-        return self._bytes
+        return self._bytes_in - self._bytes_out
 
     @property
     def fill(self) -> float:
         """The fuller of the two limits, as a fraction."""
-        return max(len(self._items) / self.max_messages, self._bytes / self.max_bytes)
+        return max(len(self._items) / self.max_messages, self.bytes / self.max_bytes)
+
+    def _full(self, size: int) -> bool:
+        items = self._items
+        return bool(items) and (len(items) >= self.max_messages or self.bytes + size > self.max_bytes)
 
     def put(self, item: Inbound) -> bool:
-        """Append, waiting while the inbox is full; False if it was closed meanwhile."""
-        with self._cond:
-            while (self._items and not self._closed
-                   and (len(self._items) >= self.max_messages
-                        or self._bytes + len(item.payload) > self.max_bytes)):
-                self._cond.wait(0.5)
+        """Append, waiting while the inbox is full; False if it was closed."""
+        size = len(item.payload)
+        if self._closed:
+            return False
+        if self._full(size):
+            with self._cond:
+                self._producer_waiting = True
+                while self._full(size) and not self._closed:
+                    self._cond.wait(0.5)
+                self._producer_waiting = False
             if self._closed:
                 return False
-            self._items.append(item)
-            self._bytes += len(item.payload)
-            self._cond.notify_all()
-            return True
+        self._items.append(item)
+        self._bytes_in += size
+        if self._consumer_waiting:
+            with self._cond:
+                self._cond.notify_all()
+        return True
 
     def take(self, max_items: int, timeout: float) -> list[Inbound]:
         """Up to ``max_items`` of the oldest messages, waiting at most ``timeout`` for the first."""
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while not self._items and not self._closed:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return []
-                self._cond.wait(remaining)
-            n = min(max_items, len(self._items))
-            out = [self._items.popleft() for _ in range(n)]
-            self._bytes -= sum(len(item.payload) for item in out)
-            self._cond.notify_all()
-            return out
+        items = self._items
+        if not items and not self._closed:
+            deadline = time.monotonic() + timeout
+            with self._cond:
+                self._consumer_waiting = True
+                try:
+                    while not items and not self._closed:
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            return []
+                        self._cond.wait(remaining)
+                finally:
+                    self._consumer_waiting = False
+        out: list[Inbound] = []
+        taken = 0
+        for _ in range(min(max_items, len(items))):
+            item = items.popleft()
+            taken += len(item.payload)
+            out.append(item)
+        self._bytes_out += taken
+        if self._producer_waiting:
+            with self._cond:
+                self._cond.notify_all()
+        return out
 
     def close(self) -> None:
         """Wake every waiter; later puts are refused."""
