@@ -163,3 +163,27 @@ def test_nothing_is_acknowledged_while_the_store_is_down(
                  "the 50 samples arrive after the restart")
         wait_for(lambda: service.metrics.acks._value.get() >= 50, 30, "all acknowledged")
     pub.close()
+
+
+@pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
+def test_the_offline_will_marks_a_device_offline(
+        mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str) -> None:
+    import paho.mqtt.client as mqtt
+
+    prepare_registry(sql_url, DEVICES)
+    settings = settings_for(mosquitto, influxdb, influx_database, sql_url, client_id="it-will",
+                            shared_group="it-will")
+    with running(settings):
+        device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pump-2",
+                             protocol=mqtt.MQTTv5)
+        device.will_set("vigil/v1/dev/pump-2/status",
+                        json.dumps({"v": 1, "state": "offline", "ts": now_ms(), "fw": "1.0"}), qos=1)
+        device.connect("127.0.0.1", mosquitto.port, keepalive=5)
+        device.loop_start()
+        device.publish("vigil/v1/dev/pump-2/status",
+                       json.dumps({"v": 1, "state": "online", "ts": now_ms(), "fw": "1.0"}), qos=1).wait_for_publish(10)
+        wait_for(lambda: devices(sql_url)["pump-2"].online, 30, "pump-2 online")
+        device.loop_stop()
+        device.socket().close()  # the connection drops without DISCONNECT: the broker sends the will
+        wait_for(lambda: devices(sql_url)["pump-2"].state == "offline", 30, "the will marks pump-2 offline")
+        assert devices(sql_url)["pump-2"].online is False
