@@ -1,8 +1,10 @@
 """The edge agent: sample, queue durably, publish, answer commands, report status.
 
-One loop in one thread: the selector wakes for network traffic or the next
-sampling tick. Each reading goes through the clock guard into the outbox before
-anything is sent; the courier then publishes what the broker has room for.
+Two threads. The sampler reads the source on its schedule and commits each
+reading, through the clock guard, to the outbox; nothing on the network can
+delay it. The network thread runs the selector loop: it publishes what the
+outbox holds as far as the broker has room, handles acknowledgements, commands
+and status, and reconnects with backoff.
 """
 
 from __future__ import annotations
@@ -90,6 +92,8 @@ class Agent:
         self._last_state = self.state()
         self._reported_dropped = self.outbox.dropped(self.device_id)
         self._stop = threading.Event()
+        self._wake_sampler = threading.Event()
+        self._sampler: threading.Thread | None = None
         self.samples_taken = 0
         self.rejected = 0
 
@@ -190,18 +194,29 @@ class Agent:
 
     # --- loop --------------------------------------------------------------------
 
-    def step(self) -> None:
-        """One pass: network, sampling when due, publishing, status, bounds."""
-        mono = time.monotonic()
-        timeout = min(max(0.0, self._next_sample - mono), 0.25)
-        self.reactor.poll(timeout)
-        mono = time.monotonic()
-        if mono >= self._next_sample:
-            self.sample()
+    def _sample_loop(self) -> None:
+        """The sampler thread: read the source when due, whatever the network does."""
+        while not self._stop.is_set():
+            delay = self._next_sample - time.monotonic()
+            if delay > 0:
+                self._wake_sampler.wait(delay)
+                self._wake_sampler.clear()
+                continue
+            try:
+                self.sample()
+            except Exception:  # a failing source must not end sampling for good
+                log.exception("sampling failed")
+            self.reactor.wake()
             interval = self.current_interval()
             self._next_sample += interval
+            mono = time.monotonic()
             if self._next_sample < mono:
                 self._next_sample = mono + interval
+
+    def step(self) -> None:
+        """One pass of the network thread: traffic, publishing, status, bounds."""
+        self.reactor.poll(0.5)
+        mono = time.monotonic()
         if mono >= self._next_expire:
             self._next_expire = mono + EXPIRE_EVERY_S
             self.outbox.expire()
@@ -222,6 +237,8 @@ class Agent:
         log.info("agent %s starting: outbox %s holds %d, next seq %d", self.device_id,
                  self.config.outbox.path, self.outbox.depth(self.device_id),
                  self.outbox.next_seq(self.device_id))
+        self._sampler = threading.Thread(target=self._sample_loop, name="sampler", daemon=True)
+        self._sampler.start()
         self.link.attempt()
         end = time.monotonic() + duration_s if duration_s else float("inf")
         try:
@@ -232,9 +249,15 @@ class Agent:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wake_sampler.set()
+        self.reactor.wake()
 
     def shutdown(self) -> None:
         """Say offline (a clean disconnect discards the will), then close everything."""
+        self._stop.set()
+        self._wake_sampler.set()
+        if self._sampler is not None:
+            self._sampler.join(30)
         if self.link.connected:
             self.link.publish("status", self._status_payload("offline"), retain=True)
             deadline = time.monotonic() + 2.0
@@ -296,6 +319,7 @@ class Agent:
         self.interval_s = float(interval)
         self._fast_until = time.monotonic() + float(duration)
         self._next_sample = time.monotonic()
+        self._wake_sampler.set()
         log.info("sampling every %.3f s for %.0f s", self.interval_s, duration)
         return {"interval_s": self.interval_s,
                 "until_ms": self.now_ms() + int(duration * 1000)}

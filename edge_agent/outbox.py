@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import json
 import math
+import functools
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, TypeVar
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +57,20 @@ CREATE TABLE IF NOT EXISTS counters (
 
 # Byte overhead of a telemetry message around its samples: {"v":1,"seq":N,"samples":[...]}
 _ENVELOPE_BYTES = 64
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _locked(method: F) -> F:
+    """Serialise a public method: the agent samples on one thread and publishes on another."""
+
+    @functools.wraps(method)
+    def wrapper(self: Outbox, *args: Any, **kwargs: Any) -> Any:
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 class OutboxError(ValueError):
@@ -92,6 +109,7 @@ class Outbox:
         self.max_samples = min(max_samples_per_message, protocol.MAX_SAMPLES_PER_MESSAGE)
         self.max_bytes = min(max_payload_bytes, protocol.MAX_PAYLOAD_BYTES)
         self._wall = wall
+        self._lock = threading.RLock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -128,11 +146,13 @@ class Outbox:
     def next_seq(self, device: str) -> int:
         return self._next_seq.get(device, 0)
 
+    @_locked
     def integrity_ok(self) -> bool:
         return self._db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
 
     # --- writing -----------------------------------------------------------
 
+    @_locked
     def add_samples(self, rows: Iterable[tuple[str, int, Mapping[str, float]]]) -> int:
         """Queue samples ``(device, ts_ms, metrics)`` in one transaction; all or none."""
         now = self._wall()
@@ -141,6 +161,7 @@ class Outbox:
         self._insert(records)
         return len(records)
 
+    @_locked
     def add_event(self, device: str, ts: int, code: str, severity: str, text: str = "") -> None:
         """Queue a device-raised fault code."""
         event = protocol.Event(seq=0, ts=ts, code=code, severity=severity, text=text)
@@ -153,6 +174,7 @@ class Outbox:
                           separators=(",", ":"))
         self._insert([(device, "event", body, self._wall())])
 
+    @_locked
     def add_history(self, device: str, samples: Sequence[tuple[int, Mapping[str, float]]]) -> int:
         """Queue historical samples already cut into full messages (backfill).
 
@@ -189,6 +211,7 @@ class Outbox:
 
     # --- forming and acknowledging -----------------------------------------
 
+    @_locked
     def messages(self, limits: Mapping[str, tuple[int, int]]) -> dict[str, list[OutMessage]]:
         """Messages to send, per device: ``limits[device] = (after_seq, count)``.
 
@@ -266,6 +289,7 @@ class Outbox:
         self._next_seq[device] = seq
         return formed
 
+    @_locked
     def ack(self, acknowledged: Iterable[tuple[str, int]]) -> int:
         """Delete messages the broker acknowledged; unknown ones are ignored."""
         pairs = list(acknowledged)
@@ -284,6 +308,7 @@ class Outbox:
 
     # --- bounds ------------------------------------------------------------
 
+    @_locked
     def expire(self) -> dict[str, int]:
         """Drop entries older than ``max_age_s``; returns the count per device."""
         cutoff = self._wall() - self.max_age_s
@@ -365,6 +390,7 @@ class Outbox:
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
 
+    @_locked
     def close(self) -> None:
         self._db.close()
 

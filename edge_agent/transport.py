@@ -14,6 +14,7 @@ import contextlib
 import logging
 import random
 import selectors
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -197,6 +198,15 @@ class Reactor:
         self.links: list[Link] = []
         self._monotonic = monotonic
         self._next_misc = 0.0
+        # Another thread calls wake() to cut a select() short (new data to publish).
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self.selector.register(self._wake_r, selectors.EVENT_READ, None)
+
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError, OSError):
+            self._wake_w.send(b"\0")
 
     def add(self, link: Link) -> None:
         link.reactor = self
@@ -223,12 +233,12 @@ class Reactor:
 
     def poll(self, timeout: float) -> None:
         """Wait up to ``timeout`` for network events and handle them, then the housekeeping."""
-        if self.selector.get_map():
-            events = self.selector.select(max(0.0, timeout))
-        else:
-            events = []
-            time.sleep(max(0.0, min(timeout, 0.2)))
+        events = self.selector.select(max(0.0, timeout))
         for key, mask in events:
+            if key.data is None:
+                with contextlib.suppress(BlockingIOError, OSError):
+                    self._wake_r.recv(4096)
+                continue
             link: Link = key.data
             if mask & selectors.EVENT_READ:
                 link.client.loop_read()
@@ -257,3 +267,5 @@ class Reactor:
         for link in self.links:
             link.close()
         self.selector.close()
+        self._wake_r.close()
+        self._wake_w.close()
