@@ -5,9 +5,10 @@ stream, so one threshold cannot serve a fleet. What is comparable across
 streams is how rare a value is in the stream's own recent history:
 ``surprise = -log P(statistic >= x)``. Inside the observed range the
 probability is the empirical one over the last ``history`` values; beyond the
-largest value it continues with an exponential tail fitted to the top
+largest value it continues with a generalised Pareto tail fitted to the top
 ``tail_size`` values (peaks over threshold, as in SPOT, Siffer et al. 2017), so
-a value far past anything seen is graded by how far, not capped.
+a value far past anything seen is graded by how far, and a heavy-tailed stream
+(bursty counts) is not as surprised by its next burst as a light-tailed one.
 """
 
 from __future__ import annotations
@@ -47,12 +48,31 @@ class EmpiricalTail:
         at_least = n - bisect_left(ranked, x)
         if at_least:
             return math.log((n + 1) / (at_least + 1))
+        return math.log(n + 1) + min(self._beyond_record(x), self.MAX_EXCESS)
+
+    def _beyond_record(self, x: float) -> float:
+        """-log P(X >= x | X >= record) under a Pareto tail fitted to the top values.
+
+        Shape and scale come from the moments of the excesses over the
+        ``tail_size``-th largest value; the shape is kept in [0, 0.5), where the
+        moment estimator is valid, so the tail is never lighter than exponential.
+        """
+        ranked = self.sorted_
         top = ranked[-self.tail_size :]
-        scale = sum(top) / len(top) - top[0]
-        top_value = ranked[-1]
-        if scale <= 0.0:
-            scale = 1e-12 + 1e-9 * abs(top_value)
-        return math.log(n + 1) + min((x - top_value) / scale, self.MAX_EXCESS)
+        base = top[0]
+        record = ranked[-1]
+        k = len(top)
+        mean = sum(top) / k - base
+        if mean <= 0.0:
+            return self.MAX_EXCESS if x > record else 0.0
+        var = sum((v - base - mean) ** 2 for v in top) / max(k - 1, 1)
+        shape = 0.0 if var <= 0.0 else min(max(0.5 * (1.0 - mean * mean / var), 0.0), 0.49)
+        scale = mean * (1.0 - shape)
+        if shape < 1e-6:
+            return (x - record) / scale
+        return (
+            math.log1p(shape * (x - base) / scale) - math.log1p(shape * (record - base) / scale)
+        ) / shape
 
     def add(self, x: float) -> None:
         insort(self.sorted_, x)

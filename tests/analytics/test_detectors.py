@@ -19,6 +19,7 @@ from analytics.detectors import (
     score_to_surprise,
     surprise_to_score,
 )
+from analytics.detectors.tail import EmpiricalTail
 
 START = 1_700_000_000.0  # a Tuesday, 22:13 UTC
 STEP = 300.0  # five-minute samples, 288 a day
@@ -51,6 +52,31 @@ def test_scores_stay_in_unit_interval_even_on_odd_input(cls: type[StreamingDetec
     scores += [det.score(ts[-1] + STEP, float("nan")), det.score(ts[-1] + 2 * STEP, math.inf)]
     assert all(0.0 <= s <= 1.0 for s in scores)
     assert cls().score_many([START] * 50, [0.0] * 50) == [0.0] * 50
+
+
+def test_tail_surprise_is_empirical_inside_the_range_and_graded_beyond() -> None:
+    tail = EmpiricalTail(history=100)
+    for v in range(100):
+        tail.add(float(v))
+    assert tail.surprise(90.0) == pytest.approx(math.log(101 / 11))
+    beyond = [tail.surprise(x) for x in (99.5, 105.0, 150.0, 1e6)]
+    assert beyond == sorted(beyond) and beyond[0] > math.log(101)
+    assert beyond[-1] == pytest.approx(math.log(101) + EmpiricalTail.MAX_EXCESS)
+    tail.add(-1.0)  # the oldest value (0.0) leaves the window
+    assert len(tail.sorted_) == 100 and tail.sorted_[0] == -1.0
+
+
+def test_heavy_tailed_history_gets_a_heavier_than_exponential_tail() -> None:
+    rng = random.Random(0)
+    heavy = EmpiricalTail()
+    for _ in range(500):
+        heavy.add(rng.paretovariate(1.5))
+    top = heavy.sorted_[-heavy.tail_size :]
+    mean_excess = sum(top) / len(top) - top[0]
+    record = top[-1]
+    x = 2 * record
+    exponential = math.log(501) + (x - record) / mean_excess
+    assert math.log(501) < heavy.surprise(x) < exponential - 1.0
 
 
 def test_score_is_monotone_in_surprise() -> None:
