@@ -34,7 +34,7 @@ from ingest.records import IngestRecords
 from ingest.registry import KnownDevices
 from ingest.validation import FastTelemetry, RejectReason, Rejected, Rules, check_message
 from vigil.db.models import DEAD_LETTER_PAYLOAD_CHARS
-from vigil.telemetry.store import Point, TelemetryError, TelemetryStore
+from vigil.telemetry.store import Point, StoreUnavailable, TelemetryError, TelemetryStore
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,16 @@ log = logging.getLogger(__name__)
 DEAD_LETTER_KEEP_BYTES = DEAD_LETTER_PAYLOAD_CHARS
 
 Acker = Callable[[list[tuple[int, int]]], int]
+
+
+def refuses_data(exc: Exception) -> bool:
+    """Whether a store error is about the data written (permanent) rather than the store (passing).
+
+    InfluxDB answers HTTP 400 for data it will never take, such as points older
+    than the retention policy; the store reports that as a rejected write.
+    """
+    return isinstance(exc, TelemetryError) or (
+        isinstance(exc, StoreUnavailable) and "rejected a write" in str(exc))
 
 
 @dataclass(frozen=True, slots=True)
@@ -301,18 +311,27 @@ class Pipeline:
     def _write_points(self, batch: Batch) -> None:
         try:
             self.store.write(batch.points)
-        except TelemetryError as exc:
-            # Validation should have caught this; halve the batch until the bad points are found.
-            log.error("store refused a batch; looking for the bad points",
+        except (TelemetryError, StoreUnavailable) as exc:
+            if not refuses_data(exc):
+                raise  # the store is away or failing: retry the whole batch later
+            # The store is up but refuses some of this data (say, samples older than its
+            # retention policy): retrying would stall everyone, so find the points it refuses.
+            log.error("store refused a batch; looking for the points it refuses",
                       extra={"error": str(exc)[:300]})
             batch.points = self._write_good(batch.points, batch)
 
     def _write_good(self, points: list[Point], batch: Batch) -> list[Point]:
-        """Write every point the store accepts; dead-letter the others. Returns those written."""
+        """Write every point the store accepts; dead-letter the others. Returns those written.
+
+        A failure that is not about the data (the store went away) propagates, and
+        the whole batch is retried; rewriting the points already written is harmless.
+        """
         try:
             self.store.write(points)
             return points
-        except TelemetryError as exc:
+        except (TelemetryError, StoreUnavailable) as exc:
+            if not refuses_data(exc):
+                raise
             if len(points) == 1:
                 point = points[0]
                 batch.dead_letters.append(DeadLetterItem(

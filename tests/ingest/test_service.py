@@ -187,3 +187,34 @@ def test_the_offline_will_marks_a_device_offline(
         device.socket().close()  # the connection drops without DISCONNECT: the broker sends the will
         wait_for(lambda: devices(sql_url)["pump-2"].state == "offline", 30, "the will marks pump-2 offline")
         assert devices(sql_url)["pump-2"].online is False
+
+
+@pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
+def test_samples_the_store_refuses_are_dead_lettered_without_stalling(
+        mosquitto: Mosquitto, influxdb: InfluxDB, sql_url: str) -> None:
+    """InfluxDB refuses points older than its retention policy (HTTP 400) for good: no endless retry."""
+    from tests.conftest import unique_name
+
+    database = unique_name("test_rp")
+    influxdb.query(f'CREATE DATABASE "{database}" WITH DURATION 1h NAME "short"')
+    try:
+        prepare_registry(sql_url, DEVICES)
+        settings = settings_for(mosquitto, influxdb, database, sql_url, client_id="it-rp",
+                                shared_group="it-rp", max_backoff_s=0.5)
+        recent = whole_second_ago(60)
+        old = whole_second_ago(3 * 3600)
+        with running(settings) as service:
+            pub = Publisher(mosquitto.port, "it-rp-pub")
+            for seq in range(10):
+                pub.publish("vigil/v1/dev/pump-1/telemetry",
+                            telemetry_payload(seq, recent + seq * 1000, {"m0": 1.0}))
+            pub.publish("vigil/v1/dev/pump-2/telemetry", telemetry_payload(1, old, {"m0": 1.0}))
+            pub.wait_acked()
+            wait_for(lambda: service.metrics.acks._value.get() >= 11, 60, "all acknowledged")
+            assert points_per_device(influxdb, database) == {"pump-1": 10}
+            letters = dead_letters(sql_url)
+            assert len(letters) == 1 and "retention policy" in letters[0].reason
+            assert "pump-2" in letters[0].topic
+            pub.close()
+    finally:
+        influxdb.query(f'DROP DATABASE "{database}"')
