@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import statistics
 import subprocess
 import sys
@@ -185,3 +186,36 @@ print(' '.join(sorted(top)))
     assert not foreign, f"edge_agent pulls in {sorted(foreign)}"
     for banned in ("vigil", "ingest", "analytics", "api", "pandas", "numpy", "sqlalchemy"):
         assert banned not in loaded
+
+
+@pytest.mark.servers
+def test_vigil_simulate_command_runs_backfill_then_live(mosquitto: Mosquitto,
+                                                        tmp_path: Path) -> None:
+    prefix = f"c{uuid.uuid4().hex[:6]}-"
+    done = subprocess.run(
+        [sys.executable, "-m", "vigil.cli", "simulate", "--devices", "6", "--seed", "4",
+         "--broker", f"127.0.0.1:{mosquitto.port}", "--outbox", str(tmp_path / "o.db"),
+         "--labels", str(tmp_path / "labels.csv"), "--backfill-days", "0.5",
+         "--backfill-step", "600", "--duration", "2", "--fault-fraction", "1",
+         "--prefix", prefix],
+        capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "backfill: 432 samples" in done.stdout
+    stats = json.loads(done.stdout.strip().splitlines()[-1])
+    assert stats["outbox_depth"] <= 6 and stats["samples_queued"] >= 432 + 6
+    labels = read_labels(tmp_path / "labels.csv")
+    assert len(labels) == 6 and all(r["device"].startswith(prefix) for r in labels)
+
+
+def test_vigil_agent_check_reports_bad_settings_clearly(tmp_path: Path) -> None:
+    cfg = tmp_path / "a.toml"
+    cfg.write_text('[device]\nid = "pump-1"\n')
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(REPO)}
+    ok = subprocess.run([sys.executable, "-m", "edge_agent.cli", str(cfg), "--check"],
+                        capture_output=True, text=True, cwd=REPO, env=env, timeout=60)
+    assert ok.returncode == 0 and "pump-1" in ok.stdout
+    bad = subprocess.run([sys.executable, "-m", "edge_agent.cli", str(cfg), "--check"],
+                         capture_output=True, text=True, cwd=REPO, timeout=60,
+                         env={**env, "VIGIL_AGENT_BROKER_PORT": "eighty"})
+    assert bad.returncode == 2
+    assert "VIGIL_AGENT_BROKER_PORT='eighty' is not a valid int" in bad.stderr
