@@ -14,7 +14,8 @@ from edge_agent.config import ConfigError, load_config
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="vigil-agent", description=__doc__)
     parser.add_argument("config", nargs="?", default=os.environ.get("VIGIL_AGENT_CONFIG"),
-                        help="TOML config file (default: $VIGIL_AGENT_CONFIG; none: environment only)")
+                        help="TOML config file (default: $VIGIL_AGENT_CONFIG; "
+                             "without one: environment only)")
     parser.add_argument("--log-level", default=os.environ.get("VIGIL_AGENT_LOG_LEVEL", "INFO"))
     parser.add_argument("--duration", type=float, default=None,
                         help="stop after this many seconds (default: run until stopped)")

@@ -58,7 +58,8 @@ class ClockGuard:
 
     def _judge(self, ts_ms: int) -> Verdict:
         if ts_ms < self.floor_ms:
-            return Verdict(True, f"timestamp {ts_ms} is before the known-good floor {self.floor_ms}")
+            return Verdict(True, f"timestamp {ts_ms} is before the known-good floor "
+                                 f"{self.floor_ms}")
         drift = self._current_offset() - self._offset_ms
         if abs(drift) > self.max_jump_ms:
             return Verdict(True, f"wall clock moved {drift / 1000:+.0f} s against the "

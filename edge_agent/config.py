@@ -141,7 +141,8 @@ def _from_env(key: str, value: str, kind: Any) -> Any:
         if kind == list[str]:
             return value.split()
     except ValueError as exc:
-        raise ConfigError(f"{key}={value!r} is not a valid {getattr(kind, '__name__', kind)}") from exc
+        name = getattr(kind, "__name__", kind)
+        raise ConfigError(f"{key}={value!r} is not a valid {name}") from exc
     return value
 
 

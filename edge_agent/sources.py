@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import selectors
 import subprocess
 import time
 from dataclasses import dataclass, field

@@ -189,8 +189,9 @@ def run(args: argparse.Namespace) -> int:
                 steps.append(step)
                 print(f"  {count:5d} devices: produced {step.get('produced_per_s', 0):8.1f}/s, "
                       f"delivered {step.get('delivered_per_s', 0):8.1f}/s, outbox depth "
-                      f"{step.get('outbox_depth_start', '-')} -> {step.get('outbox_depth_end', '-')}"
-                      f" (max {step.get('outbox_depth_max', '-')}): "
+                      f"{step.get('outbox_depth_start', '-')} -> "
+                      f"{step.get('outbox_depth_end', '-')} "
+                      f"(max {step.get('outbox_depth_max', '-')}): "
                       f"{'keeps up' if step['ok'] else 'falls behind'}")
                 if not step["ok"]:
                     break

@@ -36,8 +36,8 @@ class VirtualDevice:
     spec: DeviceSpec
     sim: DeviceSim
     link: Link
-    commands: CommandProcessor
     interval_s: float
+    commands: CommandProcessor = field(init=False)
     next_due: float = 0.0
     fast_until: float = 0.0
     state: str = "online"
@@ -63,7 +63,7 @@ class Fleet:
                         offline_status=self._offline_payload(spec))
             self.reactor.add(link)
             self.courier.attach(link)
-            device = VirtualDevice(spec, spec.build(seed), link, None, interval_s)  # type: ignore[arg-type]
+            device = VirtualDevice(spec, spec.build(seed), link, interval_s)
             device.commands = self._commands(device)
             self.devices[spec.device_id] = device
         self.samples_queued = 0

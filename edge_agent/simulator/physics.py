@@ -218,10 +218,13 @@ class DeviceSim:
             "motor_current_ma": round((90.0 + 0.9 * flow) * (1 + 0.6 * wear) + self._noise(3.0)
                                       if running else 4.0 + self._noise(0.5), 2),
             "occlusion_pressure_mmhg": round(max(0.0, (120.0 + 0.3 * flow if running else 5.0)
-                                                 + self._noise(6.0) + 90.0 * wear * self.rng.random()), 1),
+                                                 + self._noise(6.0)
+                                                 + 90.0 * wear * self.rng.random()), 1),
             "battery_voltage_v": round(volts, 3),
-            "battery_temp_c": round(env.ambient_c + 2.0 + 3.0 * load + 9.0 * age + self._noise(0.2), 2),
-            "volume_error_pct": round(self._noise(0.6) + 7.0 * wear * (1.0 if running else 0.0), 2),
+            "battery_temp_c": round(env.ambient_c + 2.0 + 3.0 * load + 9.0 * age
+                                    + self._noise(0.2), 2),
+            "volume_error_pct": round(self._noise(0.6)
+                                      + 7.0 * wear * (1.0 if running else 0.0), 2),
         }
 
     def _patient_monitor(self, t: int, dt: float, u: float, env: Environment,
@@ -232,10 +235,12 @@ class DeviceSim:
         fan_rpm = 3200.0 * (1.0 - 0.8 * fan) + self._noise(40.0 + 300.0 * fan)
         return {
             "fan_speed_rpm": round(max(0.0, fan_rpm), 0),
-            "internal_temp_c": round(env.ambient_c + 9.0 + 4.0 * u + 22.0 * fan + self._noise(0.3), 2),
+            "internal_temp_c": round(env.ambient_c + 9.0 + 4.0 * u + 22.0 * fan
+                                     + self._noise(0.3), 2),
             "battery_voltage_v": round(12.4 - 1.6 * age + self._noise(0.02), 3),
             "spo2_led_current_ma": round(18.0 + 2.0 * u + self._noise(0.4), 2),
-            "ecg_noise_uv": round(abs(8.0 + self._noise(1.5) + 35.0 * power * self.rng.random()), 2),
+            "ecg_noise_uv": round(abs(8.0 + self._noise(1.5)
+                                      + 35.0 * power * self.rng.random()), 2),
         }
 
     def _ventilator(self, t: int, dt: float, u: float, env: Environment,

@@ -14,7 +14,15 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from edge_agent.simulator.physics import DAY_S, FAULT_DAYS, FAULT_TYPES, MODELS, DeviceSim, Fault, Site
+from edge_agent.simulator.physics import (
+    DAY_S,
+    FAULT_DAYS,
+    FAULT_TYPES,
+    MODELS,
+    DeviceSim,
+    Fault,
+    Site,
+)
 
 # How common each model is in a hospital fleet.
 MODEL_WEIGHTS: dict[str, float] = {"infusion_pump": 40, "patient_monitor": 25, "ventilator": 15,

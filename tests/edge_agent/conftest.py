@@ -112,7 +112,8 @@ def recorder_factory() -> Iterator[Callable[..., Recorder]]:
         r.close()
 
 
-def write_config(path: Path, *, device_id: str, port: int, outbox_path: Path, **sections: dict) -> Path:
+def write_config(path: Path, *, device_id: str, port: int, outbox_path: Path,
+                 **sections: dict) -> Path:
     """A TOML agent config; ``sections`` add or override settings per section."""
     base: dict[str, dict[str, Any]] = {
         "device": {"id": device_id, "model": "ct"},

@@ -7,7 +7,6 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -39,8 +38,8 @@ class Client:
     def __init__(self, port: int, user: str) -> None:
         self.got: list[tuple[str, bytes]] = []
         self.ready = threading.Event()
-        self.c = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"{user}-{uuid.uuid4().hex[:4]}",
-                             protocol=mqtt.MQTTv5)
+        self.c = mqtt.Client(CallbackAPIVersion.VERSION2,
+                             client_id=f"{user}-{uuid.uuid4().hex[:4]}", protocol=mqtt.MQTTv5)
         self.c.username_pw_set(user, PASSWORD)
         self.c.on_connect = lambda *a: self.ready.set()
         self.c.on_message = lambda c, u, m: self.got.append((m.topic, m.payload))

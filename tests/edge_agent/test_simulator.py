@@ -182,7 +182,8 @@ print(' '.join(sorted(top)))
     loaded = set(out[1].split())
     stdlib = set(sys.stdlib_module_names) | {"__main__", "_distutils_hack", "sitecustomize"}
     # The editable-install finder is packaging machinery, present before any import.
-    foreign = {m for m in loaded - stdlib - {"edge_agent", "paho"} if not m.startswith("__editable__")}
+    foreign = {m for m in loaded - stdlib - {"edge_agent", "paho"}
+               if not m.startswith("__editable__")}
     assert not foreign, f"edge_agent pulls in {sorted(foreign)}"
     for banned in ("vigil", "ingest", "analytics", "api", "pandas", "numpy", "sqlalchemy"):
         assert banned not in loaded
