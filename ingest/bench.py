@@ -41,6 +41,8 @@ from typing import Any
 
 METRICS = [f"m{i}" for i in range(8)]
 PROBE_DEVICE = "probe-0"
+# A consumer that finishes right after the publisher may have been waiting for it.
+BOUND_NOTE = " - PUBLISHER-BOUND, rate understated: raise --messages"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -89,7 +91,7 @@ def _publish(port: int, devices: int, start: int, stop: int, base_ms: int, clien
     elapsed = time.monotonic() - started
     client.disconnect()
     client.loop_stop()
-    done.put((stop - start) / elapsed if elapsed > 0 else 0.0)
+    done.put(((stop - start) / elapsed if elapsed > 0 else 0.0, time.time()))
 
 
 def _raw_consumer(port: int, expected: int, ready: Any, result: Any) -> None:
@@ -207,10 +209,10 @@ class Bench:
         process.start()
         return process, done
 
-    def _preload_then_flood(self, label: str, freeze: list[int]) -> tuple[float, float]:
+    def _preload_then_flood(self, label: str, freeze: list[int]) -> tuple[float, float, float]:
         """Queue half the messages while the consumer is frozen, thaw it and flood the rest.
 
-        Returns the moment of thawing and the live publisher's rate.
+        Returns the moment of thawing, the live publisher's rate and when it finished.
         """
         n = self.args.messages
         half = n // 2
@@ -225,9 +227,9 @@ class Bench:
             thawed = time.time()
             for pid in freeze:
                 os.kill(pid, signal.SIGCONT)
-        live_rate = done.get(timeout=600)
+        live_rate, published = done.get(timeout=600)
         process.join(30)
-        return thawed, live_rate
+        return thawed, live_rate, published
 
     # -- raw limit ------------------------------------------------------------------------
 
@@ -240,12 +242,13 @@ class Bench:
         try:
             if not ready.wait(60):
                 raise RuntimeError("raw consumer did not subscribe")
-            thawed, live_rate = self._preload_then_flood("raw", [consumer.pid])
+            thawed, live_rate, published = self._preload_then_flood("raw", [consumer.pid])
             finished = result.get(timeout=900)
         finally:
             consumer.kill()
             consumer.join(10)
-        return {"msgs_per_s": self.args.messages / (finished - thawed), "publisher_msgs_per_s": live_rate}
+        return {"msgs_per_s": self.args.messages / (finished - thawed), "publisher_msgs_per_s": live_rate,
+                "backlog_left_s": finished - published}
 
     # -- ingest ----------------------------------------------------------------------------
 
@@ -293,7 +296,7 @@ class Bench:
         with self.ingest_workers(workers, database) as handles:
             pids = [pid for pid, _ in handles]
             ports = [port for _, port in handles]
-            thawed, live_rate = self._preload_then_flood(f"w{workers}", pids)
+            thawed, live_rate, published = self._preload_then_flood(f"w{workers}", pids)
 
             def durable() -> float:
                 return sum(_scrape(p, "vigil_ingest_samples_total") for p in ports)
@@ -303,7 +306,8 @@ class Bench:
             stored = self._count(database)
             rate = n / (finished - thawed)
             latency = self.latency(database, ports, rate / 2)
-        return {"msgs_per_s": rate, "publisher_msgs_per_s": live_rate, "stored": stored, **latency}
+        return {"msgs_per_s": rate, "publisher_msgs_per_s": live_rate, "stored": stored,
+                "backlog_left_s": finished - published, **latency}
 
     def _count(self, database: str) -> int:
         body = self.influx.query('SELECT count("m0") FROM "telemetry" WHERE "device" =~ /^dev-/',
@@ -385,8 +389,11 @@ def run(args: argparse.Namespace) -> int:
               f"{len(METRICS)} metrics each, one sample per message; {os.cpu_count()} CPUs")
         raw = bench.raw_limit()
         figures["raw_msgs_per_s"] = round(raw["msgs_per_s"])
+        figures["raw_publisher_msgs_per_s"] = round(raw["publisher_msgs_per_s"])
+        figures["raw_backlog_left_s"] = round(raw["backlog_left_s"], 2)
         print(f"raw paho-mqtt consumer (receive + json.loads): {raw['msgs_per_s']:,.0f} msg/s "
-              f"(live publisher {raw['publisher_msgs_per_s']:,.0f} msg/s)")
+              f"(live publisher {raw['publisher_msgs_per_s']:,.0f} msg/s; the consumer finished "
+              f"{raw['backlog_left_s']:.1f} s after it{BOUND_NOTE if raw['backlog_left_s'] < 0.5 else ''})")
         for workers in args.workers:
             result = bench.ingest_run(workers)
             ratio = result["msgs_per_s"] / raw["msgs_per_s"]
@@ -399,13 +406,18 @@ def run(args: argparse.Namespace) -> int:
                 f"{key}_latency_p99_ms": round(result["latency_p99_ms"], 1),
                 f"{key}_latency_background_msgs_per_s": round(result["background_msgs_per_s"]),
                 f"{key}_latency_probes_seen": f"{result['probes_seen']}/{result['probes']}",
+                f"{key}_publisher_msgs_per_s": round(result["publisher_msgs_per_s"]),
+                f"{key}_backlog_left_s": round(result["backlog_left_s"], 2),
             })
             print(f"ingest, {workers} worker{'s' if workers > 1 else ''}: {result['msgs_per_s']:,.0f} msg/s "
                   f"= {ratio:.2f} x raw; {result['stored']:,} of {args.messages:,} samples in InfluxDB; "
                   f"publish-to-queryable p50 {result['latency_p50_ms']:.0f} ms, "
                   f"p99 {result['latency_p99_ms']:.0f} ms "
                   f"(under {result['background_msgs_per_s']:,.0f} msg/s background, "
-                  f"{result['probes_seen']}/{result['probes']} probes)")
+                  f"{result['probes_seen']}/{result['probes']} probes); live publisher "
+                  f"{result['publisher_msgs_per_s']:,.0f} msg/s, ingest finished "
+                  f"{result['backlog_left_s']:.1f} s after it"
+                  f"{BOUND_NOTE if result['backlog_left_s'] < 0.5 else ''}")
     finally:
         bench.stop()
         shutil.rmtree(workdir, ignore_errors=True)
