@@ -32,7 +32,9 @@ class BatchPolicy:
         """Whether a batch holding this much, opened ``age_s`` ago, should be written now."""
         if messages == 0:
             return False
-        return samples >= self.max_samples or messages >= self.max_messages or age_s >= self.max_age_s
+        return (
+            samples >= self.max_samples or messages >= self.max_messages or age_s >= self.max_age_s
+        )
 
     def wait_s(self, messages: int, age_s: float) -> float:
         """How long to wait for more input before the batch falls due by age."""

@@ -25,7 +25,6 @@ import multiprocessing as mp
 import os
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,16 +45,30 @@ BOUND_NOTE = " - PUBLISHER-BOUND, rate understated: raise --messages"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--messages", type=int, default=200_000,
-                        help="telemetry messages per consumer (default 200000)")
+    parser.add_argument(
+        "--messages",
+        type=int,
+        default=200_000,
+        help="telemetry messages per consumer (default 200000)",
+    )
     parser.add_argument("--devices", type=int, default=1000, help="device ids (default 1000)")
-    parser.add_argument("--latency-seconds", type=float, default=10.0,
-                        help="how long to send latency probes per ingest setup (default 10)")
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2],
-                        help="ingest worker counts to measure (default: 1 2)")
+    parser.add_argument(
+        "--latency-seconds",
+        type=float,
+        default=10.0,
+        help="how long to send latency probes per ingest setup (default 10)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="ingest worker counts to measure (default: 1 2)",
+    )
 
 
 # --- payloads and processes ------------------------------------------------------
+
 
 def payload(seq: int, ts: int, value: float) -> bytes:
     """A device's telemetry message: one sample of eight metrics, as the agent encodes it."""
@@ -63,12 +76,22 @@ def payload(seq: int, ts: int, value: float) -> bytes:
     return f'{{"v":1,"seq":{seq},"samples":[{{"ts":{ts},"metrics":{{{metrics}}}}}]}}'.encode()
 
 
-def _publish(port: int, devices: int, start: int, stop: int, base_ms: int, client_id: str,
-             rate: float, done: Any) -> None:
+def _publish(
+    port: int,
+    devices: int,
+    start: int,
+    stop: int,
+    base_ms: int,
+    client_id: str,
+    rate: float,
+    done: Any,
+) -> None:
     """Publish messages start..stop round robin over the devices (QoS 1); report the rate."""
     import paho.mqtt.client as mqtt
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
     client.max_inflight_messages_set(0)
     acked = [0]
     client.on_publish = lambda *a: acked.__setitem__(0, acked[0] + 1)
@@ -85,7 +108,9 @@ def _publish(port: int, devices: int, start: int, stop: int, base_ms: int, clien
             ahead = (i - start) / rate - (time.monotonic() - started)
             if ahead > 0:
                 time.sleep(ahead)
-        client.publish(topics[device].decode(), payload(seq, base_ms + seq * 1000, (i % 997) / 10), qos=1)
+        client.publish(
+            topics[device].decode(), payload(seq, base_ms + seq * 1000, (i % 997) / 10), qos=1
+        )
     while acked[0] < stop - start:
         time.sleep(0.001)
     elapsed = time.monotonic() - started
@@ -108,7 +133,9 @@ def _raw_consumer(port: int, expected: int, ready: Any, result: Any) -> None:
         if count[0] == expected:
             result.put(time.time())
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=mqtt.MQTTv5)
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=mqtt.MQTTv5
+    )
     client.on_message = on_message
     client.on_subscribe = lambda *a: ready.set()
     client.on_connect = lambda c, *a: c.subscribe("vigil/v1/dev/+/telemetry", qos=1)
@@ -119,6 +146,7 @@ def _raw_consumer(port: int, expected: int, ready: Any, result: Any) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
 
 def _scrape(port: int, name: str) -> float:
     try:
@@ -203,9 +231,20 @@ class Bench:
 
     def _flood(self, client_id: str, start: int, stop: int, rate: float = 0.0) -> tuple[Any, Any]:
         done = self.ctx.Queue()
-        process = self.ctx.Process(target=_publish, args=(
-            self.broker.port, self.args.devices, start, stop, self.base_ms, client_id, rate, done),
-            daemon=True)
+        process = self.ctx.Process(
+            target=_publish,
+            args=(
+                self.broker.port,
+                self.args.devices,
+                start,
+                stop,
+                self.base_ms,
+                client_id,
+                rate,
+                done,
+            ),
+            daemon=True,
+        )
         process.start()
         return process, done
 
@@ -235,9 +274,11 @@ class Bench:
 
     def raw_limit(self) -> dict[str, float]:
         ready, result = self.ctx.Event(), self.ctx.Queue()
-        consumer = self.ctx.Process(target=_raw_consumer,
-                                    args=(self.broker.port, self.args.messages, ready, result),
-                                    daemon=True)
+        consumer = self.ctx.Process(
+            target=_raw_consumer,
+            args=(self.broker.port, self.args.messages, ready, result),
+            daemon=True,
+        )
         consumer.start()
         try:
             if not ready.wait(60):
@@ -247,33 +288,50 @@ class Bench:
         finally:
             consumer.kill()
             consumer.join(10)
-        return {"msgs_per_s": self.args.messages / (finished - thawed), "publisher_msgs_per_s": live_rate,
-                "backlog_left_s": finished - published}
+        return {
+            "msgs_per_s": self.args.messages / (finished - thawed),
+            "publisher_msgs_per_s": live_rate,
+            "backlog_left_s": finished - published,
+        }
 
     # -- ingest ----------------------------------------------------------------------------
 
     @contextmanager
     def ingest_workers(self, workers: int, database: str) -> Iterator[list[tuple[int, int]]]:
-        """`vigil ingest` subprocesses on one shared subscription; yields (pid, HTTP port) of each."""
+        """`vigil ingest` workers on one shared subscription; yields (pid, HTTP port) of each."""
         from vigil.servers import free_port
 
         ports = [free_port() for _ in range(workers)]
         started: list[subprocess.Popen[bytes]] = []
         env_base = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-        env_base.update({
-            "VIGIL_TELEMETRY_STORE": "influxdb", "VIGIL_DATABASE_URL": self.sql_url,
-            "VIGIL_MQTT__HOST": "127.0.0.1", "VIGIL_MQTT__PORT": str(self.broker.port),
-            "VIGIL_INFLUXDB__URL": self.influx.url, "VIGIL_INFLUXDB__DATABASE": database,
-            "VIGIL_INFLUXDB__USERNAME": self.influx.username,
-            "VIGIL_INFLUXDB__PASSWORD": self.influx.password,
-            "VIGIL_INGEST__SHARED_GROUP": database, "VIGIL_LOG_LEVEL": "WARNING",
-        })
+        env_base.update(
+            {
+                "VIGIL_TELEMETRY_STORE": "influxdb",
+                "VIGIL_DATABASE_URL": self.sql_url,
+                "VIGIL_MQTT__HOST": "127.0.0.1",
+                "VIGIL_MQTT__PORT": str(self.broker.port),
+                "VIGIL_INFLUXDB__URL": self.influx.url,
+                "VIGIL_INFLUXDB__DATABASE": database,
+                "VIGIL_INFLUXDB__USERNAME": self.influx.username,
+                "VIGIL_INFLUXDB__PASSWORD": self.influx.password,
+                "VIGIL_INGEST__SHARED_GROUP": database,
+                "VIGIL_LOG_LEVEL": "WARNING",
+            }
+        )
         for i, port in enumerate(ports):
-            env = {**env_base, "VIGIL_INGEST__CLIENT_ID": f"{database}-{i}",
-                   "VIGIL_INGEST__METRICS_PORT": str(port)}
+            env = {
+                **env_base,
+                "VIGIL_INGEST__CLIENT_ID": f"{database}-{i}",
+                "VIGIL_INGEST__METRICS_PORT": str(port),
+            }
             log = open(self.workdir / f"{database}-{i}.log", "ab")
-            process = subprocess.Popen([sys.executable, "-m", "vigil.cli", "ingest"], env=env,
-                                       stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir)
+            process = subprocess.Popen(
+                [sys.executable, "-m", "vigil.cli", "ingest"],
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
             log.close()
             started.append(process)
             self.processes.append(process)
@@ -306,12 +364,18 @@ class Bench:
             stored = self._count(database)
             rate = n / (finished - thawed)
             latency = self.latency(database, ports, rate / 2)
-        return {"msgs_per_s": rate, "publisher_msgs_per_s": live_rate, "stored": stored,
-                "backlog_left_s": finished - published, **latency}
+        return {
+            "msgs_per_s": rate,
+            "publisher_msgs_per_s": live_rate,
+            "stored": stored,
+            "backlog_left_s": finished - published,
+            **latency,
+        }
 
     def _count(self, database: str) -> int:
-        body = self.influx.query('SELECT count("m0") FROM "telemetry" WHERE "device" =~ /^dev-/',
-                                 db=database)
+        body = self.influx.query(
+            'SELECT count("m0") FROM "telemetry" WHERE "device" =~ /^dev-/', db=database
+        )
         series = body["results"][0].get("series", [])
         return int(series[0]["values"][0][1]) if series else 0
 
@@ -323,10 +387,17 @@ class Bench:
         duration = self.args.latency_seconds
         # Background messages follow the flood's, so their points are new ones.
         offset = (self.args.messages // self.args.devices + 10) * self.args.devices
-        background, done = self._flood(f"bench-bg-{database}", offset,
-                                       offset + int(background_rate * (duration + 2)), rate=background_rate)
-        client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-probe-{database}",
-                             protocol=mqtt.MQTTv5)
+        background, done = self._flood(
+            f"bench-bg-{database}",
+            offset,
+            offset + int(background_rate * (duration + 2)),
+            rate=background_rate,
+        )
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=f"bench-probe-{database}",
+            protocol=mqtt.MQTTv5,
+        )
         client.connect("127.0.0.1", self.broker.port)
         client.loop_start()
         sent: dict[int, float] = {}
@@ -335,10 +406,13 @@ class Bench:
         start_ms = int(time.time() * 1000) - 1000
 
         def poll() -> None:
-            query = (f"SELECT \"m0\" FROM \"telemetry\" WHERE \"device\" = '{PROBE_DEVICE}' "
-                     f"AND time >= {start_ms}ms")
+            query = (
+                f'SELECT "m0" FROM "telemetry" WHERE "device" = \'{PROBE_DEVICE}\' '
+                f"AND time >= {start_ms}ms"
+            )
             url = f"{self.influx.url}/query?" + urllib.parse.urlencode(
-                {"q": query, "db": database, "u": self.influx.username, "p": self.influx.password})
+                {"q": query, "db": database, "u": self.influx.username, "p": self.influx.password}
+            )
             while not stop.is_set() or len(seen) < len(sent):
                 try:
                     with urllib.request.urlopen(url, timeout=10) as response:
@@ -362,7 +436,9 @@ class Bench:
         while time.time() < end:
             now = time.time()
             ts = int(now * 1000)
-            client.publish(f"vigil/v1/dev/{PROBE_DEVICE}/telemetry", payload(k, ts, float(k)), qos=1)
+            client.publish(
+                f"vigil/v1/dev/{PROBE_DEVICE}/telemetry", payload(k, ts, float(k)), qos=1
+            )
             sent[k] = now
             k += 1
             time.sleep(0.05)
@@ -374,50 +450,69 @@ class Bench:
         done.get(timeout=120)
         background.join(30)
         latencies = [(seen[i] - sent[i]) * 1000 for i in sent if i in seen]
-        return {"latency_p50_ms": _percentile(latencies, 50), "latency_p99_ms": _percentile(latencies, 99),
-                "probes": len(sent), "probes_seen": len(latencies), "background_msgs_per_s": background_rate}
+        return {
+            "latency_p50_ms": _percentile(latencies, 50),
+            "latency_p99_ms": _percentile(latencies, 99),
+            "probes": len(sent),
+            "probes_seen": len(latencies),
+            "background_msgs_per_s": background_rate,
+        }
 
 
 def run(args: argparse.Namespace) -> int:
     workdir = Path(tempfile.mkdtemp(prefix="vigil-bench-ingest-"))
     bench = Bench(args, workdir)
-    figures: dict[str, Any] = {"messages": args.messages, "devices": args.devices,
-                               "metrics_per_message": len(METRICS), "cpus": os.cpu_count()}
+    figures: dict[str, Any] = {
+        "messages": args.messages,
+        "devices": args.devices,
+        "metrics_per_message": len(METRICS),
+        "cpus": os.cpu_count(),
+    }
     try:
         bench.start()
-        print(f"vigil bench ingest: {args.messages} messages from {args.devices} devices, "
-              f"{len(METRICS)} metrics each, one sample per message; {os.cpu_count()} CPUs")
+        print(
+            f"vigil bench ingest: {args.messages} messages from {args.devices} devices, "
+            f"{len(METRICS)} metrics each, one sample per message; {os.cpu_count()} CPUs"
+        )
         raw = bench.raw_limit()
         figures["raw_msgs_per_s"] = round(raw["msgs_per_s"])
         figures["raw_publisher_msgs_per_s"] = round(raw["publisher_msgs_per_s"])
         figures["raw_backlog_left_s"] = round(raw["backlog_left_s"], 2)
-        print(f"raw paho-mqtt consumer (receive + json.loads): {raw['msgs_per_s']:,.0f} msg/s "
-              f"(live publisher {raw['publisher_msgs_per_s']:,.0f} msg/s; the consumer finished "
-              f"{raw['backlog_left_s']:.1f} s after it{BOUND_NOTE if raw['backlog_left_s'] < 0.5 else ''})")
+        print(
+            f"raw paho-mqtt consumer (receive + json.loads): {raw['msgs_per_s']:,.0f} msg/s "
+            f"(live publisher {raw['publisher_msgs_per_s']:,.0f} msg/s; the consumer finished "
+            f"{raw['backlog_left_s']:.1f} s after it"
+            f"{BOUND_NOTE if raw['backlog_left_s'] < 0.5 else ''})"
+        )
         for workers in args.workers:
             result = bench.ingest_run(workers)
             ratio = result["msgs_per_s"] / raw["msgs_per_s"]
             key = f"ingest_{workers}w"
-            figures.update({
-                f"{key}_msgs_per_s": round(result["msgs_per_s"]),
-                f"{key}_ratio_to_raw": round(ratio, 3),
-                f"{key}_samples_stored": result["stored"],
-                f"{key}_latency_p50_ms": round(result["latency_p50_ms"], 1),
-                f"{key}_latency_p99_ms": round(result["latency_p99_ms"], 1),
-                f"{key}_latency_background_msgs_per_s": round(result["background_msgs_per_s"]),
-                f"{key}_latency_probes_seen": f"{result['probes_seen']}/{result['probes']}",
-                f"{key}_publisher_msgs_per_s": round(result["publisher_msgs_per_s"]),
-                f"{key}_backlog_left_s": round(result["backlog_left_s"], 2),
-            })
-            print(f"ingest, {workers} worker{'s' if workers > 1 else ''}: {result['msgs_per_s']:,.0f} msg/s "
-                  f"= {ratio:.2f} x raw; {result['stored']:,} of {args.messages:,} samples in InfluxDB; "
-                  f"publish-to-queryable p50 {result['latency_p50_ms']:.0f} ms, "
-                  f"p99 {result['latency_p99_ms']:.0f} ms "
-                  f"(under {result['background_msgs_per_s']:,.0f} msg/s background, "
-                  f"{result['probes_seen']}/{result['probes']} probes); live publisher "
-                  f"{result['publisher_msgs_per_s']:,.0f} msg/s, ingest finished "
-                  f"{result['backlog_left_s']:.1f} s after it"
-                  f"{BOUND_NOTE if result['backlog_left_s'] < 0.5 else ''}")
+            figures.update(
+                {
+                    f"{key}_msgs_per_s": round(result["msgs_per_s"]),
+                    f"{key}_ratio_to_raw": round(ratio, 3),
+                    f"{key}_samples_stored": result["stored"],
+                    f"{key}_latency_p50_ms": round(result["latency_p50_ms"], 1),
+                    f"{key}_latency_p99_ms": round(result["latency_p99_ms"], 1),
+                    f"{key}_latency_background_msgs_per_s": round(result["background_msgs_per_s"]),
+                    f"{key}_latency_probes_seen": f"{result['probes_seen']}/{result['probes']}",
+                    f"{key}_publisher_msgs_per_s": round(result["publisher_msgs_per_s"]),
+                    f"{key}_backlog_left_s": round(result["backlog_left_s"], 2),
+                }
+            )
+            print(
+                f"ingest, {workers} worker{'s' if workers > 1 else ''}: "
+                f"{result['msgs_per_s']:,.0f} msg/s = {ratio:.2f} x raw; "
+                f"{result['stored']:,} of {args.messages:,} samples in InfluxDB; "
+                f"publish-to-queryable p50 {result['latency_p50_ms']:.0f} ms, "
+                f"p99 {result['latency_p99_ms']:.0f} ms "
+                f"(under {result['background_msgs_per_s']:,.0f} msg/s background, "
+                f"{result['probes_seen']}/{result['probes']} probes); live publisher "
+                f"{result['publisher_msgs_per_s']:,.0f} msg/s, ingest finished "
+                f"{result['backlog_left_s']:.1f} s after it"
+                f"{BOUND_NOTE if result['backlog_left_s'] < 0.5 else ''}"
+            )
     finally:
         bench.stop()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -18,11 +18,19 @@ log = logging.getLogger("ingest")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--metrics-port", type=int, default=None,
-                        help="port of the /metrics, /healthz and /readyz endpoint "
-                             "(default: ingest.metrics_port; 0 picks a free one)")
-    parser.add_argument("--stop-timeout", type=float, default=60.0,
-                        help="seconds allowed to flush on stop before giving up (default 60)")
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="port of the /metrics, /healthz and /readyz endpoint "
+        "(default: ingest.metrics_port; 0 picks a free one)",
+    )
+    parser.add_argument(
+        "--stop-timeout",
+        type=float,
+        default=60.0,
+        help="seconds allowed to flush on stop before giving up (default 60)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,4 +61,3 @@ def run(args: argparse.Namespace) -> int:
     service.store.close()
     service.records.close()
     return 0 if clean else 1
-

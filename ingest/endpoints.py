@@ -18,8 +18,9 @@ Check = Callable[[], tuple[bool, dict[str, object]]]
 
 
 class Endpoints:
-    def __init__(self, host: str, port: int, registry: CollectorRegistry,
-                 healthy: Check, ready: Check) -> None:
+    def __init__(
+        self, host: str, port: int, registry: CollectorRegistry, healthy: Check, ready: Check
+    ) -> None:
         endpoints = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -47,8 +48,9 @@ class Endpoints:
         self.registry = registry
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
-        self._thread = threading.Thread(target=self.server.serve_forever, name="ingest-http",
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="ingest-http", daemon=True
+        )
 
     @property
     def port(self) -> int:

@@ -63,7 +63,9 @@ class Inbox:
 
     def _full(self, size: int) -> bool:
         items = self._items
-        return bool(items) and (len(items) >= self.max_messages or self.bytes + size > self.max_bytes)
+        return bool(items) and (
+            len(items) >= self.max_messages or self.bytes + size > self.max_bytes
+        )
 
     def put(self, item: Inbound) -> bool:
         """Append, waiting while the inbox is full; False if it was closed."""

@@ -32,7 +32,7 @@ from ingest.metrics import IngestMetrics
 from ingest.presence import LastSeen
 from ingest.records import IngestRecords
 from ingest.registry import KnownDevices
-from ingest.validation import FastTelemetry, RejectReason, Rejected, Rules, check_message
+from ingest.validation import FastTelemetry, Rejected, RejectReason, Rules, check_message
 from vigil.db.models import DEAD_LETTER_PAYLOAD_CHARS
 from vigil.telemetry.store import Point, StoreUnavailable, TelemetryError, TelemetryStore
 
@@ -51,7 +51,8 @@ def refuses_data(exc: Exception) -> bool:
     than the retention policy; the store reports that as a rejected write.
     """
     return isinstance(exc, TelemetryError) or (
-        isinstance(exc, StoreUnavailable) and "rejected a write" in str(exc))
+        isinstance(exc, StoreUnavailable) and "rejected a write" in str(exc)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,8 +134,11 @@ class Pipeline:
                 else:
                     wait = policy.wait_s(batch.messages, time.monotonic() - batch.opened_at)
                 room = policy.max_messages - (batch.messages if batch else 0)
-                items = self.inbox.take(max(1, room), wait) if not self._stopping.is_set() \
+                items = (
+                    self.inbox.take(max(1, room), wait)
+                    if not self._stopping.is_set()
                     else self.inbox.take(max(1, room), 0)
+                )
                 if items:
                     if batch is None:
                         batch = Batch(opened_at=time.monotonic())
@@ -142,8 +146,9 @@ class Pipeline:
                 self.metrics.inbox_messages.set(len(self.inbox))
                 self.metrics.buffer_fill.set(self.inbox.fill)
                 if batch is not None and (
-                        policy.due(batch.samples, batch.messages, time.monotonic() - batch.opened_at)
-                        or (self._stopping.is_set() and not items)):
+                    policy.due(batch.samples, batch.messages, time.monotonic() - batch.opened_at)
+                    or (self._stopping.is_set() and not items)
+                ):
                     self._hand_over(batch)
                     batch = None
                 elif self._stopping.is_set() and not items:
@@ -168,13 +173,25 @@ class Pipeline:
         fast = self.fast
         for item in items:
             try:
-                accepted = check_message(item.topic, item.payload, size=item.size, now_ms=now_ms,
-                                         is_known=registry.is_known, rules=rules, fast=fast)
+                accepted = check_message(
+                    item.topic,
+                    item.payload,
+                    size=item.size,
+                    now_ms=now_ms,
+                    is_known=registry.is_known,
+                    rules=rules,
+                    fast=fast,
+                )
             except Rejected as exc:
-                batch.dead_letters.append(DeadLetterItem(
-                    topic=item.topic, payload=item.payload[:DEAD_LETTER_KEEP_BYTES],
-                    size=item.size, reason=exc.reason,
-                    kind=exc.kind.value))
+                batch.dead_letters.append(
+                    DeadLetterItem(
+                        topic=item.topic,
+                        payload=item.payload[:DEAD_LETTER_KEEP_BYTES],
+                        size=item.size,
+                        reason=exc.reason,
+                        kind=exc.kind.value,
+                    )
+                )
                 rejected[exc.kind.value] += 1
                 outcomes["unknown", "rejected"] += 1
                 batch.add_message(item.mid, item.epoch, item.received_at)
@@ -182,10 +199,16 @@ class Pipeline:
             except Exception as exc:
                 # A bug here must not turn one message into a poison pill redelivered forever.
                 log.exception("could not process a message; dead-lettering it")
-                batch.dead_letters.append(DeadLetterItem(
-                    topic=item.topic, payload=item.payload[:DEAD_LETTER_KEEP_BYTES], size=item.size,
-                    reason=f"ingest could not process the message ({type(exc).__name__}: {exc})",
-                    kind=RejectReason.INTERNAL.value))
+                batch.dead_letters.append(
+                    DeadLetterItem(
+                        topic=item.topic,
+                        payload=item.payload[:DEAD_LETTER_KEEP_BYTES],
+                        size=item.size,
+                        reason=f"ingest could not process the message "
+                        f"({type(exc).__name__}: {exc})",
+                        kind=RejectReason.INTERNAL.value,
+                    )
+                )
                 rejected[RejectReason.INTERNAL.value] += 1
                 batch.add_message(item.mid, item.epoch, item.received_at)
                 continue
@@ -218,8 +241,10 @@ class Pipeline:
             self.metrics.dead_letters.labels(reason).inc(n)
 
     def _hand_over(self, batch: Batch) -> None:
-        if time.monotonic() - self._last_seen_at >= self.options.last_seen_interval_s \
-                or self._stopping.is_set():
+        if (
+            time.monotonic() - self._last_seen_at >= self.options.last_seen_interval_s
+            or self._stopping.is_set()
+        ):
             batch_seen = self.last_seen.drain()
             self._last_seen_at = time.monotonic()
         else:
@@ -294,9 +319,14 @@ class Pipeline:
                     self.store_failing_since = self.store_failing_since or now
                 else:
                     self.sql_failing_since = self.sql_failing_since or now
-                log.warning("write failed, retrying", extra={
-                    "store": store, "error": f"{type(exc).__name__}: {str(exc)[:300]}",
-                    "retry_in_s": round(delay, 2)})
+                log.warning(
+                    "write failed, retrying",
+                    extra={
+                        "store": store,
+                        "error": f"{type(exc).__name__}: {str(exc)[:300]}",
+                        "retry_in_s": round(delay, 2),
+                    },
+                )
                 if self._abandon.wait(delay):
                     return False
                 delay = min(delay * 2, self.options.max_backoff_s)
@@ -316,8 +346,10 @@ class Pipeline:
                 raise  # the store is away or failing: retry the whole batch later
             # The store is up but refuses some of this data (say, samples older than its
             # retention policy): retrying would stall everyone, so find the points it refuses.
-            log.error("store refused a batch; looking for the points it refuses",
-                      extra={"error": str(exc)[:300]})
+            log.error(
+                "store refused a batch; looking for the points it refuses",
+                extra={"error": str(exc)[:300]},
+            )
             batch.points = self._write_good(batch.points, batch)
 
     def _write_good(self, points: list[Point], batch: Batch) -> list[Point]:
@@ -334,11 +366,15 @@ class Pipeline:
                 raise
             if len(points) == 1:
                 point = points[0]
-                batch.dead_letters.append(DeadLetterItem(
-                    topic=f"vigil/v1/dev/{point.device}/telemetry",
-                    payload=repr(point).encode()[:DEAD_LETTER_KEEP_BYTES], size=0,
-                    reason=f"telemetry store refused the sample: {exc}",
-                    kind=RejectReason.STORE.value))
+                batch.dead_letters.append(
+                    DeadLetterItem(
+                        topic=f"vigil/v1/dev/{point.device}/telemetry",
+                        payload=repr(point).encode()[:DEAD_LETTER_KEEP_BYTES],
+                        size=0,
+                        reason=f"telemetry store refused the sample: {exc}",
+                        kind=RejectReason.STORE.value,
+                    )
+                )
                 self.metrics.dead_letters.labels(RejectReason.STORE.value).inc()
                 return []
         half = len(points) // 2
@@ -350,12 +386,13 @@ class Pipeline:
         except (OperationalError, InterfaceError):
             raise  # the database is unreachable: retry the whole batch
         except DBAPIError as exc:
-            log.error("database refused a batch; writing item by item",
-                      extra={"error": str(exc)[:300]})
+            log.error(
+                "database refused a batch; writing item by item", extra={"error": str(exc)[:300]}
+            )
             self._write_sql_one_by_one(batch)
 
     def _write_sql_one_by_one(self, batch: Batch) -> None:
-        """A status or event the database refuses (say, its device was just deleted) is dead-lettered."""
+        """Dead-letter a status or event the database refuses (say, its device was just deleted)."""
         refused: list[DeadLetterItem] = []
         for status in batch.statuses:
             try:
@@ -363,18 +400,30 @@ class Pipeline:
             except (OperationalError, InterfaceError):
                 raise
             except DBAPIError as exc:
-                refused.append(DeadLetterItem(f"vigil/v1/dev/{status.device}/status",
-                                              repr(status.status).encode(), 0, str(exc)[:500],
-                                              RejectReason.STORE.value))
+                refused.append(
+                    DeadLetterItem(
+                        f"vigil/v1/dev/{status.device}/status",
+                        repr(status.status).encode(),
+                        0,
+                        str(exc)[:500],
+                        RejectReason.STORE.value,
+                    )
+                )
         for event in batch.events:
             try:
                 self.records.write([], [], [event])
             except (OperationalError, InterfaceError):
                 raise
             except DBAPIError as exc:
-                refused.append(DeadLetterItem(f"vigil/v1/dev/{event.device}/events",
-                                              repr(event.event).encode(), 0, str(exc)[:500],
-                                              RejectReason.STORE.value))
+                refused.append(
+                    DeadLetterItem(
+                        f"vigil/v1/dev/{event.device}/events",
+                        repr(event.event).encode(),
+                        0,
+                        str(exc)[:500],
+                        RejectReason.STORE.value,
+                    )
+                )
         self.records.write(batch.dead_letters + refused, [], [])
         batch.statuses, batch.events = [], []
         batch.dead_letters = batch.dead_letters + refused

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from edge_agent.protocol import Status
-
 from ingest.batcher import StatusItem
 
 # Device-reported extras kept in ``status_detail``; larger ones are replaced by a note.

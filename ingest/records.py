@@ -58,16 +58,25 @@ class IngestRecords:
     def load_devices(self) -> dict[str, DeviceTags]:
         with self.sessions() as session:
             rows = session.execute(select(Device.id, Device.model, Device.site_id)).all()
-        return {row.id: DeviceTags(model=row.model or "",
-                                   site="" if row.site_id is None else str(row.site_id))
-                for row in rows}
+        return {
+            row.id: DeviceTags(
+                model=row.model or "", site="" if row.site_id is None else str(row.site_id)
+            )
+            for row in rows
+        }
 
-    def write(self, dead_letters: list[DeadLetterItem], statuses: list[StatusItem],
-              events: list[EventItem]) -> None:
+    def write(
+        self,
+        dead_letters: list[DeadLetterItem],
+        statuses: list[StatusItem],
+        events: list[EventItem],
+    ) -> None:
         """Make one batch's SQL part durable, all or nothing."""
         with transaction(self.sessions) as session:
             if dead_letters:
-                session.execute(insert(DEAD_LETTERS), [self._dead_letter_row(d) for d in dead_letters])
+                session.execute(
+                    insert(DEAD_LETTERS), [self._dead_letter_row(d) for d in dead_letters]
+                )
             if statuses:
                 self._write_statuses(session, statuses)
             if events:
@@ -76,45 +85,75 @@ class IngestRecords:
     def write_last_seen(self, seen: dict[str, int]) -> None:
         if not seen:
             return
-        stmt = (update(DEVICES).where(DEVICES.c.id == bindparam("b_id"))
-                .values(last_seen=_later_seen()))
+        stmt = (
+            update(DEVICES).where(DEVICES.c.id == bindparam("b_id")).values(last_seen=_later_seen())
+        )
         with transaction(self.sessions) as session:
             session.connection().execute(
-                stmt, [{"b_id": device, "b_seen": utc_from_ms(ms)} for device, ms in sorted(seen.items())]
+                stmt,
+                [
+                    {"b_id": device, "b_seen": utc_from_ms(ms)}
+                    for device, ms in sorted(seen.items())
+                ],
             )
 
     @staticmethod
     def _dead_letter_row(item: DeadLetterItem) -> dict[str, object]:
         """The model makes any input storable (cut short, NUL and bad UTF-8 escaped)."""
         letter = DeadLetter.from_message(item.topic, item.payload, item.reason)
-        return {"received_at": datetime.now(UTC), "topic": letter.topic, "reason": letter.reason,
-                "payload": letter.payload, "payload_size": item.size}
+        return {
+            "received_at": datetime.now(UTC),
+            "topic": letter.topic,
+            "reason": letter.reason,
+            "payload": letter.payload,
+            "payload_size": item.size,
+        }
 
     def _write_statuses(self, session: Session, statuses: list[StatusItem]) -> None:
         updates = latest_per_device(statuses)
         with_fw = [u for u in updates if u.firmware is not None]
         without_fw = [u for u in updates if u.firmware is None]
-        base = {"online": bindparam("b_online"), "state": bindparam("b_state"),
-                "status_detail": bindparam("b_detail", type_=DEVICES.c.status_detail.type),
-                "last_seen": _later_seen()}
+        base = {
+            "online": bindparam("b_online"),
+            "state": bindparam("b_state"),
+            "status_detail": bindparam("b_detail", type_=DEVICES.c.status_detail.type),
+            "last_seen": _later_seen(),
+        }
         conn = session.connection()
-        for group, values in ((with_fw, {**base, "firmware": bindparam("b_fw")}), (without_fw, base)):
+        for group, values in (
+            (with_fw, {**base, "firmware": bindparam("b_fw")}),
+            (without_fw, base),
+        ):
             if not group:
                 continue
             stmt = update(DEVICES).where(DEVICES.c.id == bindparam("b_id")).values(**values)
             params = []
             for u in group:
-                row: dict[str, object] = {"b_id": u.device, "b_online": u.online, "b_state": u.state,
-                                          "b_detail": u.detail, "b_seen": utc_from_ms(u.seen_ms)}
+                row: dict[str, object] = {
+                    "b_id": u.device,
+                    "b_online": u.online,
+                    "b_state": u.state,
+                    "b_detail": u.detail,
+                    "b_seen": utc_from_ms(u.seen_ms),
+                }
                 if u.firmware is not None:
                     row["b_fw"] = u.firmware
                 params.append(row)
             conn.execute(stmt, params)
 
     def _write_events(self, session: Session, events: Iterable[EventItem]) -> None:
-        rows = [{"device_id": e.device, "seq": e.event.seq, "ts": utc_from_ms(e.event.ts),
-                 "code": e.event.code, "severity": e.event.severity, "text": e.event.text,
-                 "received_at": datetime.now(UTC)} for e in events]
+        rows = [
+            {
+                "device_id": e.device,
+                "seq": e.event.seq,
+                "ts": utc_from_ms(e.event.ts),
+                "code": e.event.code,
+                "severity": e.event.severity,
+                "text": e.event.text,
+                "received_at": datetime.now(UTC),
+            }
+            for e in events
+        ]
         dialect = postgresql if self._dialect == "postgresql" else sqlite
         stmt = dialect.insert(EVENTS).on_conflict_do_nothing(index_elements=["device_id", "seq"])
         session.connection().execute(stmt, rows)

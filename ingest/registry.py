@@ -68,8 +68,9 @@ class KnownDevices:
 
     def get(self, device: str) -> DeviceTags | None:
         tags = self._devices.get(device)
-        if tags is None and (self._loaded_at is None
-                             or self._clock() - self._loaded_at >= self.miss_refresh_s):
+        if tags is None and (
+            self._loaded_at is None or self._clock() - self._loaded_at >= self.miss_refresh_s
+        ):
             self.refresh()
             tags = self._devices.get(device)
         return tags

@@ -46,8 +46,14 @@ def batch_policy(settings: Settings) -> BatchPolicy:
 
 
 class IngestService:
-    def __init__(self, settings: Settings, store: TelemetryStore, records: IngestRecords,
-                 *, metrics_port: int | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: TelemetryStore,
+        records: IngestRecords,
+        *,
+        metrics_port: int | None = None,
+    ) -> None:
         s = settings.ingest
         self.settings = settings
         self.store = store
@@ -56,21 +62,37 @@ class IngestService:
         self.inbox = Inbox(max_messages=s.receive_maximum + 1, max_bytes=s.max_inbox_bytes)
         self.registry = KnownDevices(records.load_devices, refresh_s=s.registry_refresh_s)
         self.subscriber = Subscriber(
-            settings.mqtt, self.inbox, self.metrics,
-            client_id=s.client_id or default_client_id(), shared_group=s.shared_group,
-            session_expiry_s=s.session_expiry_s, receive_maximum=s.receive_maximum,
-            keep_bytes=DEAD_LETTER_KEEP_BYTES, max_payload_bytes=MAX_PAYLOAD_BYTES)
+            settings.mqtt,
+            self.inbox,
+            self.metrics,
+            client_id=s.client_id or default_client_id(),
+            shared_group=s.shared_group,
+            session_expiry_s=s.session_expiry_s,
+            receive_maximum=s.receive_maximum,
+            keep_bytes=DEAD_LETTER_KEEP_BYTES,
+            max_payload_bytes=MAX_PAYLOAD_BYTES,
+        )
         self.pipeline = Pipeline(
-            self.inbox, store, records, self.registry, self.subscriber.ack, self.metrics,
-            PipelineOptions(policy=batch_policy(settings),
-                            rules=Rules(max_clock_skew_ms=int(s.max_clock_skew_s * 1000)),
-                            dedup_capacity=s.dedup_window, max_waiting_batches=1,
-                            last_seen_interval_s=s.last_seen_interval_s,
-                            max_backoff_s=s.max_backoff_s))
+            self.inbox,
+            store,
+            records,
+            self.registry,
+            self.subscriber.ack,
+            self.metrics,
+            PipelineOptions(
+                policy=batch_policy(settings),
+                rules=Rules(max_clock_skew_ms=int(s.max_clock_skew_s * 1000)),
+                dedup_capacity=s.dedup_window,
+                max_waiting_batches=1,
+                last_seen_interval_s=s.last_seen_interval_s,
+                max_backoff_s=s.max_backoff_s,
+            ),
+        )
         port = s.metrics_port if metrics_port is None else metrics_port
         # Port 0 lets the system choose one (several workers on one host); it is logged.
-        self.endpoints = Endpoints(s.metrics_host, port, self.metrics.registry,
-                                   self.healthy, self.ready)
+        self.endpoints = Endpoints(
+            s.metrics_host, port, self.metrics.registry, self.healthy, self.ready
+        )
         self.started = False
 
     def start(self) -> None:
@@ -80,10 +102,15 @@ class IngestService:
         self.endpoints.start()
         self.subscriber.start()
         self.started = True
-        log.info("ingest started", extra={
-            "client_id": self.subscriber.client_id, "group": self.subscriber.shared_group,
-            "devices": len(self.registry),
-            "http_port": self.endpoints.port})
+        log.info(
+            "ingest started",
+            extra={
+                "client_id": self.subscriber.client_id,
+                "group": self.subscriber.shared_group,
+                "devices": len(self.registry),
+                "http_port": self.endpoints.port,
+            },
+        )
 
     def stop(self, timeout: float = 30.0) -> bool:
         """Flush and acknowledge what was received, then disconnect; True if all was flushed."""
@@ -107,12 +134,18 @@ class IngestService:
         }
         if failing is not None:
             detail["store_failing_s"] = round(time.monotonic() - failing, 1)
-        return all(v for k, v in detail.items() if k != "store_failing_s") and self.pipeline.alive, detail
+        return all(
+            v for k, v in detail.items() if k != "store_failing_s"
+        ) and self.pipeline.alive, detail
 
 
 def open_service(settings: Settings, *, metrics_port: int | None = None) -> IngestService:
     """The service with the telemetry store and SQL database the settings name."""
     from vigil.telemetry import open_store
 
-    return IngestService(settings, open_store(settings), IngestRecords.from_url(settings.sql_url),
-                         metrics_port=metrics_port)
+    return IngestService(
+        settings,
+        open_store(settings),
+        IngestRecords.from_url(settings.sql_url),
+        metrics_port=metrics_port,
+    )

@@ -101,7 +101,9 @@ class Subscriber:
         max_payload_bytes: int,
     ) -> None:
         if not 1 <= receive_maximum <= MAX_RECEIVE_MAXIMUM:
-            raise ValueError(f"receive_maximum must be 1..{MAX_RECEIVE_MAXIMUM}, got {receive_maximum}")
+            raise ValueError(
+                f"receive_maximum must be 1..{MAX_RECEIVE_MAXIMUM}, got {receive_maximum}"
+            )
         self.settings = settings
         self.inbox = inbox
         self.metrics = metrics
@@ -121,16 +123,24 @@ class Subscriber:
     # --- lifecycle ------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        client = BurstReadingClient(mqtt.CallbackAPIVersion.VERSION2, client_id=self.client_id,
-                                    protocol=mqtt.MQTTv5, manual_ack=True)
+        client = BurstReadingClient(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
         s = self.settings
         if s.username:
-            client.username_pw_set(s.username, s.password.get_secret_value() if s.password else None)
+            client.username_pw_set(
+                s.username, s.password.get_secret_value() if s.password else None
+            )
         if s.tls_ca or s.tls_cert:
-            client.tls_set(ca_certs=str(s.tls_ca) if s.tls_ca else None,
-                           certfile=str(s.tls_cert) if s.tls_cert else None,
-                           keyfile=str(s.tls_key) if s.tls_key else None,
-                           cert_reqs=ssl.CERT_REQUIRED)
+            client.tls_set(
+                ca_certs=str(s.tls_ca) if s.tls_ca else None,
+                certfile=str(s.tls_cert) if s.tls_cert else None,
+                keyfile=str(s.tls_key) if s.tls_key else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
         client.reconnect_delay_set(min_delay=1, max_delay=15)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -142,9 +152,13 @@ class Subscriber:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
         props.ReceiveMaximum = self.receive_maximum
-        self.client.connect_async(self.settings.host, self.settings.port,
-                                  keepalive=self.settings.keepalive, clean_start=False,
-                                  properties=props)
+        self.client.connect_async(
+            self.settings.host,
+            self.settings.port,
+            keepalive=self.settings.keepalive,
+            clean_start=False,
+            properties=props,
+        )
         self.client.loop_start()
 
     def wait_subscribed(self, timeout: float) -> bool:
@@ -183,8 +197,9 @@ class Subscriber:
 
     # --- callbacks (network thread: keep them quick) ----------------------------
 
-    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any,
-                    reason_code: Any, properties: Any) -> None:
+    def _on_connect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
         if reason_code.is_failure:
             log.warning("broker refused the connection", extra={"reason": str(reason_code)})
             return
@@ -193,23 +208,32 @@ class Subscriber:
             self._connected.set()
         self.connections += 1
         self.metrics.connected.set(1)
-        log.info("connected to broker", extra={
-            "session_present": bool(flags.session_present), "client_id": self.client_id,
-            "host": self.settings.host, "port": self.settings.port})
+        log.info(
+            "connected to broker",
+            extra={
+                "session_present": bool(flags.session_present),
+                "client_id": self.client_id,
+                "host": self.settings.host,
+                "port": self.settings.port,
+            },
+        )
         options = SubscribeOptions(qos=1)
-        client.subscribe([(subscription(kind, shared_group=self.shared_group), options)
-                          for kind in KINDS])
+        client.subscribe(
+            [(subscription(kind, shared_group=self.shared_group), options) for kind in KINDS]
+        )
 
-    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int,
-                      reason_codes: Any, properties: Any) -> None:
+    def _on_subscribe(
+        self, client: mqtt.Client, userdata: Any, mid: int, reason_codes: Any, properties: Any
+    ) -> None:
         failed = [str(rc) for rc in reason_codes if rc.is_failure]
         if failed:
             log.error("broker refused a subscription", extra={"reasons": failed})
             return
         self._subscribed.set()
 
-    def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any,
-                       reason_code: Any, properties: Any) -> None:
+    def _on_disconnect(
+        self, client: mqtt.Client, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
         with self._lock:
             self._epoch += 1
             self._connected.clear()
@@ -227,6 +251,14 @@ class Subscriber:
             topic = message.topic
         except UnicodeDecodeError:
             topic = message._topic.decode("utf-8", errors="backslashreplace")
-        self.inbox.put(Inbound(mid=message.mid if message.qos else 0, epoch=self._epoch,
-                               topic=topic, payload=payload, size=size,
-                               received_at=time.monotonic(), received_ms=int(time.time() * 1000)))
+        self.inbox.put(
+            Inbound(
+                mid=message.mid if message.qos else 0,
+                epoch=self._epoch,
+                topic=topic,
+                payload=payload,
+                size=size,
+                received_at=time.monotonic(),
+                received_ms=int(time.time() * 1000),
+            )
+        )

@@ -102,17 +102,21 @@ def check_message(
     if decoder is None:
         raise Rejected(RejectReason.TOPIC, f"ingest does not take {kind!r} messages")
     if size > rules.max_payload_bytes:
-        raise Rejected(RejectReason.OVERSIZE,
-                       f"payload of {size} bytes, at most {rules.max_payload_bytes}")
+        raise Rejected(
+            RejectReason.OVERSIZE, f"payload of {size} bytes, at most {rules.max_payload_bytes}"
+        )
     try:
-        message = (fast.decode(payload) if fast is not None and kind == "telemetry" else None) \
-            or decoder(payload)
+        message = (
+            fast.decode(payload) if fast is not None and kind == "telemetry" else None
+        ) or decoder(payload)
     except ProtocolError as exc:
         raise Rejected(RejectReason.SCHEMA, str(exc)) from None
     except (ArithmeticError, ValueError, TypeError, RecursionError) as exc:
         # A decoder gap (say, an integer too large for a float) must not become a poison
         # message that stops the pipeline on every redelivery.
-        raise Rejected(RejectReason.SCHEMA, f"undecodable payload ({type(exc).__name__}: {exc})") from None
+        raise Rejected(
+            RejectReason.SCHEMA, f"undecodable payload ({type(exc).__name__}: {exc})"
+        ) from None
     if not is_known(device):
         raise Rejected(RejectReason.UNKNOWN_DEVICE, f"device {device!r} is not registered")
     check_timestamps(message, now_ms, rules.max_clock_skew_ms)
@@ -127,9 +131,11 @@ def check_timestamps(message: Telemetry | Status | Event, now_ms: int, max_skew_
         newest = message.ts
     if not check_clock(newest, now_ms, max_skew_ms=max_skew_ms):
         ahead_s = (newest - now_ms) / 1000
-        raise Rejected(RejectReason.CLOCK,
-                       f"timestamp {newest} is {ahead_s:.0f} s ahead of the platform clock "
-                       f"(at most {max_skew_ms / 1000:.0f} s allowed)")
+        raise Rejected(
+            RejectReason.CLOCK,
+            f"timestamp {newest} is {ahead_s:.0f} s ahead of the platform clock "
+            f"(at most {max_skew_ms / 1000:.0f} s allowed)",
+        )
 
 
 _BODY_KEYS = frozenset({"v", "seq", "samples"})
@@ -195,7 +201,9 @@ class FastTelemetry:
                     return None
                 kind = type(value)
                 # NaN fails every comparison, so the range test refuses it too.
-                if (kind is not float and kind is not int) or not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
+                if (
+                    kind is not float and kind is not int
+                ) or not -MAX_ABS_VALUE <= value <= MAX_ABS_VALUE:
                     return None
                 clean[name] = float(value)
             decoded.append(Sample(ts=ts, metrics=clean))

@@ -28,8 +28,9 @@ from vigil.servers import InfluxDB, Mosquitto
 REPO = Path(__file__).resolve().parents[2]
 
 
-def wait_for(condition: Callable[[], object], timeout: float, message: str,
-             interval: float = 0.2) -> object:
+def wait_for(
+    condition: Callable[[], object], timeout: float, message: str, interval: float = 0.2
+) -> object:
     """Poll until ``condition()`` is truthy; fail with ``message`` after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     while True:
@@ -42,6 +43,7 @@ def wait_for(condition: Callable[[], object], timeout: float, message: str,
 
 
 # --- SQL -------------------------------------------------------------------
+
 
 def prepare_registry(url: str, devices: list[str], model: str = "PUMP-X1") -> None:
     """Migrate an empty database and register ``devices``."""
@@ -81,44 +83,62 @@ def events(url: str) -> list[DeviceEvent]:
 
 # --- settings ----------------------------------------------------------------
 
-def settings_for(broker: Mosquitto, influx: InfluxDB, database: str, sql_url: str,
-                 **ingest: object) -> Settings:
+
+def settings_for(
+    broker: Mosquitto, influx: InfluxDB, database: str, sql_url: str, **ingest: object
+) -> Settings:
     return Settings(
         telemetry_store="influxdb",
         database_url=sql_url,
         mqtt=MqttSettings(host=broker.host, port=broker.port),
-        influxdb=InfluxSettings(url=influx.url, database=database, username=influx.username,
-                                password=influx.password, timeout_s=5, retries=0),
+        influxdb=InfluxSettings(
+            url=influx.url,
+            database=database,
+            username=influx.username,
+            password=influx.password,
+            timeout_s=5,
+            retries=0,
+        ),
         ingest=IngestSettings(**{"metrics_port": 0, "batch_interval_s": 0.2, **ingest}),
     )
 
 
-def ingest_env(broker_port: int, influx: InfluxDB, database: str, sql_url: str,
-               **ingest: object) -> dict[str, str]:
+def ingest_env(
+    broker_port: int, influx: InfluxDB, database: str, sql_url: str, **ingest: object
+) -> dict[str, str]:
     """Environment for a `vigil ingest` subprocess."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
-    env.update({
-        "VIGIL_TELEMETRY_STORE": "influxdb",
-        "VIGIL_DATABASE_URL": sql_url,
-        "VIGIL_MQTT__HOST": "127.0.0.1",
-        "VIGIL_MQTT__PORT": str(broker_port),
-        "VIGIL_INFLUXDB__URL": influx.url,
-        "VIGIL_INFLUXDB__DATABASE": database,
-        "VIGIL_INFLUXDB__USERNAME": influx.username,
-        "VIGIL_INFLUXDB__PASSWORD": influx.password,
-        "VIGIL_INFLUXDB__TIMEOUT_S": "5",
-        "VIGIL_INFLUXDB__RETRIES": "0",
-    })
+    env.update(
+        {
+            "VIGIL_TELEMETRY_STORE": "influxdb",
+            "VIGIL_DATABASE_URL": sql_url,
+            "VIGIL_MQTT__HOST": "127.0.0.1",
+            "VIGIL_MQTT__PORT": str(broker_port),
+            "VIGIL_INFLUXDB__URL": influx.url,
+            "VIGIL_INFLUXDB__DATABASE": database,
+            "VIGIL_INFLUXDB__USERNAME": influx.username,
+            "VIGIL_INFLUXDB__PASSWORD": influx.password,
+            "VIGIL_INFLUXDB__TIMEOUT_S": "5",
+            "VIGIL_INFLUXDB__RETRIES": "0",
+        }
+    )
     for key, value in ingest.items():
         env[f"VIGIL_INGEST__{key.upper()}"] = str(value)
     return env
 
 
-def start_ingest(env: dict[str, str], workdir: Path, log_name: str = "ingest.log") -> subprocess.Popen[bytes]:
+def start_ingest(
+    env: dict[str, str], workdir: Path, log_name: str = "ingest.log"
+) -> subprocess.Popen[bytes]:
     log = open(workdir / log_name, "ab")
     try:
-        return subprocess.Popen([sys.executable, "-m", "vigil.cli", "ingest"], env=env, cwd=workdir,
-                                stdout=log, stderr=subprocess.STDOUT)
+        return subprocess.Popen(
+            [sys.executable, "-m", "vigil.cli", "ingest"],
+            env=env,
+            cwd=workdir,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     finally:
         log.close()
 
@@ -132,12 +152,14 @@ def rss_kib(pid: int) -> int:
 
 # --- MQTT --------------------------------------------------------------------
 
+
 class Publisher:
-    """A device-side QoS 1 publisher with a persistent session; counts what the broker acknowledged."""
+    """A device-side QoS 1 publisher with a persistent session; counts the broker's acks."""
 
     def __init__(self, broker_port: int, client_id: str) -> None:
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
-                                  protocol=mqtt.MQTTv5)
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
         self.client.max_inflight_messages_set(100)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(0.2, 2)
@@ -159,8 +181,11 @@ class Publisher:
         self.sent += 1
 
     def wait_acked(self, timeout: float = 120) -> None:
-        wait_for(lambda: self.acked >= self.sent, timeout,
-                 f"broker acknowledged {self.acked} of {self.sent} publishes")
+        wait_for(
+            lambda: self.acked >= self.sent,
+            timeout,
+            f"broker acknowledged {self.acked} of {self.sent} publishes",
+        )
 
     def close(self) -> None:
         self.client.disconnect()
@@ -172,6 +197,7 @@ def telemetry_payload(seq: int, ts: int, metrics: dict[str, float]) -> str:
 
 
 # --- InfluxDB ----------------------------------------------------------------
+
 
 def influx_select(influx: InfluxDB, database: str, q: str) -> list[dict]:
     """Series of an InfluxQL query, times in epoch milliseconds; [] while the server is away."""
@@ -186,14 +212,16 @@ def influx_select(influx: InfluxDB, database: str, q: str) -> list[dict]:
 
 def points_per_device(influx: InfluxDB, database: str, field: str = "m0") -> dict[str, int]:
     try:
-        series = influx_select(influx, database,
-                               f'SELECT count("{field}") FROM "telemetry" GROUP BY "device"')
+        series = influx_select(
+            influx, database, f'SELECT count("{field}") FROM "telemetry" GROUP BY "device"'
+        )
     except OSError:
         return {}
     return {s["tags"]["device"]: s["values"][0][1] for s in series}
 
 
 def timestamps(influx: InfluxDB, database: str, device: str, field: str = "m0") -> list[int]:
-    series = influx_select(influx, database,
-                           f"SELECT \"{field}\" FROM \"telemetry\" WHERE \"device\" = '{device}'")
+    series = influx_select(
+        influx, database, f'SELECT "{field}" FROM "telemetry" WHERE "device" = \'{device}\''
+    )
     return [row[0] for s in series for row in s["values"]]

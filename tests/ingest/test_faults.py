@@ -55,9 +55,10 @@ class Fleet(threading.Thread):
         while not self.halt.is_set():
             device = DEVICES[sent % len(DEVICES)]
             seq = self.seq[device]
-            self.publisher.publish(f"vigil/v1/dev/{device}/telemetry",
-                                   telemetry_payload(seq, self.base_ms + seq * 1000,
-                                                     {"m0": float(seq), "m1": 0.5}))
+            self.publisher.publish(
+                f"vigil/v1/dev/{device}/telemetry",
+                telemetry_payload(seq, self.base_ms + seq * 1000, {"m0": float(seq), "m1": 0.5}),
+            )
             self.seq[device] = seq + 1
             sent += 1
             ahead = sent / RATE_PER_S - (time.monotonic() - started)
@@ -90,9 +91,17 @@ def test_no_sample_lost_or_doubled_through_kill_outage_and_broker_restart(tmp_pa
         http_port = free_port()
         # One worker on a plain subscription: Mosquitto restores it from its persistence file
         # (it does not restore shared subscriptions; see ingest/README.md).
-        env = ingest_env(broker.port, influx, database, sql_url, client_id="fault-ingest",
-                         shared_group="",
-                         metrics_port=http_port, batch_interval_s=0.2, max_backoff_s=2)
+        env = ingest_env(
+            broker.port,
+            influx,
+            database,
+            sql_url,
+            client_id="fault-ingest",
+            shared_group="",
+            metrics_port=http_port,
+            batch_interval_s=0.2,
+            max_backoff_s=2,
+        )
         ingest = start_ingest(env, tmp_path)
         wait_for(lambda: ready(http_port), 60, "ingest ready")
 
@@ -101,7 +110,9 @@ def test_no_sample_lost_or_doubled_through_kill_outage_and_broker_restart(tmp_pa
         fleet.start()
         time.sleep(6)
 
-        ingest.send_signal(signal.SIGKILL)  # a crash: whatever was received but not written is not acked
+        ingest.send_signal(
+            signal.SIGKILL
+        )  # a crash: whatever was received but not written is not acked
         ingest.wait(30)
         time.sleep(2)
         ingest = start_ingest(env, tmp_path)
@@ -126,12 +137,18 @@ def test_no_sample_lost_or_doubled_through_kill_outage_and_broker_restart(tmp_pa
         assert sum(expected_counts.values()) > 60 * RATE_PER_S  # it really flowed throughout
 
         try:
-            wait_for(lambda: points_per_device(influx, database) == expected_counts, 120,
-                     "InfluxDB holds every published sample")
+            wait_for(
+                lambda: points_per_device(influx, database) == expected_counts,
+                120,
+                "InfluxDB holds every published sample",
+            )
         except AssertionError:
             stored = points_per_device(influx, database)
-            short = {d: expected_counts[d] - stored.get(d, 0) for d in DEVICES
-                     if stored.get(d, 0) != expected_counts[d]}
+            short = {
+                d: expected_counts[d] - stored.get(d, 0)
+                for d in DEVICES
+                if stored.get(d, 0) != expected_counts[d]
+            }
             raise AssertionError(f"samples missing (negative: extra) per device: {short}") from None
         for device in DEVICES:
             assert timestamps(influx, database, device) == fleet.expected(device), device

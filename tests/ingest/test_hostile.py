@@ -69,7 +69,9 @@ def hostile_messages(rng: random.Random, now_ms: int) -> list[tuple[str, str, by
         for i in range(n):
             device = rng.choice(GOOD_DEVICES)
             topic, payload = make(i, device)
-            out.append((category, topic, payload if isinstance(payload, bytes) else payload.encode()))
+            out.append(
+                (category, topic, payload if isinstance(payload, bytes) else payload.encode())
+            )
 
     def tele(device: str) -> str:
         return f"vigil/v1/dev/{device}/telemetry"
@@ -78,43 +80,157 @@ def hostile_messages(rng: random.Random, now_ms: int) -> list[tuple[str, str, by
         return {"v": v, "seq": seq, "samples": [{"ts": ts, "metrics": metrics or {"a": 1.0}}]}
 
     add("random_bytes", 1500, lambda i, d: (tele(d), b"\xff" + rng.randbytes(rng.randint(0, 3000))))
-    add("deep_json", 500, lambda i, d: (
-        tele(d), '{"a":' * (20 if i % 2 else 40_000) + "1" + "}" * (20 if i % 2 else 40_000)))
-    add("huge_json", 200, lambda i, d: (
-        tele(d), json.dumps(body({f"m{k}": float(k) for k in range(5000)}))))
-    add("too_many_samples", 200, lambda i, d: (tele(d), json.dumps(
-        {"v": 1, "seq": 1, "samples": [{"ts": now_ms, "metrics": {"a": 1}}] * 1500})))
-    add("wrong_types", 800, lambda i, d: (tele(d), json.dumps([
-        {"v": 1, "seq": 1, "samples": "many"}, body(metrics=["a"]),
-        {"v": 1, "seq": 1, "samples": [{"ts": now_ms, "metrics": {}}]},
-        {"v": 1, "seq": 1, "samples": []}][i % 4])))
-    add("bad_seq", 800, lambda i, d: (tele(d), json.dumps(body(seq=[-1, "7", 2**64, None, 1.5][i % 5]))))
-    add("nan", 600, lambda i, d: (tele(d), '{"v":1,"seq":1,"samples":[{"ts":%d,"metrics":{"a":NaN}}]}'
-                                  % now_ms))
-    add("infinity", 300, lambda i, d: (tele(d), '{"v":1,"seq":1,"samples":[{"ts":%d,"metrics":'
-                                       '{"a":-Infinity}}]}' % now_ms))
-    add("not_finite", 600, lambda i, d: (tele(d), json.dumps(body({"a": [1e308, -1e300, 1e16][i % 3]}))
-                                         if i % 4 else
-                                         '{"v":1,"seq":1,"samples":[{"ts":%d,"metrics":{"a":1e999}}]}'
-                                         % now_ms))
-    add("old_or_far_ts", 1000, lambda i, d: (tele(d), json.dumps(body(ts=[0, 1000, 86_400_000,
-                                                                           7_258_118_400_000][i % 4]))))
+    add(
+        "deep_json",
+        500,
+        lambda i, d: (
+            tele(d),
+            '{"a":' * (20 if i % 2 else 40_000) + "1" + "}" * (20 if i % 2 else 40_000),
+        ),
+    )
+    add(
+        "huge_json",
+        200,
+        lambda i, d: (tele(d), json.dumps(body({f"m{k}": float(k) for k in range(5000)}))),
+    )
+    add(
+        "too_many_samples",
+        200,
+        lambda i, d: (
+            tele(d),
+            json.dumps({"v": 1, "seq": 1, "samples": [{"ts": now_ms, "metrics": {"a": 1}}] * 1500}),
+        ),
+    )
+    add(
+        "wrong_types",
+        800,
+        lambda i, d: (
+            tele(d),
+            json.dumps(
+                [
+                    {"v": 1, "seq": 1, "samples": "many"},
+                    body(metrics=["a"]),
+                    {"v": 1, "seq": 1, "samples": [{"ts": now_ms, "metrics": {}}]},
+                    {"v": 1, "seq": 1, "samples": []},
+                ][i % 4]
+            ),
+        ),
+    )
+    add(
+        "bad_seq",
+        800,
+        lambda i, d: (tele(d), json.dumps(body(seq=[-1, "7", 2**64, None, 1.5][i % 5]))),
+    )
+    add(
+        "nan",
+        600,
+        lambda i, d: (
+            tele(d),
+            '{"v":1,"seq":1,"samples":[{"ts":%d,"metrics":{"a":NaN}}]}' % now_ms,
+        ),
+    )
+    add(
+        "infinity",
+        300,
+        lambda i, d: (
+            tele(d),
+            '{"v":1,"seq":1,"samples":[{"ts":%d,"metrics":{"a":-Infinity}}]}' % now_ms,
+        ),
+    )
+    add(
+        "not_finite",
+        600,
+        lambda i, d: (
+            tele(d),
+            json.dumps(body({"a": [1e308, -1e300, 1e16][i % 3]}))
+            if i % 4
+            else '{"v":1,"seq":1,"samples":[{"ts":%d,"metrics":{"a":1e999}}]}' % now_ms,
+        ),
+    )
+    add(
+        "old_or_far_ts",
+        1000,
+        lambda i, d: (
+            tele(d),
+            json.dumps(body(ts=[0, 1000, 86_400_000, 7_258_118_400_000][i % 4])),
+        ),
+    )
     add("megabyte", 12, lambda i, d: (tele(d), b"{" + b" " * (1024 * 1024) + b"}"))
-    add("odd_unicode_metric", 1000, lambda i, d: (tele(d), json.dumps(body(
-        {["t\u00e9mp", "\u6e29\u5ea6", "a\u202eb", "a\u0000b", "\U0001f525", "a b", "", "9lives"][i % 8]: 1.0}),
-        ensure_ascii=bool(i % 2))))
-    add("unknown_device", 1000, lambda i, d: (tele(f"ghost-{i}"), telemetry_payload(1, now_ms, {"a": 1.0})))
-    add("bad_device_id", 300, lambda i, d: (
-        ["vigil/v1/dev/d\u00e9v/telemetry", "vigil/v1/dev/-lead/telemetry",
-         f"vigil/v1/dev/{'x' * 65}/telemetry"][i % 3], telemetry_payload(1, now_ms, {"a": 1.0})))
-    add("future_clock", 500, lambda i, d: (tele(d), json.dumps(body(ts=now_ms + 86_400_000 * (1 + i % 30)))))
-    add("wrong_version", 300, lambda i, d: (tele(d), json.dumps(body(v=[2, 0, "1", True, None][i % 5]))))
-    add("bad_status", 200, lambda i, d: (f"vigil/v1/dev/{d}/status",
-                                         json.dumps({"v": 1, "state": "exploded", "ts": now_ms})))
-    add("bad_event", 200, lambda i, d: (f"vigil/v1/dev/{d}/events", json.dumps(
-        {"v": 1, "seq": i, "ts": now_ms, "code": "E1", "severity": "apocalyptic"})))
-    add("huge_integer", 100, lambda i, d: (tele(d), '{"v":1,"seq":1,"samples":[{"ts":%d,"metrics":'
-                                            '{"a":%s}}]}' % (now_ms, "9" * (310 + i))))
+    add(
+        "odd_unicode_metric",
+        1000,
+        lambda i, d: (
+            tele(d),
+            json.dumps(
+                body(
+                    {
+                        [
+                            "t\u00e9mp",
+                            "\u6e29\u5ea6",
+                            "a\u202eb",
+                            "a\u0000b",
+                            "\U0001f525",
+                            "a b",
+                            "",
+                            "9lives",
+                        ][i % 8]: 1.0
+                    }
+                ),
+                ensure_ascii=bool(i % 2),
+            ),
+        ),
+    )
+    add(
+        "unknown_device",
+        1000,
+        lambda i, d: (tele(f"ghost-{i}"), telemetry_payload(1, now_ms, {"a": 1.0})),
+    )
+    add(
+        "bad_device_id",
+        300,
+        lambda i, d: (
+            [
+                "vigil/v1/dev/d\u00e9v/telemetry",
+                "vigil/v1/dev/-lead/telemetry",
+                f"vigil/v1/dev/{'x' * 65}/telemetry",
+            ][i % 3],
+            telemetry_payload(1, now_ms, {"a": 1.0}),
+        ),
+    )
+    add(
+        "future_clock",
+        500,
+        lambda i, d: (tele(d), json.dumps(body(ts=now_ms + 86_400_000 * (1 + i % 30)))),
+    )
+    add(
+        "wrong_version",
+        300,
+        lambda i, d: (tele(d), json.dumps(body(v=[2, 0, "1", True, None][i % 5]))),
+    )
+    add(
+        "bad_status",
+        200,
+        lambda i, d: (
+            f"vigil/v1/dev/{d}/status",
+            json.dumps({"v": 1, "state": "exploded", "ts": now_ms}),
+        ),
+    )
+    add(
+        "bad_event",
+        200,
+        lambda i, d: (
+            f"vigil/v1/dev/{d}/events",
+            json.dumps({"v": 1, "seq": i, "ts": now_ms, "code": "E1", "severity": "apocalyptic"}),
+        ),
+    )
+    add(
+        "huge_integer",
+        100,
+        lambda i, d: (
+            tele(d),
+            '{"v":1,"seq":1,"samples":[{"ts":%d,"metrics":{"a":%s}}]}' % (now_ms, "9" * (310 + i)),
+        ),
+    )
     return out
 
 
@@ -125,12 +241,20 @@ def category_of(reason: str) -> str:
 
 
 def test_hostile_traffic_is_dead_lettered_and_good_traffic_stored(
-        mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, tmp_path: Path) -> None:
+    mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, tmp_path: Path
+) -> None:
     sql_url = f"sqlite:///{tmp_path / 'vigil.db'}"
     prepare_registry(sql_url, GOOD_DEVICES)
     http_port = free_port()
-    env = ingest_env(mosquitto.port, influxdb, influx_database, sql_url, client_id="hostile-ingest",
-                     shared_group="hostile", metrics_port=http_port)
+    env = ingest_env(
+        mosquitto.port,
+        influxdb,
+        influx_database,
+        sql_url,
+        client_id="hostile-ingest",
+        shared_group="hostile",
+        metrics_port=http_port,
+    )
     ingest = start_ingest(env, tmp_path)
     peak_kib = [0]
     sampling = threading.Event()
@@ -150,8 +274,11 @@ def test_hostile_traffic_is_dead_lettered_and_good_traffic_stored(
         bad = hostile_messages(rng, now_ms)
         assert len(bad) >= 10_000
         base = (now_ms // 1000 - 3600) * 1000
-        good = [(f"vigil/v1/dev/{d}/telemetry", telemetry_payload(s, base + s * 1000, {"m0": float(s)}))
-                for s in range(GOOD_PER_DEVICE) for d in GOOD_DEVICES]
+        good = [
+            (f"vigil/v1/dev/{d}/telemetry", telemetry_payload(s, base + s * 1000, {"m0": float(s)}))
+            for s in range(GOOD_PER_DEVICE)
+            for d in GOOD_DEVICES
+        ]
         mixed = [("good", t, p.encode()) for t, p in good] + bad
         rng.shuffle(mixed)
 
@@ -163,9 +290,14 @@ def test_hostile_traffic_is_dead_lettered_and_good_traffic_stored(
         publisher.wait_acked(120)
 
         expected = {d: GOOD_PER_DEVICE for d in GOOD_DEVICES}
-        wait_for(lambda: points_per_device(influxdb, influx_database) == expected, 180,
-                 "every good sample stored")
-        wait_for(lambda: dead_letter_count(sql_url) >= len(bad), 180, "every bad message dead-lettered")
+        wait_for(
+            lambda: points_per_device(influxdb, influx_database) == expected,
+            180,
+            "every good sample stored",
+        )
+        wait_for(
+            lambda: dead_letter_count(sql_url) >= len(bad), 180, "every bad message dead-lettered"
+        )
         time.sleep(1)
         letters = dead_letters(sql_url)
         assert len(letters) == len(bad)

@@ -1,4 +1,4 @@
-"""Pure parts of ingest: validation beyond the protocol, the dedup window, batch policy, presence."""
+"""Pure parts of ingest: validation beyond the protocol, dedup window, batch policy, presence."""
 
 from __future__ import annotations
 
@@ -14,20 +14,30 @@ from ingest.dedup import RecentKeys
 from ingest.inbox import Inbound, Inbox
 from ingest.presence import MAX_STATUS_DETAIL_BYTES, LastSeen, latest_per_device
 from ingest.registry import DeviceTags, KnownDevices
-from ingest.validation import RejectReason, Rejected, Rules, check_message
+from ingest.validation import Rejected, RejectReason, Rules, check_message
 
 NOW = 1_763_900_000_000
 KNOWN = {"pump-1", "mon-2"}
 
 
 def telemetry(seq: int = 1, ts: int = NOW, **metrics: float) -> bytes:
-    return json.dumps({"v": 1, "seq": seq,
-                       "samples": [{"ts": ts, "metrics": metrics or {"temp": 21.5}}]}).encode()
+    return json.dumps(
+        {"v": 1, "seq": seq, "samples": [{"ts": ts, "metrics": metrics or {"temp": 21.5}}]}
+    ).encode()
 
 
-def check(topic: str, payload: bytes, *, size: int | None = None, rules: Rules = Rules()):
-    return check_message(topic, payload, size=len(payload) if size is None else size, now_ms=NOW,
-                         is_known=KNOWN.__contains__, rules=rules)
+DEFAULT_RULES = Rules()
+
+
+def check(topic: str, payload: bytes, *, size: int | None = None, rules: Rules = DEFAULT_RULES):
+    return check_message(
+        topic,
+        payload,
+        size=len(payload) if size is None else size,
+        now_ms=NOW,
+        is_known=KNOWN.__contains__,
+        rules=rules,
+    )
 
 
 def rejection(topic: str, payload: bytes, **kw) -> Rejected:
@@ -38,6 +48,7 @@ def rejection(topic: str, payload: bytes, **kw) -> Rejected:
 
 # --- validation ---------------------------------------------------------------
 
+
 def test_good_telemetry_is_accepted_with_its_device() -> None:
     accepted = check("vigil/v1/dev/pump-1/telemetry", telemetry(7, temp=20.0, flow=1.5))
     assert accepted.device == "pump-1" and accepted.kind == "telemetry"
@@ -47,11 +58,14 @@ def test_good_telemetry_is_accepted_with_its_device() -> None:
 
 
 def test_status_and_events_are_accepted() -> None:
-    status = check("vigil/v1/dev/mon-2/status",
-                   json.dumps({"v": 1, "state": "offline", "ts": NOW}).encode())
+    status = check(
+        "vigil/v1/dev/mon-2/status", json.dumps({"v": 1, "state": "offline", "ts": NOW}).encode()
+    )
     assert isinstance(status.message, Status) and status.message.state == "offline"
-    event = check("vigil/v1/dev/mon-2/events", json.dumps(
-        {"v": 1, "seq": 3, "ts": NOW, "code": "E42", "severity": "error"}).encode())
+    event = check(
+        "vigil/v1/dev/mon-2/events",
+        json.dumps({"v": 1, "seq": 3, "ts": NOW, "code": "E42", "severity": "error"}).encode(),
+    )
     assert event.kind == "events"
 
 
@@ -60,12 +74,15 @@ def test_unknown_device_is_rejected_with_its_id() -> None:
     assert r.kind is RejectReason.UNKNOWN_DEVICE and "stranger" in r.reason
 
 
-@pytest.mark.parametrize("topic", [
-    "vigil/v1/dev/pump-1/cmd",  # a kind ingest does not take
-    "vigil/v1/dev/pu mp/telemetry",  # not a device id
-    "vigil/v1/dev/p\u00fcmp/telemetry",
-    "other/pump-1/telemetry",
-])
+@pytest.mark.parametrize(
+    "topic",
+    [
+        "vigil/v1/dev/pump-1/cmd",  # a kind ingest does not take
+        "vigil/v1/dev/pu mp/telemetry",  # not a device id
+        "vigil/v1/dev/p\u00fcmp/telemetry",
+        "other/pump-1/telemetry",
+    ],
+)
 def test_bad_topics_are_rejected(topic: str) -> None:
     assert rejection(topic, telemetry()).kind is RejectReason.TOPIC
 
@@ -78,29 +95,41 @@ def test_clock_ahead_beyond_skew_is_rejected_but_within_is_accepted() -> None:
 
 
 def test_one_future_sample_rejects_the_whole_message() -> None:
-    body = {"v": 1, "seq": 1, "samples": [{"ts": NOW, "metrics": {"a": 1}},
-                                          {"ts": NOW + 3_600_000, "metrics": {"a": 2}}]}
-    assert rejection("vigil/v1/dev/pump-1/telemetry", json.dumps(body).encode()).kind is RejectReason.CLOCK
+    body = {
+        "v": 1,
+        "seq": 1,
+        "samples": [{"ts": NOW, "metrics": {"a": 1}}, {"ts": NOW + 3_600_000, "metrics": {"a": 2}}],
+    }
+    assert (
+        rejection("vigil/v1/dev/pump-1/telemetry", json.dumps(body).encode()).kind
+        is RejectReason.CLOCK
+    )
 
 
 def test_oversize_is_judged_on_the_wire_size_even_when_cut_short() -> None:
-    r = rejection("vigil/v1/dev/pump-1/telemetry", b"{\"v\":1", size=MAX_PAYLOAD_BYTES + 1)
+    r = rejection("vigil/v1/dev/pump-1/telemetry", b'{"v":1', size=MAX_PAYLOAD_BYTES + 1)
     assert r.kind is RejectReason.OVERSIZE and str(MAX_PAYLOAD_BYTES + 1) in r.reason
 
 
-@pytest.mark.parametrize("payload, words", [
-    (b"\xff\xfe garbage", "UTF-8 JSON"),
-    (b"[1,2]", "object"),
-    (b'{"v":2,"seq":1,"samples":[]}', "version"),
-    (b'{"v":1,"seq":-1,"samples":[{"ts":1763900000000,"metrics":{"a":1}}]}', "seq"),
-    (b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":NaN}}]}', "NaN"),
-    (b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1e308}}]}', "finite"),
-    (b'{"v":1,"seq":1,"samples":[{"ts":0,"metrics":{"a":1}}]}', "2000-01-01"),
-    (b'{"v":1,"seq":1,"samples":[{"ts":7258118400000,"metrics":{"a":1}}]}', "2100-01-01"),
-    ('{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"t\u00e9mp":1}}]}'.encode(), "metric name"),
-    (b'{"v":1,"seq":"1","samples":[{"ts":1763900000000,"metrics":{"a":1}}]}', "seq"),
-    (b"[" * 5000 + b"]" * 5000, "JSON"),
-])
+@pytest.mark.parametrize(
+    "payload, words",
+    [
+        (b"\xff\xfe garbage", "UTF-8 JSON"),
+        (b"[1,2]", "object"),
+        (b'{"v":2,"seq":1,"samples":[]}', "version"),
+        (b'{"v":1,"seq":-1,"samples":[{"ts":1763900000000,"metrics":{"a":1}}]}', "seq"),
+        (b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":NaN}}]}', "NaN"),
+        (b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1e308}}]}', "finite"),
+        (b'{"v":1,"seq":1,"samples":[{"ts":0,"metrics":{"a":1}}]}', "2000-01-01"),
+        (b'{"v":1,"seq":1,"samples":[{"ts":7258118400000,"metrics":{"a":1}}]}', "2100-01-01"),
+        (
+            '{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"t\u00e9mp":1}}]}'.encode(),
+            "metric name",
+        ),
+        (b'{"v":1,"seq":"1","samples":[{"ts":1763900000000,"metrics":{"a":1}}]}', "seq"),
+        (b"[" * 5000 + b"]" * 5000, "JSON"),
+    ],
+)
 def test_schema_violations_are_rejected_with_a_reason(payload: bytes, words: str) -> None:
     r = rejection("vigil/v1/dev/pump-1/telemetry", payload)
     assert r.kind is RejectReason.SCHEMA
@@ -108,6 +137,7 @@ def test_schema_violations_are_rejected_with_a_reason(payload: bytes, words: str
 
 
 # --- dedup window -------------------------------------------------------------
+
 
 def test_recent_keys_spot_repeats_and_forget_the_oldest_first() -> None:
     keys = RecentKeys(3)
@@ -132,6 +162,7 @@ def test_recent_keys_refuse_zero_capacity() -> None:
 
 
 # --- batch policy -------------------------------------------------------------
+
 
 def test_batch_is_due_by_samples_messages_or_age() -> None:
     p = BatchPolicy(max_samples=100, max_messages=50, max_age_s=0.5)
@@ -158,14 +189,23 @@ def test_batch_policy_refuses_nonsense() -> None:
 
 # --- presence ---------------------------------------------------------------
 
+
 def status_item(device: str, state: str, received: int, **extra: object) -> StatusItem:
-    return StatusItem(device, Status(state=state, ts=received - 5, fw="2.1", model="X1",
-                                     extra=dict(extra)), received)
+    return StatusItem(
+        device,
+        Status(state=state, ts=received - 5, fw="2.1", model="X1", extra=dict(extra)),
+        received,
+    )
 
 
 def test_last_status_per_device_wins_and_offline_means_not_online() -> None:
-    updates = latest_per_device([status_item("a", "online", 1), status_item("b", "maintenance", 2),
-                                 status_item("a", "offline", 3, battery=40)])
+    updates = latest_per_device(
+        [
+            status_item("a", "online", 1),
+            status_item("b", "maintenance", 2),
+            status_item("a", "offline", 3, battery=40),
+        ]
+    )
     by_device = {u.device: u for u in updates}
     assert by_device["a"].state == "offline" and by_device["a"].online is False
     assert by_device["a"].detail == {"battery": 40, "reported_model": "X1", "status_ts": -2}
@@ -173,7 +213,9 @@ def test_last_status_per_device_wins_and_offline_means_not_online() -> None:
 
 
 def test_huge_status_detail_is_replaced_by_a_note() -> None:
-    update = latest_per_device([status_item("a", "online", 1, blob="x" * MAX_STATUS_DETAIL_BYTES)])[0]
+    update = latest_per_device([status_item("a", "online", 1, blob="x" * MAX_STATUS_DETAIL_BYTES)])[
+        0
+    ]
     assert "blob" not in update.detail and "note" in update.detail
 
 
@@ -190,6 +232,7 @@ def test_last_seen_keeps_the_newest_and_drains() -> None:
 
 
 # --- registry cache ----------------------------------------------------------
+
 
 class FakeClock:
     def __init__(self) -> None:
@@ -241,9 +284,11 @@ def test_registry_keeps_the_old_set_when_the_database_fails() -> None:
 
 # --- inbox ------------------------------------------------------------------
 
+
 def inbound(i: int, size: int = 10) -> Inbound:
-    return Inbound(mid=i, epoch=1, topic="t", payload=b"x" * size, size=size,
-                   received_at=0.0, received_ms=0)
+    return Inbound(
+        mid=i, epoch=1, topic="t", payload=b"x" * size, size=size, received_at=0.0, received_ms=0
+    )
 
 
 def test_inbox_hands_over_in_order_and_counts_bytes() -> None:
@@ -283,21 +328,32 @@ def test_inbox_take_times_out_empty() -> None:
 
 # --- the fast telemetry decoder agrees with the protocol's --------------------
 
+
 def corpus() -> list[bytes]:
-    """Good messages, the hostile test's bad ones, and every one-byte-class mutation of a good one."""
+    """Good messages, the hostile test's bad ones, and one-byte mutations of a good one."""
     import random
 
     from tests.ingest.test_hostile import hostile_messages
 
     rng = random.Random(7)
     good = [telemetry(s, NOW - s, temp=20.5 + s, flow=s, z=-1e15, big=1e15) for s in range(50)]
-    good.append(json.dumps({"v": 1, "seq": 2**63 - 1, "samples": [
-        {"ts": 946_684_800_000 + i, "metrics": {f"m{k}": k for k in range(64)}} for i in range(3)]}).encode())
+    good.append(
+        json.dumps(
+            {
+                "v": 1,
+                "seq": 2**63 - 1,
+                "samples": [
+                    {"ts": 946_684_800_000 + i, "metrics": {f"m{k}": k for k in range(64)}}
+                    for i in range(3)
+                ],
+            }
+        ).encode()
+    )
     payloads = good + [p for _, _, p in hostile_messages(rng, NOW) if len(p) < 300_000][::7]
     base = good[0]
     for i in range(len(base)):
-        for replacement in (b"", b" ", b"1", b"-", b"\"", b"e", b"[", b"{", b"\x00", b"9" * 400):
-            payloads.append(base[:i] + replacement + base[i + 1:])
+        for replacement in (b"", b" ", b"1", b"-", b'"', b"e", b"[", b"{", b"\x00", b"9" * 400):
+            payloads.append(base[:i] + replacement + base[i + 1 :])
     payloads += [
         b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":' + b"9" * 400 + b"}}]}",
         b'{"v":true,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1}}]}',

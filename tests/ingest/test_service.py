@@ -59,42 +59,86 @@ def whole_second_ago(seconds: int) -> int:
 
 
 def test_telemetry_status_events_and_bad_messages(
-        mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str) -> None:
+    mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str
+) -> None:
     prepare_registry(sql_url, DEVICES)
-    settings = settings_for(mosquitto, influxdb, influx_database, sql_url, client_id="it-basic",
-                            shared_group="it-basic", last_seen_interval_s=0.2)
+    settings = settings_for(
+        mosquitto,
+        influxdb,
+        influx_database,
+        sql_url,
+        client_id="it-basic",
+        shared_group="it-basic",
+        last_seen_interval_s=0.2,
+    )
     base = whole_second_ago(120)
     with running(settings) as service:
         pub = Publisher(mosquitto.port, "it-basic-pub")
         for seq in range(20):
             for device in DEVICES:
-                pub.publish(f"vigil/v1/dev/{device}/telemetry",
-                            telemetry_payload(seq, base + seq * 1000, {"m0": float(seq), "m1": 1.0}))
+                pub.publish(
+                    f"vigil/v1/dev/{device}/telemetry",
+                    telemetry_payload(seq, base + seq * 1000, {"m0": float(seq), "m1": 1.0}),
+                )
         # a redelivered or replayed copy stores nothing twice
-        pub.publish("vigil/v1/dev/pump-1/telemetry", telemetry_payload(3, base + 3000, {"m0": 3.0, "m1": 1.0}))
-        pub.publish("vigil/v1/dev/pump-1/status", json.dumps(
-            {"v": 1, "state": "maintenance", "ts": now_ms(), "fw": "4.2.0", "model": "PUMP-X1",
-             "battery": 77}))
-        pub.publish("vigil/v1/dev/mon-3/status", json.dumps({"v": 1, "state": "offline", "ts": now_ms()}))
-        event = json.dumps({"v": 1, "seq": 9, "ts": now_ms(), "code": "E-OCCL", "severity": "error",
-                            "text": "occlusion"})
+        pub.publish(
+            "vigil/v1/dev/pump-1/telemetry",
+            telemetry_payload(3, base + 3000, {"m0": 3.0, "m1": 1.0}),
+        )
+        pub.publish(
+            "vigil/v1/dev/pump-1/status",
+            json.dumps(
+                {
+                    "v": 1,
+                    "state": "maintenance",
+                    "ts": now_ms(),
+                    "fw": "4.2.0",
+                    "model": "PUMP-X1",
+                    "battery": 77,
+                }
+            ),
+        )
+        pub.publish(
+            "vigil/v1/dev/mon-3/status", json.dumps({"v": 1, "state": "offline", "ts": now_ms()})
+        )
+        event = json.dumps(
+            {
+                "v": 1,
+                "seq": 9,
+                "ts": now_ms(),
+                "code": "E-OCCL",
+                "severity": "error",
+                "text": "occlusion",
+            }
+        )
         pub.publish("vigil/v1/dev/pump-2/events", event)
         pub.publish("vigil/v1/dev/pump-2/events", event)
         pub.publish("vigil/v1/dev/stranger/telemetry", telemetry_payload(1, base, {"m0": 1.0}))
         pub.publish("vigil/v1/dev/pump-1/telemetry", b"\x00\xffnot json")
-        pub.publish("vigil/v1/dev/pump-2/telemetry",
-                    telemetry_payload(99, now_ms() + 3_600_000, {"m0": 1.0}))
+        pub.publish(
+            "vigil/v1/dev/pump-2/telemetry",
+            telemetry_payload(99, now_ms() + 3_600_000, {"m0": 1.0}),
+        )
         pub.wait_acked()
 
-        wait_for(lambda: points_per_device(influxdb, influx_database) == {d: 20 for d in DEVICES},
-                 60, "all 60 samples queryable")
+        wait_for(
+            lambda: points_per_device(influxdb, influx_database) == {d: 20 for d in DEVICES},
+            60,
+            "all 60 samples queryable",
+        )
         wait_for(lambda: len(dead_letters(sql_url)) == 3, 30, "three dead letters")
-        wait_for(lambda: service.metrics.acks._value.get() >= pub.sent, 30,
-                 "every message acknowledged")
-        wait_for(lambda: all(d.last_seen for d in devices(sql_url).values()), 30,
-                 "last_seen set from telemetry")
+        wait_for(
+            lambda: service.metrics.acks._value.get() >= pub.sent, 30, "every message acknowledged"
+        )
+        wait_for(
+            lambda: all(d.last_seen for d in devices(sql_url).values()),
+            30,
+            "last_seen set from telemetry",
+        )
 
-        assert timestamps(influxdb, influx_database, "pump-1") == [base + s * 1000 for s in range(20)]
+        assert timestamps(influxdb, influx_database, "pump-1") == [
+            base + s * 1000 for s in range(20)
+        ]
         reasons = sorted(d.reason for d in dead_letters(sql_url))
         assert any("not registered" in r for r in reasons)
         assert any("UTF-8 JSON" in r for r in reasons)
@@ -109,7 +153,8 @@ def test_telemetry_status_events_and_bad_messages(
         assert (registry["mon-3"].state, registry["mon-3"].online) == ("offline", False)
         stored = events(sql_url)
         assert [(e.device_id, e.seq, e.code, e.severity) for e in stored] == [
-            ("pump-2", 9, "E-OCCL", "error")]
+            ("pump-2", 9, "E-OCCL", "error")
+        ]
 
         with urllib.request.urlopen(f"http://127.0.0.1:{service.endpoints.port}/metrics") as r:
             text = r.read().decode()
@@ -134,19 +179,33 @@ class FlakyStore(InfluxStore):
 
 @pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
 def test_nothing_is_acknowledged_while_the_store_is_down(
-        mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str) -> None:
+    mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str
+) -> None:
     prepare_registry(sql_url, DEVICES)
-    settings = settings_for(mosquitto, influxdb, influx_database, sql_url, client_id="it-down",
-                            shared_group="it-down", max_backoff_s=0.5)
+    settings = settings_for(
+        mosquitto,
+        influxdb,
+        influx_database,
+        sql_url,
+        client_id="it-down",
+        shared_group="it-down",
+        max_backoff_s=0.5,
+    )
     store = FlakyStore.from_settings(settings.influxdb)
     base = whole_second_ago(120)
     pub = Publisher(mosquitto.port, "it-down-pub")
     with running(settings, store) as service:
         for seq in range(50):
-            pub.publish("vigil/v1/dev/pump-1/telemetry", telemetry_payload(seq, base + seq * 1000, {"m0": 1.0}))
+            pub.publish(
+                "vigil/v1/dev/pump-1/telemetry",
+                telemetry_payload(seq, base + seq * 1000, {"m0": 1.0}),
+            )
         pub.wait_acked()
-        wait_for(lambda: service.metrics.store_errors.labels("telemetry")._value.get() >= 2, 30,
-                 "ingest retrying the store")
+        wait_for(
+            lambda: service.metrics.store_errors.labels("telemetry")._value.get() >= 2,
+            30,
+            "ingest retrying the store",
+        )
         assert service.metrics.acks._value.get() == 0
         with urllib.request.urlopen(f"http://127.0.0.1:{service.endpoints.port}/healthz") as r:
             assert r.status == 200
@@ -159,55 +218,82 @@ def test_nothing_is_acknowledged_while_the_store_is_down(
         service.pipeline.stop(timeout=0.5)
     settings2 = settings.model_copy()
     with running(settings2) as service:
-        wait_for(lambda: points_per_device(influxdb, influx_database) == {"pump-1": 50}, 60,
-                 "the 50 samples arrive after the restart")
+        wait_for(
+            lambda: points_per_device(influxdb, influx_database) == {"pump-1": 50},
+            60,
+            "the 50 samples arrive after the restart",
+        )
         wait_for(lambda: service.metrics.acks._value.get() >= 50, 30, "all acknowledged")
     pub.close()
 
 
 @pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
 def test_the_offline_will_marks_a_device_offline(
-        mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str) -> None:
+    mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str
+) -> None:
     import paho.mqtt.client as mqtt
 
     prepare_registry(sql_url, DEVICES)
-    settings = settings_for(mosquitto, influxdb, influx_database, sql_url, client_id="it-will",
-                            shared_group="it-will")
+    settings = settings_for(
+        mosquitto, influxdb, influx_database, sql_url, client_id="it-will", shared_group="it-will"
+    )
     with running(settings):
-        device = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pump-2",
-                             protocol=mqtt.MQTTv5)
-        device.will_set("vigil/v1/dev/pump-2/status",
-                        json.dumps({"v": 1, "state": "offline", "ts": now_ms(), "fw": "1.0"}), qos=1)
+        device = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id="pump-2", protocol=mqtt.MQTTv5
+        )
+        device.will_set(
+            "vigil/v1/dev/pump-2/status",
+            json.dumps({"v": 1, "state": "offline", "ts": now_ms(), "fw": "1.0"}),
+            qos=1,
+        )
         device.connect("127.0.0.1", mosquitto.port, keepalive=5)
         device.loop_start()
-        device.publish("vigil/v1/dev/pump-2/status",
-                       json.dumps({"v": 1, "state": "online", "ts": now_ms(), "fw": "1.0"}), qos=1).wait_for_publish(10)
+        device.publish(
+            "vigil/v1/dev/pump-2/status",
+            json.dumps({"v": 1, "state": "online", "ts": now_ms(), "fw": "1.0"}),
+            qos=1,
+        ).wait_for_publish(10)
         wait_for(lambda: devices(sql_url)["pump-2"].online, 30, "pump-2 online")
         device.loop_stop()
-        device.socket().close()  # the connection drops without DISCONNECT: the broker sends the will
-        wait_for(lambda: devices(sql_url)["pump-2"].state == "offline", 30, "the will marks pump-2 offline")
+        # the connection drops without DISCONNECT: the broker sends the will
+        device.socket().close()
+        wait_for(
+            lambda: devices(sql_url)["pump-2"].state == "offline",
+            30,
+            "the will marks pump-2 offline",
+        )
         assert devices(sql_url)["pump-2"].online is False
 
 
 @pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
 def test_samples_the_store_refuses_are_dead_lettered_without_stalling(
-        mosquitto: Mosquitto, influxdb: InfluxDB, sql_url: str) -> None:
-    """InfluxDB refuses points older than its retention policy (HTTP 400) for good: no endless retry."""
+    mosquitto: Mosquitto, influxdb: InfluxDB, sql_url: str
+) -> None:
+    """InfluxDB refuses points older than its retention policy (HTTP 400) for good: no retry."""
     from tests.conftest import unique_name
 
     database = unique_name("test_rp")
     influxdb.query(f'CREATE DATABASE "{database}" WITH DURATION 1h NAME "short"')
     try:
         prepare_registry(sql_url, DEVICES)
-        settings = settings_for(mosquitto, influxdb, database, sql_url, client_id="it-rp",
-                                shared_group="it-rp", max_backoff_s=0.5)
+        settings = settings_for(
+            mosquitto,
+            influxdb,
+            database,
+            sql_url,
+            client_id="it-rp",
+            shared_group="it-rp",
+            max_backoff_s=0.5,
+        )
         recent = whole_second_ago(60)
         old = whole_second_ago(3 * 3600)
         with running(settings) as service:
             pub = Publisher(mosquitto.port, "it-rp-pub")
             for seq in range(10):
-                pub.publish("vigil/v1/dev/pump-1/telemetry",
-                            telemetry_payload(seq, recent + seq * 1000, {"m0": 1.0}))
+                pub.publish(
+                    "vigil/v1/dev/pump-1/telemetry",
+                    telemetry_payload(seq, recent + seq * 1000, {"m0": 1.0}),
+                )
             pub.publish("vigil/v1/dev/pump-2/telemetry", telemetry_payload(1, old, {"m0": 1.0}))
             pub.wait_acked()
             wait_for(lambda: service.metrics.acks._value.get() >= 11, 60, "all acknowledged")
