@@ -129,6 +129,15 @@ class Pipeline:
         batch: Batch | None = None
         try:
             while not self._abandon.is_set():
+                if not self.registry.loaded:
+                    # Without the registry every device looks unknown: judge nothing until it
+                    # loads. What was received waits, unacknowledged.
+                    if self._stopping.is_set():
+                        break
+                    self.registry.refresh()
+                    if not self.registry.loaded:
+                        self._abandon.wait(1.0)
+                    continue
                 if batch is None:
                     wait = 0.2
                 else:

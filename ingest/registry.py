@@ -53,8 +53,9 @@ class KnownDevices:
             devices = self._load()
         except Exception as exc:  # the database may be down; keep serving the set we have
             log.warning("device registry reload failed", extra={"error": str(exc)[:300]})
-            # Try again no sooner than a miss would allow, not on every message.
-            self._loaded_at = self._clock() - self.refresh_s + self.miss_refresh_s
+            if self._loaded_at is not None:
+                # Try again no sooner than a miss would allow, not on every message.
+                self._loaded_at = self._clock() - self.refresh_s + self.miss_refresh_s
             return False
         self._devices = devices
         self._loaded_at = self._clock()

@@ -304,3 +304,33 @@ def test_samples_the_store_refuses_are_dead_lettered_without_stalling(
             pub.close()
     finally:
         influxdb.query(f'DROP DATABASE "{database}"')
+
+
+@pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
+def test_nothing_is_judged_before_the_device_registry_can_be_read(
+    mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str
+) -> None:
+    """With the registry unreadable every device would look unknown: ingest waits instead."""
+    settings = settings_for(
+        mosquitto, influxdb, influx_database, sql_url, client_id="it-noreg", shared_group="it-noreg"
+    )
+    base = whole_second_ago(60)
+    with running(settings) as service:  # the database has no tables yet
+        pub = Publisher(mosquitto.port, "it-noreg-pub")
+        for seq in range(5):
+            pub.publish(
+                "vigil/v1/dev/pump-1/telemetry",
+                telemetry_payload(seq, base + seq * 1000, {"m0": 1.0}),
+            )
+        pub.wait_acked()
+        time.sleep(2)
+        assert service.metrics.acks._value.get() == 0
+        assert not service.ready()[0]
+        prepare_registry(sql_url, DEVICES)
+        wait_for(
+            lambda: points_per_device(influxdb, influx_database) == {"pump-1": 5},
+            60,
+            "the samples arrive once the registry is readable",
+        )
+        assert dead_letters(sql_url) == []
+        pub.close()
