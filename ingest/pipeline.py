@@ -359,10 +359,15 @@ class Pipeline:
                 "store refused a batch; looking for the points it refuses",
                 extra={"error": str(exc)[:300]},
             )
-            batch.points = self._write_good(batch.points, batch)
+            refused: list[DeadLetterItem] = []
+            written = self._write_good(batch.points, refused)
+            # Only now, so a retry after the store went away meanwhile adds nothing twice.
+            batch.points = written
+            batch.dead_letters.extend(refused)
+            self.metrics.dead_letters.labels(RejectReason.STORE.value).inc(len(refused))
 
-    def _write_good(self, points: list[Point], batch: Batch) -> list[Point]:
-        """Write every point the store accepts; dead-letter the others. Returns those written.
+    def _write_good(self, points: list[Point], refused: list[DeadLetterItem]) -> list[Point]:
+        """Write every point the store accepts; the others go to ``refused``. Returns those written.
 
         A failure that is not about the data (the store went away) propagates, and
         the whole batch is retried; rewriting the points already written is harmless.
@@ -375,7 +380,7 @@ class Pipeline:
                 raise
             if len(points) == 1:
                 point = points[0]
-                batch.dead_letters.append(
+                refused.append(
                     DeadLetterItem(
                         topic=f"vigil/v1/dev/{point.device}/telemetry",
                         payload=repr(point).encode()[:DEAD_LETTER_KEEP_BYTES],
@@ -384,10 +389,9 @@ class Pipeline:
                         kind=RejectReason.STORE.value,
                     )
                 )
-                self.metrics.dead_letters.labels(RejectReason.STORE.value).inc()
                 return []
         half = len(points) // 2
-        return self._write_good(points[:half], batch) + self._write_good(points[half:], batch)
+        return self._write_good(points[:half], refused) + self._write_good(points[half:], refused)
 
     def _write_sql(self, batch: Batch) -> None:
         try:
