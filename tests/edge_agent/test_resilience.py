@@ -38,7 +38,8 @@ def _check_complete(rec: Recorder, device: str, kept: set[int], allowed_gap_ms: 
     assert not missing, f"messages never delivered: seq {sorted(missing)[:20]}"
     ts = sorted({s.ts for m in by_seq.values() for s in m.samples} | kept)
     gaps = [(a, b) for a, b in zip(ts, ts[1:]) if b - a > allowed_gap_ms]
-    return {"messages": len(seqs), "samples": len(ts), "gaps": gaps,
+    largest = max(len(m.samples) for m in by_seq.values())
+    return {"messages": len(seqs), "samples": len(ts), "gaps": gaps, "largest_batch": largest,
             "dup_messages": len(rec.of_kind("telemetry")) - len(seqs)}
 
 
@@ -91,6 +92,7 @@ def test_broker_killed_three_times_and_agent_killed_once_loses_nothing(tmp_path:
                        if not (a <= agent_down[1] and b >= agent_down[0])]
         assert not unexplained, f"sample time gaps outside the agent's downtime: {unexplained}"
         assert report["samples"] >= 100
+        assert report["largest_batch"] >= 10, "the backlog after an outage travels in batches"
         print(report, file=sys.stderr)
     finally:
         if agent:
