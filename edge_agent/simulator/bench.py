@@ -29,7 +29,7 @@ KEEP_UP = 0.97
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--counts", default="100,250,500,1000,1500,2000,2500,3000",
+    parser.add_argument("--counts", default="100,250,500,1000,2000,3000,4000",
                         help="device counts to try, ascending")
     parser.add_argument("--window", type=float, default=20.0,
                         help="seconds measured per device count")
