@@ -34,6 +34,7 @@ from edge_agent.protocol import (
     parse_topic,
     validate_metric_name,
 )
+from vigil.telemetry.batch import RESERVED_METRICS
 
 
 class RejectReason(StrEnum):
@@ -120,7 +121,21 @@ def check_message(
     if not is_known(device):
         raise Rejected(RejectReason.UNKNOWN_DEVICE, f"device {device!r} is not registered")
     check_timestamps(message, now_ms, rules.max_clock_skew_ms)
+    if isinstance(message, Telemetry):
+        check_metric_names(message)
     return Accepted(device=device, kind=kind, message=message)
+
+
+def check_metric_names(message: Telemetry) -> None:
+    """Refuse names the telemetry stores reserve, which the wire protocol alone allows."""
+    for sample in message.samples:
+        clash = RESERVED_METRICS.intersection(sample.metrics)
+        if clash:
+            raise Rejected(
+                RejectReason.SCHEMA,
+                f"metric name {sorted(clash)[0]!r} is reserved by the telemetry store "
+                f"({', '.join(sorted(RESERVED_METRICS))} name the sample itself)",
+            )
 
 
 def check_timestamps(message: Telemetry | Status | Event, now_ms: int, max_skew_ms: int) -> None:

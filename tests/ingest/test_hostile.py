@@ -58,6 +58,7 @@ REASONS = {
     "bad_status": "'state' must be one of",
     "bad_event": "'severity' must be one of",
     "huge_integer": "undecodable payload",
+    "reserved_metric": "is reserved by the telemetry store",
 }
 
 
@@ -230,6 +231,11 @@ def hostile_messages(rng: random.Random, now_ms: int) -> list[tuple[str, str, by
             tele(d),
             '{"v":1,"seq":1,"samples":[{"ts":%d,"metrics":{"a":%s}}]}' % (now_ms, "9" * (310 + i)),
         ),
+    )
+    add(
+        "reserved_metric",
+        100,
+        lambda i, d: (tele(d), json.dumps(body({["time", "device", "model", "site"][i % 4]: 1.0}))),
     )
     return out
 

@@ -388,3 +388,8 @@ def test_a_decoder_gap_is_a_dead_letter_not_a_crash() -> None:
     huge = b'{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":' + b"9" * 400 + b"}}]}"
     r = rejection("vigil/v1/dev/pump-1/telemetry", huge)
     assert r.kind is RejectReason.SCHEMA
+
+
+def test_metric_names_the_store_reserves_are_rejected() -> None:
+    r = rejection("vigil/v1/dev/pump-1/telemetry", telemetry(temp=1.0, time=2.0))
+    assert r.kind is RejectReason.SCHEMA and "'time' is reserved" in r.reason
