@@ -361,3 +361,33 @@ def test_millisecond_timestamps_survive_the_trip(
         wait_for(lambda: service.metrics.acks._value.get() >= 200, 60, "all acknowledged")
         pub.close()
     assert timestamps(influxdb, influx_database, "pump-1") == [base + s for s in range(200)]
+
+
+@pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
+def test_acknowledged_messages_are_not_delivered_again(
+    mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str
+) -> None:
+    """The broker really took the acknowledgements: a restarted session gets nothing twice."""
+    prepare_registry(sql_url, DEVICES)
+    settings = settings_for(
+        mosquitto, influxdb, influx_database, sql_url, client_id="it-acked", shared_group="it-acked"
+    )
+    base = whole_second_ago(60)
+    pub = Publisher(mosquitto.port, "it-acked-pub")
+    with running(settings) as service:
+        for seq in range(300):
+            pub.publish(
+                "vigil/v1/dev/pump-1/telemetry", telemetry_payload(seq, base + seq, {"m0": 1.0})
+            )
+        pub.wait_acked()
+        wait_for(lambda: service.metrics.acks._value.get() >= 300, 60, "all acknowledged")
+    with running(settings) as service:
+        pub.publish("vigil/v1/dev/pump-1/telemetry", telemetry_payload(999, base, {"m0": 2.0}))
+        wait_for(lambda: service.metrics.acks._value.get() >= 1, 30, "the new message")
+        time.sleep(1)
+        received = sum(
+            service.metrics.messages.labels("telemetry", outcome)._value.get()
+            for outcome in ("accepted", "duplicate")
+        )
+        assert received == 1
+    pub.close()
