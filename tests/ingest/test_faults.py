@@ -42,9 +42,9 @@ INFLUX_OUTAGE_S = 60
 class Fleet(threading.Thread):
     """Publishes one sample per message, round robin over the devices, at a steady rate."""
 
-    def __init__(self, broker_port: int, base_ms: int) -> None:
+    def __init__(self, broker_port: int, base_ms: int, client_id: str = "fault-fleet") -> None:
         super().__init__(daemon=True)
-        self.publisher = Publisher(broker_port, "fault-fleet")
+        self.publisher = Publisher(broker_port, client_id)
         self.base_ms = base_ms
         self.seq = dict.fromkeys(DEVICES, 0)
         self.halt = threading.Event()
@@ -166,3 +166,70 @@ def test_no_sample_lost_or_doubled_through_kill_outage_and_broker_restart(tmp_pa
             ingest.wait()
         broker.stop()
         influx.stop()
+
+
+def test_two_workers_share_the_flow_and_survive_one_being_killed(
+    mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, tmp_path: Path
+) -> None:
+    """Two workers on the shared subscription; one is SIGKILLed mid-flow and restarted."""
+    sql_url = f"sqlite:///{tmp_path / 'vigil.db'}"
+    prepare_registry(sql_url, DEVICES)
+    ports = [free_port(), free_port()]
+    envs = [
+        ingest_env(
+            mosquitto.port,
+            influxdb,
+            influx_database,
+            sql_url,
+            client_id=f"pair-{i}",
+            shared_group="pair",
+            metrics_port=port,
+            batch_interval_s=0.2,
+        )
+        for i, port in enumerate(ports)
+    ]
+    workers = [start_ingest(env, tmp_path, f"ingest-{i}.log") for i, env in enumerate(envs)]
+    fleet: Fleet | None = None
+    try:
+        wait_for(lambda: all(ready(p) for p in ports), 60, "both workers ready")
+        fleet = Fleet(mosquitto.port, (int(time.time()) - 3600) * 1000, client_id="pair-fleet")
+        fleet.start()
+        time.sleep(5)
+        workers[0].send_signal(signal.SIGKILL)
+        workers[0].wait(30)
+        time.sleep(3)
+        workers[0] = start_ingest(envs[0], tmp_path, "ingest-0.log")
+        wait_for(lambda: ready(ports[0]), 60, "the killed worker back")
+        time.sleep(4)
+        fleet.halt.set()
+        fleet.join(10)
+        fleet.publisher.wait_acked(120)
+        expected = {d: fleet.seq[d] for d in DEVICES}
+        wait_for(
+            lambda: points_per_device(influxdb, influx_database) == expected,
+            120,
+            "InfluxDB holds every published sample",
+        )
+        for device in DEVICES:
+            assert timestamps(influxdb, influx_database, device) == fleet.expected(device)
+        shares = [_scrape_samples(p) for p in ports]
+        assert all(share > 0 for share in shares), f"one worker took nothing: {shares}"
+        for worker in workers:
+            worker.send_signal(signal.SIGTERM)
+        assert [w.wait(60) for w in workers] == [0, 0]
+    finally:
+        if fleet is not None:
+            fleet.halt.set()
+            fleet.publisher.close()
+        for worker in workers:
+            if worker.poll() is None:
+                worker.kill()
+                worker.wait()
+
+
+def _scrape_samples(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        for line in response.read().decode().splitlines():
+            if line.startswith("vigil_ingest_samples_total "):
+                return float(line.split()[1])
+    return 0.0
