@@ -4,7 +4,8 @@ Live: the fleet runs in this process at 1 sample/s per device against a real
 Mosquitto while a subscriber in another process counts what arrives. Device
 counts ramp up; a step passes when the delivered sample rate keeps up with the
 device count (>= 97 %), fewer than 3 % of the sampling ticks run late, and the
-outbox depth stays bounded (does not grow over the measuring window). The highest passing count is the result.
+outbox depth stays bounded (does not grow over the measuring window). The
+highest passing count is the result.
 
 Backfill: 200 devices publish 30 days of history (a sample every
 --backfill-step seconds) through the same outbox and courier; the wall time is
