@@ -336,12 +336,6 @@ def test_nothing_is_judged_before_the_device_registry_can_be_read(
         pub.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="InfluxStore.serialise writes ms timestamps through influxdb_client's "
-    "int(ns / 1e6), a float division that moves some of them 1 ms back; "
-    "points of one device 1 ms apart then collide and overwrite each other",
-)
 @pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
 def test_millisecond_timestamps_survive_the_trip(
     mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str

@@ -1,6 +1,8 @@
 """The telemetry store on InfluxDB, through its 1.x-compatible HTTP API only.
 
-Writes are line protocol POSTed to ``/write`` (``precision=ms``), reads are
+Writes are line protocol POSTed to ``/write`` (``precision=ns``: the serialiser
+turns nanoseconds into milliseconds by float division, which moves some
+timestamps 1 ms back), reads are
 InfluxQL from ``/query`` (``epoch=ms``): InfluxDB 1.x serves both natively, 2.x
 through its DBRP mapping and 3.x through its v1 compatibility API, so one client
 path reaches every generation a customer may run.
@@ -11,8 +13,8 @@ format function per group of alike points, several times faster than building
 serialising and posting then overlap while InfluxDB works on another core.
 Bodies are gzip-compressed for a remote server; to one on this machine they go
 plain, since compressing there only spends CPU on both ends of the same
-machine (a third of the write rate in ``vigil bench store``). Writes are idempotent (a point is identified by series and time), so
-a failed POST is simply sent again: on connection errors, 5xx and 429 (honouring
+machine (a third of the write rate in ``vigil bench store``). Writes are
+idempotent (a point is identified by series and time), so a failed POST is simply sent again: on connection errors, 5xx and 429 (honouring
 ``Retry-After``) with exponential backoff. Query results come back as CSV
 (``Accept: application/csv``), which pandas parses in C; JSON is understood too.
 Error messages name the server and the user but never the password or token.
@@ -251,7 +253,7 @@ class InfluxStore(TelemetryStore):
                 data[name] = rows[:, i]
             frame = pd.DataFrame(data, index=index, copy=False)
             serializer = DataframeSerializer(
-                frame, settings, precision=WritePrecision.MS,
+                frame, settings, precision=WritePrecision.NS,
                 data_frame_measurement_name=measurement, data_frame_tag_columns=list(tag_keys),
             )
             lines.extend(serializer.serialize())
@@ -260,7 +262,7 @@ class InfluxStore(TelemetryStore):
 
     def post_lines(self, body: bytes) -> None:
         """POST line protocol as it is (one request, with retries): for ``write`` and benchmarks."""
-        params = {"db": self.database, "precision": "ms"}
+        params = {"db": self.database, "precision": "ns"}
         if self.retention_policy:
             params["rp"] = self.retention_policy
         headers = {"Content-Type": "text/plain; charset=utf-8"}
