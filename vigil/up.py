@@ -1,0 +1,208 @@
+"""Run the platform on this machine: broker, schema, ingest, and optionally a demo fleet.
+
+With the default (embedded) settings nothing needs configuring: a Mosquitto
+broker is started on the configured loopback port if none answers there, the
+SQL schema is brought to the newest revision, and `vigil ingest` runs under
+supervision (restarted with backoff if it dies). `--simulate N` registers N
+virtual devices and runs `vigil simulate` against the same broker, so
+telemetry flows end to end. Ctrl-C or SIGTERM stops everything in order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+
+from vigil.config import Settings, get_settings, redact_url
+
+log = logging.getLogger("vigil.up")
+
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+SIMULATOR_SEED = 1
+SIMULATOR_FAULT_FRACTION = 0.2
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--simulate", type=int, default=0, metavar="N",
+                        help="also run N simulated devices (registered on start)")
+    parser.add_argument("--backfill-days", type=float, default=0.0,
+                        help="with --simulate: publish this many days of history first")
+    parser.add_argument("--duration", type=float, default=0.0,
+                        help="stop after this many seconds (0: until interrupted)")
+
+
+@dataclass
+class Supervised:
+    """A child process restarted with growing backoff when it exits on its own."""
+
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    log_path: Path
+    process: subprocess.Popen[bytes] | None = None
+    restarts: int = 0
+    next_start: float = 0.0
+    backoff_s: float = 1.0
+
+    def start(self) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log_file:
+            self.process = subprocess.Popen(self.argv, env=self.env, stdout=log_file,
+                                            stderr=subprocess.STDOUT)
+        log.info("%s started (pid %d), log in %s", self.name, self.process.pid, self.log_path)
+
+    def poll(self, now: float) -> None:
+        """Restart the child if it died; the backoff doubles up to a minute."""
+        if self.process is None:
+            if now >= self.next_start:
+                self.start()
+            return
+        code = self.process.poll()
+        if code is None:
+            return
+        self.process = None
+        self.restarts += 1
+        log.error("%s exited with code %d; restarting in %.0f s (see %s)",
+                  self.name, code, self.backoff_s, self.log_path)
+        self.next_start = now + self.backoff_s
+        self.backoff_s = min(self.backoff_s * 2, 60.0)
+
+    def stop(self, timeout: float) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                log.warning("%s did not stop within %.0f s; killing it", self.name, timeout)
+                self.process.kill()
+                self.process.wait()
+
+
+def _vigil_command(*args: str) -> list[str]:
+    return [sys.executable, "-m", "vigil.cli", *args]
+
+
+def ensure_broker(settings: Settings) -> object | None:
+    """Start Mosquitto on the configured port if the broker is local and not yet running.
+
+    Returns the started server (to stop on exit) or None when a broker already answers.
+    """
+    from vigil.servers import Mosquitto, ServerUnavailable, port_open
+
+    host, port = settings.mqtt.host, settings.mqtt.port
+    if port_open(port, host if host != "localhost" else "127.0.0.1"):
+        log.info("MQTT broker already answering at %s:%d", host, port)
+        return None
+    if host not in LOOPBACK_HOSTS:
+        raise SystemExit(f"the MQTT broker at {host}:{port} does not answer; start it, or unset "
+                         "VIGIL_MQTT__HOST so `vigil up` runs one on this machine")
+    broker = Mosquitto(settings.data_dir / "mosquitto", port=port)
+    try:
+        broker.start()
+    except ServerUnavailable as exc:
+        raise SystemExit(f"could not start Mosquitto: {exc}") from exc
+    log.info("Mosquitto started on %s:%d, persistence in %s", broker.host, port, broker.workdir)
+    return broker
+
+
+def upgrade_schema(settings: Settings) -> None:
+    from vigil.db.migrations import upgrade
+    from vigil.db.session import make_engine
+
+    engine = make_engine(settings.sql_url)
+    try:
+        revision = upgrade(engine)
+    finally:
+        engine.dispose()
+    log.info("SQL database %s at schema revision %s", redact_url(settings.sql_url), revision)
+
+
+def register_fleet(settings: Settings, device_ids: Sequence[tuple[str, str]]) -> int:
+    """Add the simulated devices missing from the registry; returns how many were added."""
+    from sqlalchemy import select
+
+    from vigil.db.models import Device
+    from vigil.db.session import make_engine, make_session_factory, transaction
+
+    engine = make_engine(settings.sql_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            known = set(session.scalars(select(Device.id)))
+            new = [Device(id=device_id, serial=f"SIM-{device_id}", model=model)
+                   for device_id, model in device_ids if device_id not in known]
+            session.add_all(new)
+    finally:
+        engine.dispose()
+    return len(new)
+
+
+def simulated_devices(count: int) -> list[tuple[str, str]]:
+    """The ids and models `vigil simulate --devices COUNT` will use (same seed, same fleet)."""
+    from edge_agent.simulator.scenario import plan_fleet
+
+    now_ms = int(time.time() * 1000)
+    specs = plan_fleet(count, seed=SIMULATOR_SEED, start_ms=now_ms - 1, end_ms=now_ms,
+                       fault_fraction=SIMULATOR_FAULT_FRACTION)
+    return [(spec.device_id, spec.model) for spec in specs]
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    logs = settings.data_dir / "logs"
+    broker = ensure_broker(settings)
+    children: list[Supervised] = []
+    try:
+        upgrade_schema(settings)
+        env = dict(os.environ)
+        children.append(Supervised("ingest", _vigil_command("ingest"), env, logs / "ingest.log"))
+        if args.simulate > 0:
+            added = register_fleet(settings, simulated_devices(args.simulate))
+            log.info("%d simulated devices registered (%d new)", args.simulate, added)
+            children.append(Supervised(
+                "simulator",
+                _vigil_command(
+                    "simulate", "--devices", str(args.simulate), "--seed", str(SIMULATOR_SEED),
+                    "--fault-fraction", str(SIMULATOR_FAULT_FRACTION),
+                    "--broker", f"{settings.mqtt.host}:{settings.mqtt.port}",
+                    "--outbox", str(settings.data_dir / "simulator-outbox.db"),
+                    "--labels", str(settings.data_dir / "simulator-labels.csv"),
+                    "--backfill-days", str(args.backfill_days)),
+                env, logs / "simulator.log"))
+        return _supervise(children, args.duration)
+    finally:
+        for child in reversed(children):
+            child.stop(65.0)
+        if broker is not None:
+            broker.stop()  # type: ignore[attr-defined]
+            log.info("Mosquitto stopped")
+
+
+def _supervise(children: list[Supervised], duration: float) -> int:
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: FrameType | None) -> None:
+        log.info("stopping (%s)", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    deadline = time.monotonic() + duration if duration > 0 else float("inf")
+    log.info("Vigil is up; Ctrl-C stops it")
+    while not stop.wait(0.5) and time.monotonic() < deadline:
+        now = time.monotonic()
+        for child in children:
+            child.poll(now)
+    return 0
