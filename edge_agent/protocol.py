@@ -186,6 +186,7 @@ def decode_status(payload: bytes) -> Status:
     if state not in STATES:
         raise ProtocolError(f"'state' must be one of {', '.join(STATES)}, got {_show(state)}")
     extra = {k: v for k, v in body.items() if k not in ("v", "state", "ts", "fw", "model")}
+    _storable(extra, "status")
     return Status(state=state, ts=_ts(body.get("ts"), "ts"), fw=_text(body, "fw", 64),
                   model=_text(body, "model", 64), extra=extra)
 
@@ -296,7 +297,29 @@ def _text(body: dict[str, Any], name: str, limit: int) -> str:
     value = body.get(name, "")
     if not isinstance(value, str) or len(value) > limit:
         raise ProtocolError(f"'{name}' must be a string of at most {limit} characters")
+    _storable(value, name)
     return value
+
+
+def _storable(value: object, where: str) -> None:
+    """Refuse text no database can store: NUL characters and unpaired surrogates.
+
+    JSON can carry both (as ``\\u0000`` and ``\\ud800``); PostgreSQL cannot.
+    """
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise ProtocolError(f"'{where}' contains a NUL character")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ProtocolError(f"'{where}' contains an unpaired surrogate (invalid Unicode)") from None
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _storable(key, where)
+            _storable(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            _storable(item, where)
 
 
 def _sample(raw: object, index: int) -> Sample:

@@ -96,6 +96,19 @@ def test_status_and_event_fields_are_checked() -> None:
         p.decode_event(json.dumps({"v": 1, "seq": 1, "ts": TS, "code": "a b", "severity": "info"}).encode())
 
 
+def test_text_no_database_can_store_is_refused() -> None:
+    event = {"v": 1, "seq": 1, "ts": TS, "code": "E1", "severity": "info"}
+    with pytest.raises(p.ProtocolError, match="'text' contains a NUL character"):
+        p.decode_event(json.dumps(event | {"text": "a\x00b"}).encode())
+    with pytest.raises(p.ProtocolError, match="'fw' contains an unpaired surrogate"):
+        p.decode_status(b'{"v": 1, "state": "online", "ts": %d, "fw": "\\udc00"}' % TS)
+    with pytest.raises(p.ProtocolError, match="'status.detail.k' contains a NUL"):
+        p.decode_status(json.dumps({"v": 1, "state": "online", "ts": TS,
+                                    "detail": {"k": ["ok", "x\x00"]}}).encode())
+    paired = p.decode_event(json.dumps(event | {"text": "pump \U0001F489 ok"}).encode())
+    assert paired.text == "pump \U0001F489 ok"
+
+
 def test_clock_check_allows_small_skew_only() -> None:
     assert p.check_clock(TS + 60_000, TS)
     assert not p.check_clock(TS + 3_600_000, TS)

@@ -25,8 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 # `vigil bench NAME` -> (module, one-line help)
 BENCHMARKS: dict[str, tuple[str, str]] = {
     "store": ("vigil.telemetry.bench", "telemetry store write rate and query latency"),
-    "agent": ("edge_agent.bench", "edge agent memory and CPU footprint"),
-    "simulator": ("edge_agent.simulator.bench", "simulated devices one process sustains"),
+    "agent": ("vigil.benchmarks.agent", "edge agent memory and CPU footprint"),
+    "simulator": ("vigil.benchmarks.simulator", "simulated devices one process sustains"),
     "ingest": ("ingest.bench", "ingest throughput and end-to-end latency"),
     "nab": ("analytics.bench.nab", "score the streaming detector on NAB data"),
     "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import statistics
 import subprocess
@@ -220,3 +221,20 @@ def test_vigil_agent_check_reports_bad_settings_clearly(tmp_path: Path) -> None:
                          env={**env, "VIGIL_AGENT_BROKER_PORT": "eighty"})
     assert bad.returncode == 2
     assert "VIGIL_AGENT_BROKER_PORT='eighty' is not a valid int" in bad.stderr
+
+
+def test_no_edge_agent_module_imports_anything_else_even_lazily() -> None:
+    """Imports inside functions count too: the agent ships without the server side."""
+    allowed = set(sys.stdlib_module_names) | {"edge_agent", "paho", "__future__"}
+    foreign: list[str] = []
+    for path in sorted((REPO / "edge_agent").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            foreign += [f"{path.relative_to(REPO)}: {n}" for n in names
+                        if n.split(".")[0] not in allowed]
+    assert not foreign, foreign

@@ -113,6 +113,13 @@ def test_telemetry_status_events_and_bad_messages(
         )
         pub.publish("vigil/v1/dev/pump-2/events", event)
         pub.publish("vigil/v1/dev/pump-2/events", event)
+        # text PostgreSQL cannot store: refused by the protocol, never a stuck batch
+        nul_event = json.loads(event) | {"seq": 10, "text": "bad\x00text"}
+        pub.publish("vigil/v1/dev/pump-2/events", json.dumps(nul_event))
+        pub.publish(
+            "vigil/v1/dev/pump-1/status",
+            '{"v": 1, "state": "online", "ts": %d, "note": "\\ud800"}' % now_ms(),
+        )
         pub.publish("vigil/v1/dev/stranger/telemetry", telemetry_payload(1, base, {"m0": 1.0}))
         pub.publish("vigil/v1/dev/pump-1/telemetry", b"\x00\xffnot json")
         pub.publish(
@@ -126,7 +133,7 @@ def test_telemetry_status_events_and_bad_messages(
             60,
             "all 60 samples queryable",
         )
-        wait_for(lambda: len(dead_letters(sql_url)) == 3, 30, "three dead letters")
+        wait_for(lambda: len(dead_letters(sql_url)) == 5, 30, "five dead letters")
         wait_for(
             lambda: service.metrics.acks._value.get() >= pub.sent, 30, "every message acknowledged"
         )
@@ -143,6 +150,8 @@ def test_telemetry_status_events_and_bad_messages(
         assert any("not registered" in r for r in reasons)
         assert any("UTF-8 JSON" in r for r in reasons)
         assert any("ahead of the platform clock" in r for r in reasons)
+        assert any("NUL character" in r for r in reasons)
+        assert any("unpaired surrogate" in r for r in reasons)
         letters = {d.topic: d for d in dead_letters(sql_url)}
         assert letters["vigil/v1/dev/pump-1/telemetry"].payload.startswith("\\x00\\xffnot json")
 

@@ -50,7 +50,7 @@ class TallyProcess:
 
     def __init__(self, host: str, port: int) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "edge_agent.simulator.tally", "--host", host,
+            [sys.executable, "-m", "vigil.benchmarks.tally", "--host", host,
              "--port", str(port)], stdout=subprocess.PIPE, text=True)
         self.latest: dict[str, Any] = {}
         self.ready = threading.Event()
