@@ -24,6 +24,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--data", type=Path, default=DEFAULT_DATA, help="folder of the C-MAPSS files"
     )
     parser.add_argument("--subset", default="FD001", help="C-MAPSS subset name (default FD001)")
+    parser.add_argument("--train", type=Path, help="training file (default: DATA/train_SUBSET.txt)")
+    parser.add_argument("--test", type=Path, help="test file (default: DATA/test_SUBSET.txt)")
+    parser.add_argument("--rul", type=Path, help="true remaining cycles of the test engines "
+                        "(default: DATA/RUL_SUBSET.txt)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds, by engine")
     parser.add_argument(
         "--horizon", type=float, default=30.0, help="cycles for the probability of failure"
@@ -50,12 +54,17 @@ def run(args: argparse.Namespace) -> int:
     from sklearn.model_selection import GroupKFold
 
     from analytics.prediction import metrics
-    from analytics.prediction.cmapss import CYCLE, SETTINGS, UNIT, load_subset
+    from analytics.prediction.cmapss import CYCLE, SETTINGS, UNIT, load_files, subset_files
     from analytics.prediction.features import rul_from_failures
     from analytics.prediction.rul import RULRegressor
 
     started = time.monotonic()
-    data = load_subset(args.data, args.subset)
+    defaults = subset_files(args.data, args.subset)
+    files = [given or default for given, default in zip((args.train, args.test, args.rul), defaults)]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise SystemExit(f"C-MAPSS file not found: {', '.join(missing)}")
+    data = load_files(*files)
     train, test = data.train, data.test
     print(
         f"{args.subset}: {train[UNIT].nunique()} training engines ({len(train)} cycles), "

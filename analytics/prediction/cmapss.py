@@ -47,16 +47,24 @@ class Subset:
     test_rul: np.ndarray
 
 
-def load_subset(directory: str | Path, name: str = "FD001") -> Subset:
-    """Reads ``train_<name>.txt``, ``test_<name>.txt`` and ``RUL_<name>.txt``."""
+def subset_files(directory: str | Path, name: str = "FD001") -> tuple[Path, Path, Path]:
+    """The paths of ``train_<name>.txt``, ``test_<name>.txt`` and ``RUL_<name>.txt``."""
     directory = Path(directory)
-    subset = Subset(
-        train=read_history(directory / f"train_{name}.txt"),
-        test=read_history(directory / f"test_{name}.txt"),
-        test_rul=read_rul(directory / f"RUL_{name}.txt"),
-    )
+    return (directory / f"train_{name}.txt", directory / f"test_{name}.txt",
+            directory / f"RUL_{name}.txt")
+
+
+def load_files(train: str | Path, test: str | Path, rul: str | Path) -> Subset:
+    """A subset from its three files; the test file and the RUL file must agree."""
+    subset = Subset(train=read_history(train), test=read_history(test), test_rul=read_rul(rul))
     if subset.test[UNIT].nunique() != len(subset.test_rul):
         raise ValueError(
-            f"{name}: {subset.test[UNIT].nunique()} test units but {len(subset.test_rul)} RUL rows"
+            f"{test} has {subset.test[UNIT].nunique()} engines but {rul} "
+            f"has {len(subset.test_rul)} rows"
         )
     return subset
+
+
+def load_subset(directory: str | Path, name: str = "FD001") -> Subset:
+    """Reads ``train_<name>.txt``, ``test_<name>.txt`` and ``RUL_<name>.txt``."""
+    return load_files(*subset_files(directory, name))
