@@ -30,8 +30,17 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+import pandas as pd
+import requests
+from influxdb_client import WritePrecision
+from influxdb_client.client.write.dataframe_serializer import DataframeSerializer
+from influxdb_client.client.write_api import PointSettings
+from requests.adapters import HTTPAdapter
 
 from vigil.telemetry import influxql
 from vigil.telemetry.batch import (
@@ -55,9 +64,6 @@ from vigil.telemetry.store import (
 )
 
 if TYPE_CHECKING:
-    import pandas as pd
-    import requests
-
     from vigil.config import InfluxSettings
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -123,8 +129,6 @@ class InfluxStore(TelemetryStore):
         concurrency: int = 2,
         create_database: bool = True,
     ) -> None:
-        import requests
-        from requests.adapters import HTTPAdapter
 
         if not database:
             raise TelemetryError("InfluxDB database name is empty")
@@ -208,11 +212,6 @@ class InfluxStore(TelemetryStore):
     @staticmethod
     def serialise(points: Sequence[Point]) -> bytes:
         """Line protocol for the points: one DataFrame per group with the same tag keys and metrics."""
-        import numpy as np
-        import pandas as pd
-        from influxdb_client import WritePrecision
-        from influxdb_client.client.write.dataframe_serializer import DataframeSerializer
-        from influxdb_client.client.write_api import PointSettings
 
         groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Point]] = {}
         for p in points:
@@ -289,7 +288,6 @@ class InfluxStore(TelemetryStore):
         aggregate: Aggregate = "mean",
         measurement: str = DEFAULT_MEASUREMENT,
     ) -> pd.DataFrame:
-        import numpy as np
 
         check_device(device)
         start_ms, end_ms = validate_range(start, end)
@@ -361,7 +359,6 @@ class InfluxStore(TelemetryStore):
 
     def _select_csv(self, statement: str) -> tuple[Any, dict[str, Any]]:
         """Times and columns of a one-series SELECT; (None, {}) when nothing matched."""
-        import pandas as pd
 
         response = self._query(statement, accept="application/csv", chunked=True)
         content_type = response.headers.get("Content-Type", "")
@@ -385,7 +382,6 @@ class InfluxStore(TelemetryStore):
 
     def _json_columns(self, response: requests.Response) -> tuple[Any, dict[str, Any]]:
         """A server that answers JSON instead of CSV: chunked, that is one document per line."""
-        import numpy as np
 
         rows: list[list[Any]] = []
         columns: list[str] = []
@@ -488,7 +484,6 @@ class InfluxStore(TelemetryStore):
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One HTTP request, repeated with backoff on connection errors, 5xx and 429."""
-        import requests
 
         attempts = self.retries + 1
         last_problem = ""
@@ -545,8 +540,6 @@ def _retry_after(value: str | None) -> float | None:
     try:
         return min(MAX_RETRY_AFTER_S, max(0.0, float(value)))
     except ValueError:
-        from email.utils import parsedate_to_datetime
-
         try:
             when = parsedate_to_datetime(value)
         except (TypeError, ValueError):
@@ -556,8 +549,6 @@ def _retry_after(value: str | None) -> float | None:
 
 def _describe(exc: Exception) -> str:
     """A short reason for a connection failure, without URLs or headers."""
-    import requests
-
     if isinstance(exc, requests.Timeout):
         return "timed out"
     if isinstance(exc, requests.ConnectionError):
