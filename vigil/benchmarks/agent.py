@@ -19,6 +19,8 @@ import time
 import uuid
 from pathlib import Path
 
+from vigil.benchmarks import open_broker
+
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 TARGET_RSS_MB = 40.0
 TARGET_CPU_PCT = 2.0
@@ -51,15 +53,7 @@ def run(args: argparse.Namespace) -> int:
     from edge_agent import protocol
 
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-agent-"))
-    broker = None
-    if args.broker:
-        host, _, port_text = args.broker.rpartition(":")
-        port = int(port_text)
-    else:
-        from vigil.servers import Mosquitto
-
-        broker = Mosquitto(work / "mosquitto").start()
-        host, port = broker.host, broker.port
+    host, port, broker = open_broker(args.broker, work)
     device = f"ct-bench-{uuid.uuid4().hex[:6]}"
     config = work / "agent.toml"
     config.write_text(f"""\

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from vigil.benchmarks import open_broker
+
 DAY_MS = 86_400_000
 KEEP_UP = 0.97
 
@@ -173,15 +175,7 @@ def backfill_run(args: argparse.Namespace, host: str, port: int, work: Path,
 
 def run(args: argparse.Namespace) -> int:
     work = Path(tempfile.mkdtemp(prefix="vigil-bench-sim-"))
-    broker = None
-    if args.broker:
-        host, _, port_text = args.broker.rpartition(":")
-        port = int(port_text)
-    else:
-        from vigil.servers import Mosquitto
-
-        broker = Mosquitto(work / "mosquitto").start()
-        host, port = broker.host, broker.port
+    host, port, broker = open_broker(args.broker, work)
     tally = TallyProcess(host, port)
     steps: list[dict[str, Any]] = []
     backfill: dict[str, Any] = {}
