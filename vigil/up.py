@@ -22,12 +22,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from vigil.config import Settings, get_settings, redact_url
 
+if TYPE_CHECKING:
+    from vigil.servers import Mosquitto
+
 log = logging.getLogger("vigil.up")
 
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}
+LOOPBACK_HOSTS = {"127.0.0.1", "localhost"}  # where a Mosquitto started here listens
 SIMULATOR_SEED = 1
 SIMULATOR_FAULT_FRACTION = 0.2
 
@@ -92,7 +96,7 @@ def _vigil_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "vigil.cli", *args]
 
 
-def ensure_broker(settings: Settings) -> object | None:
+def ensure_broker(settings: Settings) -> Mosquitto | None:
     """Start Mosquitto on the configured port if the broker is local and not yet running.
 
     Returns the started server (to stop on exit) or None when a broker already answers.
@@ -100,7 +104,7 @@ def ensure_broker(settings: Settings) -> object | None:
     from vigil.servers import Mosquitto, ServerUnavailable, port_open
 
     host, port = settings.mqtt.host, settings.mqtt.port
-    if port_open(port, host if host != "localhost" else "127.0.0.1"):
+    if port_open(port, host):
         log.info("MQTT broker already answering at %s:%d", host, port)
         return None
     if host not in LOOPBACK_HOSTS:
@@ -186,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
         for child in reversed(children):
             child.stop(65.0)
         if broker is not None:
-            broker.stop()  # type: ignore[attr-defined]
+            broker.stop()
             log.info("Mosquitto stopped")
 
 
