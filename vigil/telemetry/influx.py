@@ -129,7 +129,6 @@ class InfluxStore(TelemetryStore):
         concurrency: int = 2,
         create_database: bool = True,
     ) -> None:
-
         if not database:
             raise TelemetryError("InfluxDB database name is empty")
         self.url = url.rstrip("/")
@@ -212,7 +211,6 @@ class InfluxStore(TelemetryStore):
     @staticmethod
     def serialise(points: Sequence[Point]) -> bytes:
         """Line protocol for the points: one DataFrame per group with the same tag keys and metrics."""
-
         groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Point]] = {}
         for p in points:
             tag_keys: tuple[str, ...] = ("device",)
@@ -288,7 +286,6 @@ class InfluxStore(TelemetryStore):
         aggregate: Aggregate = "mean",
         measurement: str = DEFAULT_MEASUREMENT,
     ) -> pd.DataFrame:
-
         check_device(device)
         start_ms, end_ms = validate_range(start, end)
         interval_ms = validate_interval(interval, aggregate)
@@ -359,7 +356,6 @@ class InfluxStore(TelemetryStore):
 
     def _select_csv(self, statement: str) -> tuple[Any, dict[str, Any]]:
         """Times and columns of a one-series SELECT; (None, {}) when nothing matched."""
-
         response = self._query(statement, accept="application/csv", chunked=True)
         content_type = response.headers.get("Content-Type", "")
         if "json" in content_type:
@@ -382,7 +378,6 @@ class InfluxStore(TelemetryStore):
 
     def _json_columns(self, response: requests.Response) -> tuple[Any, dict[str, Any]]:
         """A server that answers JSON instead of CSV: chunked, that is one document per line."""
-
         rows: list[list[Any]] = []
         columns: list[str] = []
         for line in response.content.splitlines():
@@ -484,7 +479,6 @@ class InfluxStore(TelemetryStore):
 
     def _request(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         """One HTTP request, repeated with backoff on connection errors, 5xx and 429."""
-
         attempts = self.retries + 1
         last_problem = ""
         for attempt in range(attempts):
