@@ -272,3 +272,26 @@ def test_json_answers_are_read_when_csv_is_not_offered(influxdb: InfluxDB, influ
         assert store.query("pump-1", T0 - 10_000, T0).empty
     assert len(answered) == 25_000
     pd.testing.assert_frame_equal(answered, expected)
+
+
+def test_long_raw_range_read_in_parallel_parts_equals_one_read(
+    influxdb: InfluxDB, influx_database: str
+) -> None:
+    """A metric that appears only late and a gap at a part's edge come out as in one query."""
+    hour = 3_600_000
+    early = [Point("pump-1", T0 + i * 60_000, {"temp": float(i)}) for i in range(0, 360, 7)]
+    late = [Point("pump-1", T0 + 9 * hour + i * 60_000, {"temp": -float(i), "flow": float(i)})
+            for i in range(0, 180, 5)]
+    with influx_store(influxdb, influx_database) as store:
+        store.write(early + late)
+    end = T0 + 12 * hour
+    with influx_store(influxdb, influx_database, read_parts=1) as one, \
+            influx_store(influxdb, influx_database, read_parts=3) as three:
+        whole = one.query("pump-1", T0, end)
+        parts = three.query("pump-1", T0, end)
+        chosen = three.query("pump-1", T0, end, metrics=["flow", "temp"])
+    assert len(whole) == len(early) + len(late)
+    assert list(whole.columns) == ["flow", "temp"]
+    pd.testing.assert_frame_equal(parts, whole)
+    pd.testing.assert_frame_equal(chosen, whole[["flow", "temp"]])
+    assert whole["flow"].isna().sum() == len(early)

@@ -70,6 +70,8 @@ RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 MAX_BACKOFF_S = 8.0
 MAX_RETRY_AFTER_S = 60.0
 QUERY_CHUNK_ROWS = 10_000
+# Raw (not downsampled) queries over at least this range are split into parallel parts.
+SPLIT_MIN_RANGE_MS = 6 * 3600 * 1000
 MAX_GET_STATEMENT = 4000
 # Characters line protocol cannot carry exactly in a tag value.
 _LP_TAG_SPECIAL = "\\ ,="
@@ -127,6 +129,7 @@ class InfluxStore(TelemetryStore):
         retries: int = 5,
         backoff_s: float = 0.5,
         concurrency: int = 2,
+        read_parts: int = 2,
         create_database: bool = True,
     ) -> None:
         if not database:
@@ -155,6 +158,9 @@ class InfluxStore(TelemetryStore):
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency),
                                         thread_name_prefix="influx-write")
         self._concurrency = max(1, concurrency)
+        self.read_parts = max(1, read_parts)
+        self._read_pool = ThreadPoolExecutor(max_workers=self.read_parts,
+                                             thread_name_prefix="influx-read")
         self._database_lock = threading.Lock()
 
     @classmethod
@@ -291,9 +297,15 @@ class InfluxStore(TelemetryStore):
         interval_ms = validate_interval(interval, aggregate)
         validate_measurement(measurement)
         names = check_metrics(metrics)
-        statement = influxql.select_range(measurement, device, start_ms, end_ms, names,
-                                          interval_ms, aggregate, self.retention_policy)
-        times, columns = self._select_csv(statement)
+        edges = [start_ms, end_ms]
+        if interval_ms is None and end_ms - start_ms >= SPLIT_MIN_RANGE_MS:
+            # InfluxDB answers one query on one core: long raw ranges go as parts in parallel.
+            span = end_ms - start_ms
+            edges = [start_ms + span * k // self.read_parts for k in range(self.read_parts + 1)]
+        statements = [influxql.select_range(measurement, device, a, b, names, interval_ms,
+                                            aggregate, self.retention_policy)
+                      for a, b in zip(edges, edges[1:])]
+        times, columns = _concatenate(list(self._read_pool.map(self._select_csv, statements)))
         if interval_ms is not None and not names:
             prefix = f"{aggregate}_"
             columns = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in columns.items()}
@@ -350,6 +362,7 @@ class InfluxStore(TelemetryStore):
 
     def close(self) -> None:
         self._pool.shutdown(wait=True)
+        self._read_pool.shutdown(wait=True)
         self._session.close()
 
     # -- HTTP --------------------------------------------------------------
@@ -526,6 +539,18 @@ class InfluxStore(TelemetryStore):
         for secret in self._secrets:
             message = message.replace(secret, "***")
         return message
+
+
+def _concatenate(parts: list[tuple[Any, dict[str, Any]]]) -> tuple[Any, dict[str, Any]]:
+    """One (times, columns) from consecutive parts; a metric absent from a part is NaN there."""
+    found = [(times, columns) for times, columns in parts if times is not None]
+    if len(found) <= 1:
+        return found[0] if found else (None, {})
+    names = sorted({name for _, columns in found for name in columns})
+    times = np.concatenate([t for t, _ in found])
+    columns = {name: np.concatenate([c[name] if name in c else np.full(len(t), np.nan)
+                                     for t, c in found]) for name in names}
+    return times, columns
 
 
 def _retry_after(value: str | None) -> float | None:
