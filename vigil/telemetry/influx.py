@@ -1,9 +1,9 @@
 """The telemetry store on InfluxDB, through its 1.x-compatible HTTP API only.
 
-Writes are line protocol POSTed to ``/write`` (``precision=ns``: the serialiser
-turns nanoseconds into milliseconds by float division, which moves some
-timestamps 1 ms back), reads are
-InfluxQL from ``/query`` (``epoch=ms``): InfluxDB 1.x serves both natively, 2.x
+Writes are line protocol POSTed to ``/write`` with ``precision=ns`` (the
+serialiser's millisecond path divides in floating point and moves some
+timestamps 1 ms back); reads are InfluxQL from ``/query`` with ``epoch=ms``.
+InfluxDB 1.x serves both natively, 2.x
 through its DBRP mapping and 3.x through its v1 compatibility API, so one client
 path reaches every generation a customer may run.
 
@@ -14,7 +14,8 @@ serialising and posting then overlap while InfluxDB works on another core.
 Bodies are gzip-compressed for a remote server; to one on this machine they go
 plain, since compressing there only spends CPU on both ends of the same
 machine (a third of the write rate in ``vigil bench store``). Writes are
-idempotent (a point is identified by series and time), so a failed POST is simply sent again: on connection errors, 5xx and 429 (honouring
+idempotent (a point is identified by series and time), so a failed POST is
+simply sent again: on connection errors, 5xx and 429 (honouring
 ``Retry-After``) with exponential backoff. Query results come back as CSV
 (``Accept: application/csv``), which pandas parses in C; JSON is understood too.
 Error messages name the server and the user but never the password or token.
