@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from typing import TypeVar
 
 import pytest
 
 from vigil.servers import InfluxDB, LocalServer, Mosquitto, PostgreSQL, ServerUnavailable
 
+S = TypeVar("S", bound=LocalServer)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -28,32 +30,32 @@ def start_or_skip(server: LocalServer) -> LocalServer:
         pytest.skip(f"{server.name} unavailable: {exc}")
 
 
+def serving(server: S) -> Iterator[S]:
+    """A fixture body: the server started (or the test skipped, failed under CI), then stopped."""
+    start_or_skip(server)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
 @pytest.fixture(scope="session")
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    start_or_skip(server)
-    yield server
-    server.stop()
+    yield from serving(Mosquitto(tmp_path_factory.mktemp("mosquitto")))
 
 
 @pytest.fixture(scope="session")
 def influxdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InfluxDB]:
-    server = InfluxDB(tmp_path_factory.mktemp("influxdb"))
-    start_or_skip(server)
-    yield server
-    server.stop()
+    yield from serving(InfluxDB(tmp_path_factory.mktemp("influxdb")))
 
 
 @pytest.fixture(scope="session")
 def postgresql(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PostgreSQL]:
-    server = PostgreSQL(tmp_path_factory.mktemp("postgresql"))
-    start_or_skip(server)
-    yield server
-    server.stop()
+    yield from serving(PostgreSQL(tmp_path_factory.mktemp("postgresql")))
 
 
 @pytest.fixture

@@ -11,13 +11,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.conftest import start_or_skip
+from tests.conftest import serving
 from vigil.servers import Mosquitto
 
 
 @pytest.fixture
 def mosquitto(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mosquitto]:
-    server = Mosquitto(tmp_path_factory.mktemp("mosquitto"))
-    start_or_skip(server)
-    yield server
-    server.stop()
+    yield from serving(Mosquitto(tmp_path_factory.mktemp("mosquitto")))
