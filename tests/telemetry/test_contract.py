@@ -221,12 +221,15 @@ GOOD = Point("pump-1", T0, {"temp": 1.0})
     (Point("pump-1", T0, {"temp": "1.0"}), "not a finite number"),  # type: ignore[dict-item]
     (Point("pump-1", T0, {"temp": True}), "not a finite number"),
     (Point("pump-1", T0, {"temp": None}), "not a finite number"),  # type: ignore[dict-item]
+    (Point("pump-1", T0, {"temp": 10**400}), "not a finite number"),
+    (Point("pump-9", T0 + HOUR, {"temp": 10**400}), "not a finite number"),  # a device seen before
     (Point("pump-1", 1.7e12, {"temp": 1.0}), "timestamp"),  # type: ignore[arg-type]
     (Point("pump-1", 5, {"temp": 1.0}), "timestamp"),
     (Point("pump-1", 4_200_000_000_000, {"temp": 1.0}), "timestamp"),
     (Point("pump-1", T0, {"temp": 1.0}, model="a\nb"), "tag 'model'"),
     (Point("pump-1", T0, {"temp": 1.0}, site="x" * 129), "tag 'site'"),
     (Point("pump-1", T0, {"temp": 1.0}, site=None), "tag 'site'"),  # type: ignore[arg-type]
+    (Point("pump-1", T0, {"temp": 1.0}, site="lone \ud800"), "tag 'site'"),
     (Point("pump-1", T0, {"temp": 1.0}, measurement="Bad-Name"), "measurement"),
     ("pump-1,temp=1", "not a telemetry Point"),
 ])

@@ -27,6 +27,7 @@ HOSTILE = [
     "back\\slash", "\\\\", "$(rm -rf /)", "%s%n", "${jndi:ldap://x}", "null", "NaN", "inf", "-Infinity",
     "🙂 ünïcödé ☃", "x" * 64, "x" * 65, "q'\"" * 42, "x" * 129, "x" * 10_000,
     "SELECT * FROM telemetry", "telemetry\" WHERE \"device\" =~ /.*/ ;--", "time", "device",
+    "lone \ud800 surrogate",
 ]
 # Printable values without backslashes that both stores must store, not refuse.
 MUST_STORE = [v for v in HOSTILE

@@ -83,11 +83,14 @@ def validate_batch(points: Iterable[Point]) -> list[Point]:
             and metrics.keys() <= ok_metrics
         )
         if known:
-            for value in metrics.values():
-                kind = type(value)
-                if (kind is not float and kind is not int) or not math.isfinite(value):
-                    known = False
-                    break
+            try:
+                for value in metrics.values():
+                    kind = type(value)
+                    if (kind is not float and kind is not int) or not math.isfinite(value):
+                        known = False
+                        break
+            except OverflowError:  # an int beyond a double: validate_point says so
+                known = False
         if not known:
             validate_point(point)
             check_metric_names(metrics)

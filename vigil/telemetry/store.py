@@ -60,8 +60,9 @@ def validate_point(point: Point) -> Point:
         validate_device_id(point.device)
         for name, value in point.metrics.items():
             validate_metric_name(name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise TelemetryError(f"metric {name!r} of {point.device}: {value!r} is not a finite number")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+                raise TelemetryError(f"metric {name!r} of {point.device}: {value!r:.80} is not a finite "
+                                     "number of double precision")
     except ProtocolError as exc:
         raise TelemetryError(str(exc)) from exc
     if not point.metrics:
@@ -72,6 +73,13 @@ def validate_point(point: Point) -> Point:
     for key, value in (("model", point.model), ("site", point.site), *point.extra_tags.items()):
         validate_tag(key, value)
     return point
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the range of a double
+        return False
 
 
 def validate_measurement(name: str) -> str:
@@ -86,6 +94,11 @@ def validate_tag(key: str, value: str) -> None:
     if not isinstance(value, str) or len(value) > TAG_VALUE_MAX or any(c in value for c in "\n\r\0"):
         raise TelemetryError(f"invalid value for tag {key!r}: at most {TAG_VALUE_MAX} characters, "
                              "no line breaks or NUL")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise TelemetryError(f"invalid value for tag {key!r}: {value!r:.80} is not valid "
+                             "Unicode (an unpaired surrogate)") from None
 
 
 def to_epoch_ms(value: datetime | int) -> int:
