@@ -61,7 +61,9 @@ def validate_point(point: Point) -> Point:
         for name, value in point.metrics.items():
             validate_metric_name(name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
-                raise TelemetryError(f"metric {name!r} of {point.device}: {value!r:.80} is not a finite "
+                shown = (f"an integer of {value.bit_length()} bits" if isinstance(value, int)
+                         and not isinstance(value, bool) else f"{value!r:.80}")
+                raise TelemetryError(f"metric {name!r} of {point.device}: {shown} is not a finite "
                                      "number of double precision")
     except ProtocolError as exc:
         raise TelemetryError(str(exc)) from exc
