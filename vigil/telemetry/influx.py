@@ -6,19 +6,19 @@ InfluxQL from ``/query`` with ``epoch=ms``. InfluxDB 1.x serves both natively,
 client path reaches every generation a customer may run.
 
 Line protocol comes from the QuestDB client's ``Buffer``: QuestDB ingests the
-InfluxDB line protocol, and its client serialises it in compiled code, about
-2 µs a line where influxdb-client's fastest serialiser (its DataFrame one) takes
+InfluxDB line protocol, and its client serialises it in compiled code, 2 to 4 µs
+a line where influxdb-client's fastest serialiser (its DataFrame one) takes
 about 16 µs in Python, which was the write path's limit. Only its first
 protocol version is used, the plain-text InfluxDB line protocol; all values are
 written as floats, names are already restricted to what both servers accept.
 
 Batches are posted by a small thread pool, because serialising and posting then
-overlap while InfluxDB works on another core. Bodies are gzip-compressed for a remote server; to one on this machine they go
-plain, since compressing there only spends CPU on both ends of the same
-machine (a third of the write rate in ``vigil bench store``). Writes are
-idempotent (a point is identified by series and time), so a failed POST is
-simply sent again: on connection errors, 5xx and 429 (honouring
-``Retry-After``) with exponential backoff. Query results come back as CSV
+overlap while InfluxDB works on another core. Bodies are gzip-compressed for a
+remote server; to one on this machine they go plain, since compressing there
+only spends CPU on both ends of the same machine (a third of the write rate in
+``vigil bench store``). Writes are idempotent (a point is identified by series
+and time), so a failed POST is simply sent again: on connection errors, 5xx and
+429 (honouring ``Retry-After``) with exponential backoff. Query results come back as CSV
 (``Accept: application/csv``), which pandas parses in C; JSON is understood too.
 Error messages name the server and the user but never the password or token.
 """

@@ -72,8 +72,8 @@ def validate_point(point: Point) -> Point:
     validate_measurement(point.measurement)
     if isinstance(point.ts, bool) or not isinstance(point.ts, int) or not MIN_TS_MS <= point.ts < MAX_TS_MS:
         raise TelemetryError(f"timestamp {point.ts!r} of {point.device} is not epoch ms in 2000..2100")
-    for key, value in (("model", point.model), ("site", point.site), *point.extra_tags.items()):
-        validate_tag(key, value)
+    for key, tag in (("model", point.model), ("site", point.site), *point.extra_tags.items()):
+        validate_tag(key, tag)
     return point
 
 
