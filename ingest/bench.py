@@ -40,6 +40,7 @@ from typing import Any
 
 METRICS = [f"m{i}" for i in range(8)]
 PROBE_DEVICE = "probe-0"
+RAW_CLIENT_ID = "bench-raw"
 # A consumer that finishes right after the publisher may have been waiting for it.
 BOUND_NOTE = " - PUBLISHER-BOUND, rate understated: raise --messages"
 
@@ -134,7 +135,7 @@ def _raw_consumer(port: int, expected: int, ready: Any, result: Any) -> None:
             result.put(time.time())
 
     client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id="bench-raw", protocol=mqtt.MQTTv5
+        mqtt.CallbackAPIVersion.VERSION2, client_id=RAW_CLIENT_ID, protocol=mqtt.MQTTv5
     )
     client.on_message = on_message
     client.on_subscribe = lambda *a: ready.set()
@@ -146,6 +147,31 @@ def _raw_consumer(port: int, expected: int, ready: Any, result: Any) -> None:
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _end_session(port: int, client_id: str) -> None:
+    """Discard a stopped consumer's persistent session at the broker.
+
+    Left alone, the broker would go on queueing every later message of the
+    benchmark for it, work that would be charged to the next consumer measured.
+    A clean start under the same client id replaces the session; disconnecting
+    with no expiry then ends it.
+    """
+    import paho.mqtt.client as mqtt
+
+    connected = threading.Event()
+    client = mqtt.Client(
+        mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+    )
+    client.on_connect = lambda *a: connected.set()
+    client.connect("127.0.0.1", port, clean_start=True)
+    client.loop_start()
+    try:
+        if not connected.wait(30):
+            raise RuntimeError(f"could not reach the broker to end the session of {client_id}")
+        client.disconnect()
+    finally:
+        client.loop_stop()
 
 
 def _scrape(port: int, name: str) -> float:
@@ -288,6 +314,7 @@ class Bench:
         finally:
             consumer.kill()
             consumer.join(10)
+            _end_session(self.broker.port, RAW_CLIENT_ID)
         return {
             "msgs_per_s": self.args.messages / (finished - thawed),
             "publisher_msgs_per_s": live_rate,
@@ -347,6 +374,8 @@ class Bench:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+            for i in range(workers):
+                _end_session(self.broker.port, f"{database}-{i}")
 
     def ingest_run(self, workers: int) -> dict[str, float]:
         database = self.influx.create_database(f"bench_w{workers}")
