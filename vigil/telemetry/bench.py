@@ -8,7 +8,10 @@ Samples go to the store device by device in batches, as ingest sends them.
 Values have three decimals, like real sensor readings.
 
 Then it times two queries of the query device, repeated: its 1 Hz day with all
-8 metrics, and the last 30 days as 1-hour means. An InfluxDB is started for the
+8 metrics, and the last 30 days as 1-hour means. On InfluxDB it times them
+twice: right after writing, while much of the data is still in InfluxDB's
+in-memory write cache, and again once InfluxDB has moved it to its files, as
+a running server holds all but its last minutes. An InfluxDB is started for the
 run (Debian's, in a temporary folder) unless ``--influx-url`` names one, and the
 embedded store lives in a temporary folder; both are removed afterwards.
 """
@@ -25,6 +28,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from datetime import timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +106,9 @@ def chunks(runs: list[tuple[str, int, int, int]], size: int) -> Iterator[list[An
 
 
 def measure_store(name: str, store: Any, runs: list[tuple[str, int, int, int]], total: int,
-                  write_size: int, repeat: int) -> dict[str, Any]:
+                  write_size: int, repeat: int,
+                  settle: Callable[[], float | None] | None = None) -> dict[str, Any]:
+    """Write the data set, then time the queries; with ``settle``, time them again once it returns."""
     write_s = 0.0
     written = 0
     next_report = total // 10
@@ -147,9 +153,26 @@ def measure_store(name: str, store: Any, runs: list[tuple[str, int, int, int]], 
           f"max {month_ms['max']:.0f} ms over {repeat} runs")
     print(f"  {name}: latest values of all devices: median {latest_ms['median']:.0f} ms, "
           f"max {latest_ms['max']:.0f} ms", flush=True)
-    return {"write_samples_per_s": round(rate), "samples": written, "write_s": round(write_s, 2),
-            "day_query_ms": day_ms, "downsampled_30d_query_ms": month_ms,
-            "latest_all_devices_ms": latest_ms}
+    results: dict[str, Any] = {
+        "write_samples_per_s": round(rate), "samples": written, "write_s": round(write_s, 2),
+        "day_query_ms": day_ms, "downsampled_30d_query_ms": month_ms,
+        "latest_all_devices_ms": latest_ms,
+    }
+    if settle is not None:
+        waited = settle()
+        if waited is None:
+            print(f"  {name}: could not tell when the server had settled; no settled figures",
+                  flush=True)
+        else:
+            day_ms = timed(one_day, repeat)
+            month_ms = timed(thirty_days, repeat)
+            print(f"  {name}: after {waited:.0f} s, the data moved from the server's write cache "
+                  f"to its files: one-day query median {day_ms['median']:.0f} ms, max "
+                  f"{day_ms['max']:.0f} ms; 30-day query median {month_ms['median']:.0f} ms, "
+                  f"max {month_ms['max']:.0f} ms", flush=True)
+            results["settled"] = {"wait_s": round(waited, 1), "day_query_ms": day_ms,
+                                  "downsampled_30d_query_ms": month_ms}
+    return results
 
 
 def raw_post_rate(store: Any, runs: list[tuple[str, int, int, int]], batch_size: int,
@@ -168,6 +191,36 @@ def raw_post_rate(store: Any, runs: list[tuple[str, int, int, int]], batch_size:
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         list(pool.map(store.post_lines, bodies))
     return lines / (time.perf_counter() - started)
+
+
+def influx_settled(store: Any, timeout_s: float = 180.0) -> float | None:
+    """Wait until InfluxDB holds none of the database in its write cache; seconds waited.
+
+    Data just written sits in InfluxDB's in-memory cache until a shard has been
+    idle for a while, and reading from there is slower than from its TSM files,
+    where a long-running server keeps everything but the last minutes. The
+    figures of ``/debug/vars`` tell when every shard has been snapshotted and no
+    compaction runs. None if the server does not show them or takes too long.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        try:
+            stats = store._request("GET", "/debug/vars").json()
+        except Exception:  # noqa: BLE001 - any failure means the figures cannot be read
+            return None
+        cached = active = 0
+        for value in stats.values():
+            if not isinstance(value, dict) or (value.get("tags") or {}).get("database") != store.database:
+                continue
+            figures = value.get("values", {})
+            if value.get("name") == "tsm1_cache":
+                cached += figures.get("memBytes", 0)
+            elif value.get("name") == "tsm1_engine":
+                active += sum(v for k, v in figures.items() if k.endswith("CompactionsActive"))
+        if cached == 0 and active == 0:
+            return time.monotonic() - started
+        time.sleep(1.0)
+    return None
 
 
 def drop_database(store: Any) -> None:
@@ -253,8 +306,9 @@ def measure(args: argparse.Namespace) -> int:
                 store = EmbeddedStore(tmp / "telemetry.db")
             with store:
                 try:
+                    settle = partial(influx_settled, store) if name == "influxdb" else None
                     results[name] = measure_store(name, store, runs, total, args.write_size,
-                                                  args.repeat)
+                                                  args.repeat, settle)
                 finally:
                     if name == "influxdb":
                         drop_database(store)
