@@ -160,15 +160,23 @@ def _end_session(port: int, client_id: str) -> None:
     import paho.mqtt.client as mqtt
 
     connected = threading.Event()
+    refused: list[str] = []
+
+    def on_connect(client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+        if reason_code.is_failure:
+            refused.append(str(reason_code))
+        connected.set()
+
     client = mqtt.Client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
     )
-    client.on_connect = lambda *a: connected.set()
+    client.on_connect = on_connect
     client.connect("127.0.0.1", port, clean_start=True)
     client.loop_start()
     try:
-        if not connected.wait(30):
-            raise RuntimeError(f"could not reach the broker to end the session of {client_id}")
+        if not connected.wait(30) or refused:
+            raise RuntimeError(f"could not end the session of {client_id} at the broker"
+                               f"{': ' + refused[0] if refused else ''}")
         client.disconnect()
     finally:
         client.loop_stop()

@@ -18,8 +18,9 @@ remote server; to one on this machine they go plain, since compressing there
 only spends CPU on both ends of the same machine (a third of the write rate in
 ``vigil bench store``). Writes are idempotent (a point is identified by series
 and time), so a failed POST is simply sent again: on connection errors, 5xx and
-429 (honouring ``Retry-After``) with exponential backoff. Query results come back as CSV
-(``Accept: application/csv``), which pandas parses in C; JSON is understood too.
+429 (honouring ``Retry-After``) with exponential backoff. Query results come
+back as CSV (``Accept: application/csv``), which pandas parses in C; JSON is
+understood too.
 Error messages name the server and the user but never the password or token.
 """
 
