@@ -133,21 +133,17 @@ def upgrade_schema(settings: Settings) -> None:
 
 def register_fleet(settings: Settings, device_ids: Sequence[tuple[str, str]]) -> int:
     """Add the simulated devices missing from the registry; returns how many were added."""
-    from sqlalchemy import select
-
-    from vigil.db.models import Device
     from vigil.db.session import make_engine, make_session_factory, transaction
+    from vigil.devices.service import NewDevice, register_missing
 
     engine = make_engine(settings.sql_url)
     try:
         with transaction(make_session_factory(engine)) as session:
-            known = set(session.scalars(select(Device.id)))
-            new = [Device(id=device_id, serial=f"SIM-{device_id}", model=model)
-                   for device_id, model in device_ids if device_id not in known]
-            session.add_all(new)
+            return register_missing(session, devices=(
+                NewDevice(device_id=device_id, model=model, serial=f"SIM-{device_id}")
+                for device_id, model in device_ids))
     finally:
         engine.dispose()
-    return len(new)
 
 
 def simulated_devices(count: int) -> list[tuple[str, str]]:

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DataError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from vigil.db.models import AuditLog, Device, InvalidValue, KnowledgeArticle, Site, Ticket
+from vigil.db.models import Customer, AuditLog, Device, InvalidValue, KnowledgeArticle, Site, Ticket
 from vigil.db.session import transaction
 
 HOSTILE = [
@@ -43,7 +43,7 @@ def test_hostile_text_round_trips_exactly(factory: sessionmaker[Session], device
                                           value: str) -> None:
     before = snapshot()
     with transaction(factory) as s:
-        site = Site(name=value, customer=value, address=value)
+        site = Site(name=value, customer=Customer(name=value), address=value)
         s.add(site)
         s.add(Device(id="dev-h", serial=value, model=value[:64], site=site, firmware=value[:64],
                      status_detail={value: value, "list": [value]}))
@@ -59,7 +59,7 @@ def test_hostile_text_round_trips_exactly(factory: sessionmaker[Session], device
         assert found.id == "dev-h"
         assert found.status_detail == {value: value, "list": [value]}
         assert found.site is not None
-        assert (found.site.name, found.site.customer, found.site.address) == (value,) * 3
+        assert (found.site.name, found.site.customer.name, found.site.address) == (value,) * 3
         ticket = s.scalars(select(Ticket).where(Ticket.signature == value)).one()
         assert (ticket.title, ticket.description, ticket.evidence) == (value, value,
                                                                         {"text": value})
@@ -68,7 +68,7 @@ def test_hostile_text_round_trips_exactly(factory: sessionmaker[Session], device
         audit = s.scalars(select(AuditLog).where(AuditLog.actor == value)).one()
         assert (audit.object_id, audit.details) == (value, {value: value})
     after = snapshot()
-    added = {"sites": 1, "devices": 1, "tickets": 1, "knowledge_articles": 1, "audit_log": 1}
+    added = {"customers": 1, "sites": 1, "devices": 1, "tickets": 1, "knowledge_articles": 1, "audit_log": 1}
     assert after == {name: count + added.get(name, 0) for name, count in before.items()}
 
 
@@ -104,7 +104,7 @@ def test_nul_in_text_is_refused_on_both_databases(factory: sessionmaker[Session]
     before = snapshot()
     with pytest.raises(InvalidValue, match="Site.name: contains a NUL character"):
         with transaction(factory) as s:
-            s.add(Site(name=value, customer="c"))
+            s.add(Site(name=value, customer=Customer(name="c")))
     assert snapshot() == before
 
 
@@ -144,7 +144,7 @@ def test_invalid_unicode_is_refused(factory: sessionmaker[Session], device: Devi
                                     snapshot: Callable[[], dict[str, int]]) -> None:
     before = snapshot()
     with pytest.raises(InvalidValue, match="Site.name: not valid Unicode"):
-        Site(name="lone \udc80 surrogate", customer="c")
+        Site(name="lone \udc80 surrogate", customer=Customer(name="c"))
     with pytest.raises((StatementError, UnicodeEncodeError)):
         with transaction(factory) as s:
             s.get_one(Device, device.id).status_detail = {"x": "lone \udc80 surrogate"}

@@ -19,6 +19,7 @@ from vigil.db.enums import (
     TranscriptKind,
 )
 from vigil.db.models import (
+    Customer,
     AuditLog,
     DeadLetter,
     Device,
@@ -42,7 +43,7 @@ T0 = datetime(2026, 5, 4, 3, 2, 1, 123456, tzinfo=UTC)
 
 def test_site_and_device_with_presence(factory: sessionmaker[Session]) -> None:
     with transaction(factory) as s:
-        site = Site(name="Radiology", customer="General Hospital", address="1 Main St",
+        site = Site(name="Radiology", customer=Customer(name="General Hospital"), address="1 Main St",
                     timezone="America/New_York")
         s.add(Device(id="ct-7", serial="CT-0007", model="CT-64", site=site,
                      install_date=date(2023, 1, 2), warranty_end=date(2028, 1, 1),
@@ -85,7 +86,7 @@ def test_json_changed_in_place_is_saved(factory: sessionmaker[Session], device: 
 def test_users_roles_and_customer_sites(factory: sessionmaker[Session]) -> None:
     with transaction(factory) as s:
         customer_role = s.scalars(select(Role).where(Role.name == RoleName.CUSTOMER)).one()
-        site = Site(name="Ward 3", customer="Hospital A")
+        site = Site(name="Ward 3", customer=Customer(name="Hospital A"))
         s.add(User(username="nurse.kim", display_name="Kim", email="kim@example.org",
                    password_hash="hash", roles=[customer_role], sites=[site]))
     with factory() as s:
@@ -259,7 +260,7 @@ def test_naive_timestamps_are_refused() -> None:
 
 def test_the_caller_owns_the_transaction(factory: sessionmaker[Session]) -> None:
     with pytest.raises(RuntimeError), transaction(factory) as s:
-        s.add(Site(name="A", customer="B"))
+        s.add(Site(name="A", customer=Customer(name="B")))
         s.flush()
         raise RuntimeError("the caller's work failed after the write")
     with factory() as s:

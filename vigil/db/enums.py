@@ -78,10 +78,48 @@ class TicketSource(StrEnum):
     MAINTENANCE_PLAN = "maintenance_plan"
 
 
+class TicketScope(StrEnum):
+    """What a ticket is about: one device, a site-wide cause, or a defect across a model's fleet."""
+
+    DEVICE = "device"
+    SITE = "site"
+    FLEET = "fleet"
+
+
 class TicketEventKind(StrEnum):
     TRANSITION = "transition"
     COMMENT = "comment"
     EVIDENCE = "evidence"
+    ASSIGNMENT = "assignment"
+    PAUSE = "pause"
+    RESUME = "resume"
+    ESCALATION = "escalation"
+    LINK = "link"
+
+
+class PauseReason(StrEnum):
+    """Why the restore clock stopped: the wait is not the service organisation's to shorten."""
+
+    CUSTOMER = "customer"
+    PARTS = "parts"
+
+
+class AlertState(StrEnum):
+    """How close a ticket's milestone is to its deadline, as the SLA watchdog last saw it."""
+
+    AT_RISK = "at_risk"
+    BREACHED = "breached"
+
+
+class NotificationStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    FAILED = "failed"
+
+
+class Channel(StrEnum):
+    WEBHOOK = "webhook"
+    EMAIL = "email"
 
 
 class TranscriptKind(StrEnum):
@@ -94,3 +132,11 @@ class TranscriptKind(StrEnum):
 class MaintenanceKind(StrEnum):
     PREVENTIVE = "preventive"
     CALIBRATION = "calibration"
+
+
+class Milestone(StrEnum):
+    """The three promises a service level makes for every ticket."""
+
+    RESPOND = "respond"
+    DIAGNOSE = "diagnose"
+    RESTORE = "restore"

@@ -1,0 +1,149 @@
+"""Tables of the device registry."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from edge_agent.protocol import validate_device_id
+from vigil.db.base import Base, BigId, enum_column, in_range, storable_text, timezone_name, utcnow
+from vigil.db.enums import DeviceState, Severity
+
+# Dead letters keep the start of a payload only: enough to diagnose, bounded in size.
+DEAD_LETTER_PAYLOAD_CHARS = 4096
+DEAD_LETTER_TOPIC_CHARS = 256
+DEAD_LETTER_REASON_CHARS = 1000
+
+
+class Customer(Base):
+    """A hospital or hospital group the service organisation serves; its users see only its sites."""
+
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    sites: Mapped[list[Site]] = relationship(back_populates="customer")
+
+
+class Site(Base):
+    """A place where devices are installed: a hospital or one of its buildings."""
+
+    __tablename__ = "sites"
+    __value_rules__ = {"timezone": timezone_name}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    address: Mapped[str | None] = mapped_column(String(500))
+    # Service calendars (business hours, holidays) are read in the site's own time zone.
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    region: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    customer: Mapped[Customer] = relationship(back_populates="sites")
+    devices: Mapped[list[Device]] = relationship(back_populates="site")
+
+
+class Device(Base):
+    """An installed device, keyed by the id it uses on MQTT.
+
+    ``online``, ``state``, ``last_seen`` and ``status_detail`` are kept by
+    ingest from the device's status topic; the rest is the registry.
+    """
+
+    __tablename__ = "devices"
+    __value_rules__ = {"id": validate_device_id}
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    serial: Mapped[str] = mapped_column(String(64), unique=True)
+    model: Mapped[str] = mapped_column(String(64), index=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
+    install_date: Mapped[date | None]
+    warranty_end: Mapped[date | None]
+    firmware: Mapped[str | None] = mapped_column(String(64))
+    # A hash of the device's MQTT credential, never the credential itself.
+    credential_hash: Mapped[str | None] = mapped_column(String(255))
+    online: Mapped[bool] = mapped_column(default=False)
+    state: Mapped[str | None] = enum_column(DeviceState)
+    last_seen: Mapped[datetime | None]
+    status_detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    site: Mapped[Site | None] = relationship(back_populates="devices")
+
+
+class DeviceEvent(Base):
+    """A fault code a device raised on its events topic; (device, seq) makes redelivery harmless."""
+
+    __tablename__ = "device_events"
+    __table_args__ = (UniqueConstraint("device_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    seq: Mapped[int] = mapped_column(BigInteger)
+    ts: Mapped[datetime] = mapped_column(index=True)
+    code: Mapped[str] = mapped_column(String(128))
+    severity: Mapped[str] = enum_column(Severity)
+    text: Mapped[str] = mapped_column(String(1000), default="")
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DeadLetter(Base):
+    """A message ingest could not accept, kept (truncated) with the reason, for diagnosis."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    topic: Mapped[str] = mapped_column(String(DEAD_LETTER_TOPIC_CHARS))
+    reason: Mapped[str] = mapped_column(String(DEAD_LETTER_REASON_CHARS))
+    payload: Mapped[str] = mapped_column(String(DEAD_LETTER_PAYLOAD_CHARS))
+    payload_size: Mapped[int] = mapped_column(Integer)
+
+    @classmethod
+    def from_message(cls, topic: str | bytes, payload: bytes, reason: str) -> DeadLetter:
+        """Build a dead letter from raw input, which may be of any size or encoding."""
+        return cls(
+            topic=storable_text(topic, DEAD_LETTER_TOPIC_CHARS),
+            reason=storable_text(reason, DEAD_LETTER_REASON_CHARS),
+            payload=storable_text(payload, DEAD_LETTER_PAYLOAD_CHARS),
+            payload_size=len(payload),
+        )
+
+
+class Prediction(Base):
+    """A failure prediction for a device: remaining useful life and probability within a horizon."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (
+        Index("ix_predictions_device_made_at", "device_id", "made_at"),
+        CheckConstraint("probability >= 0 AND probability <= 1", name="probability_range"),
+        CheckConstraint("horizon_days > 0", name="horizon_days_positive"),
+    )
+    __value_rules__ = {"probability": in_range(0, 1)}
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
+    made_at: Mapped[datetime] = mapped_column(default=utcnow)
+    horizon_days: Mapped[float] = mapped_column(Float)
+    rul_days: Mapped[float | None] = mapped_column(Float)
+    probability: Mapped[float] = mapped_column(Float)
+    rul_lower_days: Mapped[float | None] = mapped_column(Float)
+    rul_upper_days: Mapped[float | None] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(64))
+    # What pushed the prediction: metric -> contribution, for the engineer to read.
+    drivers: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -1,0 +1,1 @@
+"""The knowledge base: known faults and their fixes, suggested for tickets."""

@@ -1,0 +1,1 @@
+"""Preventive maintenance and calibration: plans by calendar or usage, and their records."""

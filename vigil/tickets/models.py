@@ -1,0 +1,272 @@
+"""Tables of the service desk: tickets, their history, service contracts, and escalations."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time
+from typing import Any
+
+from sqlalchemy import (
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    SmallInteger,
+    String,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from vigil.db.base import Base, BigId, enum_column, in_range, timezone_name, utcnow
+from vigil.db.enums import (
+    FINAL_TICKET_STATES,
+    AlertState,
+    Category,
+    Channel,
+    Milestone,
+    NotificationStatus,
+    PauseReason,
+    Priority,
+    TicketEventKind,
+    TicketScope,
+    TicketSource,
+    TicketState,
+)
+from vigil.devices.models import Customer, Device, Site
+from vigil.users.models import User
+
+_FINAL_STATES_SQL = ", ".join(f"'{state.value}'" for state in sorted(FINAL_TICKET_STATES))
+# Rows this predicate selects are the open tickets; used by the partial unique indexes.
+OPEN_TICKET_PREDICATE = text(f"state NOT IN ({_FINAL_STATES_SQL})")
+_OPEN_SITE_PREDICATE = text(f"scope = 'site' AND state NOT IN ({_FINAL_STATES_SQL})")
+_OPEN_FLEET_PREDICATE = text(f"scope = 'fleet' AND state NOT IN ({_FINAL_STATES_SQL})")
+
+
+class Contract(Base):
+    """A service contract: the service levels and the calendar their clocks run on.
+
+    It covers one site, or every site of a customer; the site's own contract wins.
+    ``hours_start``/``hours_end`` empty means 24 x 7. ``levels`` holds minutes per
+    priority and milestone (``{"P1": {"respond": 60, ...}}``); empty means the
+    defaults of DESIGN.md.
+    """
+
+    __tablename__ = "contracts"
+    __table_args__ = (
+        CheckConstraint("customer_id IS NOT NULL OR site_id IS NOT NULL", name="has_scope"),
+        CheckConstraint("(hours_start IS NULL) = (hours_end IS NULL)", name="hours_pair"),
+    )
+    __value_rules__ = {"timezone": timezone_name}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
+    # Empty: the site's time zone.
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    hours_start: Mapped[time | None]
+    hours_end: Mapped[time | None]
+    # Working days, 0 = Monday; local dates of holidays as ISO text.
+    workdays: Mapped[list[Any]] = mapped_column(default=lambda: [0, 1, 2, 3, 4])
+    holidays: Mapped[list[Any]] = mapped_column(default=list)
+    levels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    valid_from: Mapped[date | None]
+    valid_to: Mapped[date | None]
+    active: Mapped[bool] = mapped_column(default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    customer: Mapped[Customer | None] = relationship()
+    site: Mapped[Site | None] = relationship()
+
+
+class Ticket(Base):
+    """A service ticket. Its history is in ``events``; nothing is ever deleted."""
+
+    __tablename__ = "tickets"
+    __table_args__ = (
+        # One open ticket per device and fault signature: more evidence joins it.
+        Index(
+            "uq_tickets_open_signature",
+            "device_id",
+            "signature",
+            unique=True,
+            sqlite_where=OPEN_TICKET_PREDICATE,
+            postgresql_where=OPEN_TICKET_PREDICATE,
+        ),
+        # The same for a site-wide cause, and for a defect across a model's fleet.
+        Index(
+            "uq_tickets_open_site_signature",
+            "site_id",
+            "signature",
+            unique=True,
+            sqlite_where=_OPEN_SITE_PREDICATE,
+            postgresql_where=_OPEN_SITE_PREDICATE,
+        ),
+        Index(
+            "uq_tickets_open_fleet_signature",
+            "signature",
+            unique=True,
+            sqlite_where=_OPEN_FLEET_PREDICATE,
+            postgresql_where=_OPEN_FLEET_PREDICATE,
+        ),
+        Index("ix_tickets_state_priority", "state", "priority"),
+        CheckConstraint(
+            "satisfaction_score IS NULL OR satisfaction_score BETWEEN 1 AND 5",
+            name="satisfaction_score_range",
+        ),
+        CheckConstraint(
+            "(scope = 'device') = (device_id IS NOT NULL)", name="device_scope_has_device"
+        ),
+    )
+    __value_rules__ = {"satisfaction_score": in_range(1, 5, whole=True)}
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = enum_column(TicketScope, default=TicketScope.DEVICE.value)
+    device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), index=True)
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
+    # A device ticket grouped under a site or fleet ticket, which is the one worked.
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    contract_id: Mapped[int | None] = mapped_column(ForeignKey("contracts.id"))
+    priority: Mapped[str] = enum_column(Priority)
+    category: Mapped[str] = enum_column(Category)
+    state: Mapped[str] = enum_column(TicketState, default=TicketState.OPEN.value)
+    source: Mapped[str] = enum_column(TicketSource)
+    # What identifies "the same fault" of a device, e.g. "event:E042" or "anomaly:motor_current".
+    signature: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(String(10_000), default="")
+    # The latest evidence and a bounded list of earlier pieces; every piece is also an event.
+    evidence: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    evidence_count: Mapped[int] = mapped_column(Integer, default=1)
+    first_seen_at: Mapped[datetime | None]
+    last_seen_at: Mapped[datetime | None]
+    peak_score: Mapped[float | None] = mapped_column(Float)
+    assigned_to_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # Service-level deadlines, set when the ticket is opened; the restore deadline
+    # moves out by each pause of the restore clock.
+    respond_by: Mapped[datetime | None]
+    diagnose_by: Mapped[datetime | None]
+    restore_by: Mapped[datetime | None]
+    # When each service level was met, for SLA compliance and MTTR reports.
+    responded_at: Mapped[datetime | None]
+    diagnosed_at: Mapped[datetime | None]
+    restored_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+    # Set while the restore clock is paused (waiting on the customer or on parts).
+    paused_at: Mapped[datetime | None]
+    pause_reason: Mapped[str | None] = enum_column(PauseReason)
+    # What the guards of the transitions require.
+    diagnosis_note: Mapped[str | None] = mapped_column(String(4000))
+    verification_result: Mapped[str | None] = mapped_column(String(4000))
+    cancel_reason: Mapped[str | None] = mapped_column(String(1000))
+    # Reopened after closing: counts against first-time fix.
+    reopen_count: Mapped[int] = mapped_column(SmallInteger, default=0)
+    satisfaction_score: Mapped[int | None] = mapped_column(SmallInteger)
+    satisfaction_comment: Mapped[str | None] = mapped_column(String(2000))
+    signed_off_at: Mapped[datetime | None]
+    signed_off_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+
+    device: Mapped[Device | None] = relationship()
+    site: Mapped[Site | None] = relationship()
+    contract: Mapped[Contract | None] = relationship()
+    parent: Mapped[Ticket | None] = relationship(remote_side=lambda: [Ticket.id])
+    assigned_to: Mapped[User | None] = relationship(foreign_keys=lambda: [Ticket.assigned_to_id])
+    signed_off_by: Mapped[User | None] = relationship(
+        foreign_keys=lambda: [Ticket.signed_off_by_id]
+    )
+    events: Mapped[list[TicketEvent]] = relationship(
+        back_populates="ticket", order_by=lambda: [TicketEvent.at, TicketEvent.id]
+    )
+    pauses: Mapped[list[TicketPause]] = relationship(
+        order_by=lambda: [TicketPause.started_at, TicketPause.id]
+    )
+
+    @property
+    def is_open(self) -> bool:
+        return TicketState(self.state) not in FINAL_TICKET_STATES
+
+
+class TicketEvent(Base):
+    """One entry of a ticket's history: a transition, a comment, evidence, an assignment..."""
+
+    __tablename__ = "ticket_events"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    # A user name, or the service that acted ("analytics", "ingest", ...).
+    actor: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = enum_column(TicketEventKind)
+    from_state: Mapped[str | None] = enum_column(TicketState)
+    to_state: Mapped[str | None] = enum_column(TicketState)
+    note: Mapped[str] = mapped_column(String(4000), default="")
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+    ticket: Mapped[Ticket] = relationship(back_populates="events")
+
+
+class TicketPause(Base):
+    """A stretch of time the restore clock stood still, and why."""
+
+    __tablename__ = "ticket_pauses"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime | None]
+    reason: Mapped[str] = enum_column(PauseReason)
+    note: Mapped[str] = mapped_column(String(1000), default="")
+    actor: Mapped[str] = mapped_column(String(128))
+
+
+class TicketAlert(Base):
+    """A milestone of a ticket found at risk or breached, and how far its escalation has gone.
+
+    One row per ticket, milestone and state, so the watchdog raising it again is a no-op.
+    """
+
+    __tablename__ = "ticket_alerts"
+    __table_args__ = (UniqueConstraint("ticket_id", "milestone", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    milestone: Mapped[str] = enum_column(Milestone)
+    state: Mapped[str] = enum_column(AlertState)
+    raised_at: Mapped[datetime]
+    # The next escalation step to take, and when; steps past the chain repeat its last one.
+    next_step: Mapped[int] = mapped_column(Integer, default=0)
+    next_step_at: Mapped[datetime] = mapped_column(index=True)
+    acknowledged_at: Mapped[datetime | None]
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128))
+
+    ticket: Mapped[Ticket] = relationship()
+
+
+class Notification(Base):
+    """A message the desk must deliver: written in the transaction that decided it (an outbox).
+
+    ``key`` is unique per escalation step and recipient, so a step is never queued
+    twice; receivers get it too (webhook header, e-mail Message-ID) to drop a
+    redelivery after a crash between sending and recording.
+    """
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "status", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
+    channel: Mapped[str] = enum_column(Channel)
+    recipient: Mapped[str] = mapped_column(String(500))
+    subject: Mapped[str] = mapped_column(String(300))
+    body: Mapped[str] = mapped_column(String(10_000))
+    data: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[str] = enum_column(NotificationStatus, default=NotificationStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    next_attempt_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(String(1000))

@@ -1,0 +1,1 @@
+"""People who use Vigil, their roles, and the customer sites a customer's users may see."""
