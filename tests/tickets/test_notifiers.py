@@ -42,7 +42,7 @@ def free_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return int(probe.getsockname()[1])
 
 
 def notification(recipient: str, key: str = "ticket-42.restore.at_risk.1") -> Notification:

@@ -103,7 +103,7 @@ def retry_delay(attempts: int) -> timedelta:
     if attempts < 1:
         raise ValueError(f"attempts counts failed attempts and starts at 1, got {attempts}")
     # Past 2**7 the cap has long been reached; stop doubling before the numbers grow.
-    return min(FIRST_RETRY_DELAY * 2 ** min(attempts - 1, 16), MAX_RETRY_DELAY)
+    return min(FIRST_RETRY_DELAY * (1 << min(attempts - 1, 16)), MAX_RETRY_DELAY)
 
 
 def sign(secret: bytes, timestamp: str | int, body: bytes) -> str:
