@@ -5,7 +5,10 @@ from __future__ import annotations
 import email
 import email.policy
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -38,7 +42,7 @@ def free_port() -> int:
     """A loopback port nothing listens on (bound, then released)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+        return int(probe.getsockname()[1])
 
 
 def notification(recipient: str, key: str = "ticket-42.restore.at_risk.1") -> Notification:
@@ -422,4 +426,74 @@ class TestSmtpLogin:
         notifier = SmtpNotifier("127.0.0.1", port, "vigil@service.example", timeout_s=5)
         with pytest.raises(DeliveryError):
             notifier.send(notification("ward3@hospital.example"))
+        assert handler.envelopes == []
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key."""
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make the test relay's certificate")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"]
+        + ["-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"]
+        + ["-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True,
+        capture_output=True,
+    )
+    return cert, key
+
+
+@pytest.fixture
+def tls_inbox(certificate: tuple[Path, Path]) -> Iterator[tuple[Inbox, int]]:
+    cert, key = certificate
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    handler = Inbox()
+    port = free_port()
+    controller = Controller(
+        handler, hostname="127.0.0.1", port=port, tls_context=context, require_starttls=True
+    )
+    controller.start()
+    try:
+        yield handler, port
+    finally:
+        controller.stop()
+
+
+class TestStarttls:
+    def test_trusted_relay(
+        self, tls_inbox: tuple[Inbox, int], certificate: tuple[Path, Path]
+    ) -> None:
+        handler, port = tls_inbox
+        trusted = ssl.create_default_context(cafile=certificate[0])
+        notifier = SmtpNotifier(
+            "127.0.0.1", port, "vigil@service.example", starttls=True, ssl_context=trusted
+        )
+        notifier.send(notification("ward3@hospital.example"))
+        assert len(handler.envelopes) == 1
+
+    def test_untrusted_certificate_is_permanent(self, tls_inbox: tuple[Inbox, int]) -> None:
+        handler, port = tls_inbox
+        notifier = SmtpNotifier("127.0.0.1", port, "vigil@service.example", starttls=True)
+        with pytest.raises(DeliveryError) as failed:
+            notifier.send(notification("ward3@hospital.example"))
+        assert failed.value.permanent is True
+        assert handler.envelopes == []
+
+    def test_relay_requiring_tls_refuses_plain_mail(self, tls_inbox: tuple[Inbox, int]) -> None:
+        handler, port = tls_inbox
+        notifier = SmtpNotifier("127.0.0.1", port, "vigil@service.example", timeout_s=5)
+        with pytest.raises(DeliveryError):
+            notifier.send(notification("ward3@hospital.example"))
+        assert handler.envelopes == []
+
+    def test_relay_without_starttls_is_permanent(self, inbox: tuple[Inbox, int]) -> None:
+        handler, port = inbox
+        notifier = SmtpNotifier("127.0.0.1", port, "vigil@service.example", starttls=True)
+        with pytest.raises(DeliveryError) as failed:
+            notifier.send(notification("ward3@hospital.example"))
+        assert failed.value.permanent is True
         assert handler.envelopes == []

@@ -39,12 +39,14 @@ BERLIN_EVERY_DAY = ServiceCalendar.business("Europe/Berlin", workdays=ALL_DAYS)
 NEW_YORK_EVERY_DAY = ServiceCalendar.business("America/New_York", workdays=ALL_DAYS)
 
 
-def berlin(*args: int) -> datetime:
-    return datetime(*args, tzinfo=BERLIN)
+def berlin(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=BERLIN)
 
 
-def new_york(*args: int) -> datetime:
-    return datetime(*args, tzinfo=NEW_YORK)
+def new_york(year: int, month: int, day: int, hour: int = 0, minute: int = 0) -> datetime:
+    return datetime(year, month, day, hour, minute, tzinfo=NEW_YORK)
 
 
 class TestBusinessHours:
@@ -411,7 +413,9 @@ CALENDARS = [
     ),
     # Hours around the clock change, to land in the gap and the repeated hour.
     ServiceCalendar("Europe/Berlin", hours=(time(1, 30), time(3, 30)), workdays=ALL_DAYS),
-    ServiceCalendar("America/New_York", hours=(time(0, 15), time(2, 45)), workdays={5, 6}),
+    ServiceCalendar(
+        "America/New_York", hours=(time(0, 15), time(2, 45)), workdays=frozenset({5, 6})
+    ),
     ServiceCalendar.always("Australia/Sydney", holidays=[date(2026, 4, 5), date(2026, 10, 4)]),
     ServiceCalendar.business("Asia/Kolkata", start=time(9, 30), end=time(18, 15)),
 ]

@@ -103,7 +103,7 @@ def retry_delay(attempts: int) -> timedelta:
     if attempts < 1:
         raise ValueError(f"attempts counts failed attempts and starts at 1, got {attempts}")
     # Past 2**7 the cap has long been reached; stop doubling before the numbers grow.
-    return min(FIRST_RETRY_DELAY * 2 ** min(attempts - 1, 16), MAX_RETRY_DELAY)
+    return min(FIRST_RETRY_DELAY * (1 << min(attempts - 1, 16)), MAX_RETRY_DELAY)
 
 
 def sign(secret: bytes, timestamp: str | int, body: bytes) -> str:
@@ -204,7 +204,11 @@ class WebhookNotifier:
 
 
 class SmtpNotifier:
-    """Sends the notification as a plain-text e-mail through an SMTP relay."""
+    """Sends the notification as a plain-text e-mail through an SMTP relay.
+
+    With ``starttls`` the relay's certificate is verified against the system's
+    authorities, or ``ssl_context``'s (a hospital's own CA).
+    """
 
     def __init__(
         self,
@@ -215,6 +219,7 @@ class SmtpNotifier:
         password: str | None = None,
         starttls: bool = False,
         timeout_s: float = 30.0,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if "@" not in parseaddr(sender)[1]:
             raise ValueError(f"sender {sender!r} is not an e-mail address")
@@ -227,6 +232,7 @@ class SmtpNotifier:
         self._password = password
         self._starttls = starttls
         self._timeout_s = timeout_s
+        self._ssl_context = ssl_context
 
     def message_id(self, key: str) -> str:
         """The Message-ID of a key: the same for every attempt, so a duplicate shows."""
@@ -255,7 +261,8 @@ class SmtpNotifier:
         try:
             with smtplib.SMTP(self.host, self.port, timeout=self._timeout_s) as smtp:
                 if self._starttls:
-                    smtp.starttls(context=ssl.create_default_context())
+                    context = self._ssl_context or ssl.create_default_context()
+                    smtp.starttls(context=context)
                 if self._username is not None and self._password is not None:
                     smtp.login(self._username, self._password)
                 refused = smtp.send_message(message, from_addr=self.sender, to_addrs=[recipient])
@@ -270,7 +277,8 @@ class SmtpNotifier:
                 f"SMTP {self.host} answered {exc.smtp_code} {exc.smtp_error!r}",
                 permanent=exc.smtp_code >= 500,
             ) from exc
-        except smtplib.SMTPNotSupportedError as exc:
+        except (smtplib.SMTPNotSupportedError, ssl.SSLCertVerificationError) as exc:
+            # No STARTTLS offered, or a certificate we do not trust: configuration, not weather.
             raise DeliveryError(f"SMTP {self.host}: {exc}", permanent=True) from exc
         except (smtplib.SMTPException, OSError) as exc:
             raise DeliveryError(f"SMTP {self.host} unreachable: {exc}", permanent=False) from exc

@@ -57,7 +57,7 @@ class ServiceCalendar:
 
     ``hours`` None means whole days (24 x 7 with the default ``workdays``).
     ``workdays`` (0 = Monday) left None becomes every day for whole days and
-    Monday-Friday for working hours. ``holidays`` are local dates that are
+    Monday-Friday for working hours; after construction it is always a set. ``holidays`` are local dates that are
     closed all day. Hours must not cross midnight.
     """
 
@@ -66,6 +66,8 @@ class ServiceCalendar:
     workdays: frozenset[int] | None = None
     holidays: frozenset[date] = frozenset()
     _zone: ZoneInfo = field(init=False, repr=False, compare=False)
+    _open_days: frozenset[int] = field(init=False, repr=False, compare=False)
+    _always_open: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         try:
@@ -93,13 +95,16 @@ class ServiceCalendar:
             workdays = frozenset(self.workdays)
         if not workdays:
             raise ValueError("a service calendar needs at least one working day")
-        if not all(isinstance(d, int) and 0 <= d <= 6 for d in workdays):
+        if not all(type(d) is int and 0 <= d <= 6 for d in workdays):
             raise ValueError(f"workdays are 0 (Monday) to 6 (Sunday), got {sorted(workdays)}")
         object.__setattr__(self, "workdays", workdays)
+        object.__setattr__(self, "_open_days", workdays)
         holidays = frozenset(self.holidays)
         if not all(isinstance(d, date) and not isinstance(d, datetime) for d in holidays):
             raise ValueError("holidays must be dates (local calendar days), not datetimes")
         object.__setattr__(self, "holidays", holidays)
+        always = self.hours is None and workdays == ALL_DAYS and not holidays
+        object.__setattr__(self, "_always_open", always)
 
     @classmethod
     def always(cls, timezone: str = "UTC", holidays: Iterable[date] = ()) -> ServiceCalendar:
@@ -126,7 +131,7 @@ class ServiceCalendar:
     @property
     def is_always_open(self) -> bool:
         """Open at every instant, so service time is plain elapsed time."""
-        return self.hours is None and self.workdays == ALL_DAYS and not self.holidays
+        return self._always_open
 
     def is_open(self, at: datetime) -> bool:
         """Whether the service clock runs at this instant (periods are [start, end))."""
@@ -144,7 +149,7 @@ class ServiceCalendar:
         before the change, i.e. moved later by the gap; an ambiguous one (clocks
         going back) means its first occurrence.
         """
-        if day.weekday() not in self.workdays or day in self.holidays:
+        if day.weekday() not in self._open_days or day in self.holidays:
             return None
         return _local_period(self._zone, self.hours, day)
 
@@ -347,7 +352,13 @@ class Targets:
             )
 
     def __getitem__(self, milestone: Milestone | str) -> timedelta:
-        return getattr(self, Milestone(milestone).value)
+        match Milestone(milestone):
+            case Milestone.RESPOND:
+                return self.respond
+            case Milestone.DIAGNOSE:
+                return self.diagnose
+            case Milestone.RESTORE:
+                return self.restore
 
 
 @dataclass(frozen=True)
@@ -359,9 +370,10 @@ class ServiceLevels:
     p3: Targets
 
     def for_priority(self, priority: str) -> Targets:
-        if priority not in PRIORITIES:
+        by_priority = {"P1": self.p1, "P2": self.p2, "P3": self.p3}
+        if priority not in by_priority:
             raise ValueError(f"unknown priority {priority!r}; expected one of {PRIORITIES}")
-        return getattr(self, priority.lower())
+        return by_priority[priority]
 
     def duration(self, priority: str, milestone: Milestone | str) -> timedelta:
         return self.for_priority(priority)[milestone]
@@ -450,7 +462,13 @@ class Deadlines:
     restore_by: datetime | None
 
     def __getitem__(self, milestone: Milestone | str) -> datetime | None:
-        return getattr(self, f"{Milestone(milestone).value}_by")
+        match Milestone(milestone):
+            case Milestone.RESPOND:
+                return self.respond_by
+            case Milestone.DIAGNOSE:
+                return self.diagnose_by
+            case Milestone.RESTORE:
+                return self.restore_by
 
 
 def deadlines(
