@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from edge_agent import EdgeAgentError
 
 VERSION = 1
 TOPIC_ROOT = f"vigil/v{VERSION}/dev"
@@ -47,7 +50,7 @@ STATES = ("online", "offline", "maintenance")
 SEVERITIES = ("info", "warning", "error", "critical")
 
 
-class ProtocolError(ValueError):
+class ProtocolError(EdgeAgentError, ValueError):
     """A message or identifier that does not follow protocol v1."""
 
 
@@ -235,6 +238,14 @@ def decode_command_result(payload: bytes) -> CommandResult:
     return CommandResult(id=cid, ok=ok, ts=_ts(body.get("ts"), "ts"), output=output)
 
 
+# What a device reports on its own, and how each is decoded: the kinds ingest takes.
+REPORTS: dict[Kind, Callable[[bytes], Telemetry | Status | Event]] = {
+    "telemetry": decode_telemetry,
+    "status": decode_status,
+    "events": decode_event,
+}
+
+
 def check_clock(ts_ms: int, now_ms: int, *, max_skew_ms: int = 5 * 60_000) -> bool:
     """True when a device timestamp is not in the future beyond the allowed skew."""
     return ts_ms <= now_ms + max_skew_ms
@@ -247,12 +258,14 @@ def _load(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ProtocolError(f"payload of {len(payload)} bytes, at most {MAX_PAYLOAD_BYTES}")
     try:
-        body = json.loads(payload, parse_constant=_refuse_constant)
+        # Decoded here, strictly: given bytes, json.loads would also take UTF-16, UTF-32
+        # and a byte-order mark, which the protocol does not allow.
+        body = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant)
     except ProtocolError:
         raise
     except RecursionError as exc:
         raise ProtocolError("JSON nested too deeply") from exc
-    except ValueError as exc:  # bad UTF-8, bad JSON, integers too long to convert
+    except ValueError as exc:  # bad UTF-8, a BOM, bad JSON, integers too long to convert
         raise ProtocolError(f"not valid UTF-8 JSON ({exc})") from exc
     if not isinstance(body, dict):
         raise ProtocolError("payload must be a JSON object")

@@ -36,6 +36,11 @@ def test_round_trip_of_every_message_type() -> None:
     ("payload", "reason"),
     [
         (b"\xff\xfe", "not valid UTF-8 JSON"),
+        (b"\xef\xbb\xbf" + telemetry(), "not valid UTF-8 JSON"),  # a byte-order mark
+        (telemetry().decode().encode("utf-16"), "not valid UTF-8 JSON"),
+        (telemetry().decode().encode("utf-16-le"), "not valid UTF-8 JSON"),
+        (telemetry().decode().encode("utf-32"), "not valid UTF-8 JSON"),
+        (b'{"v":1,"x":"\xed\xa0\x80"}', "not valid UTF-8 JSON"),  # an encoded surrogate
         (b"[1, 2]", "must be a JSON object"),
         (telemetry(v=2), "unsupported protocol version 2"),
         (telemetry(v=True), "unsupported protocol version"),
