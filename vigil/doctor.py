@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vigil.config import Settings, get_settings, redact_url
+from vigil.config import Settings, get_settings
+from vigil.net import mqtt_client, redact_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,15 +30,8 @@ def check_broker(settings: Settings, timeout: float = 5.0) -> Check:
 
     where = f"{settings.mqtt.host}:{settings.mqtt.port}"
     name = "MQTT broker"
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"vigil-doctor-{time.time_ns()}",
-                         protocol=mqtt.MQTTv5)
-    if settings.mqtt.username:
-        password = settings.mqtt.password.get_secret_value() if settings.mqtt.password else None
-        client.username_pw_set(settings.mqtt.username, password)
-    if settings.mqtt.tls_ca:
-        client.tls_set(ca_certs=str(settings.mqtt.tls_ca),
-                       certfile=str(settings.mqtt.tls_cert) if settings.mqtt.tls_cert else None,
-                       keyfile=str(settings.mqtt.tls_key) if settings.mqtt.tls_key else None)
+    # The same client set-up as ingest's, so the answer holds for the service.
+    client = mqtt_client(settings.mqtt, f"vigil-doctor-{time.time_ns()}")
     answered = threading.Event()
     outcome: dict[str, object] = {}
 

@@ -103,6 +103,11 @@ class LocalServer(ABC):
         return None
 
     @property
+    def host(self) -> str:
+        """Where the server listens: the IPv4 loopback unless a server says otherwise."""
+        return LOOPBACK
+
+    @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
@@ -126,7 +131,7 @@ class LocalServer(ABC):
                     f"{self.name} exited with code {self.process.returncode} at start; "
                     f"last log lines:\n{self.log_tail()}"
                 )
-            if port_open(self.port) and self._ready():
+            if port_open(self.port, self.host) and self._ready():
                 self._after_start()
                 return self
             time.sleep(0.1)
@@ -183,18 +188,19 @@ class Mosquitto(LocalServer):
     binaries = ["mosquitto", "/usr/sbin/mosquitto"]
 
     def __init__(self, workdir: Path, port: int | None = None,
-                 extra_config: list[str] | None = None) -> None:
+                 extra_config: list[str] | None = None, host: str = LOOPBACK) -> None:
         super().__init__(workdir, port)
         self.extra_config = extra_config or []
         self.config_path = self.workdir / "mosquitto.conf"
+        self._host = host
 
     @property
     def host(self) -> str:
-        return LOOPBACK
+        return self._host
 
     def _prepare(self, binary: str) -> None:
         lines = [
-            f"listener {self.port} {LOOPBACK}",
+            f"listener {self.port} {self.host}",
             "allow_anonymous true",
             "persistence true",
             f"persistence_location {self.workdir}/",
