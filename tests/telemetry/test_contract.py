@@ -214,6 +214,15 @@ GOOD = Point("pump-1", T0, {"temp": 1.0})
     (Point("pump-1", T0, {"te mp": 1.0}), "metric name"),
     (Point("pump-1", T0, {"time": 1.0}), "reserved"),
     (Point("pump-1", T0, {"device": 1.0}), "reserved"),
+    (Point("pump-1", T0, {"Time": 1.0}), "reserved"),
+    (Point("pump-1", T0, {"DEVICE": 1.0}), "reserved"),
+    (Point("pump-1", T0, {"temp": 1.0}, extra_tags={"device": "x"}), "extra tag 'device'"),
+    (Point("pump-1", T0, {"temp": 1.0}, extra_tags={"site": "x"}), "extra tag 'site'"),
+    (Point("pump-1", T0, {"temp": 1.0}, extra_tags={"temp": "x"}), "name of a metric"),
+    (Point("pump-1", T0, {"temp": 1.0}, extra_tags={"room": "a\\b"}), "backslash"),
+    (Point("pump-1", T0, {"temp": 1.0}, extra_tags={"room": "a\tb"}), "control characters"),
+    (Point("pump-1", T0, {"temp": 1.0}, site="C:\\ward"), "backslash"),
+    (Point("pump-1", T0, {"temp": 1.0}, model="x\x7f"), "control characters"),
     (Point("pump-1", T0, {}), "no metrics"),
     (Point("pump-1", T0, {"temp": math.nan}), "not a finite number"),
     (Point("pump-1", T0, {"temp": math.inf}), "not a finite number"),
@@ -259,6 +268,7 @@ NAIVE = datetime(2024, 1, 1)
     ({"metrics": ["te mp"]}, "metric name"),
     ({"metrics": "temp"}, "list of names"),
     ({"metrics": ["time"]}, "reserved"),
+    ({"metrics": ["TIME"]}, "reserved"),
     ({"measurement": 'telemetry" WHERE 1=1'}, "measurement"),
 ])
 def test_bad_query_arguments_are_refused(store: TelemetryStore, kwargs: dict, words: str) -> None:

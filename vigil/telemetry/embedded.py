@@ -70,9 +70,12 @@ CREATE TABLE IF NOT EXISTS _latest (
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE … COMMIT: the write lock up front, so the batch never fails half-way
-    on a lock; anything that goes wrong, a failed COMMIT included, rolls it all back."""
+def locked_write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT on a raw sqlite3 connection.
+
+    The write lock is taken up front, so the batch never fails half-way on a lock;
+    anything that goes wrong, a failed COMMIT included, rolls it all back.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -105,7 +108,7 @@ class EmbeddedStore(TelemetryStore):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
-            with transaction(conn):
+            with locked_write(conn):
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(statement)
         except (OSError, sqlite3.Error) as exc:
@@ -146,7 +149,7 @@ class EmbeddedStore(TelemetryStore):
             by_measurement.setdefault(point.measurement, []).append(point)
         try:
             conn = self._conn()
-            with transaction(conn):
+            with locked_write(conn):
                 for measurement, group in by_measurement.items():
                     self._write_measurement(conn, measurement, group)
         except sqlite3.Error as exc:

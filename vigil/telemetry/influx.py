@@ -36,7 +36,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
@@ -44,9 +43,9 @@ import requests
 from questdb.ingress import Buffer, TimestampNanos
 from requests.adapters import HTTPAdapter
 
+from vigil.net import is_loopback_url, redact_url
 from vigil.telemetry import influxql
 from vigil.telemetry.batch import (
-    RESERVED_METRICS,
     check_device,
     check_metrics,
     latest_frame,
@@ -60,6 +59,7 @@ from vigil.telemetry.store import (
     StoreUnavailable,
     TelemetryError,
     TelemetryStore,
+    WriteRefused,
     validate_interval,
     validate_measurement,
     validate_range,
@@ -75,36 +75,6 @@ QUERY_CHUNK_ROWS = 10_000
 # Raw (not downsampled) queries over at least this range are split into parallel parts.
 SPLIT_MIN_RANGE_MS = 6 * 3600 * 1000
 MAX_GET_STATEMENT = 4000
-
-
-def validate_line_protocol_tag(key: str, value: str) -> None:
-    """Refuse tag values that line protocol would change on the way into InfluxDB.
-
-    Control characters are written as two-character escapes that InfluxDB keeps
-    literally; the serialiser writes a backslash escaped as two, which InfluxDB
-    1.x stores as two. Anything else is stored exactly.
-    """
-    for char in value:
-        if char < " " or char == "\x7f":
-            raise TelemetryError(f"tag {key!r} value {value!r:.80}: control characters "
-                                 "cannot be stored in InfluxDB")
-        if char == "\\":
-            raise TelemetryError(f"tag {key!r} value {value!r:.80}: a backslash "
-                                 "cannot be stored in InfluxDB")
-
-
-def redact(url: str) -> str:
-    """The URL without any user:password part."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 class InfluxStore(TelemetryStore):
@@ -140,12 +110,12 @@ class InfluxStore(TelemetryStore):
         self.username = username
         self.timeout_s = timeout_s
         self.batch_size = batch_size
-        self.gzip_body = not is_loopback(self.url) if gzip_body is None else gzip_body
+        self.gzip_body = not is_loopback_url(self.url) if gzip_body is None else gzip_body
         self.retries = retries
         self.backoff_s = backoff_s
         self.create_database = create_database
         self._secrets = [s for s in (password, token) if s]
-        self._where = f"InfluxDB at {redact(self.url)}"
+        self._where = f"InfluxDB at {redact_url(self.url, keep_user=False)}"
         self._session = requests.Session()
         self._session.trust_env = False
         adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(4, concurrency + 2), max_retries=0)
@@ -183,11 +153,6 @@ class InfluxStore(TelemetryStore):
     def write(self, points: Iterable[Point]) -> int:
         """Store the points; on StoreUnavailable part may be stored, and writing it again is harmless."""
         batch = validate_batch(points)
-        checked: set[tuple[str, str]] = set()
-        for point in batch:
-            if point.extra_tags or (point.model, point.site) not in checked:
-                self._check_tags(point)
-                checked.add((point.model, point.site))
         if not batch:
             return 0
         pending: list[Future[None]] = []
@@ -203,16 +168,6 @@ class InfluxStore(TelemetryStore):
             for future in pending:
                 future.cancel()
         return len(batch)
-
-    def _check_tags(self, point: Point) -> None:
-        for key, value in (("model", point.model), ("site", point.site), *point.extra_tags.items()):
-            if value:
-                validate_line_protocol_tag(key, value)
-        for key in point.extra_tags:
-            if key in RESERVED_METRICS:
-                raise TelemetryError(f"extra tag {key!r} would clash with the sample's own {key}")
-            if key in point.metrics:
-                raise TelemetryError(f"extra tag {key!r} has the name of a metric")
 
     @staticmethod
     def serialise(points: Sequence[Point]) -> bytes:
@@ -504,7 +459,7 @@ class InfluxStore(TelemetryStore):
             return StoreUnavailable(f"{self._where}: {who} is not allowed to {what} in database "
                                     f"{self.database!r} (HTTP 403): {self._scrub(detail)}")
         if response.status_code == 400 and what == "write":
-            return StoreUnavailable(f"{self._where} rejected a write: {self._scrub(detail)}")
+            return WriteRefused(f"{self._where} rejected a write: {self._scrub(detail)}")
         return StoreUnavailable(f"{self._where} answered {what} with HTTP {response.status_code}: "
                                 f"{self._scrub(detail)}")
 
