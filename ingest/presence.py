@@ -73,8 +73,3 @@ class LastSeen:
     def drain(self) -> dict[str, int]:
         seen, self._seen = self._seen, {}
         return seen
-
-    def restore(self, seen: dict[str, int]) -> None:
-        """Put back updates that could not be written, keeping newer ones."""
-        for device, ms in seen.items():
-            self.record(device, ms)

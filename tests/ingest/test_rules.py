@@ -115,6 +115,10 @@ def test_oversize_is_judged_on_the_wire_size_even_when_cut_short() -> None:
     "payload, words",
     [
         (b"\xff\xfe garbage", "UTF-8 JSON"),
+        (b'\xef\xbb\xbf{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1}}]}',
+         "UTF-8 JSON"),
+        ('{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1}}]}'.encode("utf-16"),
+         "UTF-8 JSON"),
         (b"[1,2]", "object"),
         (b'{"v":2,"seq":1,"samples":[]}', "version"),
         (b'{"v":1,"seq":-1,"samples":[{"ts":1763900000000,"metrics":{"a":1}}]}', "seq"),
@@ -227,7 +231,7 @@ def test_last_seen_keeps_the_newest_and_drains() -> None:
     assert seen.drain() == {"a": 10, "b": 7}
     assert len(seen) == 0
     seen.record("a", 3)
-    seen.restore({"a": 2, "c": 1})
+    seen.record("c", 1)
     assert seen.drain() == {"a": 3, "c": 1}
 
 
