@@ -284,7 +284,7 @@ class Agent:
     def _cmd_self_test(self, args: dict[str, Any]) -> dict[str, Any]:
         outbox_dir = Path(self.config.outbox.path).resolve().parent
         free_mb = shutil.disk_usage(outbox_dir).free / 1e6
-        checks = {
+        checks: dict[str, dict[str, Any]] = {
             "outbox": {"ok": self.outbox.integrity_ok(),
                        "depth": self.outbox.depth(self.device_id),
                        "dropped": self.outbox.dropped(self.device_id)},
@@ -307,11 +307,8 @@ class Agent:
 
     def _cmd_set_sampling(self, args: dict[str, Any]) -> dict[str, Any]:
         s = self.config.sampling
-        interval = args.get("interval_s")
-        duration = args.get("duration_s", 60)
-        for name, value in (("interval_s", interval), ("duration_s", duration)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise CommandRefused(f"'{name}' must be a number")
+        interval = _number(args, "interval_s", None)
+        duration = _number(args, "duration_s", 60)
         if not s.min_interval_s <= interval <= 3600:
             raise CommandRefused(f"'interval_s' must be between {s.min_interval_s} and 3600")
         if not 0 < duration <= s.max_fast_s:
@@ -323,3 +320,11 @@ class Agent:
         log.info("sampling every %.3f s for %.0f s", self.interval_s, duration)
         return {"interval_s": self.interval_s,
                 "until_ms": self.now_ms() + int(duration * 1000)}
+
+
+def _number(args: dict[str, Any], name: str, default: float | None) -> float:
+    """A command's numeric argument, or CommandRefused (booleans are not numbers here)."""
+    value = args.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CommandRefused(f"'{name}' must be a number")
+    return value

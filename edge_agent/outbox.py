@@ -17,16 +17,16 @@ reported in the device's status message.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-import functools
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 from edge_agent import EdgeAgentError, protocol
 

@@ -93,7 +93,7 @@ def parse_topic(value: str) -> tuple[str, Kind]:
     device_id, _, kind = value[len(prefix) :].partition("/")
     if kind not in KINDS:
         raise ProtocolError(f"topic {_show(value)} has unknown kind {_show(kind)}")
-    return validate_device_id(device_id), kind  # type: ignore[return-value]
+    return validate_device_id(device_id), kind
 
 
 # --- messages ---------------------------------------------------------------
@@ -179,7 +179,9 @@ def decode_telemetry(payload: bytes) -> Telemetry:
     if not isinstance(samples, list) or not samples:
         raise ProtocolError("'samples' must be a non-empty list")
     if len(samples) > MAX_SAMPLES_PER_MESSAGE:
-        raise ProtocolError(f"{len(samples)} samples in one message, at most {MAX_SAMPLES_PER_MESSAGE}")
+        raise ProtocolError(
+            f"{len(samples)} samples in one message, at most {MAX_SAMPLES_PER_MESSAGE}"
+        )
     return Telemetry(seq=seq, samples=tuple(_sample(s, i) for i, s in enumerate(samples)))
 
 
@@ -201,7 +203,9 @@ def decode_event(payload: bytes) -> Event:
         raise ProtocolError(f"invalid event code {_show(code)}")
     severity = body.get("severity")
     if severity not in SEVERITIES:
-        raise ProtocolError(f"'severity' must be one of {', '.join(SEVERITIES)}, got {_show(severity)}")
+        raise ProtocolError(
+            f"'severity' must be one of {', '.join(SEVERITIES)}, got {_show(severity)}"
+        )
     return Event(seq=_seq(body), ts=_ts(body.get("ts"), "ts"), code=code, severity=severity,
                  text=_text(body, "text", MAX_TEXT_LENGTH))
 
@@ -325,7 +329,9 @@ def _storable(value: object, where: str) -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise ProtocolError(f"'{where}' contains an unpaired surrogate (invalid Unicode)") from None
+            raise ProtocolError(
+                f"'{where}' contains an unpaired surrogate (invalid Unicode)"
+            ) from None
     elif isinstance(value, dict):
         for key, item in value.items():
             _storable(key, where)
@@ -342,7 +348,9 @@ def _sample(raw: object, index: int) -> Sample:
     if not isinstance(metrics, dict) or not metrics:
         raise ProtocolError(f"sample {index}: 'metrics' must be a non-empty object")
     if len(metrics) > MAX_METRICS_PER_SAMPLE:
-        raise ProtocolError(f"sample {index}: {len(metrics)} metrics, at most {MAX_METRICS_PER_SAMPLE}")
+        raise ProtocolError(
+            f"sample {index}: {len(metrics)} metrics, at most {MAX_METRICS_PER_SAMPLE}"
+        )
     clean: dict[str, float] = {}
     for name, value in metrics.items():
         validate_metric_name(name)

@@ -34,9 +34,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vigil.logs import configure_logging
     from ingest.service import open_service
     from vigil.config import get_settings
+    from vigil.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level)

@@ -49,7 +49,7 @@ REFUSED_DATA = (TelemetryError, WriteRefused)
 
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
-    """How the pipeline batches, judges and retries; ``from_settings`` is how the service builds it."""
+    """How the pipeline batches, judges and retries; the service builds it ``from_settings``."""
 
     policy: BatchPolicy
     rules: Rules
@@ -79,12 +79,11 @@ def batch_policy(settings: IngestSettings) -> BatchPolicy:
     must fit in Receive Maximum, or the broker would stop sending before a
     batch fills and each batch would wait for its timer.
     """
+    s = settings
     return BatchPolicy(
-        max_samples=max(
-            1, min(settings.batch_size, settings.max_buffered_samples // BATCHES_IN_MEMORY)
-        ),
-        max_messages=max(1, min(settings.batch_size, settings.receive_maximum // BATCHES_IN_MEMORY)),
-        max_age_s=settings.batch_interval_s,
+        max_samples=max(1, min(s.batch_size, s.max_buffered_samples // BATCHES_IN_MEMORY)),
+        max_messages=max(1, min(s.batch_size, s.receive_maximum // BATCHES_IN_MEMORY)),
+        max_age_s=s.batch_interval_s,
     )
 
 
@@ -222,7 +221,9 @@ class Pipeline:
                     fast=fast,
                 )
             except Rejected as exc:
-                letter = DeadLetterItem.of(item.topic, item.payload, exc.reason, exc.kind, item.size)
+                letter = DeadLetterItem.of(
+                    item.topic, item.payload, exc.reason, exc.kind, item.size
+                )
             except Exception as exc:
                 # A bug here must not turn one message into a poison pill redelivered forever.
                 log.exception("could not process a message; dead-lettering it")

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import Engine, bindparam, case, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, case, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,9 +22,10 @@ from ingest.registry import DeviceTags
 from vigil.db.models import DeadLetter, Device, DeviceEvent
 from vigil.db.session import make_engine, make_session_factory, transaction
 
-DEVICES = Device.__table__
-EVENTS = DeviceEvent.__table__
-DEAD_LETTERS = DeadLetter.__table__
+# Core tables for bulk statements; declarative models type ``__table__`` as a FromClause.
+DEVICES = cast(Table, Device.__table__)
+EVENTS = cast(Table, DeviceEvent.__table__)
+DEAD_LETTERS = cast(Table, DeadLetter.__table__)
 
 
 def utc_from_ms(ms: int) -> datetime:

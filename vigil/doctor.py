@@ -35,7 +35,9 @@ def check_broker(settings: Settings, timeout: float = 5.0) -> Check:
     answered = threading.Event()
     outcome: dict[str, object] = {}
 
-    def on_connect(_c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
+    def on_connect(
+        _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object
+    ) -> None:
         outcome["reason"] = reason
         answered.set()
 
@@ -66,7 +68,8 @@ def check_telemetry(settings: Settings) -> Check:
 
     if settings.telemetry_store == "influxdb":
         name, where = "InfluxDB", f"{settings.influxdb.url} database {settings.influxdb.database!r}"
-        hint = "check VIGIL_INFLUXDB__URL, __DATABASE and the credentials (__TOKEN or __USERNAME/__PASSWORD)"
+        hint = ("check VIGIL_INFLUXDB__URL, __DATABASE and the credentials "
+                "(__TOKEN or __USERNAME/__PASSWORD)")
     else:
         name, where = "embedded telemetry store", str(settings.embedded_telemetry_path)
         hint = "check that VIGIL_DATA_DIR is writable"
@@ -97,10 +100,12 @@ def check_sql(settings: Settings) -> Check:
         engine.dispose()
     except (SQLAlchemyError, OSError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        return Check(name, False, f"{url}: {reason}", "check VIGIL_DATABASE_URL and that the server runs")
+        return Check(name, False, f"{url}: {reason}",
+                     "check VIGIL_DATABASE_URL and that the server runs")
     head = head_revision()
     if current != head:
-        return Check(name, False, f"{url} is reachable but its schema is at {current or 'nothing'}, "
+        return Check(name, False, f"{url} is reachable but its schema is at "
+                     f"{current or 'nothing'}, "
                      f"this version needs {head}", "run `vigil db upgrade`")
     return Check(name, True, f"{url} is reachable, schema up to date ({head})")
 

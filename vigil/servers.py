@@ -92,10 +92,10 @@ class LocalServer(ABC):
     def _command(self, binary: str) -> list[str]:
         """The command line that runs the server in the foreground."""
 
-    def _prepare(self, binary: str) -> None:
+    def _prepare(self, binary: str) -> None:  # noqa: B027 (a hook; most servers need none)
         """Setup before each start (config files; data folders the first time)."""
 
-    def _after_start(self) -> None:
+    def _after_start(self) -> None:  # noqa: B027 (a hook; most servers need none)
         """Work once the port answers (users, databases)."""
 
     def _preexec_user(self) -> str | None:
@@ -354,7 +354,8 @@ class PostgreSQL(LocalServer):
 
     def _command(self, binary: str) -> list[str]:
         return [binary, "-D", str(self.data_dir), "-p", str(self.port),
-                "-c", f"listen_addresses={LOOPBACK}", "-c", f"unix_socket_directories={self.workdir}",
+                "-c", f"listen_addresses={LOOPBACK}",
+                "-c", f"unix_socket_directories={self.workdir}",
                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                 "-c", "max_connections=200"]
 
@@ -377,7 +378,8 @@ class PostgreSQL(LocalServer):
 
         with psycopg.connect(host=LOOPBACK, port=self.port, user=self.user,
                              dbname="postgres", autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                  (name,)).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return name

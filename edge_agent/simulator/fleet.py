@@ -245,7 +245,7 @@ class Fleet:
             for device_id in list(cursors):
                 device = self.devices[device_id]
                 t = cursors[device_id]
-                samples = []
+                samples: list[tuple[int, dict[str, float]]] = []
                 while t < end_ms and len(samples) < chunk:
                     samples.append((t, device.sim.sample(t)))
                     for event in device.sim.events(t):

@@ -37,7 +37,7 @@ def _check_complete(rec: Recorder, device: str, kept: set[int], allowed_gap_ms: 
     missing = set(range(seqs[-1] + 1)) - set(seqs) - event_seqs
     assert not missing, f"messages never delivered: seq {sorted(missing)[:20]}"
     ts = sorted({s.ts for m in by_seq.values() for s in m.samples} | kept)
-    gaps = [(a, b) for a, b in zip(ts, ts[1:]) if b - a > allowed_gap_ms]
+    gaps = [(a, b) for a, b in zip(ts, ts[1:], strict=False) if b - a > allowed_gap_ms]
     largest = max(len(m.samples) for m in by_seq.values())
     return {"messages": len(seqs), "samples": len(ts), "gaps": gaps, "largest_batch": largest,
             "dup_messages": len(rec.of_kind("telemetry")) - len(seqs)}
@@ -70,7 +70,7 @@ def test_broker_killed_three_times_and_agent_killed_once_loses_nothing(tmp_path:
             broker.start()
             assert rec.connected.wait(60), "recorder did not reconnect"
             seen = len(rec.sample_ts())
-            wait_for(lambda: len(rec.sample_ts()) > seen + 30, 90,
+            wait_for(lambda seen=seen: len(rec.sample_ts()) > seen + 30, 90,
                      f"samples flowing again after broker restart {round_ + 1}")
 
         # Let the outbox drain, then stop the agent cleanly.

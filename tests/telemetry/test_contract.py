@@ -40,7 +40,9 @@ def test_write_then_query_returns_exactly_the_device_samples(store: TelemetrySto
     np.testing.assert_array_equal(frame["volt"].to_numpy(), -np.arange(60) * 1.5)
 
 
-def test_query_of_chosen_metrics_keeps_their_order_and_fills_unknown_ones(store: TelemetryStore) -> None:
+def test_query_of_chosen_metrics_keeps_their_order_and_fills_unknown_ones(
+    store: TelemetryStore,
+) -> None:
     store.write(series("pump-1", 5))
     frame = store.query("pump-1", T0, T0 + 5000, metrics=["volt", "nothing", "temp"])
     assert list(frame.columns) == ["volt", "nothing", "temp"]
@@ -182,7 +184,8 @@ def test_latest_gives_each_device_its_newest_values(store: TelemetryStore) -> No
 
 def test_devices_and_metrics_are_listed_sorted(store: TelemetryStore) -> None:
     assert store.devices() == [] and store.metrics() == []
-    store.write([Point("pump-b", T0, {"temp": 1.0}), Point("pump-a", T0, {"load": 1.0, "flow": 2.0})])
+    store.write([Point("pump-b", T0, {"temp": 1.0}),
+                 Point("pump-a", T0, {"load": 1.0, "flow": 2.0})])
     assert store.devices() == ["pump-a", "pump-b"]
     assert store.metrics() == ["flow", "load", "temp"]
     assert store.metrics("pump-a") == ["flow", "load"]

@@ -64,8 +64,8 @@ def unquote(text: str, quote: str) -> str:
     return "".join(out)
 
 
-@pytest.mark.parametrize("value", ["", "plain", "'", '"', "\\", "\\\\'", "a'b\"c\\d", "x' OR '1'='1",
-                                   '" OR 1=1 --', "trailing\\", "🙂", "x" * 500])
+@pytest.mark.parametrize("value", ["", "plain", "'", '"', "\\", "\\\\'", "a'b\"c\\d",
+                                   "x' OR '1'='1", '" OR 1=1 --', "trailing\\", "🙂", "x" * 500])
 def test_quoted_tokens_read_back_as_the_original(value: str) -> None:
     assert unquote(quote_literal(value), "'") == value
     assert unquote(quote_ident(value), '"') == value
@@ -102,7 +102,9 @@ def test_select_range_statements() -> None:
     assert select_range("telemetry", "pump-1", T0, T0 + 1000, None) == (
         "SELECT *::field FROM \"telemetry\" WHERE \"device\" = 'pump-1' "
         "AND time >= 1700000000000ms AND time < 1700000001000ms")
-    assert select_range("telemetry", "pump-1", T0, T0 + 1000, ["a", "b"], 60_000, "max", "week") == (
+    statement = select_range("telemetry", "pump-1", T0, T0 + 1000, ["a", "b"], 60_000, "max",
+                             "week")
+    assert statement == (
         "SELECT max(\"a\") AS \"a\",max(\"b\") AS \"b\" FROM \"week\".\"telemetry\" "
         "WHERE \"device\" = 'pump-1' AND time >= 1700000000000ms AND time < 1700000001000ms "
         "GROUP BY time(60s) fill(none)")
@@ -145,7 +147,8 @@ def test_batch_check_catches_a_bad_point_after_good_ones_of_the_same_device() ->
     good = [Point("pump-1", T0 + i, {"temp": 1.0}) for i in range(5)]
     for bad in (Point("pump-1", T0, {"temp": math.nan}), Point("pump-1", T0, {"temp": True}),
                 Point("pump-1", T0, {"temp": "1"}), Point("pump-1", 10, {"temp": 1.0}),  # type: ignore[dict-item]
-                Point("pump-1", T0, {}), Point("pump-1", T0, {"temp": 1.0}, extra_tags={"x y": "1"}),
+                Point("pump-1", T0, {}),
+                Point("pump-1", T0, {"temp": 1.0}, extra_tags={"x y": "1"}),
                 Point("pump-1", float(T0), {"temp": 1.0})):  # type: ignore[arg-type]
         with pytest.raises(TelemetryError):
             validate_batch([*good, bad])

@@ -104,7 +104,8 @@ def result_frame(
     import numpy as np
     import pandas as pd
 
-    index = pd.DatetimeIndex(pd.to_datetime(np.asarray(times_ms, dtype="int64"), unit="ms", utc=True),
+    index = pd.DatetimeIndex(pd.to_datetime(np.asarray(times_ms, dtype="int64"), unit="ms",
+                                            utc=True),
                              name="time")
     if metrics:
         names = list(metrics)

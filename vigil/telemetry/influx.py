@@ -118,7 +118,8 @@ class InfluxStore(TelemetryStore):
         self._where = f"InfluxDB at {redact_url(self.url, keep_user=False)}"
         self._session = requests.Session()
         self._session.trust_env = False
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(4, concurrency + 2), max_retries=0)
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(4, concurrency + 2),
+                              max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         if token:
@@ -151,7 +152,7 @@ class InfluxStore(TelemetryStore):
     # -- writing -----------------------------------------------------------
 
     def write(self, points: Iterable[Point]) -> int:
-        """Store the points; on StoreUnavailable part may be stored, and writing it again is harmless."""
+        """Store the points; on StoreUnavailable part may be stored, and rewriting is harmless."""
         batch = validate_batch(points)
         if not batch:
             return 0
@@ -233,11 +234,12 @@ class InfluxStore(TelemetryStore):
             edges = [start_ms + span * k // self.read_parts for k in range(self.read_parts + 1)]
         statements = [influxql.select_range(measurement, device, a, b, names, interval_ms,
                                             aggregate, self.retention_policy)
-                      for a, b in zip(edges, edges[1:])]
+                      for a, b in zip(edges, edges[1:], strict=False)]
         times, columns = _concatenate(list(self._read_pool.map(self._select_csv, statements)))
         if interval_ms is not None and not names:
             prefix = f"{aggregate}_"
-            columns = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in columns.items()}
+            columns = {k[len(prefix):] if k.startswith(prefix) else k: v
+                       for k, v in columns.items()}
         if times is None:
             return result_frame(np.empty(0, dtype="int64"), {}, names)
         return result_frame(times, columns, names)
@@ -250,13 +252,14 @@ class InfluxStore(TelemetryStore):
             devices = [check_device(d) for d in devices]
             if not devices:
                 return latest_frame({})
-        results = self._query_json(influxql.select_latest(measurement, devices, self.retention_policy))
+        results = self._query_json(
+            influxql.select_latest(measurement, devices, self.retention_policy))
         values: dict[str, dict[str, float]] = {}
         for series in results[0].get("series", []):
             device = series.get("tags", {}).get("device", "")
             row = series["values"][0]
             values[device] = {
-                col[len("last_"):]: val for col, val in zip(series["columns"], row)
+                col[len("last_"):]: val for col, val in zip(series["columns"], row, strict=False)
                 if col.startswith("last_") and val is not None
             }
         rows: dict[str, tuple[int, dict[str, float]]] = {}
@@ -272,7 +275,9 @@ class InfluxStore(TelemetryStore):
         found = {row[1] for series in results[0].get("series", []) for row in series["values"]}
         return sorted(found)
 
-    def metrics(self, device: str | None = None, *, measurement: str = DEFAULT_MEASUREMENT) -> list[str]:
+    def metrics(
+        self, device: str | None = None, *, measurement: str = DEFAULT_MEASUREMENT
+    ) -> list[str]:
         validate_measurement(measurement)
         if device is not None:
             frame = self.latest([device], measurement=measurement)
@@ -281,7 +286,8 @@ class InfluxStore(TelemetryStore):
             row = frame.iloc[0].drop("time")
             return sorted(str(name) for name in row.index[row.notna()])
         results = self._query_json(influxql.show_fields(measurement))
-        return sorted({row[0] for series in results[0].get("series", []) for row in series["values"]})
+        return sorted({row[0] for series in results[0].get("series", [])
+                       for row in series["values"]})
 
     def ping(self) -> None:
         response = self._request("GET", "/ping")
@@ -314,7 +320,8 @@ class InfluxStore(TelemetryStore):
                               usecols=lambda c: c not in ("name", "tags")) for block in blocks]
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         if list(frame.columns) == ["error"]:
-            raise StoreUnavailable(f"{self._where} refused a query: {self._scrub(frame['error'].iloc[0])}")
+            raise StoreUnavailable(
+                f"{self._where} refused a query: {self._scrub(frame['error'].iloc[0])}")
         times = frame.pop("time").to_numpy(dtype="int64")
         return times, {str(c): frame[c].to_numpy() for c in frame.columns}
 
@@ -341,7 +348,8 @@ class InfluxStore(TelemetryStore):
         if not rows:
             return None, {}
         times = np.array([row[0] for row in rows], dtype="int64")
-        data = {col: np.array([np.nan if row[i] is None else row[i] for row in rows], dtype="float64")
+        data = {col: np.array([np.nan if row[i] is None else row[i] for row in rows],
+                              dtype="float64")
                 for i, col in enumerate(columns) if col != "time"}
         return times, data
 
@@ -379,7 +387,8 @@ class InfluxStore(TelemetryStore):
         results = body.get("results", [])
         for result in results:
             if "error" in result:
-                raise StoreUnavailable(f"{self._where} refused a query: {self._scrub(result['error'])}")
+                raise StoreUnavailable(
+                    f"{self._where} refused a query: {self._scrub(result['error'])}")
         return results
 
     def _ensure_database(self) -> None:
@@ -441,7 +450,8 @@ class InfluxStore(TelemetryStore):
             if attempt + 1 < attempts:
                 time.sleep(delay)
         raise StoreUnavailable(
-            f"{self._where} could not be reached after {attempts} tries: {self._scrub(last_problem)}"
+            f"{self._where} could not be reached after {attempts} tries: "
+            f"{self._scrub(last_problem)}"
         )
 
     def _refused(self, what: str, response: requests.Response) -> StoreUnavailable:

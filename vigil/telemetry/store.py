@@ -226,14 +226,16 @@ class TelemetryStore(ABC):
         """Devices that have telemetry, sorted."""
 
     @abstractmethod
-    def metrics(self, device: str | None = None, *, measurement: str = DEFAULT_MEASUREMENT) -> list[str]:
+    def metrics(
+        self, device: str | None = None, *, measurement: str = DEFAULT_MEASUREMENT
+    ) -> list[str]:
         """Metric names, of one device or of all, sorted."""
 
     @abstractmethod
     def ping(self) -> None:
         """Raise StoreUnavailable unless the store answers and accepts this client."""
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (nothing to release unless a store holds connections)
         """Release connections."""
 
     def __enter__(self) -> TelemetryStore:
