@@ -25,11 +25,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
 
+from vigil import VigilError
+
 LOOPBACK = "127.0.0.1"
 
 
-class ServerUnavailable(RuntimeError):
+class ServerUnavailable(VigilError, RuntimeError):
     """A server could not be installed or started; the message says why."""
+
+
+class ServerNotInstalled(ServerUnavailable):
+    """The server's program is not on this machine and could not be installed."""
 
 
 def free_port() -> int:
@@ -58,7 +64,7 @@ def ensure_package(package: str, binaries: list[str]) -> str:
     if found:
         return found
     if os.geteuid() != 0:
-        raise ServerUnavailable(
+        raise ServerNotInstalled(
             f"{binaries[0]} is not installed; run `apt-get install {package}` as root "
             "(or scripts/setup)"
         )
@@ -67,10 +73,11 @@ def ensure_package(package: str, binaries: list[str]) -> str:
                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]):
         result = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if result.returncode != 0:
-            raise ServerUnavailable(f"`{' '.join(cmd)}` failed: {result.stderr.strip()[-500:]}")
+            raise ServerNotInstalled(
+                f"`{' '.join(cmd)}` failed: {result.stderr.strip()[-500:]}")
     found = find_binary(binaries)
     if not found:
-        raise ServerUnavailable(f"{package} installed but {binaries[0]} not found")
+        raise ServerNotInstalled(f"{package} installed but {binaries[0]} not found")
     return found
 
 

@@ -11,8 +11,6 @@ import pytest
 
 from vigil.telemetry.store import Point, TelemetryError, TelemetryStore
 
-pytestmark = pytest.mark.servers
-
 HOUR = 3_600_000
 T0 = 472_222 * HOUR  # 2023-11-14 22:00 UTC, a whole hour so intervals align with it
 

@@ -17,8 +17,6 @@ from vigil.telemetry.embedded import EmbeddedStore
 from vigil.telemetry.influxql import quote_ident, quote_literal
 from vigil.telemetry.store import MEASUREMENT_RE, Point, TelemetryError, TelemetryStore
 
-pytestmark = pytest.mark.servers
-
 T0 = 1_700_000_000_000
 HOSTILE = [
     "'", '"', "\\", "\\'", '\\"', "'; DROP DATABASE vigil; --",
