@@ -15,6 +15,7 @@ from ingest.inbox import Inbound, Inbox
 from ingest.presence import MAX_STATUS_DETAIL_BYTES, LastSeen, latest_per_device
 from ingest.registry import DeviceTags, KnownDevices
 from ingest.validation import Rejected, RejectReason, Rules, check_message
+from tests.ingest.support import wait_for
 
 NOW = 1_763_900_000_000
 KNOWN = {"pump-1", "mon-2"}
@@ -311,7 +312,7 @@ def test_inbox_makes_the_producer_wait_when_full_and_close_releases_it() -> None
     result: list[bool] = []
     producer = threading.Thread(target=lambda: result.append(box.put(inbound(3))))
     producer.start()
-    time.sleep(0.3)
+    wait_for(lambda: box.producer_waiting, 5, "the producer waiting for room")
     assert producer.is_alive() and len(box) == 2  # waiting, not overfilling
     box.take(1, timeout=0)
     producer.join(5)
