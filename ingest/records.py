@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import cast
 
-from sqlalchemy import Engine, Table, bindparam, case, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -43,16 +43,23 @@ def _later_seen() -> object:
 
 
 class IngestRecords:
-    """The SQL side of ingest, over one engine."""
+    """The SQL side of ingest, over one engine.
 
-    def __init__(self, engine: Engine) -> None:
+    ``max_dead_letters`` bounds the dead-letter table: each batch that adds
+    some removes those beyond the newest ``max_dead_letters`` (None: no bound).
+    """
+
+    def __init__(self, engine: Engine, *, max_dead_letters: int | None = None) -> None:
+        if max_dead_letters is not None and max_dead_letters < 1:
+            raise ValueError(f"max_dead_letters must be at least 1, got {max_dead_letters}")
         self.engine = engine
         self.sessions: sessionmaker[Session] = make_session_factory(engine)
+        self.max_dead_letters = max_dead_letters
         self._dialect = engine.dialect.name
 
     @classmethod
-    def from_url(cls, url: str) -> IngestRecords:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, *, max_dead_letters: int | None = None) -> IngestRecords:
+        return cls(make_engine(url), max_dead_letters=max_dead_letters)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -79,6 +86,8 @@ class IngestRecords:
                 session.execute(
                     insert(DEAD_LETTERS), [self._dead_letter_row(d) for d in dead_letters]
                 )
+                if self.max_dead_letters is not None:
+                    self._prune_dead_letters(session, self.max_dead_letters)
             if statuses:
                 self._write_statuses(session, statuses)
             if events:
@@ -98,6 +107,16 @@ class IngestRecords:
                     for device, ms in sorted(seen.items())
                 ],
             )
+
+    @staticmethod
+    def _prune_dead_letters(session: Session, keep: int) -> None:
+        """Remove all but the newest ``keep`` dead letters: one range delete on the primary key.
+
+        Ids only grow, so the newest ``keep`` rows have ids above ``max(id) - keep``;
+        gaps in the ids (rolled-back inserts) only make it keep fewer.
+        """
+        newest = select(func.max(DEAD_LETTERS.c.id)).scalar_subquery()
+        session.execute(delete(DEAD_LETTERS).where(DEAD_LETTERS.c.id <= newest - keep))
 
     @staticmethod
     def _dead_letter_row(item: DeadLetterItem) -> dict[str, object]:

@@ -131,7 +131,9 @@ def open_service(settings: Settings, *, metrics_port: int | None = None) -> Inge
     return IngestService(
         settings,
         open_store(settings),
-        IngestRecords.from_url(settings.sql_url),
+        IngestRecords.from_url(
+            settings.sql_url, max_dead_letters=settings.ingest.max_dead_letters
+        ),
         metrics_port=metrics_port,
         owns_stores=True,
     )

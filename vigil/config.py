@@ -80,6 +80,8 @@ class IngestSettings(BaseModel):
     registry_refresh_s: float = Field(30.0, gt=0)
     last_seen_interval_s: float = Field(5.0, gt=0)
     max_backoff_s: float = Field(15.0, gt=0)
+    # Dead letters kept, the newest; a broken or hostile device cannot fill the database.
+    max_dead_letters: int = Field(100_000, ge=1)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535)
 
