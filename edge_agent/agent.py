@@ -69,8 +69,8 @@ class Agent:
                              max_age_s=config.outbox.max_age_days * 86400.0)
         self.courier = Courier(self.outbox, window=config.outbox.window)
         self.reactor = Reactor()
-        self.link = Link(self.device_id, config.broker, self,
-                         offline_status=lambda: self._status_payload("offline"))
+        self.session_ts: int | None = None
+        self.link = Link(self.device_id, config.broker, self, offline_status=self._will_payload)
         self.reactor.add(self.link)
         self.courier.attach(self.link)
         self.clock = ClockGuard(floor_ms=config.clock.floor_ms,
@@ -108,6 +108,9 @@ class Agent:
 
     def status_extra(self) -> dict[str, Any]:
         return {
+            # When this connection was opened: its will carries the same time, so the
+            # platform can tell this connection's will from an older one, however delayed.
+            "session_ts": self.session_ts,
             "outbox_depth": self.outbox.depth(self.device_id),
             "outbox_dropped": self.outbox.dropped(self.device_id),
             "clock_suspect": self.clock.suspect_count,
@@ -115,11 +118,16 @@ class Agent:
             "source": self.source.name,
         }
 
-    def _status_payload(self, state: str) -> bytes:
-        return protocol.encode(protocol.Status(state=state, ts=self.now_ms(),
+    def _status_payload(self, state: str, ts: int | None = None) -> bytes:
+        return protocol.encode(protocol.Status(state=state, ts=self.now_ms() if ts is None else ts,
                                                fw=self.config.device.fw,
                                                model=self.config.device.model,
                                                extra=self.status_extra()))
+
+    def _will_payload(self) -> bytes:
+        """The offline status the broker publishes if this connection dies; it opens a session."""
+        self.session_ts = self.now_ms()
+        return self._status_payload("offline", self.session_ts)
 
     def publish_status(self) -> None:
         self._last_status = time.monotonic()

@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.batcher import DeadLetterItem, EventItem, StatusItem
-from ingest.presence import latest_per_device
+from ingest.presence import PresenceUpdate, latest_per_device, stored_order, supersedes
 from ingest.registry import DeviceTags
 from vigil.db.models import DeadLetter, Device, DeviceEvent
 from vigil.db.session import make_engine, make_session_factory, transaction
@@ -131,7 +131,7 @@ class IngestRecords:
         }
 
     def _write_statuses(self, session: Session, statuses: list[StatusItem]) -> None:
-        updates = latest_per_device(statuses)
+        updates = self._newer_than_held(session, latest_per_device(statuses))
         with_fw = [u for u in updates if u.firmware is not None]
         without_fw = [u for u in updates if u.firmware is None]
         base = {
@@ -161,6 +161,28 @@ class IngestRecords:
                     row["b_fw"] = u.firmware
                 params.append(row)
             conn.execute(stmt, params)
+
+    def _newer_than_held(
+        self, session: Session, updates: list[PresenceUpdate]
+    ) -> list[PresenceUpdate]:
+        """The updates at least as new as the status each device's row holds.
+
+        A will delayed past the device's reconnection, a retained status replayed
+        from an old session, or a device clock in 2001 then changes nothing. The
+        rows are locked on PostgreSQL so that two workers cannot interleave.
+        """
+        if not updates:
+            return updates
+        query = select(DEVICES.c.id, DEVICES.c.state, DEVICES.c.status_detail).where(
+            DEVICES.c.id.in_([u.device for u in updates])
+        )
+        if self._dialect == "postgresql":
+            query = query.with_for_update()
+        held = {
+            row.id: stored_order(row.state, row.status_detail)
+            for row in session.connection().execute(query)
+        }
+        return [u for u in updates if supersedes(u.order, held.get(u.device))]
 
     def _write_events(self, session: Session, events: Iterable[EventItem]) -> None:
         rows = [
