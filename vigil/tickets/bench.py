@@ -25,6 +25,7 @@ from datetime import time as clock_time
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
 from sqlalchemy import func, insert, select, text
 from sqlalchemy.orm import Session
 
@@ -80,10 +81,10 @@ def _median_s(action: Any, repeat: int) -> tuple[float, list[float]]:
 
 
 def measure(url: str, args: argparse.Namespace) -> int:
+    from vigil.config import DeskSettings
     from vigil.db import migrations
     from vigil.tickets.scheduled import Desk
     from vigil.tickets.watchdog import run_pass
-    from vigil.config import DeskSettings
 
     engine = make_engine(url)
     try:
@@ -103,7 +104,7 @@ def measure(url: str, args: argparse.Namespace) -> int:
         # production; the bench measures queueing them, not sending.
         desk = Desk.from_settings(DeskSettings(
             smtp_host="127.0.0.1", webhook_urls=["http://127.0.0.1:9/desk"],
-            webhook_secret="bench"))
+            webhook_secret=SecretStr("bench")))
 
         def plain_count() -> None:
             with factory() as session:
@@ -154,9 +155,10 @@ def populate(session: Session, args: argparse.Namespace, now: datetime) -> dict[
                  for i in range(max(1, sites_n // 5))]
     session.execute(insert(Customer), customers)
     zones = ("Europe/Berlin", "Europe/London", "America/New_York", "Asia/Tokyo")
-    sites = [{"id": i + 1, "name": f"Site {i + 1}", "customer_id": i % len(customers) + 1,
-              "timezone": zones[i % len(zones)], "region": f"r{i % 8}", "created_at": now}
-             for i in range(sites_n)]
+    sites: list[dict[str, Any]] = [
+        {"id": i + 1, "name": f"Site {i + 1}", "customer_id": i % len(customers) + 1,
+         "timezone": zones[i % len(zones)], "region": f"r{i % 8}", "created_at": now}
+        for i in range(sites_n)]
     session.execute(insert(Site), sites)
     holidays = [(now.date() + timedelta(days=d)).isoformat() for d in (-40, -3, 25)]
     contracts = []
@@ -175,15 +177,17 @@ def populate(session: Session, args: argparse.Namespace, now: datetime) -> dict[
             if business else sla.ServiceCalendar.always(site["timezone"]))
         calendars[site["id"]] = (site["id"], calendar)
     session.execute(insert(Contract), contracts)
-    devices = [{"id": f"dev-{i:05d}", "serial": f"SN{i:07d}", "model": MODELS[i % len(MODELS)],
-                "site_id": i % sites_n + 1, "online": True, "status_detail": {},
-                "created_at": now} for i in range(args.devices)]
-    session.execute(insert(Device), devices)
-    roles = {r.name: r.id for r in session.scalars(select(Role))}
-    people = 105
-    users = [{"id": i + 1, "username": f"user{i + 1}", "display_name": f"User {i + 1}",
-              "email": f"user{i + 1}@service.example", "active": True, "created_at": now}
-             for i in range(people)]
+    devices: list[dict[str, Any]] = [
+        {"id": f"dev-{i:05d}", "serial": f"SN{i:07d}", "model": MODELS[i % len(MODELS)],
+         "site_id": i % sites_n + 1, "online": True, "status_detail": {},
+         "created_at": now} for i in range(args.devices)]
+         session.execute(insert(Device), devices)
+         roles = {r.name: r.id for r in session.scalars(select(Role))}
+         people = 105
+    users: list[dict[str, Any]] = [
+        {"id": i + 1, "username": f"user{i + 1}", "display_name": f"User {i + 1}",
+         "email": f"user{i + 1}@service.example", "active": True, "created_at": now}
+        for i in range(people)]
     session.execute(insert(User), users)
     session.execute(insert(user_roles), [
         {"user_id": u["id"], "role_id": roles[RoleName.MANAGER if u["id"] > 100
