@@ -181,9 +181,9 @@ def populate(session: Session, args: argparse.Namespace, now: datetime) -> dict[
         {"id": f"dev-{i:05d}", "serial": f"SN{i:07d}", "model": MODELS[i % len(MODELS)],
          "site_id": i % sites_n + 1, "online": True, "status_detail": {},
          "created_at": now} for i in range(args.devices)]
-         session.execute(insert(Device), devices)
-         roles = {r.name: r.id for r in session.scalars(select(Role))}
-         people = 105
+    session.execute(insert(Device), devices)
+    roles = {r.name: r.id for r in session.scalars(select(Role))}
+    people = 105
     users: list[dict[str, Any]] = [
         {"id": i + 1, "username": f"user{i + 1}", "display_name": f"User {i + 1}",
          "email": f"user{i + 1}@service.example", "active": True, "created_at": now}
