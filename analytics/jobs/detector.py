@@ -1,0 +1,84 @@
+"""The jobs' only door to the streaming detectors, whose API is being reworked.
+
+Everything the scoring job needs from a detector (make one, score a run of
+samples, save and restore its state, its alarm level) goes through here, so a
+change of the detectors' state format or constructor is absorbed in one file.
+A saved state the current detector code refuses (another version, other
+parameters) is not an error: that stream starts a fresh baseline, and the
+caller counts it.
+
+Saved states of a device are one zlib-compressed JSON document
+``{"format": 1, "streams": {metric: state}}``: data only, nothing in it is
+executed when read.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from analytics.detectors.base import StreamingDetector, surprise_to_score
+from analytics.detectors.ensemble import NoveltyEnsembleDetector
+
+Detector = StreamingDetector
+
+STATES_FORMAT = 1
+# The ensemble's alarm level at its default history (log(500) + 3 nats), for
+# detectors that do not state one.
+DEFAULT_ALARM_SCORE = surprise_to_score(math.log(500) + 3.0)
+
+
+def new_detector() -> StreamingDetector:
+    """A detector with the defaults tuned on NAB's 5-minute data (steps are resampled to match)."""
+    return NoveltyEnsembleDetector()
+
+
+def restore(state: Mapping[str, Any]) -> StreamingDetector | None:
+    """The detector a saved state describes, or None if the current detector code refuses it."""
+    try:
+        return StreamingDetector.from_state(dict(state))
+    except (ValueError, TypeError, KeyError, AttributeError, ImportError):
+        return None
+
+
+def alarm_score(detector: StreamingDetector) -> float:
+    """The score at which this detector raises an alarm."""
+    surprise = getattr(detector, "alarm_surprise", None)
+    if isinstance(surprise, int | float) and math.isfinite(surprise):
+        return surprise_to_score(float(surprise))
+    return DEFAULT_ALARM_SCORE
+
+
+def score(detector: StreamingDetector, times_s: Sequence[float], values: Sequence[float]) -> list[float]:
+    """Scores in time order; the detector learns from each sample after scoring it."""
+    return detector.score_many(times_s, values)
+
+
+def encode_states(detectors: Mapping[str, StreamingDetector]) -> bytes:
+    document = {"format": STATES_FORMAT,
+                "streams": {metric: d.get_state() for metric, d in sorted(detectors.items())}}
+    return zlib.compress(json.dumps(document, allow_nan=False).encode(), 6)
+
+
+def decode_states(blob: bytes | None) -> tuple[dict[str, StreamingDetector], list[str]]:
+    """Detectors restored from a saved blob, and the metrics whose state had to be dropped."""
+    if not blob:
+        return {}, []
+    try:
+        document = json.loads(zlib.decompress(blob))
+    except (zlib.error, ValueError):
+        return {}, ["*"]
+    if not isinstance(document, dict) or document.get("format") != STATES_FORMAT:
+        return {}, ["*"]
+    detectors: dict[str, StreamingDetector] = {}
+    dropped: list[str] = []
+    for metric, state in document.get("streams", {}).items():
+        detector = restore(state) if isinstance(state, dict) else None
+        if detector is None:
+            dropped.append(metric)
+        else:
+            detectors[metric] = detector
+    return detectors, dropped
