@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("vigil.doctor", "check that the broker, InfluxDB and SQL database are usable"),
     "db": ("vigil.db.cli", "manage the SQL database schema"),
     "ingest": ("ingest.cli", "run the MQTT-to-telemetry-store ingest service"),
+    "jobs": ("analytics.jobs.cli", "run the scheduled jobs: scoring, ticket rules, watchdog"),
     "simulate": ("edge_agent.simulator.cli", "run a fleet of simulated devices"),
 }
 

@@ -170,7 +170,7 @@ class Worker:
         return 1
 
     def _update_lag(self) -> None:
-        """Lag: newest telemetry of a device minus its watermark, the worst device counted."""
+        """Lag: newest telemetry of a device minus its watermark, the worst scored device counted."""
         try:
             newest = self.store.latest(measurement=self.settings.scoring.measurement)
         except Exception:
@@ -180,13 +180,14 @@ class Worker:
             self.metrics.lag.labels("scoring").set(0)
             return
         with self.factory() as session:
-            marks = dict(session.execute(select(StreamState.device_id, StreamState.watermark_ms)).tuples())
+            marks = {device: mark for device, mark in session.execute(
+                select(StreamState.device_id, StreamState.watermark_ms)
+                .where(StreamState.watermark_ms.is_not(None)))}
         worst = 0.0
         for device_id, when in newest["time"].items():
             mark = marks.get(str(device_id))
-            newest_s = when.timestamp()
-            lag = newest_s - mark / 1000 if mark is not None else newest_s - newest_s
-            worst = max(worst, lag)
+            if mark is not None:  # a device not scored yet has no position to lag behind
+                worst = max(worst, when.timestamp() - mark / 1000)
         self.metrics.lag.labels("scoring").set(worst)
 
     # -- fleet-wide jobs --------------------------------------------------------------------
