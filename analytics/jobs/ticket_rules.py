@@ -118,16 +118,16 @@ def ticket_rules_pass(
         select(Device).where(Device.id.in_({a.device_id for a in pending})))}
     quiet = {d for d, device in devices.items() if device.state == DeviceState.MAINTENANCE.value}
     live = [a for a in pending if a.device_id not in quiet]
-    recent: list[AlarmView] = []
+    recent: list[AnomalyAlarm] = []
     if live:
         earliest = min(a.ts for a in live) - window
-        recent = [_view(a) for a in session.scalars(
+        recent = list(session.scalars(
             select(AnomalyAlarm).where(
                 AnomalyAlarm.device_id.in_({a.device_id for a in live}),
-                AnomalyAlarm.ts > earliest, AnomalyAlarm.handled_at.is_not(None)))]
-    found = findings([_view(a) for a in live], recent, min_alarms=settings.min_alarms,
-                     window=window)
-    by_id = {a.id: a for a in pending}
+                AnomalyAlarm.ts > earliest, AnomalyAlarm.handled_at.is_not(None))))
+    found = findings([_view(a) for a in live], [_view(a) for a in recent],
+                     min_alarms=settings.min_alarms, window=window)
+    by_id = {a.id: a for a in (*recent, *pending)}
     opened = joined = 0
     for finding in found:
         peak = finding.peak
@@ -139,8 +139,8 @@ def ticket_rules_pass(
         opened += result.created
         joined += not result.created
         for alarm in finding.alarms:
-            row = by_id.get(alarm.id)
-            if row is not None:
+            row = by_id[alarm.id]
+            if row.ticket_id is None:
                 row.ticket_id = result.ticket.id
     for alarm in pending:
         alarm.handled_at = now
