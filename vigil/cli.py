@@ -31,6 +31,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.bench", "ingest throughput and end-to-end latency"),
     "nab": ("analytics.bench.nab", "score the streaming detector on NAB data"),
     "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),
+    "scoring": ("analytics.jobs.bench", "streaming scoring job: device-days scored per CPU second"),
 }
 
 
