@@ -41,8 +41,14 @@ def worker_name() -> str:
 
 
 def ensure(session: Session, *, job: str, keys: Iterable[str], due_at: datetime) -> None:
-    """Add the lease rows missing for ``keys`` (due at ``due_at``); existing rows stay as they are."""
-    rows = [{"job": job, "key": key, "due_at": due_at, "runs": 0} for key in keys]
+    """Add the lease rows missing for ``keys`` (due at ``due_at``); existing rows stay as they are.
+
+    Only the missing keys are inserted (insert-or-ignore, as another worker may
+    add them at the same moment), so the usual pass writes nothing here.
+    """
+    known = set(session.scalars(select(JobLease.key).where(JobLease.job == job)))
+    rows = [{"job": job, "key": key, "due_at": due_at, "runs": 0}
+            for key in dict.fromkeys(keys) if key not in known]
     if not rows:
         return
     dialect = session.get_bind().dialect.name
