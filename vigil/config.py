@@ -117,7 +117,8 @@ class JobsSettings(BaseModel):
     """
 
     intervals_s: dict[str, float] = Field(
-        default_factory=lambda: {"scoring": 60.0, "ticket_rules": 60.0, "watchdog": 60.0}
+        default_factory=lambda: {"scoring": 60.0, "ticket_rules": 60.0, "watchdog": 60.0,
+                                 "retrain": 86400.0}
     )
     poll_s: float = Field(10.0, gt=0)
     worker_id: str | None = None
@@ -125,6 +126,8 @@ class JobsSettings(BaseModel):
     claim_batch: int = Field(20, ge=1)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9109, ge=0, le=65535)
+    # History the retraining job learns each device model's healthy behaviour from.
+    retrain_days: float = Field(30.0, gt=0)
     scoring: ScoringSettings = ScoringSettings()
     ticket_rules: TicketRuleSettings = TicketRuleSettings()
 

@@ -1,4 +1,4 @@
-"""The jobs' only door to the streaming detectors, whose API is being reworked.
+"""The jobs' only door to the detectors (streaming and multivariate), whose API is being reworked.
 
 Everything the scoring job needs from a detector (make one, score a run of
 samples, save and restore its state, its alarm level) goes through here, so a
@@ -18,10 +18,14 @@ import json
 import math
 import zlib
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from analytics.detectors.base import StreamingDetector, surprise_to_score
 from analytics.detectors.ensemble import NoveltyEnsembleDetector
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
 
 Detector = StreamingDetector
 
@@ -82,3 +86,31 @@ def decode_states(blob: bytes | None) -> tuple[dict[str, StreamingDetector], lis
         else:
             detectors[metric] = detector
     return detectors, dropped
+
+
+# -- multivariate detector per device model ------------------------------------------------
+
+
+def new_multivariate() -> Any:
+    """A multivariate detector with its defaults (robust Mahalanobis distance)."""
+    from analytics.multivariate import MultivariateDetector
+
+    return MultivariateDetector()
+
+
+def multivariate_anomaly(model: Any, frame: pd.DataFrame) -> np.ndarray:
+    """Anomaly in [0, 1] per row, higher is stranger, under either sign convention.
+
+    The detector's ``score_samples`` is turning into scikit-learn's (lower is more
+    abnormal) with ``anomaly_score`` keeping the old meaning; this reads whichever exists.
+    """
+    import numpy as np
+
+    anomaly = getattr(model, "anomaly_score", None)
+    values = anomaly(frame) if anomaly is not None else model.score_samples(frame)
+    return np.asarray(values, dtype=float)
+
+
+def multivariate_flags(model: Any, frame: pd.DataFrame) -> np.ndarray:
+    """True where a row is an outlier at the detector's own threshold."""
+    return multivariate_anomaly(model, frame) >= float(model.threshold)

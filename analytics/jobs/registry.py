@@ -86,19 +86,20 @@ def at_least_as_good(candidate: float, current: float, *, higher_is_better: bool
 
 def promote_if_better(
     session: Session, *, candidate: ModelVersion, now: datetime,
-    evaluate: Callable[[Mapping[str, Any]], float] | None = None,
+    evaluate: Callable[[ModelVersion], float] | None = None,
 ) -> bool:
     """Promote the candidate if it validates at least as well as the promoted version.
 
-    With ``evaluate`` (parameters -> score on the candidate's held-out data) the
-    promoted version is scored again on that data; otherwise the stored scores
-    are compared. The loser is marked rejected (or retired, if it was promoted).
+    With ``evaluate`` (promoted version -> its score on data it did not learn
+    from, comparable with the candidate's) the promoted version is scored
+    again; otherwise the stored scores are compared. The loser is marked
+    rejected (or retired, if it was promoted).
     """
     current = session.scalar(select(ModelVersion).where(
         ModelVersion.name == candidate.name, ModelVersion.status == ModelStatus.PROMOTED.value)
         .with_for_update())
     if current is not None:
-        current_score = evaluate(current.params) if evaluate is not None else current.score
+        current_score = evaluate(current) if evaluate is not None else current.score
         if not at_least_as_good(candidate.score, current_score,
                                 higher_is_better=candidate.higher_is_better):
             candidate.status = ModelStatus.REJECTED.value
@@ -130,7 +131,11 @@ def estimator_to_params(estimator: Any) -> dict[str, Any]:
     for attr, value in vars(estimator).items():
         if not attr.endswith("_") or attr.startswith("_"):
             continue
-        if isinstance(value, np.ndarray):
+        if isinstance(value, np.ndarray) and value.dtype.kind == "O":
+            if not all(isinstance(v, str) for v in value.ravel()):
+                raise UnsafeModel(f"{attr}: an object array that is not all text")
+            learned[attr] = {"strings": value.tolist()}  # scikit-learn's feature_names_in_
+        elif isinstance(value, np.ndarray):
             if value.dtype.kind not in "biuf":
                 raise UnsafeModel(f"{attr}: array of {value.dtype} is not plain numbers")
             learned[attr] = {"array": value.tolist(), "dtype": value.dtype.str}
@@ -156,6 +161,8 @@ def estimator_from_params(document: Mapping[str, Any]) -> Any:
             raise UnsafeModel(f"{attr} is not a learned attribute")
         if "array" in stored:
             value: Any = np.asarray(stored["array"], dtype=np.dtype(stored["dtype"]))
+        elif "strings" in stored:
+            value = np.asarray([str(v) for v in stored["strings"]], dtype=object)
         elif "list" in stored:
             value = list(stored["list"])
         else:

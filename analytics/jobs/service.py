@@ -13,7 +13,7 @@ import importlib
 import logging
 import threading
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 from analytics.jobs.metrics import JobMetrics
 from analytics.jobs.runner import FleetTask, Worker
 from vigil.config import Settings
+from vigil.telemetry.store import TelemetryStore
 
 log = logging.getLogger("analytics.jobs")
 
@@ -46,8 +47,9 @@ def watchdog_task() -> FleetTask | None:
     return task
 
 
-def fleet_tasks(settings: Settings) -> dict[str, FleetTask]:
+def fleet_tasks(settings: Settings, store: TelemetryStore) -> dict[str, FleetTask]:
     """The fleet-wide jobs this installation can run, by name."""
+    from analytics.jobs.retrain import retrain_pass
     from analytics.jobs.ticket_rules import ticket_rules_pass
     from vigil.tickets.priority import TicketRules
 
@@ -57,7 +59,12 @@ def fleet_tasks(settings: Settings) -> dict[str, FleetTask]:
         return ticket_rules_pass(session, now=now, settings=settings.jobs.ticket_rules,
                                  rules=rules)
 
-    tasks: dict[str, FleetTask] = {"ticket_rules": ticket_rules}
+    def retrain(session: Session, now: datetime) -> dict[str, Any]:
+        return retrain_pass(session, store=store, now=now,
+                            period=timedelta(days=settings.jobs.retrain_days),
+                            settings=settings.jobs.scoring)
+
+    tasks: dict[str, FleetTask] = {"ticket_rules": ticket_rules, "retrain": retrain}
     watchdog = watchdog_task()
     if watchdog is not None:
         tasks["watchdog"] = watchdog
@@ -119,8 +126,9 @@ def open_service(settings: Settings, *, metrics_port: int | None = None,
     from vigil.telemetry import open_store
 
     engine = make_engine(settings.sql_url)
-    worker = Worker(factory=make_session_factory(engine), store=open_store(settings),
-                    settings=settings.jobs, fleet_tasks=fleet_tasks(settings),
+    store = open_store(settings)
+    worker = Worker(factory=make_session_factory(engine), store=store,
+                    settings=settings.jobs, fleet_tasks=fleet_tasks(settings, store),
                     metrics=JobMetrics(), stop=stop)
     port = settings.jobs.metrics_port if metrics_port is None else metrics_port
     return JobsService(worker, metrics_host=settings.jobs.metrics_host, metrics_port=port)

@@ -50,7 +50,7 @@ def test_a_version_is_promoted_only_if_it_validates_at_least_as_well(factory) ->
 def test_the_promoted_model_is_scored_again_on_the_candidates_data(factory) -> None:
     add(factory, 0.70)
     # On the candidate's held-out data the promoted model does better than its stored 0.70.
-    assert add(factory, 0.75, evaluate=lambda params: 0.9)[1] is False
+    assert add(factory, 0.75, evaluate=lambda current: 0.9)[1] is False
     assert statuses(factory) == [(1, "promoted"), (2, "rejected")]
 
 
