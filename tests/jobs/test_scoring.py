@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import zlib
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -164,3 +166,23 @@ def test_a_device_without_telemetry_keeps_no_watermark(factory, embedded) -> Non
     assert result.steps == 0 and result.watermark_ms is None
     with factory() as session:
         assert session.scalar(select(func.count()).select_from(AnomalyAlarm)) == 0
+
+
+def test_a_state_the_detector_code_refuses_starts_that_stream_afresh(factory, embedded) -> None:
+    add_fleet(factory, 1)
+    embedded.write(readings("dev-000", T0 - 2 * DAY, T0))
+    run(factory, embedded, T0 - DAY)
+    with transaction(factory) as session:
+        state = session.get(StreamState, "dev-000")
+        detectors, _ = adapter.decode_states(state.states)
+        saved = {m: d.get_state() for m, d in detectors.items()}
+        saved["flow"]["detector"] = "os.system"  # not a detector: must never be imported
+        document = {"format": adapter.STATES_FORMAT, "streams": saved}
+        state.states = zlib.compress(json.dumps(document).encode())
+    result = run(factory, embedded, T0)
+    assert result.dropped_states == ["flow"]
+    with factory() as session:
+        kept, dropped = adapter.decode_states(session.get(StreamState, "dev-000").states)
+    assert dropped == [] and kept["flow"].get_state()["learned"]["seen"] == result.steps
+    assert kept["temp"].get_state()["learned"]["seen"] == 288 + result.steps - 1
+    assert adapter.decode_states(b"not zlib") == ({}, ["*"])
