@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("vigil.doctor", "check that the broker, InfluxDB and SQL database are usable"),
     "db": ("vigil.db.cli", "manage the SQL database schema"),
     "ingest": ("ingest.cli", "run the MQTT-to-telemetry-store ingest service"),
+    "jobs": ("analytics.jobs.cli", "run the scheduled jobs: scoring, ticket rules, watchdog"),
     "simulate": ("edge_agent.simulator.cli", "run a fleet of simulated devices"),
 }
 
@@ -31,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "nab": ("analytics.bench.nab", "score the streaming detector on NAB data"),
     "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),
     "desk": ("vigil.tickets.bench", "SLA watchdog pass over a large service desk"),
+    "scoring": ("analytics.jobs.bench", "streaming scoring job: device-days scored per CPU second"),
 }
 
 

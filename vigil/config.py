@@ -111,6 +111,55 @@ class DeskSettings(BaseModel):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
+class ScoringSettings(BaseModel):
+    """Streaming scoring: the fixed step each device model's metrics are resampled to.
+
+    The detectors count samples and were tuned on 5-minute data, so the step is
+    what gives their memory its duration: 500 samples of 5 minutes are about
+    42 hours whatever the device's own sampling rate. ``settle_s`` is how long
+    after a step ends it is scored, so samples still in transit arrive first.
+    """
+
+    default_step_s: int = Field(300, ge=1)
+    step_s: dict[str, int] = Field(default_factory=dict)
+    settle_s: int = Field(120, ge=0)
+    max_steps_per_pass: int = Field(2016, ge=1)
+    measurement: str = "telemetry"
+    scores_measurement: str = "scores"
+
+    def step_for(self, model: str) -> int:
+        return self.step_s.get(model, self.default_step_s)
+
+
+class TicketRuleSettings(BaseModel):
+    """When anomaly alarms become a ticket: ``min_alarms`` on one metric within ``window_s``."""
+
+    min_alarms: int = Field(3, ge=1)
+    window_s: int = Field(24 * 3600, ge=60)
+
+
+class JobsSettings(BaseModel):
+    """`vigil jobs`: which jobs run how often, the leases that share work, the metrics port.
+
+    A job's interval is how often it is due; a worker polls at most every
+    ``poll_s`` seconds. ``lease_ttl_s`` is how long a dead worker's devices stay
+    claimed before another worker takes them over.
+    """
+
+    intervals_s: dict[str, float] = Field(
+        default_factory=lambda: {"scoring": 60.0, "ticket_rules": 60.0, "watchdog": 60.0,
+                                 "retrain": 86400.0}
+    )
+    poll_s: float = Field(10.0, gt=0)
+    worker_id: str | None = None
+    lease_ttl_s: float = Field(120.0, ge=1)
+    claim_batch: int = Field(20, ge=1)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9109, ge=0, le=65535)
+    # History the retraining job learns each device model's healthy behaviour from.
+    retrain_days: float = Field(30.0, gt=0)
+    scoring: ScoringSettings = ScoringSettings()
+    ticket_rules: TicketRuleSettings = TicketRuleSettings()
 
 
 class ApiSettings(BaseModel):
@@ -131,6 +180,7 @@ class Settings(BaseSettings):
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
     desk: DeskSettings = DeskSettings()
+    jobs: JobsSettings = JobsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod

@@ -168,6 +168,7 @@ def run(args: argparse.Namespace) -> int:
         upgrade_schema(settings)
         env = dict(os.environ)
         children.append(Supervised("ingest", _vigil_command("ingest"), env, logs / "ingest.log"))
+        children.append(Supervised("jobs", _vigil_command("jobs"), env, logs / "jobs.log"))
         if args.simulate > 0:
             added = register_fleet(settings, simulated_devices(args.simulate))
             log.info("%d simulated devices registered (%d new)", args.simulate, added)

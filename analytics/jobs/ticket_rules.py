@@ -1,0 +1,148 @@
+"""Ticket rules: anomaly alarms become service tickets through the desk's ``open_or_join``.
+
+One alarm is not a ticket: the streaming detector, tuned on NAB, raises
+isolated false alarms. A metric of a device that alarms ``min_alarms`` times
+within ``window_s`` (telemetry time) is; its signature is ``anomaly:<metric>``,
+so repeated evidence joins the device's open ticket for that metric, and the
+desk's rules map the signature to a category (``*ambient*`` environmental,
+``*supply_voltage*`` electrical, ...). A device reporting ``maintenance``
+raises nothing: its alarms are marked handled without a ticket.
+
+Each alarm is considered once (``handled_at``), in the transaction that files
+its ticket, so a pass after a restart neither repeats evidence nor loses any.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from vigil.config import TicketRuleSettings
+from vigil.db.enums import DeviceState, TicketSource
+from vigil.devices.models import Device
+from vigil.scoring.models import AnomalyAlarm
+from vigil.tickets.priority import Signal, TicketRules
+from vigil.tickets.service import Evidence, open_or_join
+
+# Alarms considered per pass; the rest wait for the next one.
+BATCH = 5000
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmView:
+    """The parts of an alarm the rule looks at."""
+
+    id: int
+    device_id: str
+    metric: str
+    ts: datetime
+    score: float
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Enough alarms of one device and metric to file or join a ticket."""
+
+    device_id: str
+    metric: str
+    alarms: tuple[AlarmView, ...]
+
+    @property
+    def signature(self) -> str:
+        return f"anomaly:{self.metric}"
+
+    @property
+    def peak(self) -> AlarmView:
+        return max(self.alarms, key=lambda a: (a.score, a.ts))
+
+    @property
+    def last(self) -> AlarmView:
+        return max(self.alarms, key=lambda a: a.ts)
+
+
+def findings(
+    new: Sequence[AlarmView], recent: Sequence[AlarmView], *, min_alarms: int, window: timedelta
+) -> list[Finding]:
+    """Per device and metric with a new alarm: the alarms in the window ending at its newest
+    alarm, if there are at least ``min_alarms``. ``recent`` holds earlier alarms (handled ones too)."""
+    out = []
+    keys = sorted({(a.device_id, a.metric) for a in new})
+    by_key: dict[tuple[str, str], dict[int, AlarmView]] = {k: {} for k in keys}
+    for alarm in (*recent, *new):
+        bucket = by_key.get((alarm.device_id, alarm.metric))
+        if bucket is not None:
+            bucket[alarm.id] = alarm
+    for key in keys:
+        alarms = sorted(by_key[key].values(), key=lambda a: a.ts)
+        newest = alarms[-1].ts
+        inside = tuple(a for a in alarms if a.ts > newest - window)
+        if len(inside) >= min_alarms:
+            out.append(Finding(key[0], key[1], inside))
+    return out
+
+
+def evidence_of(finding: Finding) -> Evidence:
+    peak = finding.peak
+    return Evidence(
+        at=finding.last.ts,
+        score=peak.score,
+        summary=(f"{finding.metric}: {len(finding.alarms)} anomaly alarms, peak score "
+                 f"{peak.score:.3f} at {peak.ts.isoformat()} (value {peak.value:.4g})"),
+        data={"metric": finding.metric,
+              "alarms": [{"ts": a.ts.isoformat(), "score": round(a.score, 4), "value": a.value}
+                         for a in finding.alarms]},
+    )
+
+
+def _view(alarm: AnomalyAlarm) -> AlarmView:
+    return AlarmView(alarm.id, alarm.device_id, alarm.metric, alarm.ts, alarm.score, alarm.value)
+
+
+def ticket_rules_pass(
+    session: Session, *, now: datetime, settings: TicketRuleSettings, rules: TicketRules
+) -> dict[str, Any]:
+    """Consider every unhandled alarm once; file or join tickets. Returns counts for the log."""
+    pending = list(session.scalars(
+        select(AnomalyAlarm).where(AnomalyAlarm.handled_at.is_(None))
+        .order_by(AnomalyAlarm.detected_at, AnomalyAlarm.id).limit(BATCH)))
+    if not pending:
+        return {"alarms": 0, "tickets_opened": 0, "tickets_joined": 0}
+    window = timedelta(seconds=settings.window_s)
+    devices = {d.id: d for d in session.scalars(
+        select(Device).where(Device.id.in_({a.device_id for a in pending})))}
+    quiet = {d for d, device in devices.items() if device.state == DeviceState.MAINTENANCE.value}
+    live = [a for a in pending if a.device_id not in quiet]
+    recent: list[AnomalyAlarm] = []
+    if live:
+        earliest = min(a.ts for a in live) - window
+        recent = list(session.scalars(
+            select(AnomalyAlarm).where(
+                AnomalyAlarm.device_id.in_({a.device_id for a in live}),
+                AnomalyAlarm.ts > earliest, AnomalyAlarm.handled_at.is_not(None))))
+    found = findings([_view(a) for a in live], [_view(a) for a in recent],
+                     min_alarms=settings.min_alarms, window=window)
+    by_id = {a.id: a for a in (*recent, *pending)}
+    opened = joined = 0
+    for finding in found:
+        peak = finding.peak
+        result = open_or_join(
+            session, device_id=finding.device_id, signature=finding.signature,
+            signal=Signal(source=TicketSource.ANALYTICS, score=peak.score),
+            title=f"Unusual {finding.metric} on {finding.device_id}",
+            evidence=evidence_of(finding), now=now, rules=rules)
+        opened += result.created
+        joined += not result.created
+        for alarm in finding.alarms:
+            row = by_id[alarm.id]
+            if row.ticket_id is None:
+                row.ticket_id = result.ticket.id
+    for alarm in pending:
+        alarm.handled_at = now
+    return {"alarms": len(pending), "in_maintenance": len(pending) - len(live),
+            "tickets_opened": opened, "tickets_joined": joined}
