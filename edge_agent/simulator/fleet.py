@@ -41,6 +41,7 @@ class VirtualDevice:
     next_due: float = 0.0
     fast_until: float = 0.0
     state: str = "online"
+    planned_state: str = "online"
     recent_events: list[str] = field(default_factory=list)
 
 
@@ -192,6 +193,8 @@ class Fleet:
             if device.fast_until and mono >= device.fast_until:
                 device.fast_until = 0.0
                 device.interval_s = self.interval_s
+            if device.spec.realism is not None and device.spec.realism.maintenance:
+                self._follow_plan(device, now_ms)
             rows.append((device.spec.device_id, now_ms, device.sim.sample(now_ms)))
             for event in device.sim.events(now_ms):
                 self.outbox.add_event(device.spec.device_id, now_ms, event.code, event.severity,
@@ -205,6 +208,13 @@ class Fleet:
         if rows:
             self.samples_queued += self.outbox.add_samples(rows)
         return len(rows)
+
+    def _follow_plan(self, device: VirtualDevice, now_ms: int) -> None:
+        """Enter and leave the plan's maintenance windows as the service engineer would."""
+        planned = "maintenance" if device.spec.in_maintenance(now_ms) else "online"
+        if planned != device.planned_state:
+            device.planned_state = planned
+            self.set_state(device.spec.device_id, planned)
 
     def step(self) -> None:
         """One pass of the loop: network, sampling when due, publishing, status."""

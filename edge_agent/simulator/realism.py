@@ -129,9 +129,6 @@ class RealisticDeviceSim(DeviceSim):
     def progress(self, t_ms: int) -> dict[str, float]:
         return {f.fault_type: f.progress(t_ms) for f in self.faults}
 
-    def in_maintenance(self, t_ms: int) -> bool:
-        return any(w.start_ms <= t_ms < w.end_ms for w in self.real.maintenance)
-
     def _rn(self, sd: float) -> float:
         return self.rng.gauss(0.0, sd * self._nk)
 
