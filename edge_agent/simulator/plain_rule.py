@@ -155,7 +155,7 @@ def evaluate(scenario: Scenario, *, step_s: float, ks: Sequence[float] = (6.0,)
                   "median_lead_h": round(statistics.median(leads), 1) if leads else None,
                   "false_tickets": acc["false"], "device_days": device_days,
                   "false_per_100_device_days": round(100 * acc["false"] / max(1, device_days), 3),
-                  "sudden_failures": sudden, "sudden_ticketed_24h": acc["sudden_caught"],
+                  "sudden_failures": sudden, "sudden_ticketed_before": acc["sudden_caught"],
                   "missed_by_fault_type": dict(sorted(missed.items()))}
     return out
 
@@ -187,7 +187,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                   f"({f['ticketed_24h_share']:.0%}), median lead {lead}, "
                   f"{f['false_per_100_device_days']:.2f} false tickets per 100 device-days; "
                   f"sudden failures with a ticket in the fortnight before "
-                  f"{f['sudden_ticketed_24h']}/{f['sudden_failures']}; "
+                  f"{f['sudden_ticketed_before']}/{f['sudden_failures']}; "
                   f"missed {f['missed_by_fault_type']}")
     print(json.dumps(result))
     return 0

@@ -211,7 +211,7 @@ class RealisticDeviceSim(DeviceSim):
         raised: list[DeviceEvent] = []
         for fault in self.faults:
             kind = fault.fault_type
-            if fault.broken(t_ms) and kind not in self.state.failed:
+            if t_ms >= fault.failure_ms and kind not in self.state.failed:
                 self.state.failed.add(kind)
                 raised.append(DeviceEvent(FAILURE_CODES[kind], "critical",
                                           f"{kind.replace('_', ' ')}: device out of service"))
