@@ -106,8 +106,10 @@ class Realism:
     maintenance: tuple[Window, ...] = ()
 
 
-def _sines(terms: tuple[tuple[float, float, float], ...], days: float) -> float:
-    return sum(a * math.sin(TWO_PI * days / period + phase) for a, period, phase in terms)
+def _angular(terms: tuple[tuple[float, float, float], ...]) -> tuple[tuple[float, float, float],
+                                                                        ...]:
+    """(amplitude, period, phase) as (amplitude, angular speed, phase), for the hot loop."""
+    return tuple((a, TWO_PI / period, phase) for a, period, phase in terms)
 
 
 class RealisticDeviceSim(DeviceSim):
@@ -125,6 +127,13 @@ class RealisticDeviceSim(DeviceSim):
         self._fio2_block = -1
         self._fio2 = 40.0
         self._last_scan_ms: int | None = None
+        self._weather = _angular(real.site.weather)
+        self._busy = _angular(real.site.busy)
+        self._season_w = TWO_PI / 365.25
+        # Glitches and maintenance are rare: one bounds check skips them almost always.
+        self._glitch_span = (min((g.start_ms for g in real.glitches), default=0),
+                             max((g.end_ms for g in real.glitches), default=0))
+        self._first_visit = min((w.start_ms for w in real.maintenance), default=1 << 62)
 
     def progress(self, t_ms: int) -> dict[str, float]:
         return {f.fault_type: f.progress(t_ms) for f in self.faults}
@@ -134,8 +143,10 @@ class RealisticDeviceSim(DeviceSim):
 
     def sample(self, t_ms: int) -> dict[str, float]:
         real = self.real
-        sev = self.severities(t_ms)
-        prog = self.progress(t_ms)
+        if self.faults:
+            sev, prog = self.severities(t_ms), self.progress(t_ms)
+        else:
+            sev = prog = {}
         dt_s = 1.0 if self.state.last_ms is None else max(0.0, (t_ms - self.state.last_ms) / 1000)
         self.state.last_ms = t_ms
         power = prog.get("power_problem", 0.0)
@@ -143,20 +154,23 @@ class RealisticDeviceSim(DeviceSim):
         self._nk = real.noise * (1.0 + 1.2 * power)
         env = self._environment(t_ms, power)
         days = (t_ms - real.origin_ms) / DAY_MS
-        u = usage(t_ms, self.site, self.model) * real.usage_scale
-        u *= 1.0 + _sines(real.site.busy, days)
+        busy = 1.0
+        for a, w, phase in self._busy:
+            busy += a * math.sin(w * days + phase)
+        u = usage(t_ms, self.site, self.model) * real.usage_scale * busy
         if real.use_change_ms is not None and t_ms >= real.use_change_ms:
             u *= real.use_change_scale
         u = min(1.0, max(0.02, u))
-        if any(f.broken(t_ms) for f in self.faults):
+        if sev and any(f.broken(t_ms) for f in self.faults):
             u = 0.02  # out of clinical service until repaired
         last_cal = real.origin_ms
-        for w in real.maintenance:
-            if w.start_ms <= t_ms < w.end_ms:
-                # Test cycles: full load and idle in turns of ten minutes.
-                u = 1.0 if (t_ms // 600_000) % 2 else 0.05
-            if last_cal < w.end_ms <= t_ms:
-                last_cal = w.end_ms
+        if t_ms >= self._first_visit:
+            for w in real.maintenance:
+                if w.start_ms <= t_ms < w.end_ms:
+                    # Test cycles: full load and idle in turns of ten minutes.
+                    u = 1.0 if (t_ms // 600_000) % 2 else 0.05
+                if last_cal < w.end_ms <= t_ms:
+                    last_cal = w.end_ms
         metrics = self._real_step(t_ms, dt_s, u, env, sev, prog)
         if real.drift_per_day:
             aged = (t_ms - last_cal) / DAY_MS
@@ -165,7 +179,7 @@ class RealisticDeviceSim(DeviceSim):
         metrics["ambient_temp_c"] = env.ambient_c
         metrics["humidity_pct"] = env.humidity_pct
         metrics["supply_voltage_v"] = env.supply_v
-        if real.glitches:
+        if self._glitch_span[0] <= t_ms < self._glitch_span[1]:
             self._glitch(t_ms, metrics)
         return metrics
 
@@ -184,12 +198,13 @@ class RealisticDeviceSim(DeviceSim):
     def _environment(self, t_ms: int, power: float) -> Environment:
         site, sr, rng = self.site, self.real.site, self.rng
         days = (t_ms - self.real.origin_ms) / DAY_MS
-        weather = _sines(sr.weather, days)
+        weather = 0.0
+        for a, w, ph in self._weather:
+            weather += a * math.sin(w * days + ph)
         phase = TWO_PI * (((t_ms / 1000.0 + site.utc_offset_h * 3600.0) % DAY_S) / 3600.0
                           - 15.0) / 24.0
         swing = math.cos(phase)
-        ambient = (site.ambient_c + sr.season_c * math.sin(TWO_PI * days / 365.25
-                                                            + sr.season_phase)
+        ambient = (site.ambient_c + sr.season_c * math.sin(self._season_w * days + sr.season_phase)
                    + weather + site.ambient_swing_c * swing + rng.gauss(0, 0.15))
         supply = site.mains_v + rng.gauss(0, site.mains_noise_v * (1.0 + 2.0 * power))
         for ep in sr.episodes:
