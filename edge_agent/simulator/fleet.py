@@ -148,7 +148,14 @@ class Fleet:
                                      lambda: int(time.time() * 1000))
 
         def self_test(args: dict[str, Any]) -> dict[str, Any]:
-            severities = device.sim.severities(int(time.time() * 1000))
+            now_ms = int(time.time() * 1000)
+            if device.spec.realism is not None:
+                # A real self-test finds a failed part, not the wear that leads to it.
+                ok = not any(f.broken(now_ms) for f in device.spec.faults)
+                return {"passed": ok, "checks": {
+                    "outbox": {"ok": True, "depth": self.outbox.depth(device.spec.device_id)},
+                    "hardware": {"ok": ok}}}
+            severities = device.sim.severities(now_ms)
             worst = max(severities.values(), default=0.0)
             return {"passed": worst < 0.6, "checks": {
                 "outbox": {"ok": True, "depth": self.outbox.depth(device.spec.device_id)},

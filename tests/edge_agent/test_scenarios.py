@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import statistics
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -266,3 +268,21 @@ def test_the_plain_rule_foresees_far_fewer_realistic_failures() -> None:
     for k in (6.0, 10.0):
         assert real[k]["ticketed_24h_share"] <= easy[k]["ticketed_24h_share"] - 0.25
     assert real[6.0]["sudden_failures"] >= 1
+
+
+def test_a_realistic_self_test_finds_the_failure_not_the_wear(tmp_path: Path) -> None:
+    now = int(time.time() * 1000)
+    wearing = Fault("mon-1", "patient_monitor", "fan_failure", now - DAY_MS, now + DAY_MS)
+    failed = Fault("mon-2", "patient_monitor", "fan_failure", now - 3 * DAY_MS, now - HOUR_MS,
+                   repaired_ms=now + DAY_MS)
+    specs = [DeviceSpec(f.device, f.model, Site("s"), (f,), realism()) for f in (wearing, failed)]
+    easy = DeviceSpec("mon-3", "patient_monitor", Site("s"),
+                      (replace(wearing, device="mon-3", onset_ms=now - 9 * DAY_MS),))
+    fleet = Fleet([*specs, easy], seed=1, broker=BrokerSettings(port=1),
+                  outbox_path=tmp_path / "o.db")
+    try:
+        passed = {d: fleet.devices[d].commands._handlers["self_test"].handler({})["passed"]
+                  for d in ("mon-1", "mon-2", "mon-3")}
+        assert passed == {"mon-1": True, "mon-2": False, "mon-3": False}
+    finally:
+        fleet.close()
