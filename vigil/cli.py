@@ -33,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),
     "desk": ("vigil.tickets.bench", "SLA watchdog pass over a large service desk"),
     "scoring": ("analytics.jobs.bench", "streaming scoring job: device-days scored per CPU second"),
+    "fleet": ("analytics.bench.fleet", "end to end on a simulated fleet: tickets days ahead"),
 }
 
 

@@ -10,6 +10,8 @@ raises nothing: its alarms are marked handled without a ticket.
 
 Each alarm is considered once (``handled_at``), in the transaction that files
 its ticket, so a pass after a restart neither repeats evidence nor loses any.
+A pass considers alarms up to its ``now`` only, so a replay of history (``vigil
+bench fleet``) files each ticket at the time live operation would have.
 """
 
 from __future__ import annotations
@@ -109,7 +111,7 @@ def ticket_rules_pass(
 ) -> dict[str, Any]:
     """Consider every unhandled alarm once; file or join tickets. Returns counts for the log."""
     pending = list(session.scalars(
-        select(AnomalyAlarm).where(AnomalyAlarm.handled_at.is_(None))
+        select(AnomalyAlarm).where(AnomalyAlarm.handled_at.is_(None), AnomalyAlarm.ts <= now)
         .order_by(AnomalyAlarm.detected_at, AnomalyAlarm.id).limit(BATCH)))
     if not pending:
         return {"alarms": 0, "tickets_opened": 0, "tickets_joined": 0}
