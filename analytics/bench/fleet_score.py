@@ -128,7 +128,7 @@ def score_tickets(truth: Mapping[str, Any], tickets: Sequence[TicketView], *,
         if t.device is not None:
             device_tickets.setdefault(t.device, []).append(t)
 
-    kinds = Counter()
+    kinds: Counter[str] = Counter()
     roots_per_episode: dict[int, set[int]] = {}
     for t in counted:
         kind, episode = classify(t, faults=per_device, episodes=episodes)
