@@ -40,12 +40,14 @@ import json
 import os
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.error
 import urllib.request
+from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -77,6 +79,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--store", choices=("embedded", "influxdb"), default="embedded")
     parser.add_argument("--broker", default="", help="HOST:PORT of a broker (default: start one)")
     parser.add_argument("--workdir", default="", help="keep the fleets' data in this folder")
+    parser.add_argument("--reuse", action="store_true",
+                        help="with --workdir: replay the fleets already backfilled there with "
+                             "the same sizes and seeds, skipping the backfill")
 
 
 @dataclass
@@ -134,7 +139,8 @@ def _wait(condition: Any, timeout: float, what: str) -> None:
 def fleet_env(folder: Path, *, store: str, mqtt_port: int, metrics_port: int,
               name: str) -> dict[str, str]:
     """`vigil ingest`'s settings for one fleet: its own data folder, session and group."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("VIGIL_") or k.startswith("VIGIL_INFLUXDB__")}
     env.update({"VIGIL_DATA_DIR": str(folder), "VIGIL_TELEMETRY_STORE": store,
                 "VIGIL_MQTT__HOST": "127.0.0.1", "VIGIL_MQTT__PORT": str(mqtt_port),
                 "VIGIL_INGEST__METRICS_PORT": str(metrics_port),
@@ -265,6 +271,9 @@ class Field:
         for ticket in session.scalars(select(Ticket).where(
                 Ticket.source == TicketSource.ANALYTICS.value,
                 Ticket.state == TicketState.OPEN.value, Ticket.created_at <= stale)).all():
+            session.refresh(ticket)  # finishing a site ticket finishes the ones it links
+            if ticket.state != TicketState.OPEN.value:
+                continue
             created_ms = int(ticket.created_at.replace(tzinfo=UTC).timestamp() * 1000) \
                 if ticket.created_at.tzinfo is None else int(ticket.created_at.timestamp() * 1000)
             if ticket.device_id is not None and any(
@@ -389,19 +398,34 @@ def run_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *, host
     metrics_port = free_port()
     env = fleet_env(folder, store=args.store, mqtt_port=port, metrics_port=metrics_port,
                     name=name)
-    settings = Settings(data_dir=folder, telemetry_store=args.store)
+    base = Settings()
+    settings = base.model_copy(update={
+        "data_dir": folder, "telemetry_store": args.store, "database_url": None,
+        "influxdb": base.influxdb.model_copy(update={"database": f"bench_fleet_{name}"})})
+    sql_file, snapshot = folder / "vigil.db", folder / "vigil-backfilled.db"
+    reuse = args.reuse and snapshot.exists()
+    if reuse:
+        shutil.copyfile(snapshot, sql_file)
     engine = make_engine(settings.sql_url)
-    migrations.upgrade(engine)
     factory = make_session_factory(engine)
-    register(factory, truth)
     print(f"[{name}] {args.devices} devices x {args.days} days at {args.step:g} s, seed {seed}, "
           f"{kind} faults: {len(truth['faults'])} faults, "
           f"{len(truth['site_episodes'])} site episodes", flush=True)
-    samples, timings = backfill(scenario.specs, seed, host=host, port=port, folder=folder,
-                                env=env, metrics_port=metrics_port, start_ms=start_ms,
-                                end_ms=end_ms, step_s=args.step)
-    print(f"[{name}] backfill: {samples:,} samples stored through Mosquitto and vigil ingest in "
-          f"{timings['backfill_s']:.0f} s", flush=True)
+    if reuse:
+        samples, timings = 0, {"backfill_s": 0.0}
+        print(f"[{name}] backfill reused from {folder}", flush=True)
+    else:
+        migrations.upgrade(engine)
+        register(factory, truth)
+        samples, timings = backfill(scenario.specs, seed, host=host, port=port, folder=folder,
+                                    env=env, metrics_port=metrics_port, start_ms=start_ms,
+                                    end_ms=end_ms, step_s=args.step)
+        engine.dispose()
+        with closing(sqlite3.connect(sql_file)) as db:
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        shutil.copyfile(sql_file, snapshot)
+        print(f"[{name}] backfill: {samples:,} samples stored through Mosquitto and vigil ingest "
+              f"in {timings['backfill_s']:.0f} s", flush=True)
     store = open_store(settings)
     try:
         t0 = time.monotonic()

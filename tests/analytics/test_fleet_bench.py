@@ -102,6 +102,7 @@ def test_lives_restart_after_a_repair() -> None:
 
 
 @pytest.mark.servers
+@pytest.mark.slow
 def test_tiny_fleet_end_to_end(mosquitto: Mosquitto, tmp_path, capsys) -> None:
     from analytics.bench import fleet
 
