@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "nab": ("analytics.bench.nab", "score the streaming detector on NAB data"),
     "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),
     "scoring": ("analytics.jobs.bench", "streaming scoring job: device-days scored per CPU second"),
+    "desk": ("vigil.tickets.bench", "SLA watchdog pass over a large service desk"),
 }
 
 

@@ -24,6 +24,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from vigil.db.enums import Milestone
+
 PRIORITIES: tuple[str, ...] = ("P1", "P2", "P3")
 ALL_DAYS: frozenset[int] = frozenset(range(7))
 MONDAY_TO_FRIDAY: frozenset[int] = frozenset(range(5))
@@ -57,8 +59,8 @@ class ServiceCalendar:
 
     ``hours`` None means whole days (24 x 7 with the default ``workdays``).
     ``workdays`` (0 = Monday) left None becomes every day for whole days and
-    Monday-Friday for working hours; after construction it is always a set. ``holidays`` are local dates that are
-    closed all day. Hours must not cross midnight.
+    Monday-Friday for working hours; after construction it is always a set.
+    ``holidays`` are local dates that are closed all day. Hours must not cross midnight.
     """
 
     timezone: str = "UTC"
@@ -313,14 +315,6 @@ def service_time_between(
             break
         total += min(open_until, finish) - open_from
     return total
-
-
-class Milestone(StrEnum):
-    """The three promises of a service level, in the order a ticket meets them."""
-
-    RESPOND = "respond"
-    DIAGNOSE = "diagnose"
-    RESTORE = "restore"
 
 
 class MilestoneStatus(StrEnum):
