@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+import pandas as pd
 from sqlalchemy import select
 
+from analytics.jobs import detector as adapter
 from analytics.jobs import registry
 from analytics.jobs.retrain import healthy_history, retrain_model
 from tests.jobs.conftest import T0, add_fleet
@@ -73,7 +75,10 @@ def test_retraining_registers_versions_and_promotes_only_when_as_good(factory, e
         row = registry.promoted(session, name="multivariate:infusion_pump")
         model = registry.estimator_from_params(row.params)
         assert row.data_end == T0 and row.higher_is_better is False
-    assert sorted(model.metrics_) == ["current", "flow"]
+    # The loaded model knows the relation: current is a tenth of the flow.
+    odd = pd.DataFrame({"current": [5.0, 0.0], "flow": [50.0, 50.0]})
+    usual, broken = adapter.multivariate_anomaly(model, odd)
+    assert broken > 0.99 and usual < broken
     # Retrained on the same history: there is no data version 1 did not see, so the stored
     # figures compare; they are equal, and as good is good enough (the newer one takes over).
     second = retrain(T0)

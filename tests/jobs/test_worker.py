@@ -104,7 +104,7 @@ def test_the_service_schedules_passes_and_serves_metrics(factory, embedded) -> N
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             text = requests.get(f"http://127.0.0.1:{service.port}/metrics", timeout=5).text
-            if 'vigil_job_units_total{job="scoring"} 2.0' in text:
+            if 'vigil_job_duration_seconds_count{job="scoring"} 1.0' in text:
                 break
             time.sleep(0.1)
         assert 'vigil_job_units_total{job="scoring"} 2.0' in text
