@@ -86,31 +86,6 @@ class IngestSettings(BaseModel):
     metrics_port: int = Field(9108, ge=0, le=65535)
 
 
-class DeskSettings(BaseModel):
-    """The service desk: its rules file, the watchdog, and where escalations are sent.
-
-    ``rules_file`` empty means the rules shipped with Vigil (``vigil/tickets/rules.toml``):
-    priorities, categories and escalation chains. Every escalation step is posted to
-    each of ``webhook_urls`` (signed with ``webhook_secret``) and e-mailed to the
-    people it reaches when ``smtp_host`` is set.
-    """
-
-    rules_file: Path | None = None
-    reopen_window_days: float = Field(14.0, ge=0)
-    at_risk_fraction: float = Field(0.75, gt=0, lt=1)
-    intake_interval_s: float = Field(10.0, gt=0)
-    watchdog_interval_s: float = Field(60.0, gt=0)
-    delivery_interval_s: float = Field(15.0, gt=0)
-    site_group_window_minutes: float = Field(360.0, gt=0)
-    site_group_min_devices: int = Field(3, ge=2)
-    webhook_urls: list[str] = Field(default_factory=list)
-    webhook_secret: SecretStr | None = None
-    smtp_host: str | None = None
-    smtp_port: int = Field(25, ge=1, le=65535)
-    smtp_sender: str = "vigil@localhost"
-    smtp_username: str | None = None
-    smtp_password: SecretStr | None = None
-    smtp_starttls: bool = False
 class ScoringSettings(BaseModel):
     """Streaming scoring: the fixed step each device model's metrics are resampled to.
 
@@ -142,13 +117,13 @@ class JobsSettings(BaseModel):
     """`vigil jobs`: which jobs run how often, the leases that share work, the metrics port.
 
     A job's interval is how often it is due; a worker polls at most every
-    ``poll_s`` seconds. ``lease_ttl_s`` is how long a dead worker's devices stay
-    claimed before another worker takes them over.
+    ``poll_s`` seconds. The service desk's watchdog and notification delivery
+    run at the intervals of the [desk] section. ``lease_ttl_s`` is how long a
+    dead worker's devices stay claimed before another worker takes them over.
     """
 
     intervals_s: dict[str, float] = Field(
-        default_factory=lambda: {"scoring": 60.0, "ticket_rules": 60.0, "watchdog": 60.0,
-                                 "retrain": 86400.0}
+        default_factory=lambda: {"scoring": 60.0, "ticket_rules": 60.0, "retrain": 86400.0}
     )
     poll_s: float = Field(10.0, gt=0)
     worker_id: str | None = None
@@ -160,6 +135,33 @@ class JobsSettings(BaseModel):
     retrain_days: float = Field(30.0, gt=0)
     scoring: ScoringSettings = ScoringSettings()
     ticket_rules: TicketRuleSettings = TicketRuleSettings()
+
+
+class DeskSettings(BaseModel):
+    """The service desk: its rules file, the watchdog, and where escalations are sent.
+
+    ``rules_file`` empty means the rules shipped with Vigil (``vigil/tickets/rules.toml``):
+    priorities, categories and escalation chains. Every escalation step is posted to
+    each of ``webhook_urls`` (signed with ``webhook_secret``) and e-mailed to the
+    people it reaches when ``smtp_host`` is set.
+    """
+
+    rules_file: Path | None = None
+    reopen_window_days: float = Field(14.0, ge=0)
+    at_risk_fraction: float = Field(0.75, gt=0, lt=1)
+    intake_interval_s: float = Field(10.0, gt=0)
+    watchdog_interval_s: float = Field(60.0, gt=0)
+    delivery_interval_s: float = Field(15.0, gt=0)
+    site_group_window_minutes: float = Field(360.0, gt=0)
+    site_group_min_devices: int = Field(3, ge=2)
+    webhook_urls: list[str] = Field(default_factory=list)
+    webhook_secret: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_sender: str = "vigil@localhost"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
 
 
 class ApiSettings(BaseModel):

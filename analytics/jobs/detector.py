@@ -64,9 +64,15 @@ def alarm_score(detector: StreamingDetector) -> float:
     return DEFAULT_ALARM_SCORE
 
 
-def score(detector: StreamingDetector, times_s: Sequence[float], values: Sequence[float]) -> list[float]:
-    """Scores in time order; the detector learns from each sample after scoring it."""
-    return detector.score_many(times_s, values)
+def score(
+    detector: StreamingDetector, times_s: Sequence[float], values: Sequence[float]
+) -> list[float]:
+    """Scores in time order; the detector learns from each sample after scoring it.
+
+    ``update_many`` is the reworked detectors' name for what was ``score_many``.
+    """
+    many = getattr(detector, "update_many", None) or detector.score_many
+    return list(many(times_s, values))
 
 
 def _pack(value: Any) -> Any:
@@ -99,8 +105,8 @@ def _unpack(value: Any) -> Any:
 
 
 def encode_states(detectors: Mapping[str, StreamingDetector]) -> bytes:
-    document = {"format": STATES_FORMAT,
-                "streams": {metric: _pack(d.get_state()) for metric, d in sorted(detectors.items())}}
+    streams = {metric: _pack(d.get_state()) for metric, d in sorted(detectors.items())}
+    document = {"format": STATES_FORMAT, "streams": streams}
     return zlib.compress(json.dumps(document, allow_nan=False).encode(), ZLIB_LEVEL)
 
 

@@ -62,7 +62,7 @@ def claim(
     session: Session, *, job: str, owner: str, now: datetime, ttl: timedelta, limit: int,
     keys: Sequence[str] | None = None,
 ) -> list[str]:
-    """Take up to ``limit`` due units of ``job`` that nobody holds (or whose holder's lease expired).
+    """Take up to ``limit`` due units of ``job`` nobody holds (or whose holder's lease expired).
 
     Commit right after: the claim is what other workers see. Returns the keys,
     most overdue first.

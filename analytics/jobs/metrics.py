@@ -9,7 +9,8 @@ class JobMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
-        self.runs = Counter("vigil_job_runs", "Job passes that did work, by job", ["job"], registry=r)
+        self.runs = Counter(
+            "vigil_job_runs", "Job passes that did work, by job", ["job"], registry=r)
         self.failures = Counter(
             "vigil_job_failures", "Job passes or units of work that failed, by job", ["job"],
             registry=r)

@@ -141,7 +141,8 @@ def estimator_to_params(estimator: Any) -> dict[str, Any]:
             learned[attr] = {"array": value.tolist(), "dtype": value.dtype.str}
         elif isinstance(value, bool | int | float | str) or value is None:
             learned[attr] = {"value": value}
-        elif isinstance(value, list | tuple) and all(isinstance(v, str | int | float) for v in value):
+        elif isinstance(value, list | tuple) and all(
+                isinstance(v, str | int | float) for v in value):
             learned[attr] = {"list": list(value)}
         else:
             raise UnsafeModel(f"{attr}: a {type(value).__name__} is not plain data")

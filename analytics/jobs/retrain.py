@@ -8,9 +8,10 @@ not count). Cross-validation holds out whole devices (folds grouped by
 device), since the detector must serve devices it never saw. The figure
 compared for promotion is the calibration error on held-out devices: how far
 the share of healthy rows flagged is from the share the threshold promises
-(``1 - threshold``); the promoted model is measured again on the history that
-came after its own training period, when there is enough of it. A model that flags too much buries engineers in tickets;
-one that flags nothing would score badly too, so neither wins by default.
+(``1 - threshold``). A model that flags too much buries engineers in tickets;
+one that flags nothing scores badly too, so neither wins by default. The
+promoted model is measured again on the history that came after its own
+training period, when there is enough of it.
 """
 
 from __future__ import annotations

@@ -36,6 +36,8 @@ log = logging.getLogger("analytics.jobs")
 Clock = Callable[[], datetime]
 # A fleet-wide job's work: done in the caller's transaction, returns what to log.
 FleetTask = Callable[[Session, datetime], dict[str, Any]]
+# A job every worker runs on its own, safe in parallel by itself (the desk's outbox delivery).
+LocalTask = Callable[[], dict[str, Any]]
 
 
 def utc_now() -> datetime:
@@ -63,6 +65,7 @@ class Worker:
         store: TelemetryStore,
         settings: JobsSettings,
         fleet_tasks: dict[str, FleetTask] | None = None,
+        local_tasks: dict[str, LocalTask] | None = None,
         metrics: JobMetrics | None = None,
         clock: Clock = utc_now,
         owner: str | None = None,
@@ -72,6 +75,7 @@ class Worker:
         self.store = store
         self.settings = settings
         self.fleet_tasks = dict(fleet_tasks or {})
+        self.local_tasks = dict(local_tasks or {})
         self.metrics = metrics or JobMetrics()
         self.clock = clock
         self.owner = owner or settings.worker_id or leases.worker_name()
@@ -90,6 +94,9 @@ class Worker:
         try:
             if job == "scoring":
                 report = self.scoring_pass()
+            elif job in self.local_tasks:
+                detail = self.local_tasks[job]()
+                report = PassReport(job, units=int(bool(detail)), detail=detail)
             else:
                 report = self.fleet_pass(job)
         except Exception:
@@ -170,7 +177,7 @@ class Worker:
         return 1
 
     def _update_lag(self) -> None:
-        """Lag: newest telemetry of a device minus its watermark, the worst scored device counted."""
+        """Lag: newest telemetry of a device minus its watermark, over the scored devices."""
         try:
             newest = self.store.latest(measurement=self.settings.scoring.measurement)
         except Exception:

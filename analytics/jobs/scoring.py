@@ -125,12 +125,15 @@ def score_device(
     if start >= cutoff:  # no step has settled since the last pass: nothing to load or save
         session.flush()
         return result
-    end = cutoff if state.watermark_ms is None else min(cutoff, start + settings.max_steps_per_pass * step_ms)
+    end = cutoff
+    if state.watermark_ms is not None:
+        end = min(cutoff, start + settings.max_steps_per_pass * step_ms)
     interval = timedelta(seconds=step_s)
-    frame = store.query(device.id, start, end, interval=interval, measurement=settings.measurement)
+    measurement = settings.measurement
+    frame = store.query(device.id, start, end, interval=interval, measurement=measurement)
     if frame.empty and end < cutoff:  # a gap longer than one pass: look past it
         end = cutoff
-        frame = store.query(device.id, start, end, interval=interval, measurement=settings.measurement)
+        frame = store.query(device.id, start, end, interval=interval, measurement=measurement)
     if len(frame) > settings.max_steps_per_pass:
         frame = frame.iloc[: settings.max_steps_per_pass]
         result.more = True

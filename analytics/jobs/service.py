@@ -9,51 +9,53 @@ that is overdue.
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 import logging
 import threading
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import start_http_server
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.jobs.metrics import JobMetrics
-from analytics.jobs.runner import FleetTask, Worker
+from analytics.jobs.runner import FleetTask, LocalTask, Worker
 from vigil.config import Settings
 from vigil.telemetry.store import TelemetryStore
+from vigil.tickets.priority import TicketRules
 
 log = logging.getLogger("analytics.jobs")
 
 PER_DEVICE_JOBS = ("scoring",)
 
 
-def watchdog_task() -> FleetTask | None:
-    """The service desk's SLA watchdog pass, if this version of the desk has one."""
-    try:
-        module = importlib.import_module("vigil.tickets.watchdog")
-    except ImportError:
-        return None
-    run_pass: Callable[..., Any] | None = getattr(module, "run_pass", None)
-    if run_pass is None:
-        return None
+def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any
+               ) -> tuple[dict[str, FleetTask], dict[str, LocalTask]]:
+    """The service desk's jobs: the SLA watchdog once per interval for the whole fleet (under a
+    lease), and the notification outbox's delivery in every worker (SKIP LOCKED shares it)."""
+    from vigil.tickets.scheduled import delivery_job
+    from vigil.tickets.watchdog import run_pass
 
-    def task(session: Session, now: datetime) -> dict[str, Any]:
-        outcome = run_pass(session, now=now)
-        return outcome if isinstance(outcome, dict) else {"result": str(outcome)}
+    def watchdog(session: Session, now: datetime) -> dict[str, Any]:
+        report = run_pass(session, now=now, policy=desk.policy, recipients=desk.recipients,
+                          at_risk_fraction=desk.at_risk_fraction)
+        return dataclasses.asdict(report)
 
-    return task
+    def delivery() -> dict[str, Any]:
+        report = delivery_job(factory, desk)
+        if not (report.sent or report.retried or report.failed):
+            return {}
+        return {"sent": report.sent, "retried": report.retried, "failed": report.failed}
+
+    return {"watchdog": watchdog}, {"delivery": delivery}
 
 
-def fleet_tasks(settings: Settings, store: TelemetryStore) -> dict[str, FleetTask]:
-    """The fleet-wide jobs this installation can run, by name."""
+def fleet_tasks(settings: Settings, store: TelemetryStore, rules: TicketRules
+                ) -> dict[str, FleetTask]:
+    """The analytics' fleet-wide jobs, by name."""
     from analytics.jobs.retrain import retrain_pass
     from analytics.jobs.ticket_rules import ticket_rules_pass
-    from vigil.tickets.priority import TicketRules
-
-    rules = TicketRules.load()
 
     def ticket_rules(session: Session, now: datetime) -> dict[str, Any]:
         return ticket_rules_pass(session, now=now, settings=settings.jobs.ticket_rules,
@@ -64,11 +66,7 @@ def fleet_tasks(settings: Settings, store: TelemetryStore) -> dict[str, FleetTas
                             period=timedelta(days=settings.jobs.retrain_days),
                             settings=settings.jobs.scoring)
 
-    tasks: dict[str, FleetTask] = {"ticket_rules": ticket_rules, "retrain": retrain}
-    watchdog = watchdog_task()
-    if watchdog is not None:
-        tasks["watchdog"] = watchdog
-    return tasks
+    return {"ticket_rules": ticket_rules, "retrain": retrain}
 
 
 class JobsService:
@@ -86,7 +84,8 @@ class JobsService:
         settings = self.worker.settings
         jobs = []
         for name in settings.intervals_s:
-            if name in PER_DEVICE_JOBS or name in self.worker.fleet_tasks:
+            if (name in PER_DEVICE_JOBS or name in self.worker.fleet_tasks
+                    or name in self.worker.local_tasks):
                 jobs.append(name)
             else:
                 log.warning("job %s is configured but not available here; skipped", name)
@@ -124,11 +123,18 @@ def open_service(settings: Settings, *, metrics_port: int | None = None,
                  stop: threading.Event | None = None) -> JobsService:
     from vigil.db.session import make_engine, make_session_factory
     from vigil.telemetry import open_store
+    from vigil.tickets.scheduled import Desk
 
     engine = make_engine(settings.sql_url)
+    factory = make_session_factory(engine)
     store = open_store(settings)
-    worker = Worker(factory=make_session_factory(engine), store=store,
-                    settings=settings.jobs, fleet_tasks=fleet_tasks(settings, store),
-                    metrics=JobMetrics(), stop=stop)
+    desk = Desk.from_settings(settings.desk)
+    fleet, local = desk_tasks(settings, factory, desk)
+    fleet.update(fleet_tasks(settings, store, desk.rules))
+    intervals = {"watchdog": settings.desk.watchdog_interval_s,
+                 "delivery": settings.desk.delivery_interval_s, **settings.jobs.intervals_s}
+    jobs = settings.jobs.model_copy(update={"intervals_s": intervals})
+    worker = Worker(factory=factory, store=store, settings=jobs, fleet_tasks=fleet,
+                    local_tasks=local, metrics=JobMetrics(), stop=stop)
     port = settings.jobs.metrics_port if metrics_port is None else metrics_port
     return JobsService(worker, metrics_host=settings.jobs.metrics_host, metrics_port=port)

@@ -72,7 +72,7 @@ def findings(
     new: Sequence[AlarmView], recent: Sequence[AlarmView], *, min_alarms: int, window: timedelta
 ) -> list[Finding]:
     """Per device and metric with a new alarm: the alarms in the window ending at its newest
-    alarm, if there are at least ``min_alarms``. ``recent`` holds earlier alarms (handled ones too)."""
+    alarm, if there are at least ``min_alarms``. ``recent``: earlier alarms (handled ones too)."""
     out = []
     keys = sorted({(a.device_id, a.metric) for a in new})
     by_key: dict[tuple[str, str], dict[int, AlarmView]] = {k: {} for k in keys}

@@ -61,7 +61,9 @@ def factory(sqlite_url: str) -> Iterator[sessionmaker[Session]]:
     engine.dispose()
 
 
-def add_fleet(factory: sessionmaker[Session], count: int, model: str = "infusion_pump") -> list[str]:
+def add_fleet(
+    factory: sessionmaker[Session], count: int, model: str = "infusion_pump"
+) -> list[str]:
     ids = [f"dev-{i:03d}" for i in range(count)]
     with transaction(factory) as session:
         site = Site(name="Ward 3", customer=Customer(name="General Hospital"))
@@ -69,8 +71,10 @@ def add_fleet(factory: sessionmaker[Session], count: int, model: str = "infusion
     return ids
 
 
-def readings(device: str, start: datetime, end: datetime, *, every: timedelta = timedelta(minutes=1),
-             seed: int = 1, spike_at: datetime | None = None) -> list[Point]:
+def readings(
+    device: str, start: datetime, end: datetime, *, every: timedelta = timedelta(minutes=1),
+    seed: int = 1, spike_at: datetime | None = None,
+) -> list[Point]:
     """A daily rhythm with noise; an optional large spike on ``flow`` at ``spike_at``."""
     rng = random.Random(f"{device}-{seed}")
     points = []

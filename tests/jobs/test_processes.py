@@ -1,4 +1,4 @@
-"""Two `vigil jobs` processes on PostgreSQL share a fleet; one is killed; every window is scored once."""
+"""Two `vigil jobs` processes on PostgreSQL share a fleet; one is killed; all is scored once."""
 
 from __future__ import annotations
 
@@ -33,7 +33,9 @@ def start_worker(name: str, env: dict[str, str], logs: Path) -> subprocess.Popen
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
-def test_a_killed_workers_devices_are_taken_over_and_scored_once(pg_url: str, tmp_path: Path) -> None:
+def test_a_killed_workers_devices_are_taken_over_and_scored_once(
+    pg_url: str, tmp_path: Path
+) -> None:
     engine = migrated(pg_url)
     factory = make_session_factory(engine)
     devices = add_fleet(factory, DEVICES)
@@ -41,7 +43,8 @@ def test_a_killed_workers_devices_are_taken_over_and_scored_once(pg_url: str, tm
     end = datetime.fromtimestamp(end_ms / 1000, UTC)
     with EmbeddedStore(tmp_path / "telemetry.db") as store:
         for device in devices:
-            store.write(readings(device, end - timedelta(days=DAYS), end, every=timedelta(minutes=5)))
+            store.write(readings(device, end - timedelta(days=DAYS), end,
+                                 every=timedelta(minutes=5)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")}
     env.update({
         "VIGIL_DATABASE_URL": pg_url, "VIGIL_DATA_DIR": str(tmp_path),
@@ -57,9 +60,9 @@ def test_a_killed_workers_devices_are_taken_over_and_scored_once(pg_url: str, tm
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline and not held:
             with factory() as session:
-                done = session.scalar(select(JobLease.runs).where(JobLease.owner == "w1").limit(1))
-                if done is not None:
-                    held = list(session.scalars(select(JobLease.key).where(JobLease.owner == "w1")))
+                mine = (JobLease.owner == "w1") & (JobLease.job == "scoring")
+                if session.scalar(select(JobLease.runs).where(mine).limit(1)) is not None:
+                    held = list(session.scalars(select(JobLease.key).where(mine)))
             time.sleep(0.02)
         assert held, "w1 never held a device"
         victim.send_signal(signal.SIGKILL)
@@ -69,14 +72,16 @@ def test_a_killed_workers_devices_are_taken_over_and_scored_once(pg_url: str, tm
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             with factory() as session:
-                marks = dict(session.execute(select(StreamState.device_id, StreamState.watermark_ms)).all())
+                marks = dict(session.execute(
+                    select(StreamState.device_id, StreamState.watermark_ms)).all())
             if len(marks) == DEVICES and set(marks.values()) == {end_ms}:
                 break
             assert survivor.poll() is None, "the surviving worker died"
             time.sleep(0.5)
         with factory() as session:
             states = session.scalars(select(StreamState)).all()
-            rows = {r.key: r for r in session.scalars(select(JobLease).where(JobLease.job == "scoring"))}
+            rows = {r.key: r for r in session.scalars(
+                select(JobLease).where(JobLease.job == "scoring"))}
         assert {s.watermark_ms for s in states} == {end_ms}
         # Each device's steps were scored exactly once, whoever scored which chunk.
         assert {s.scored_steps for s in states} == {DAYS * 288}
@@ -84,7 +89,8 @@ def test_a_killed_workers_devices_are_taken_over_and_scored_once(pg_url: str, tm
             assert rows[key].owner is None and rows[key].last_done_at > killed_at
         with EmbeddedStore(tmp_path / "telemetry.db") as store:
             for device in devices:
-                scores = store.query(device, end - timedelta(days=DAYS + 1), end, measurement="scores")
+                scores = store.query(device, end - timedelta(days=DAYS + 1), end,
+                                     measurement="scores")
                 assert len(scores) == DAYS * 288
     finally:
         for process in (victim, survivor):

@@ -17,7 +17,8 @@ from vigil.db.session import transaction
 from vigil.scoring.models import ModelVersion
 
 
-def trained(score: float, params=None, name: str = "multivariate:infusion_pump") -> registry.Trained:
+def trained(score: float, params=None, name: str = "multivariate:infusion_pump"
+            ) -> registry.Trained:
     return registry.Trained(name=name, kind="test", params=params or {"w": [1.0, 2.0]}, score=score,
                             data_start=T0 - timedelta(days=30), data_end=T0,
                             metrics={"cv_auc": score, "folds": 5})
@@ -83,7 +84,8 @@ def test_a_multivariate_detector_round_trips_as_plain_json(factory) -> None:
     with factory() as session:
         loaded = registry.estimator_from_params(
             registry.promoted(session, name="multivariate:infusion_pump").params)
-    odd = pd.DataFrame({"current": [0.0, 1.0], "flow": [0.0, -2.0]})  # the second breaks the relation
+    # The second vector breaks the relation between the metrics.
+    odd = pd.DataFrame({"current": [0.0, 1.0], "flow": [0.0, -2.0]})
     assert np.array_equal(loaded.score_samples(odd), model.score_samples(odd))
     # Whichever sign convention the detector uses, the odd vector stands apart.
     assert abs(loaded.score_samples(odd)[1] - loaded.score_samples(odd)[0]) > 0.5

@@ -5,8 +5,10 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
+import pandas as pd
 from sqlalchemy import select
 
+from analytics.jobs import detector as adapter
 from analytics.jobs import registry
 from analytics.jobs.retrain import healthy_history, retrain_model
 from tests.jobs.conftest import T0, add_fleet
@@ -29,7 +31,8 @@ def write_fleet(store, devices: list[str]) -> None:
         for i in range(DAYS * 288):
             ts = int((T0 - timedelta(days=DAYS)).timestamp() * 1000) + i * 300_000
             flow = base + rng.gauss(0, 5)
-            points.append(Point(device, ts, {"flow": flow, "current": 0.1 * flow + rng.gauss(0, 0.05)},
+            current = 0.1 * flow + rng.gauss(0, 0.05)
+            points.append(Point(device, ts, {"flow": flow, "current": current},
                                 model="infusion_pump"))
         store.write(points)
 
@@ -49,8 +52,8 @@ def test_fault_periods_are_left_out_of_healthy_history(factory, embedded) -> Non
         history = healthy_history(session, store=embedded, model="infusion_pump",
                                   start=T0 - timedelta(days=DAYS), end=T0, settings=SETTINGS)
     rows = history.groupby("device").size().to_dict()
-    # dev-001 loses the 14 days before its ticket opened (all its data up to then) and the day after;
-    # a ticket cancelled as a false alarm removes nothing.
+    # dev-001 loses the 14 days before its ticket opened (all its data up to then) and the
+    # day after; a ticket cancelled as a false alarm removes nothing.
     assert rows == {"dev-000": DAYS * 288, "dev-001": 2 * 288, "dev-002": DAYS * 288}
     assert (history[history.device == "dev-001"].index >= T0 - timedelta(days=2)).all()
 
@@ -72,14 +75,17 @@ def test_retraining_registers_versions_and_promotes_only_when_as_good(factory, e
         row = registry.promoted(session, name="multivariate:infusion_pump")
         model = registry.estimator_from_params(row.params)
         assert row.data_end == T0 and row.higher_is_better is False
-    assert sorted(model.metrics_) == ["current", "flow"]
+    # The loaded model knows the relation: current is a tenth of the flow.
+    odd = pd.DataFrame({"current": [5.0, 0.0], "flow": [50.0, 50.0]})
+    usual, broken = adapter.multivariate_anomaly(model, odd)
+    assert broken > 0.99 and usual < broken
     # Retrained on the same history: there is no data version 1 did not see, so the stored
     # figures compare; they are equal, and as good is good enough (the newer one takes over).
     second = retrain(T0)
     assert (second.version, second.promoted) == (2, True)
     with factory() as session:
-        assert [r.status for r in session.scalars(select(ModelVersion).order_by(ModelVersion.version))] \
-            == ["retired", "promoted"]
+        rows = session.scalars(select(ModelVersion).order_by(ModelVersion.version))
+        assert [r.status for r in rows] == ["retired", "promoted"]
 
 
 def test_too_little_history_trains_nothing(factory, embedded) -> None:

@@ -39,7 +39,8 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TelemetryS
         yield impl
 
 
-def run(factory: sessionmaker[Session], store: TelemetryStore, now, settings=SETTINGS, device="dev-000"):
+def run(factory: sessionmaker[Session], store: TelemetryStore, now, settings=SETTINGS,
+        device="dev-000"):
     with transaction(factory) as session:
         return score_device(session, store=store, device=session.get(Device, device),
                             settings=settings, now=now)
@@ -76,7 +77,8 @@ def test_replayed_and_late_data_is_never_scored_twice(factory, store) -> None:
     with factory() as session:
         saved = session.get(StreamState, "dev-000").states
     store.write(points)  # the outbox replays everything
-    store.write(readings("dev-000", T0 - DAY, T0 - DAY + STEP, seed=9))  # a late sample, other value
+    # A late sample with another value, for a step already scored.
+    store.write(readings("dev-000", T0 - DAY, T0 - DAY + STEP, seed=9))
     again = run(factory, store, T0 + timedelta(minutes=1))
     assert again.steps == 0 and again.alarms == 0
     with factory() as session:
@@ -138,8 +140,9 @@ def test_a_repair_starts_a_fresh_baseline(factory, embedded) -> None:
     embedded.write(readings("dev-000", T0 - 3 * DAY, T0))
     run(factory, embedded, T0 - DAY)
     with transaction(factory) as session:
-        ticket = Ticket(device_id="dev-000", priority="P2", category="mechanical", source="analytics",
-                        signature="anomaly:flow", title="flow", state="repaired")
+        ticket = Ticket(device_id="dev-000", priority="P2", category="mechanical",
+                        source="analytics", signature="anomaly:flow", title="flow",
+                        state="repaired")
         session.add(ticket)
         session.flush()
         session.add(TicketEvent(ticket_id=ticket.id, actor="eng1", kind="transition",

@@ -26,7 +26,9 @@ def worker(factory, store, clock, runs: list, owner: str = "w1") -> Worker:
                   metrics=JobMetrics(), clock=clock, owner=owner)
 
 
-def test_a_scoring_pass_scores_every_device_once_then_waits_for_the_interval(factory, embedded) -> None:
+def test_a_scoring_pass_scores_every_device_once_then_waits_for_the_interval(
+    factory, embedded
+) -> None:
     devices = add_fleet(factory, 5)
     for device in devices:
         embedded.write(readings(device, T0 - timedelta(days=1), T0))
@@ -102,7 +104,7 @@ def test_the_service_schedules_passes_and_serves_metrics(factory, embedded) -> N
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             text = requests.get(f"http://127.0.0.1:{service.port}/metrics", timeout=5).text
-            if 'vigil_job_units_total{job="scoring"} 2.0' in text:
+            if 'vigil_job_duration_seconds_count{job="scoring"} 1.0' in text:
                 break
             time.sleep(0.1)
         assert 'vigil_job_units_total{job="scoring"} 2.0' in text
@@ -111,3 +113,20 @@ def test_the_service_schedules_passes_and_serves_metrics(factory, embedded) -> N
     finally:
         service.stop()
     assert not service.scheduler.running
+
+
+def test_the_service_runs_the_desks_watchdog_once_per_interval_for_the_fleet(tmp_path) -> None:
+    from analytics.jobs.service import open_service
+    from tests.jobs.conftest import migrated
+    from vigil.config import Settings
+
+    settings = Settings(data_dir=tmp_path)
+    migrated(settings.sql_url).dispose()
+    service = open_service(settings, metrics_port=0)
+    assert set(service.jobs) == {"scoring", "ticket_rules", "retrain", "watchdog", "delivery"}
+    first = service.worker.run("watchdog")
+    assert first.units == 1 and first.detail["tickets"] == 0
+    other = open_service(settings, metrics_port=0)  # a second worker, or this one restarted
+    assert other.worker.run("watchdog").units == 0  # not due again for a minute
+    service.worker.store.close()
+    other.worker.store.close()

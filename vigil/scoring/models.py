@@ -62,7 +62,8 @@ class StreamState(Base):
     ``watermark_ms`` is the end of the last scored step (epoch ms): telemetry
     before it is never scored again. ``states`` is zlib-compressed JSON with
     float lists packed as base64 doubles (about 23 kB per metric stream), a
-    format that runs no code when read. ``baseline_from`` is the repair the detectors were last reset for.
+    format that runs no code when read. ``baseline_from`` is the repair the
+    detectors were last reset for.
     ``version`` grows by one per save (SQLAlchemy's version counter): a writer
     that read an older version gets ``StaleDataError`` and writes nothing.
     """

@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Scheduled jobs: leases, streaming-scoring state, anomaly alarms and the model registry.
 
 The CHECK constraints the model base adds (enumerated values, text lengths)
