@@ -184,7 +184,9 @@ def learn_fault_types(truth: Mapping[str, Any], tickets: Sequence[TicketView]
     """Per device model and ticket signature, the fault type its true tickets most often had.
 
     Learned on the training fleet only, then used to name the fault of the
-    evaluation fleet's tickets.
+    evaluation fleet's tickets. Keys with model ``*`` vote across models, for a
+    signature the training fleet showed on another model only (a supply voltage
+    behaves alike on every model).
     """
     per_device = _by_device(faults_of(truth))
     votes: dict[tuple[str, str], Counter[str]] = {}
@@ -194,12 +196,14 @@ def learn_fault_types(truth: Mapping[str, Any], tickets: Sequence[TicketView]
         for f in per_device.get(t.device, ()):
             if f.onset_ms <= t.created_ms <= f.failure_ms:
                 votes.setdefault((f.model, t.signature), Counter())[f.fault_type] += 1
+                votes.setdefault(("*", t.signature), Counter())[f.fault_type] += 1
     return {key: counts.most_common(1)[0][0] for key, counts in sorted(votes.items())}
 
 
 def predictor(table: Mapping[tuple[str, str], str]) -> TypePredictor:
+    """The fault type for a model's signature, else the signature's across models, else None."""
     def predict(model: str, signature: str) -> str | None:
-        return table.get((model, signature))
+        return table.get((model, signature)) or table.get(("*", signature))
     return predict
 
 

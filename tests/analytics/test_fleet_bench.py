@@ -60,6 +60,9 @@ TICKETS = [
 def test_hand_made_tickets_give_known_figures() -> None:
     types = score.learn_fault_types(TRUTH, TICKETS)
     assert types[("infusion_pump", "anomaly:motor_current")] == "motor_wear"
+    predict = score.predictor(types)
+    assert predict("ventilator", "anomaly:motor_current") == "motor_wear"
+    assert predict("ventilator", "anomaly:never_seen") is None
     f = score.score_tickets(TRUTH, TICKETS, predict_type=score.predictor(types))
     assert f["predictable_failures"] == 2
     assert f["ticketed_24h"] == 1 and f["ticketed_24h_share"] == 0.5
