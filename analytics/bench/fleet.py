@@ -82,6 +82,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reuse", action="store_true",
                         help="with --workdir: replay the fleets already backfilled there with "
                              "the same sizes and seeds, skipping the backfill")
+    parser.add_argument("--score-only", action="store_true",
+                        help="with --workdir: score the fleets an earlier run replayed there "
+                             "again, without backfill or replay")
 
 
 @dataclass
@@ -389,12 +392,20 @@ def run_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *, host
 
     folder = work / name
     folder.mkdir(parents=True, exist_ok=True)
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-    end_ms = int(today.timestamp() * 1000)
-    start_ms = end_ms - args.days * DAY_MS
-    scenario = plan_scenario(args.devices, seed=seed, start_ms=start_ms, end_ms=end_ms,
-                             fault_fraction=args.fault_fraction, faults=kind)
-    truth = write_ground_truth(folder / "truth.json", scenario)
+    sql_file, snapshot = folder / "vigil.db", folder / "vigil-backfilled.db"
+    reuse = (args.reuse or args.score_only) and snapshot.exists()
+    if reuse:  # the same period as the backfill, even on another day
+        truth = json.loads((folder / "truth.json").read_text())
+        start_ms, end_ms = int(truth["start_ms"]), int(truth["end_ms"])
+    else:
+        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        end_ms = int(today.timestamp() * 1000)
+        start_ms = end_ms - args.days * DAY_MS
+        scenario = plan_scenario(args.devices, seed=seed, start_ms=start_ms, end_ms=end_ms,
+                                 fault_fraction=args.fault_fraction, faults=kind)
+        truth = write_ground_truth(folder / "truth.json", scenario)
+    if args.score_only:
+        return scored_run(name, folder, truth, args)
     metrics_port = free_port()
     env = fleet_env(folder, store=args.store, mqtt_port=port, metrics_port=metrics_port,
                     name=name)
@@ -402,8 +413,6 @@ def run_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *, host
     settings = base.model_copy(update={
         "data_dir": folder, "telemetry_store": args.store, "database_url": None,
         "influxdb": base.influxdb.model_copy(update={"database": f"bench_fleet_{name}"})})
-    sql_file, snapshot = folder / "vigil.db", folder / "vigil-backfilled.db"
-    reuse = args.reuse and snapshot.exists()
     if reuse:
         shutil.copyfile(snapshot, sql_file)
     engine = make_engine(settings.sql_url)
@@ -438,9 +447,39 @@ def run_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *, host
         store.close()
         engine.dispose()
     device_days = args.devices * args.days
+    (folder / "run.json").write_text(json.dumps(
+        {"samples": samples, "timings": timings, "scoring_cpu_s": cpu,
+         "device_days": device_days}))
     print(f"[{name}] replay: {timings['replay_s']:.0f} s; scoring {device_days:,} device-days "
           f"took {cpu:.1f} s CPU; {len(tickets)} analytics tickets", flush=True)
     return FleetRun(name, truth, tickets, daily, samples, timings, cpu, device_days)
+
+
+def scored_run(name: str, folder: Path, truth: dict[str, Any], args: argparse.Namespace
+               ) -> FleetRun:
+    """A fleet replayed by an earlier run in ``folder``, read back to be scored again."""
+    from vigil.config import Settings
+    from vigil.db.session import make_engine, make_session_factory
+    from vigil.telemetry import open_store
+
+    base = Settings()
+    settings = base.model_copy(update={
+        "data_dir": folder, "telemetry_store": args.store, "database_url": None,
+        "influxdb": base.influxdb.model_copy(update={"database": f"bench_fleet_{name}"})})
+    saved = json.loads((folder / "run.json").read_text())
+    engine = make_engine(settings.sql_url)
+    store = open_store(settings)
+    try:
+        with make_session_factory(engine)() as session:
+            tickets = collect_tickets(session)
+        daily = daily_means(store, [d["device"] for d in truth["devices"]],
+                            int(truth["start_ms"]), int(truth["end_ms"]))
+    finally:
+        store.close()
+        engine.dispose()
+    print(f"[{name}] scored again from {folder}: {len(tickets)} analytics tickets", flush=True)
+    return FleetRun(name, truth, tickets, daily, int(saved["samples"]), saved["timings"],
+                    float(saved["scoring_cpu_s"]), float(saved["device_days"]))
 
 
 def _line(label: str, f: dict[str, Any]) -> str:
