@@ -8,7 +8,7 @@ The rules, the same for the analytics and for the plain threshold rule:
 
 - The first ``baseline_days`` of the period are a warm-up: a detector, like the
   threshold rule, first learns each device's normal. Failures and tickets in it
-  are not counted.
+  are not counted (those tickets are reported as ``warmup_tickets``).
 - A predictable failure is *ticketed 24 h ahead* if a ticket on its device was
   opened between the fault's onset and 24 h before the failure. Its lead is the
   failure time minus the earliest ticket opened between onset and failure.
@@ -163,6 +163,7 @@ def score_tickets(truth: Mapping[str, Any], tickets: Sequence[TicketView], *,
         "ticketed_24h_share": round(len(leads) / len(predictable), 3) if predictable else None,
         "median_lead_h": round(statistics.median(leads), 1) if leads else None,
         "tickets": len(counted),
+        "warmup_tickets": sum(t.created_ms < first for t in tickets),
         "true_tickets": kinds["true"],
         "episode_tickets": kinds["episode"],
         "false_tickets": kinds["false"],

@@ -69,6 +69,7 @@ def test_hand_made_tickets_give_known_figures() -> None:
     assert f["median_lead_h"] == 192.0
     assert (f["tickets"], f["true_tickets"], f["episode_tickets"], f["false_tickets"]) == \
         (7, 3, 2, 2)
+    assert f["warmup_tickets"] == 1
     # 3 devices x 23 days after the warm-up, less 1 + 0.5 + 1 days lying broken.
     assert f["device_days"] == 66.5
     assert f["false_per_100_device_days"] == round(200 / 66.5, 3)
