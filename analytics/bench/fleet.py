@@ -58,7 +58,7 @@ from analytics.bench import fleet_score as score
 DAY_MS = score.DAY_MS
 HOUR_MS = score.HOUR_MS
 FLEET_FOR_RATIO = 5000
-K_GRID = tuple(x / 2 for x in range(4, 33))  # 2.0 .. 16.0
+K_GRID = tuple(x / 2 for x in range(4, 121))  # 2.0 .. 60.0: wide enough to match a quiet rule
 ENGINEER_NAME = "bench-engineer"
 
 
