@@ -10,10 +10,13 @@ raises nothing: its alarms are marked handled without a ticket.
 
 Each alarm is considered once (``handled_at``), in the transaction that files
 its ticket, so a pass after a restart neither repeats evidence nor loses any.
+A finding the desk refuses is logged and its alarms marked handled, so it
+cannot block every later pass.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,9 +28,12 @@ from sqlalchemy.orm import Session
 from vigil.config import TicketRuleSettings
 from vigil.db.enums import DeviceState, TicketSource
 from vigil.devices.models import Device
+from vigil.errors import DomainError
 from vigil.scoring.models import AnomalyAlarm
 from vigil.tickets.priority import Signal, TicketRules
 from vigil.tickets.service import Evidence, open_or_join
+
+log = logging.getLogger(__name__)
 
 # Alarms considered per pass; the rest wait for the next one.
 BATCH = 5000
@@ -128,14 +134,20 @@ def ticket_rules_pass(
     found = findings([_view(a) for a in live], [_view(a) for a in recent],
                      min_alarms=settings.min_alarms, window=window)
     by_id = {a.id: a for a in (*recent, *pending)}
-    opened = joined = 0
+    opened = joined = refused = 0
     for finding in found:
         peak = finding.peak
-        result = open_or_join(
-            session, device_id=finding.device_id, signature=finding.signature,
-            signal=Signal(source=TicketSource.ANALYTICS, score=peak.score),
-            title=f"Unusual {finding.metric} on {finding.device_id}",
-            evidence=evidence_of(finding), now=now, rules=rules)
+        try:
+            with session.begin_nested():
+                result = open_or_join(
+                    session, device_id=finding.device_id, signature=finding.signature,
+                    signal=Signal(source=TicketSource.ANALYTICS, score=peak.score),
+                    title=f"Unusual {finding.metric} on {finding.device_id}",
+                    evidence=evidence_of(finding), now=now, rules=rules)
+        except DomainError as exc:  # one refused finding must not hold back the others
+            log.error("no ticket for %s %s: %s", finding.device_id, finding.signature, exc)
+            refused += 1
+            continue
         opened += result.created
         joined += not result.created
         for alarm in finding.alarms:
@@ -145,4 +157,4 @@ def ticket_rules_pass(
     for alarm in pending:
         alarm.handled_at = now
     return {"alarms": len(pending), "in_maintenance": len(pending) - len(live),
-            "tickets_opened": opened, "tickets_joined": joined}
+            "tickets_opened": opened, "tickets_joined": joined, "refused": refused}

@@ -116,3 +116,25 @@ def test_scoring_then_ticket_rules_end_to_end(factory, embedded) -> None:
     flow = [t for t in tickets(factory) if t.signature == "anomaly:flow"]
     assert [t.device_id for t in flow] == ["dev-000"]
     assert flow[0].peak_score > 0.9
+
+
+def test_a_finding_the_desk_refuses_does_not_block_the_others(factory, monkeypatch) -> None:
+    from analytics.jobs import ticket_rules
+    from vigil.errors import Conflict
+
+    add_fleet(factory, 2)
+    add_alarms(factory, "dev-000", "flow", [1, 2, 3])
+    add_alarms(factory, "dev-001", "flow", [1, 2, 3])
+    real = ticket_rules.open_or_join
+
+    def refuse_dev_000(session, **kwargs):
+        if kwargs["device_id"] == "dev-000":
+            real(session, **kwargs)  # writes, then fails: the savepoint must undo the write
+            raise Conflict("changed three times in a row")
+        return real(session, **kwargs)
+
+    monkeypatch.setattr(ticket_rules, "open_or_join", refuse_dev_000)
+    outcome = run(factory)
+    assert (outcome["tickets_opened"], outcome["refused"]) == (1, 1)
+    assert [t.device_id for t in tickets(factory)] == ["dev-001"]
+    assert run(factory)["alarms"] == 0
