@@ -107,10 +107,15 @@ class ScoringSettings(BaseModel):
 
 
 class TicketRuleSettings(BaseModel):
-    """When anomaly alarms become a ticket: ``min_alarms`` on one metric within ``window_s``."""
+    """When anomaly alarms become a ticket: ``min_alarms`` on one metric within ``window_s``,
+    more after an engineer cancelled the same device's ticket as a false alarm."""
 
     min_alarms: int = Field(3, ge=1)
     window_s: int = Field(24 * 3600, ge=60)
+    # After a ticket of the same device and signature was cancelled as a false alarm within
+    # ``damping_days``, ``min_alarms`` is multiplied by ``damping_factor``.
+    damping_days: float = Field(30.0, ge=0)
+    damping_factor: int = Field(2, ge=1)
 
 
 class JobsSettings(BaseModel):

@@ -6,7 +6,11 @@ within ``window_s`` (telemetry time) is; its signature is ``anomaly:<metric>``,
 so repeated evidence joins the device's open ticket for that metric, and the
 desk's rules map the signature to a category (``*ambient*`` environmental,
 ``*supply_voltage*`` electrical, ...). A device reporting ``maintenance``
-raises nothing: its alarms are marked handled without a ticket.
+raises nothing: its alarms are marked handled without a ticket. After an
+engineer cancelled a device's ticket for a metric as a false alarm, that
+device and metric need ``damping_factor`` times as many alarms for a while
+(``damping_days``); :func:`cancellations_by_rule` counts the cancellations
+per signature for the quality report.
 
 Each alarm is considered once (``handled_at``), in the transaction that files
 its ticket, so a pass after a restart neither repeats evidence nor loses any.
@@ -17,24 +21,26 @@ cannot block every later pass.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vigil.config import TicketRuleSettings
-from vigil.db.enums import DeviceState, TicketSource
+from vigil.db.enums import DeviceState, TicketEventKind, TicketSource, TicketState
 from vigil.devices.models import Device
 from vigil.errors import DomainError
 from vigil.scoring.models import AnomalyAlarm
+from vigil.tickets.models import Ticket, TicketEvent
 from vigil.tickets.priority import Signal, TicketRules
 from vigil.tickets.service import Evidence, open_or_join
 
 log = logging.getLogger(__name__)
 
+PREFIX = "anomaly:"  # signature of a streaming-anomaly ticket, followed by the metric
 # Alarms considered per pass; the rest wait for the next one.
 BATCH = 5000
 
@@ -61,7 +67,7 @@ class Finding:
 
     @property
     def signature(self) -> str:
-        return f"anomaly:{self.metric}"
+        return f"{PREFIX}{self.metric}"
 
     @property
     def peak(self) -> AlarmView:
@@ -73,10 +79,13 @@ class Finding:
 
 
 def findings(
-    new: Sequence[AlarmView], recent: Sequence[AlarmView], *, min_alarms: int, window: timedelta
+    new: Sequence[AlarmView], recent: Sequence[AlarmView], *, min_alarms: int, window: timedelta,
+    damped: Mapping[tuple[str, str], int] | None = None,
 ) -> list[Finding]:
     """Per device and metric with a new alarm: the alarms in the window ending at its newest
-    alarm, if there are at least ``min_alarms``. ``recent``: earlier alarms (handled ones too)."""
+    alarm, if there are at least ``min_alarms`` (or ``damped[(device, metric)]``).
+    ``recent``: earlier alarms (handled ones too)."""
+    damped = damped or {}
     out = []
     keys = sorted({(a.device_id, a.metric) for a in new})
     by_key: dict[tuple[str, str], dict[int, AlarmView]] = {k: {} for k in keys}
@@ -88,7 +97,7 @@ def findings(
         alarms = sorted(by_key[key].values(), key=lambda a: a.ts)
         newest = alarms[-1].ts
         inside = tuple(a for a in alarms if a.ts > newest - window)
-        if len(inside) >= min_alarms:
+        if len(inside) >= damped.get(key, min_alarms):
             out.append(Finding(key[0], key[1], inside))
     return out
 
@@ -108,6 +117,34 @@ def evidence_of(finding: Finding) -> Evidence:
 
 def _view(alarm: AnomalyAlarm) -> AlarmView:
     return AlarmView(alarm.id, alarm.device_id, alarm.metric, alarm.ts, alarm.score, alarm.value)
+
+
+def false_alarms(
+    session: Session, *, device_ids: Collection[str], since: datetime
+) -> set[tuple[str, str]]:
+    """(device, metric) pairs whose anomaly ticket was cancelled as a false alarm lately."""
+    if not device_ids:
+        return set()
+    rows = session.execute(
+        select(Ticket.device_id, Ticket.signature)
+        .join(TicketEvent, TicketEvent.ticket_id == Ticket.id)
+        .where(Ticket.device_id.in_(device_ids), Ticket.signature.like(f"{PREFIX}%"),
+               TicketEvent.kind == TicketEventKind.TRANSITION.value,
+               TicketEvent.to_state == TicketState.CANCELLED.value, TicketEvent.at >= since))
+    return {(str(device), signature[len(PREFIX):]) for device, signature in rows}
+
+
+def cancellations_by_rule(session: Session, *, since: datetime) -> dict[str, int]:
+    """Analytics tickets cancelled as false alarms since ``since``, per rule (signature), so
+    that a noisy rule shows in the quality report."""
+    rows = session.execute(
+        select(Ticket.signature, func.count(func.distinct(Ticket.id)))
+        .join(TicketEvent, TicketEvent.ticket_id == Ticket.id)
+        .where(Ticket.source == TicketSource.ANALYTICS.value,
+               TicketEvent.kind == TicketEventKind.TRANSITION.value,
+               TicketEvent.to_state == TicketState.CANCELLED.value, TicketEvent.at >= since)
+        .group_by(Ticket.signature))
+    return {signature: int(count) for signature, count in rows}
 
 
 def ticket_rules_pass(
@@ -131,8 +168,11 @@ def ticket_rules_pass(
             select(AnomalyAlarm).where(
                 AnomalyAlarm.device_id.in_({a.device_id for a in live}),
                 AnomalyAlarm.ts > earliest, AnomalyAlarm.handled_at.is_not(None))))
+    damped = {key: settings.min_alarms * settings.damping_factor
+              for key in false_alarms(session, device_ids={a.device_id for a in live},
+                                      since=now - timedelta(days=settings.damping_days))}
     found = findings([_view(a) for a in live], [_view(a) for a in recent],
-                     min_alarms=settings.min_alarms, window=window)
+                     min_alarms=settings.min_alarms, window=window, damped=damped)
     by_id = {a.id: a for a in (*recent, *pending)}
     opened = joined = refused = 0
     for finding in found:

@@ -138,3 +138,28 @@ def test_a_finding_the_desk_refuses_does_not_block_the_others(factory, monkeypat
     assert (outcome["tickets_opened"], outcome["refused"]) == (1, 1)
     assert [t.device_id for t in tickets(factory)] == ["dev-001"]
     assert run(factory)["alarms"] == 0
+
+
+def test_a_false_alarm_damps_the_same_pattern_on_the_same_device(factory) -> None:
+    from vigil.db.models import TicketEvent
+
+    add_fleet(factory, 2)
+    add_alarms(factory, "dev-000", "flow", [1, 2, 3])
+    run(factory)
+    [ticket] = tickets(factory)
+    with transaction(factory) as session:  # the engineer cancels it as a false alarm
+        row = session.get(Ticket, ticket.id)
+        row.state, row.cancel_reason = "cancelled", "false alarm"
+        session.add(TicketEvent(ticket_id=row.id, actor="eng1", kind="transition",
+                                from_state="open", to_state="cancelled", at=T0 + 4 * HOUR))
+    later = T0 + 2 * 24 * HOUR
+    add_alarms(factory, "dev-000", "flow", [49, 50, 51])  # the same pattern again
+    add_alarms(factory, "dev-001", "flow", [49, 50, 51])  # on another device: not damped
+    assert run(factory, later)["tickets_opened"] == 1
+    assert [t.device_id for t in tickets(factory) if t.state == "open"] == ["dev-001"]
+    add_alarms(factory, "dev-000", "flow", [52, 53, 54])  # twice as many: a ticket after all
+    assert run(factory, later)["tickets_opened"] == 1
+    with factory() as session:
+        from analytics.jobs.ticket_rules import cancellations_by_rule
+
+        assert cancellations_by_rule(session, since=T0) == {"anomaly:flow": 1}
