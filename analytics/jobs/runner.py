@@ -22,13 +22,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from analytics.jobs import leases
+from analytics.jobs import leases, registry
 from analytics.jobs.metrics import JobMetrics
 from analytics.jobs.scoring import score_device
 from vigil.config import JobsSettings
 from vigil.db.session import transaction
 from vigil.devices.models import Device
-from vigil.scoring.models import StreamState
+from vigil.scoring.models import ModelStatus, ModelVersion, StreamState
 from vigil.telemetry.store import TelemetryStore
 
 log = logging.getLogger("analytics.jobs")
@@ -80,6 +80,8 @@ class Worker:
         self.clock = clock
         self.owner = owner or settings.worker_id or leases.worker_name()
         self.stop = stop or threading.Event()
+        # name -> (promoted version's id, its model), see _load_promoted
+        self._promoted: dict[str, tuple[int, Any]] = {}
 
     @property
     def ttl(self) -> timedelta:
@@ -123,6 +125,7 @@ class Worker:
         with transaction(self.factory) as session:
             devices = list(session.scalars(select(Device.id)))
             leases.ensure(session, job=job, keys=devices, due_at=self.clock())
+            self._load_promoted(session)
         while not self.stop.is_set():
             now = self.clock()
             with transaction(self.factory) as session:
@@ -153,8 +156,10 @@ class Worker:
                     leases.release(session, lease=lease, now=now, next_due=now + 1000 * self.ttl)
                     return 1
                 site = device.site.name if device.site is not None else ""
+                model = self._promoted.get(f"multivariate:{device.model}", (0, None))[1]
                 result = score_device(session, store=self.store, device=device,
-                                      settings=self.settings.scoring, now=now, site=site)
+                                      settings=self.settings.scoring, now=now, site=site,
+                                      multivariate=model)
                 next_due = now if result.more else now + self.interval(job)
                 leases.release(session, lease=lease, now=now, next_due=next_due)
         except (leases.LeaseLost, StaleDataError) as exc:
@@ -175,6 +180,21 @@ class Worker:
             self.metrics.resets.inc()
             totals["resets"] += 1
         return 1
+
+    def _load_promoted(self, session: Session) -> None:
+        """The promoted model of each name, rebuilt only when the promoted version changes."""
+        current = dict(session.execute(select(ModelVersion.name, ModelVersion.id).where(
+            ModelVersion.status == ModelStatus.PROMOTED.value)).all())
+        for name, version_id in current.items():
+            if self._promoted.get(name, (None, None))[0] != version_id:
+                row = session.get(ModelVersion, version_id)
+                try:
+                    self._promoted[name] = (version_id, registry.estimator_from_params(row.params))
+                except Exception:
+                    log.exception("promoted model %s (id %d) could not be loaded", name, version_id)
+                    self._promoted[name] = (version_id, None)
+        for name in set(self._promoted) - set(current):
+            del self._promoted[name]
 
     def _update_lag(self) -> None:
         """Lag: newest telemetry of a device minus its watermark, over the scored devices."""
