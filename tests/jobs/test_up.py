@@ -48,3 +48,23 @@ def test_up_runs_the_jobs_worker_which_scores_the_simulated_fleet(tmp_path: Path
     assert len(scored) == 3 and min(scored.values()) >= 5
     with open_store(Settings(data_dir=tmp_path)) as store:
         assert set(store.devices(measurement="scores")) == set(scored)
+
+
+def test_jobs_once_runs_every_job_a_single_time_and_exits(tmp_path: Path) -> None:
+    from tests.jobs.conftest import migrated
+
+    migrated(f"sqlite:///{tmp_path / 'vigil.db'}").dispose()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("VIGIL_")},
+        "VIGIL_DATA_DIR": str(tmp_path),
+        "PYTHONPATH": str(Path(__file__).resolve().parents[2]),
+    }
+    done = subprocess.run([sys.executable, "-m", "vigil.cli", "jobs", "--once",
+                           "--metrics-port", "0"],
+                          env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    for job in ("watchdog", "ticket_rules", "retrain"):
+        assert f"{job}: 1 units, 0 failed" in done.stderr
+    with sqlite3.connect(tmp_path / "vigil.db") as sql:
+        due = dict(sql.execute("SELECT job, runs FROM job_leases WHERE key = '*'").fetchall())
+    assert due == {"watchdog": 1, "ticket_rules": 1, "retrain": 1}
