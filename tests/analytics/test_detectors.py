@@ -182,3 +182,132 @@ def test_is_fast_enough_for_a_fleet() -> None:
     det.score_many(ts, xs)
     rate = len(xs) / max(time.process_time() - start, 1e-9)
     assert rate > 10_000  # the benchmark target is 20,000 on an idle core
+
+
+# Live streams: replays, missing readings, glitches, gaps, stuck sensors, restarts.
+
+
+def learned(det: StreamingDetector) -> str:
+    """The learned part of a detector's state, for comparing before and after."""
+    return json.dumps(det.get_state()["learned"], sort_keys=True)
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_replayed_and_duplicate_samples_are_ignored(cls: type[StreamingDetector]) -> None:
+    ts, xs = daily_stream(2000)
+    det = cls()
+    det.score_many(ts[:1500], xs[:1500])
+    before = learned(det)
+    replay = det.score_many(ts[1000:1500], [x + 50.0 for x in xs[1000:1500]])
+    assert replay == [0.0] * 500
+    assert det.score(ts[1499], 1e6) == 0.0  # same timestamp as the last accepted
+    assert learned(det) == before and det.last_timestamp_ == ts[1499]
+    # the stream then continues as if the replay had never come
+    assert det.score_many(ts[1500:], xs[1500:]) == cls().score_many(ts, xs)[1500:]
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+@pytest.mark.parametrize("missing", [math.nan, math.inf, -math.inf, None])
+def test_a_missing_reading_teaches_nothing(cls: type[StreamingDetector], missing: object) -> None:
+    ts, xs = daily_stream(1500)
+    det = cls()
+    det.score_many(ts[:1000], xs[:1000])
+    before = learned(det)
+    assert det.score(ts[1000], missing) == 0.0  # type: ignore[arg-type]
+    assert learned(det) == before and det.last_timestamp_ == ts[1000]
+    assert det.score(ts[1000], xs[1000]) == 0.0  # its time slot is taken
+
+
+@pytest.mark.parametrize("cls", [NoveltyEnsembleDetector, RangeNoveltyDetector])
+def test_a_glitch_is_forgotten(cls: type[StreamingDetector]) -> None:
+    """One absurd value widens the range for one window, not for ever."""
+    ts, xs = daily_stream(9000)
+    xs[1000] = 1e9
+    det = cls(range_window=4000) if cls is NoveltyEnsembleDetector else cls(window=4000)
+    scores = det.score_many(ts[:8000], xs[:8000])
+    assert scores[1000] >= alarm_score()
+    # 20 (far beyond the daily 7..13) is new again once the glitch has left the window
+    assert det.score(ts[8000], 20.0) >= alarm_score()
+    blind = cls(range_window=10**9) if cls is NoveltyEnsembleDetector else cls(window=10**9)
+    blind.score_many(ts[:8000], xs[:8000])
+    assert blind.score(ts[8000], 20.0) < alarm_score()
+
+
+def test_a_shape_never_spans_a_gap() -> None:
+    ts, xs = daily_stream(2000)
+    det = ShapeNoveltyDetector(max_gap=3600.0)
+    det.score_many(ts[:1500], xs[:1500])
+    later = ts[1500] + 7200.0  # two hours of silence
+    span = det.blocks * det.block_size
+    stats = [det.statistic(later + i * STEP, xs[1501 + i]) for i in range(span)]
+    assert stats[: span - 1] == [None] * (span - 1)  # a full new shape is needed first
+    assert stats[-1] is not None
+    steady = ShapeNoveltyDetector(max_gap=3600.0)  # no gap: shapes keep coming
+    steady.score_many(ts[:1501], xs[:1501])
+    assert any(steady.statistic(ts[1501 + i], xs[1501 + i]) is not None for i in range(8))
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_a_constant_stream_is_never_anomalous(cls: type[StreamingDetector]) -> None:
+    ts = [START + i * STEP for i in range(3000)]
+    assert cls().score_many(ts, [4.2] * 3000) == [0.0] * 3000
+
+
+def test_a_stuck_sensor_raises_one_alarm_and_its_recovery_another() -> None:
+    ts, xs = daily_stream(6000)
+    xs[3000:4500] = [xs[3000]] * 1500
+    scores = NoveltyEnsembleDetector().score_many(ts, xs)
+    alarms = [i for i, s in enumerate(scores) if i >= 800 and s >= alarm_score()]
+    assert len(alarms) == 2
+    assert 3000 < alarms[0] < 3000 + 288 // 4  # within six hours of sticking
+    assert alarms[1] == 4500  # the first reading that moves again
+
+
+def test_state_carries_version_and_last_timestamp() -> None:
+    ts, xs = daily_stream(1200)
+    det = NoveltyEnsembleDetector()
+    det.score_many(ts, xs)
+    state = json.loads(json.dumps(det.get_state()))
+    assert state["last_timestamp"] == ts[-1] and state["version"] >= 2
+    resumed = StreamingDetector.from_state(state)
+    assert resumed.score(ts[-5], 1e9) == 0.0  # an old sample replayed after the restart
+    for bad in ({k: v for k, v in state.items() if k != "version"}, {**state, "version": 1}):
+        with pytest.raises(ValueError, match="version"):
+            StreamingDetector.from_state(bad)
+
+
+@pytest.mark.parametrize(
+    ("params", "error"),
+    [
+        ({"history": 0}, ValueError),
+        ({"history": 500.5}, TypeError),
+        ({"history": True}, TypeError),
+        ({"alarm_margin": math.nan}, ValueError),
+        ({"profile_alpha": 1.5}, ValueError),
+        ({"shape_block_size": 0}, ValueError),
+        ({"range_window": "30d"}, TypeError),
+        ({"max_gap": -1.0}, ValueError),
+    ],
+)
+def test_bad_parameters_fail_at_construction(params: dict[str, object], error: type) -> None:
+    with pytest.raises(error):
+        NoveltyEnsembleDetector(**params)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("cls", "params"), [
+    (RangeNoveltyDetector, {"window": 3}), (DailyProfileDetector, {"slots": 0}),
+    (ShapeNoveltyDetector, {"memory": 5}), (ShapeNoveltyDetector, {"max_gap": "1h"}),
+])
+def test_every_view_checks_its_parameters(cls: type, params: dict[str, object]) -> None:
+    with pytest.raises((TypeError, ValueError)):
+        cls(**params)
+
+
+def test_sample_counts_can_be_stated_as_durations() -> None:
+    five_min = NoveltyEnsembleDetector.with_durations("5min", history="2d", refractory="100min")
+    assert (five_min.history, five_min.refractory) == (576, 20)
+    one_min = NoveltyEnsembleDetector.with_durations(60.0, history="2d", refractory=20)
+    assert (one_min.history, one_min.refractory) == (2880, 20)  # a plain int stays a count
+    assert NoveltyEnsembleDetector.with_durations("1h", max_gap=7200.0).max_gap == 7200.0
+    with pytest.raises(ValueError):
+        NoveltyEnsembleDetector.with_durations("5min", history="two days")
