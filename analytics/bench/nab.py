@@ -143,7 +143,9 @@ class NabScorer:
     def windows(self, rels: Sequence[str]) -> int:
         return sum(self.labels[r][2] for r in rels if r in self.labels)
 
-    def score(self, results: Mapping[str, Any], profile: str = "standard") -> tuple[float, float]:
+    def evaluate(
+        self, results: Mapping[str, Any], profile: str = "standard"
+    ) -> tuple[float, float]:
         """(normalised score, threshold) of these files' results, one global threshold."""
         import numpy as np
 
@@ -181,7 +183,7 @@ def leave_one_category_out(
         scores = {}
         for p in points:
             out = outputs(p)
-            scores[p] = scorer.score({r: out[r] for r in train})[0]
+            scores[p] = scorer.evaluate({r: out[r] for r in train})[0]
         chosen[category] = plateau_choice(scores, sizes)
         out = outputs(chosen[category])
         held_out.update({s.rel: out[s.rel] for s in series if s.category == category})
@@ -227,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
         detector = NoveltyEnsembleDetector()
         threshold = surprise_to_score(detector.alarm_surprise)
         c0, w0 = time.process_time(), time.perf_counter()
-        scores = detector.score_many(s.seconds, s.values)
+        scores = detector.update_many(s.seconds, s.values)
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
         total_samples += len(s.values)
         cpu_seconds += cpu
@@ -261,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"NAB scores over {len(scored)} files, {scorer.windows(scored)} windows "
           "(0 = null detector, 100 = perfect):")
     for profile in PROFILES:
-        score, threshold = scorer.score(default_results, profile)
+        score, threshold = scorer.evaluate(default_results, profile)
         print(f"  {profile:20s} {score:6.2f}  (threshold {threshold:.4f})")
         figures[profile] = round(score, 2)
     figures["scored_files"] = len(scored)
@@ -290,7 +292,7 @@ def _holdout(
                 cache[point] = default_results
             else:
                 cache[point] = {
-                    s.rel: NoveltyEnsembleDetector(**params).score_many(s.seconds, s.values)
+                    s.rel: NoveltyEnsembleDetector(**params).update_many(s.seconds, s.values)
                     for s in series
                 }
         return cache[point]
@@ -301,11 +303,11 @@ def _holdout(
     chosen, held_out = leave_one_category_out(series, HOLDOUT_GRID, outputs, scorer)
     for category, point in chosen.items():
         rels = [s.rel for s in series if s.category == category]
-        alone = (f"{scorer.score({r: held_out[r] for r in rels})[0]:6.2f}"
+        alone = (f"{scorer.evaluate({r: held_out[r] for r in rels})[0]:6.2f}"
                  if scorer.windows(rels) else "  (no windows)")
         print(f"  {category:24s} held out: chose {setting_params(HOLDOUT_GRID, point)}"
               f", scores {alone} on it alone")
-    everywhere = {p: scorer.score(outputs(p))[0] for p in grid_settings(HOLDOUT_GRID)}
+    everywhere = {p: scorer.evaluate(outputs(p))[0] for p in grid_settings(HOLDOUT_GRID)}
     print("  every setting on all categories (standard): " + ", ".join(
         f"{tuple(setting_params(HOLDOUT_GRID, p).values())} {v:.1f}"
         for p, v in everywhere.items()))
@@ -313,7 +315,7 @@ def _holdout(
     figures: dict[str, object] = {}
     print("held-out results of all categories together:")
     for profile in PROFILES:
-        score, threshold = scorer.score(held_out, profile)
+        score, threshold = scorer.evaluate(held_out, profile)
         print(f"  {profile:20s} {score:6.2f}  (threshold {threshold:.4f})")
         figures[f"holdout_{profile}"] = round(score, 2)
     figures["holdout_settings"] = len(grid_settings(HOLDOUT_GRID))

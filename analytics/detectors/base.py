@@ -152,12 +152,16 @@ class StreamingDetector(ABC):
             return 0.0
         return self._surprise(timestamp, value)
 
-    def score(self, timestamp: float, value: float) -> float:
-        """Consumes one sample; returns its anomaly score in [0, 1]."""
+    def update(self, timestamp: float, value: float) -> float:
+        """Consumes one sample; returns its anomaly score in [0, 1].
+
+        Named ``update``, not ``score``: in scikit-learn and in the rest of
+        :mod:`analytics`, ``score`` rates a model against labelled data.
+        """
         return surprise_to_score(self.surprise(timestamp, value))
 
-    def score_many(self, timestamps: Iterable[float], values: Iterable[float]) -> list[float]:
-        """Scores a sequence in order, exactly as repeated :meth:`score` calls would."""
+    def update_many(self, timestamps: Iterable[float], values: Iterable[float]) -> list[float]:
+        """Scores a sequence in order, exactly as repeated :meth:`update` calls would."""
         surprise = self.surprise
         out = []
         append = out.append

@@ -84,7 +84,7 @@ class SumScorer:
     def __init__(self, rels: list[str]) -> None:
         self.labels = dict.fromkeys(rels)
 
-    def score(self, results: dict[str, float]) -> tuple[float, float]:
+    def evaluate(self, results: dict[str, float]) -> tuple[float, float]:
         return float(sum(results.values())), 0.5
 
 
