@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import check_estimator
 
 from analytics.prediction import metrics
 from analytics.prediction.cmapss import COLUMNS, load_subset, read_history, read_rul
@@ -233,3 +235,34 @@ def test_fd001_cross_validation() -> None:
     ).fit(train)
     assert len(fitted.normalizer_.dropped_sensors_) == 7
     assert fitted.cv_rmse_ < 16.0
+
+
+INTERFACE_CHECKS = {
+    "check_estimator_cloneable",
+    "check_estimator_repr",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_no_attributes_set_in_init",
+    "check_parameters_default_constructible",
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_mixin_order",
+}
+
+
+@pytest.mark.parametrize(
+    "estimator", [ConditionNormalizer(), WindowFeatures(), RULRegressor(calibration_folds=0)]
+)
+def test_interface_checks_of_scikit_learn_pass(estimator: object) -> None:
+    """The data checks fit plain arrays, which carry no unit or time column (see docstrings)."""
+    results = check_estimator(estimator, on_fail=None)
+    passed = {r["check_name"] for r in results if r["status"] == "passed"}
+    failed = {r["check_name"] for r in results if r["status"] == "failed"}
+    assert INTERFACE_CHECKS <= passed
+    assert not failed & INTERFACE_CHECKS
+
+
+@pytest.mark.parametrize("estimator", [ConditionNormalizer(), WindowFeatures(), RULRegressor()])
+def test_unfitted_estimators_say_so(estimator: ConditionNormalizer) -> None:
+    method = getattr(estimator, "predict", None) or estimator.transform
+    with pytest.raises(NotFittedError):
+        method(fleet(2, seed=0))
