@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping
+from typing import TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 METHODS = ("mahalanobis", "isolation_forest")
 
-Readings = pd.DataFrame | pd.Series | Mapping[str, float] | np.ndarray
+Readings: TypeAlias = pd.DataFrame | pd.Series | Mapping[str, float] | np.ndarray
 
 
 class MultivariateDetector(OutlierMixin, BaseEstimator):

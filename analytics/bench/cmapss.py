@@ -218,6 +218,7 @@ def run(args: argparse.Namespace) -> int:
                          forest_trees=fixed["forest_trees"],
                          calibration_folds=fixed["calibration_folds"], calibration_bins=bins)
     final.fit(train, rul)
+    assert final.cv_rmse_ is not None  # calibration_folds >= 2
     cal = cross_fitted_calibration(final.oof_predictions_, rul, splits, bins, coverage,
                                    args.horizon)
     cv = band_figures(rul, cal["lower"], cal["upper"], cal["proba"], args.horizon, coverage)

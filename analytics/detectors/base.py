@@ -163,7 +163,7 @@ class StreamingDetector(ABC):
     def update_many(self, timestamps: Iterable[float], values: Iterable[float]) -> list[float]:
         """Scores a sequence in order, exactly as repeated :meth:`update` calls would."""
         surprise = self.surprise
-        out = []
+        out: list[float] = []
         append = out.append
         exp = math.exp
         for t, x in zip(timestamps, values, strict=True):

@@ -137,8 +137,9 @@ class ConditionNormalizer(TransformerMixin, BaseEstimator):
             scales[c] = np.where(std > 0, std, 1.0)
             levels = np.array([len(np.unique(rows[:, j])) for j in range(rows.shape[1])])
             informative |= (levels > self.max_levels) & (std > 0)
-        self.dropped_sensors_ = [s for s, keep in zip(candidates, informative) if not keep]
-        self.sensors_ = [s for s, keep in zip(candidates, informative) if keep]
+        kept = list(zip(candidates, informative, strict=True))
+        self.dropped_sensors_ = [s for s, keep in kept if not keep]
+        self.sensors_ = [s for s, keep in kept if keep]
         self.means_ = means[:, informative]
         self.scales_ = scales[:, informative]
         return self

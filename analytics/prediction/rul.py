@@ -144,7 +144,9 @@ class RULRegressor(RegressorMixin, BaseEstimator):
             mean = np.mean([m.predict(features) for m in members], axis=0)
         return np.clip(mean, 0.0, self.cap)
 
-    def fit(self, X: pd.DataFrame, y: Sequence[float] | None = None) -> RULRegressor:
+    def fit(
+        self, X: pd.DataFrame, y: Sequence[float] | np.ndarray | None = None
+    ) -> RULRegressor:
         rul = rul_from_failures(X, self.unit, self.time) if y is None else np.asarray(y, float)
         self.normalizer_ = ConditionNormalizer(
             unit=self.unit,
@@ -173,8 +175,8 @@ class RULRegressor(RegressorMixin, BaseEstimator):
             healthy = rul >= np.quantile(rul, 0.75)
         self.reference_ = np.median(matrix[healthy], axis=0)
 
-        self.cv_rmse_ = None
-        self.oof_predictions_ = None
+        self.cv_rmse_: float | None = None
+        self.oof_predictions_: np.ndarray | None = None
         self.bin_edges_ = np.array([])
         self.residuals_ = [np.zeros(1)]
         if self.calibration_folds >= 2:
