@@ -311,3 +311,16 @@ def test_sample_counts_can_be_stated_as_durations() -> None:
     assert NoveltyEnsembleDetector.with_durations("1h", max_gap=7200.0).max_gap == 7200.0
     with pytest.raises(ValueError):
         NoveltyEnsembleDetector.with_durations("5min", history="two days")
+
+
+@pytest.mark.parametrize("cls", DETECTORS)
+def test_a_gap_in_a_normal_stream_raises_no_alarm(cls: type[StreamingDetector]) -> None:
+    """A day and a half of silence, then the same daily rhythm: nothing happened to the device."""
+    ts, xs = daily_stream(4000)
+    gap = 1.5 * 86400.0  # not a whole number of days: counting samples would misplace the hour
+    ts = ts[:2500] + [t + gap for t in ts[2500:]]
+    rng = random.Random(9)
+    xs = [10.0 + 3.0 * math.sin(2 * math.pi * (t - START) / 86400) + rng.gauss(0.0, 0.3)
+          for t in ts]
+    scores = cls().update_many(ts, xs)
+    assert max(scores[2500:2800]) < alarm_score()
