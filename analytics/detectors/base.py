@@ -83,14 +83,15 @@ def duration_seconds(duration: str | float | timedelta) -> float:
 class Param:
     """What one ``__init__`` argument may be: its type and inclusive bounds.
 
-    ``samples`` marks a count of samples, which :meth:`StreamingDetector.with_durations`
-    may derive from a duration.
+    ``samples`` marks a count of samples and ``seconds`` a time span, which
+    :meth:`StreamingDetector.with_durations` may derive from a duration.
     """
 
     kind: type
     low: float | None = None
     high: float | None = None
     samples: bool = False
+    seconds: bool = False
     optional: bool = False
 
     def check(self, name: str, value: Any) -> None:
@@ -179,7 +180,8 @@ class StreamingDetector(ABC):
 
         ``sample_period`` is the device's sampling interval; any setting marked
         as a count of samples may be a duration (``"2d"``, seconds, a
-        timedelta) and becomes the number of samples it spans, at least 1.
+        timedelta) and becomes the number of samples it spans, at least 1;
+        a setting in seconds (``max_gap``) may be given the same ways.
         The detector itself counts samples: its work per sample stays constant.
         """
         period = duration_seconds(sample_period)
@@ -190,6 +192,8 @@ class StreamingDetector(ABC):
             rule = cls._constraints.get(name)
             if rule is not None and rule.samples and not isinstance(value, int):
                 value = max(1, round(duration_seconds(value) / period))
+            elif rule is not None and rule.seconds and value is not None:
+                value = duration_seconds(value)
             params[name] = value
         return cls(**params)
 

@@ -60,7 +60,7 @@ class NoveltyEnsembleDetector(StreamingDetector):
         "profile_alpha": Param(float, 0.0, 1.0),
         "range_tolerance": Param(float, 0.0),
         "range_window": Param(int, 16, samples=True),
-        "max_gap": Param(float, 0.0, optional=True),
+        "max_gap": Param(float, 0.0, seconds=True, optional=True),
     }
 
     def __init__(

@@ -43,7 +43,7 @@ class ShapeNoveltyDetector(StreamingDetector):
         "memory": Param(int, 20),
         "history": Param(int, 30, samples=True),
         "window": Param(int, 16, samples=True),
-        "max_gap": Param(float, 0.0, optional=True),
+        "max_gap": Param(float, 0.0, seconds=True, optional=True),
     }
 
     def __init__(

@@ -308,7 +308,8 @@ def test_sample_counts_can_be_stated_as_durations() -> None:
     assert (five_min.history, five_min.refractory) == (576, 20)
     one_min = NoveltyEnsembleDetector.with_durations(60.0, history="2d", refractory=20)
     assert (one_min.history, one_min.refractory) == (2880, 20)  # a plain int stays a count
-    assert NoveltyEnsembleDetector.with_durations("1h", max_gap=7200.0).max_gap == 7200.0
+    assert NoveltyEnsembleDetector.with_durations("1h", max_gap="2h").max_gap == 7200.0
+    assert NoveltyEnsembleDetector.with_durations("1h", max_gap=None).max_gap is None
     with pytest.raises(ValueError):
         NoveltyEnsembleDetector.with_durations("5min", history="two days")
 
