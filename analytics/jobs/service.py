@@ -32,8 +32,10 @@ PER_DEVICE_JOBS = ("scoring",)
 
 def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any
                ) -> tuple[dict[str, FleetTask], dict[str, LocalTask]]:
-    """The service desk's jobs: the SLA watchdog once per interval for the whole fleet (under a
-    lease), and the notification outbox's delivery in every worker (SKIP LOCKED shares it)."""
+    """The service desk's jobs: the SLA watchdog and the fault-code intake once per interval for
+    the whole fleet (under a lease), the notification outbox's delivery in every worker (SKIP
+    LOCKED shares it)."""
+    from vigil.tickets.intake import handle_device_events
     from vigil.tickets.scheduled import delivery_job
     from vigil.tickets.watchdog import run_pass
 
@@ -42,13 +44,16 @@ def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any
                           at_risk_fraction=desk.at_risk_fraction)
         return dataclasses.asdict(report)
 
+    def intake(session: Session, now: datetime) -> dict[str, Any]:
+        return dataclasses.asdict(handle_device_events(session, now=now, rules=desk.rules))
+
     def delivery() -> dict[str, Any]:
         report = delivery_job(factory, desk)
         if not (report.sent or report.retried or report.failed):
             return {}
         return {"sent": report.sent, "retried": report.retried, "failed": report.failed}
 
-    return {"watchdog": watchdog}, {"delivery": delivery}
+    return {"watchdog": watchdog, "intake": intake}, {"delivery": delivery}
 
 
 def fleet_tasks(settings: Settings, store: TelemetryStore, rules: TicketRules
@@ -132,6 +137,7 @@ def open_service(settings: Settings, *, metrics_port: int | None = None,
     fleet, local = desk_tasks(settings, factory, desk)
     fleet.update(fleet_tasks(settings, store, desk.rules))
     intervals = {"watchdog": settings.desk.watchdog_interval_s,
+                 "intake": settings.desk.intake_interval_s,
                  "delivery": settings.desk.delivery_interval_s, **settings.jobs.intervals_s}
     jobs = settings.jobs.model_copy(update={"intervals_s": intervals})
     worker = Worker(factory=factory, store=store, settings=jobs, fleet_tasks=fleet,
