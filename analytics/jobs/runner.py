@@ -40,6 +40,15 @@ FleetTask = Callable[[Session, datetime], dict[str, Any]]
 LocalTask = Callable[[], dict[str, Any]]
 
 
+@dataclass(frozen=True)
+class TwoPhaseTask:
+    """A fleet-wide job with slow reading and computing (``prepare``, outside any write
+    transaction) and a quick write (``apply``, in the transaction that releases the lease)."""
+
+    prepare: Callable[[datetime], Any]
+    apply: Callable[[Session, datetime, Any], dict[str, Any]]
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
@@ -64,7 +73,7 @@ class Worker:
         factory: sessionmaker[Session],
         store: TelemetryStore,
         settings: JobsSettings,
-        fleet_tasks: dict[str, FleetTask] | None = None,
+        fleet_tasks: dict[str, FleetTask | TwoPhaseTask] | None = None,
         local_tasks: dict[str, LocalTask] | None = None,
         metrics: JobMetrics | None = None,
         clock: Clock = utc_now,
@@ -231,11 +240,15 @@ class Worker:
                                    limit=1)
         if not claimed:
             return report
+        prepared = task.prepare(now) if isinstance(task, TwoPhaseTask) else None
         try:
             with transaction(self.factory) as session:
                 lease = leases.hold(session, job=job, key=leases.FLEET, owner=self.owner,
                                     now=self.clock())
-                report.detail = task(session, now)
+                if isinstance(task, TwoPhaseTask):
+                    report.detail = task.apply(session, now, prepared)
+                else:
+                    report.detail = task(session, now)
                 leases.release(session, lease=lease, now=now, next_due=now + self.interval(job))
         except leases.LeaseLost as exc:
             self.metrics.leases_lost.labels(job).inc()

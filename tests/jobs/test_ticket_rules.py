@@ -109,8 +109,8 @@ def test_scoring_then_ticket_rules_end_to_end(factory, embedded) -> None:
                               model="infusion_pump", site="Ward 3") for minute in range(5)])
     settings = Settings(jobs=JobsSettings(intervals_s={"scoring": 60.0, "ticket_rules": 60.0}))
     worker = Worker(factory=factory, store=embedded, settings=settings.jobs,
-                    fleet_tasks=fleet_tasks(settings, embedded, RULES), metrics=JobMetrics(),
-                    clock=FakeClock())
+                    fleet_tasks=fleet_tasks(settings, embedded, RULES, factory),
+                    metrics=JobMetrics(), clock=FakeClock())
     assert worker.run("scoring").detail["alarms"] >= 3
     assert worker.run("ticket_rules").units == 1
     flow = [t for t in tickets(factory) if t.signature == "anomaly:flow"]

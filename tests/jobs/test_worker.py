@@ -131,3 +131,28 @@ def test_the_service_runs_the_desks_watchdog_once_per_interval_for_the_fleet(tmp
     assert other.worker.run("watchdog").units == 0  # not due again for a minute
     service.worker.store.close()
     other.worker.store.close()
+
+
+def test_a_two_phase_job_prepares_outside_the_write_transaction(factory, embedded) -> None:
+    """On SQLite a held write transaction would make the write in ``prepare`` wait 30 s and fail."""
+    from analytics.jobs.runner import TwoPhaseTask
+    from vigil.db.session import transaction
+
+    add_fleet(factory, 1)
+
+    def prepare(now):
+        with transaction(factory) as session:  # another writer, while the job runs
+            session.execute(JobLease.__table__.insert().values(
+                job="other", key="x", due_at=now, runs=0))
+        return 42
+
+    def apply(session, now, prepared):
+        return {"prepared": prepared}
+
+    w = Worker(factory=factory, store=embedded,
+               settings=JobsSettings(intervals_s={"slow": 60.0}),
+               fleet_tasks={"slow": TwoPhaseTask(prepare, apply)}, metrics=JobMetrics(),
+               clock=FakeClock())
+    report = w.run("slow")
+    assert (report.units, report.failures, report.detail) == (1, 0, {"prepared": 42})
+    assert report.seconds < 10
