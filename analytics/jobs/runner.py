@@ -47,6 +47,8 @@ class TwoPhaseTask:
 
     prepare: Callable[[datetime], Any]
     apply: Callable[[Session, datetime, Any], dict[str, Any]]
+    # How long the claim holds: longer than ``prepare`` may take, or another worker starts over.
+    lease: timedelta | None = None
 
 
 def utc_now() -> datetime:
@@ -235,9 +237,9 @@ class Worker:
         now = self.clock()
         with transaction(self.factory) as session:
             leases.ensure(session, job=job, keys=[leases.FLEET], due_at=now)
+        ttl = task.lease if isinstance(task, TwoPhaseTask) and task.lease else self.ttl
         with transaction(self.factory) as session:
-            claimed = leases.claim(session, job=job, owner=self.owner, now=now, ttl=self.ttl,
-                                   limit=1)
+            claimed = leases.claim(session, job=job, owner=self.owner, now=now, ttl=ttl, limit=1)
         if not claimed:
             return report
         prepared = task.prepare(now) if isinstance(task, TwoPhaseTask) else None

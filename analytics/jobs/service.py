@@ -75,7 +75,9 @@ def fleet_tasks(settings: Settings, store: TelemetryStore, rules: TicketRules,
     def register(session: Session, now: datetime, trained: Any) -> dict[str, Any]:
         return register_all(session, trained=trained, now=now)
 
-    return {"ticket_rules": ticket_rules, "retrain": TwoPhaseTask(train, register)}
+    # Training every model may take minutes; a worker that dies mid-way delays it by an hour.
+    retrain = TwoPhaseTask(train, register, lease=timedelta(hours=1))
+    return {"ticket_rules": ticket_rules, "retrain": retrain}
 
 
 class JobsService:

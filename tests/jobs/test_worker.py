@@ -149,10 +149,17 @@ def test_a_two_phase_job_prepares_outside_the_write_transaction(factory, embedde
     def apply(session, now, prepared):
         return {"prepared": prepared}
 
+    clock = FakeClock()
     w = Worker(factory=factory, store=embedded,
                settings=JobsSettings(intervals_s={"slow": 60.0}),
-               fleet_tasks={"slow": TwoPhaseTask(prepare, apply)}, metrics=JobMetrics(),
-               clock=FakeClock())
+               fleet_tasks={"slow": TwoPhaseTask(prepare, apply, lease=timedelta(hours=1))},
+               metrics=JobMetrics(), clock=clock)
     report = w.run("slow")
     assert (report.units, report.failures, report.detail) == (1, 0, {"prepared": 42})
     assert report.seconds < 10
+    # A slow preparation keeps its claim for the task's lease, not the default two minutes.
+    clock.advance(timedelta(minutes=30))
+    slow = TwoPhaseTask(lambda now: clock.advance(timedelta(minutes=20)), apply,
+                        lease=timedelta(hours=1))
+    w.fleet_tasks["slow"] = slow
+    assert w.run("slow").units == 1
