@@ -67,12 +67,8 @@ def alarm_score(detector: StreamingDetector) -> float:
 def score(
     detector: StreamingDetector, times_s: Sequence[float], values: Sequence[float]
 ) -> list[float]:
-    """Scores in time order; the detector learns from each sample after scoring it.
-
-    ``update_many`` is the reworked detectors' name for what was ``score_many``.
-    """
-    many = getattr(detector, "update_many", None) or detector.score_many
-    return list(many(times_s, values))
+    """Scores in time order; the detector learns from each sample after scoring it."""
+    return detector.update_many(times_s, values)
 
 
 def _pack(value: Any) -> Any:

@@ -194,7 +194,7 @@ def ticket_rules_pass(
             row = by_id[alarm.id]
             if row.ticket_id is None:
                 row.ticket_id = result.ticket.id
-    for alarm in pending:
-        alarm.handled_at = now
+    for row in pending:
+        row.handled_at = now
     return {"alarms": len(pending), "in_maintenance": len(pending) - len(live),
             "tickets_opened": opened, "tickets_joined": joined, "refused": refused}
