@@ -29,17 +29,21 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vigil.config import TicketRuleSettings
+from vigil.config import ScoringSettings, TicketRuleSettings
 from vigil.db.enums import DeviceState, TicketEventKind, TicketSource, TicketState
 from vigil.devices.models import Device
 from vigil.errors import DomainError
 from vigil.scoring.models import AnomalyAlarm
+from vigil.telemetry.store import TelemetryStore
 from vigil.tickets.models import Ticket, TicketEvent
 from vigil.tickets.priority import Signal, TicketRules
 from vigil.tickets.service import Evidence, open_or_join
 
 log = logging.getLogger(__name__)
 
+# The readings' window in a ticket's evidence, around the peak alarm (96 steps of 5 minutes).
+WINDOW_BEFORE = timedelta(hours=6)
+WINDOW_AFTER = timedelta(hours=2)
 PREFIX = "anomaly:"  # signature of a streaming-anomaly ticket, followed by the metric
 # Alarms considered per pass; the rest wait for the next one.
 BATCH = 5000
@@ -102,16 +106,39 @@ def findings(
     return out
 
 
-def evidence_of(finding: Finding) -> Evidence:
+def readings_window(
+    store: TelemetryStore, finding: Finding, *, step_s: int, measurement: str,
+    scores_measurement: str,
+) -> dict[str, Any]:
+    """The metric's readings and scores around the peak alarm, as the detector saw them."""
+    start = finding.peak.ts - WINDOW_BEFORE
+    end = finding.peak.ts + WINDOW_AFTER
+    step = timedelta(seconds=step_s)
+    window: dict[str, Any] = {"from": start.isoformat(), "to": end.isoformat(),
+                              "step_s": step_s}
+    for key, source in (("readings", measurement), ("scores", scores_measurement)):
+        frame = store.query(finding.device_id, start, end, metrics=[finding.metric],
+                            interval=step, measurement=source)
+        if finding.metric in frame:
+            window[key] = [[t.isoformat(), round(float(v), 6)]
+                           for t, v in frame[finding.metric].dropna().items()]
+    return window
+
+
+def evidence_of(finding: Finding, window: Mapping[str, Any] | None = None) -> Evidence:
     peak = finding.peak
+    data: dict[str, Any] = {
+        "metric": finding.metric,
+        "alarms": [{"ts": a.ts.isoformat(), "score": round(a.score, 4), "value": a.value}
+                   for a in finding.alarms]}
+    if window is not None:
+        data["window"] = dict(window)
     return Evidence(
         at=finding.last.ts,
         score=peak.score,
         summary=(f"{finding.metric}: {len(finding.alarms)} anomaly alarms, peak score "
                  f"{peak.score:.3f} at {peak.ts.isoformat()} (value {peak.value:.4g})"),
-        data={"metric": finding.metric,
-              "alarms": [{"ts": a.ts.isoformat(), "score": round(a.score, 4), "value": a.value}
-                         for a in finding.alarms]},
+        data=data,
     )
 
 
@@ -148,9 +175,13 @@ def cancellations_by_rule(session: Session, *, since: datetime) -> dict[str, int
 
 
 def ticket_rules_pass(
-    session: Session, *, now: datetime, settings: TicketRuleSettings, rules: TicketRules
+    session: Session, *, now: datetime, settings: TicketRuleSettings, rules: TicketRules,
+    store: TelemetryStore | None = None, scoring: ScoringSettings | None = None,
 ) -> dict[str, Any]:
-    """Consider every unhandled alarm once; file or join tickets. Returns counts for the log."""
+    """Consider every unhandled alarm once; file or join tickets. Returns counts for the log.
+
+    With ``store``, each ticket's evidence holds the readings and scores around its peak alarm.
+    """
     pending = list(session.scalars(
         select(AnomalyAlarm).where(AnomalyAlarm.handled_at.is_(None))
         .order_by(AnomalyAlarm.detected_at, AnomalyAlarm.id).limit(BATCH)))
@@ -177,13 +208,19 @@ def ticket_rules_pass(
     opened = joined = refused = 0
     for finding in found:
         peak = finding.peak
+        shown = None
+        if store is not None:
+            scoring = scoring or ScoringSettings()
+            shown = readings_window(
+                store, finding, step_s=scoring.step_for(devices[finding.device_id].model),
+                measurement=scoring.measurement, scores_measurement=scoring.scores_measurement)
         try:
             with session.begin_nested():
                 result = open_or_join(
                     session, device_id=finding.device_id, signature=finding.signature,
                     signal=Signal(source=TicketSource.ANALYTICS, score=peak.score),
                     title=f"Unusual {finding.metric} on {finding.device_id}",
-                    evidence=evidence_of(finding), now=now, rules=rules)
+                    evidence=evidence_of(finding, shown), now=now, rules=rules)
         except DomainError as exc:  # one refused finding must not hold back the others
             log.error("no ticket for %s %s: %s", finding.device_id, finding.signature, exc)
             refused += 1

@@ -116,6 +116,14 @@ def test_scoring_then_ticket_rules_end_to_end(factory, embedded) -> None:
     flow = [t for t in tickets(factory) if t.signature == "anomaly:flow"]
     assert [t.device_id for t in flow] == ["dev-000"]
     assert flow[0].peak_score > 0.9
+    # The evidence shows the 5-minute readings and scores from 6 h before the peak alarm to
+    # 2 h after it: the peak's spike is in it, with its score.
+    data = flow[0].evidence["latest"]["data"]
+    peak = max(data["alarms"], key=lambda alarm: alarm["score"])
+    window = data["window"]
+    assert window["step_s"] == 300 and len(window["readings"]) == 96
+    assert [peak["ts"], round(peak["value"], 6)] in window["readings"]
+    assert max(score for _, score in window["scores"]) == pytest.approx(peak["score"], abs=1e-4)
 
 
 def test_a_finding_the_desk_refuses_does_not_block_the_others(factory, monkeypatch) -> None:
