@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("vigil.db.cli", "manage the SQL database schema"),
     "ingest": ("ingest.cli", "run the MQTT-to-telemetry-store ingest service"),
     "simulate": ("edge_agent.simulator.cli", "run a fleet of simulated devices"),
+    "api": ("api.cli", "serve the HTTP API"),
+    "users": ("vigil.users.cli", "manage users (create the first administrator)"),
 }
 
 # `vigil bench NAME` -> (module, one-line help)
