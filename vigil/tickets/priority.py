@@ -1,0 +1,212 @@
+"""Priority and fault category of a ticket, from its source and its device: rules as data.
+
+The rules live in a TOML file (``rules.toml`` beside this module by default);
+``TicketRules`` holds them parsed and validated, and ``decide`` is a pure
+function of the rules and one ``Signal``. A life-support device (a ventilator)
+never gets less than P2 for a failure-class signature, whatever the source says.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
+from pathlib import Path
+from typing import Any
+
+from vigil.db.enums import Category, Priority, Severity, TicketSource
+
+DEFAULT_RULES_FILE = Path(__file__).with_name("rules.toml")
+
+# P1 is the most urgent; "raising" a priority lowers its rank.
+_RANK = {Priority.P1: 1, Priority.P2: 2, Priority.P3: 3}
+
+
+def most_urgent(*priorities: Priority) -> Priority:
+    return min(priorities, key=_RANK.__getitem__)
+
+
+class RulesError(ValueError):
+    """The rules file is not usable; the message names the entry."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """What a ticket is about to say, in the terms the rules decide on.
+
+    ``failure_class`` is false for work that is not a fault (a due plan, an
+    advisory): the risk-class floor applies only to faults.
+    """
+
+    source: TicketSource
+    severity: Severity | None = None
+    score: float | None = None
+    hours_to_failure: float | None = None
+    emergency: bool = False
+    failure_class: bool = True
+    category: Category | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    priority: Priority
+    category: Category
+    risk_class: str
+
+
+def _priority(value: Any, where: str) -> Priority:
+    try:
+        return Priority(value)
+    except ValueError:
+        raise RulesError(f"{where}: {value!r} is not a priority (P1, P2, P3)") from None
+
+
+def _thresholds(value: Any, where: str) -> tuple[tuple[float, Priority], ...]:
+    if not isinstance(value, list):
+        raise RulesError(f"{where}: expected a list of [number, priority] pairs")
+    pairs = []
+    for item in value:
+        if (not isinstance(item, list) or len(item) != 2
+                or not isinstance(item[0], int | float) or isinstance(item[0], bool)):
+            raise RulesError(f"{where}: {item!r} is not a [number, priority] pair")
+        pairs.append((float(item[0]), _priority(item[1], where)))
+    return tuple(pairs)
+
+
+@dataclass(frozen=True)
+class SectionRules:
+    """The priority rules of every source, for one device model (or the default)."""
+
+    device_event: Mapping[str, Priority]
+    failure_within_hours: tuple[tuple[float, Priority], ...]
+    failure_later: Priority
+    anomaly_score_at_least: tuple[tuple[float, Priority], ...]
+    anomaly_otherwise: Priority
+    customer_emergency: Priority
+    customer_default: Priority
+    maintenance_default: Priority
+
+    @classmethod
+    def parse(cls, doc: Mapping[str, Any], where: str) -> SectionRules:
+        try:
+            events = doc["device_event"]
+            unknown = set(events) - {s.value for s in Severity}
+            if unknown:
+                raise RulesError(f"{where}.device_event: unknown severities {sorted(unknown)}")
+            missing = {s.value for s in Severity} - set(events)
+            if missing:
+                raise RulesError(f"{where}.device_event: no priority for {sorted(missing)}")
+            analytics = doc["analytics"]
+            return cls(
+                device_event={k: _priority(v, f"{where}.device_event.{k}")
+                              for k, v in events.items()},
+                failure_within_hours=_thresholds(analytics["failure_within_hours"],
+                                                 f"{where}.analytics.failure_within_hours"),
+                failure_later=_priority(analytics["failure_later"], f"{where}.analytics"),
+                anomaly_score_at_least=_thresholds(analytics["anomaly_score_at_least"],
+                                                   f"{where}.analytics.anomaly_score_at_least"),
+                anomaly_otherwise=_priority(analytics["anomaly_otherwise"], f"{where}.analytics"),
+                customer_emergency=_priority(doc["customer"]["emergency"], f"{where}.customer"),
+                customer_default=_priority(doc["customer"]["default"], f"{where}.customer"),
+                maintenance_default=_priority(doc["maintenance_plan"]["default"],
+                                              f"{where}.maintenance_plan"),
+            )
+        except KeyError as exc:
+            raise RulesError(f"{where}: missing entry {exc.args[0]!r}") from None
+        except TypeError as exc:
+            raise RulesError(f"{where}: {exc}") from None
+
+    def priority(self, signal: Signal) -> Priority:
+        if signal.source is TicketSource.DEVICE_EVENT:
+            return self.device_event[Severity(signal.severity or Severity.ERROR)]
+        if signal.source is TicketSource.ANALYTICS:
+            if signal.hours_to_failure is not None:
+                for hours, priority in self.failure_within_hours:
+                    if signal.hours_to_failure <= hours:
+                        return priority
+                return self.failure_later
+            if signal.score is not None:
+                for score, priority in self.anomaly_score_at_least:
+                    if signal.score >= score:
+                        return priority
+            return self.anomaly_otherwise
+        if signal.source is TicketSource.CUSTOMER:
+            return self.customer_emergency if signal.emergency else self.customer_default
+        return self.maintenance_default
+
+
+def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(base.get(key), Mapping):
+            merged[key] = _merged(base[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+@dataclass(frozen=True)
+class TicketRules:
+    default: SectionRules
+    by_model: Mapping[str, SectionRules]
+    risk_classes: Mapping[str, str]
+    floors: Mapping[str, Priority]
+    categories: tuple[tuple[str, Category], ...]
+    default_risk_class: str = field(default="standard")
+
+    @classmethod
+    def from_document(cls, doc: Mapping[str, Any]) -> TicketRules:
+        """Rules from a parsed TOML document; raises ``RulesError`` naming a bad entry."""
+        risk = dict(doc.get("risk_class", {}))
+        default_class = risk.pop("default", "standard")
+        floors = {name: _priority(value, f"floor.{name}")
+                  for name, value in doc.get("floor", {}).items()}
+        for model, risk_class in [("default", default_class), *risk.items()]:
+            if risk_class not in floors:
+                raise RulesError(f"risk_class.{model}: {risk_class!r} has no floor")
+        categories = []
+        for i, entry in enumerate(doc.get("category", [])):
+            try:
+                categories.append((str(entry["pattern"]), Category(entry["category"])))
+            except (KeyError, ValueError):
+                raise RulesError(f"category[{i}]: needs a pattern and one of "
+                                 f"{', '.join(c.value for c in Category)}") from None
+        if not categories:
+            raise RulesError("category: at least one pattern is needed (end with '*')")
+        by_model = {model: SectionRules.parse(_merged(doc, override), f"model.{model}")
+                    for model, override in doc.get("model", {}).items()}
+        return cls(default=SectionRules.parse(doc, "rules"), by_model=by_model,
+                   risk_classes=risk, floors=floors, categories=tuple(categories),
+                   default_risk_class=default_class)
+
+    @classmethod
+    def load(cls, path: Path = DEFAULT_RULES_FILE) -> TicketRules:
+        try:
+            with path.open("rb") as f:
+                doc = tomllib.load(f)
+        except OSError as exc:
+            raise RulesError(f"cannot read ticket rules {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise RulesError(f"ticket rules {path}: {exc}") from None
+        return cls.from_document(doc)
+
+    def risk_class(self, model: str | None) -> str:
+        return self.risk_classes.get(model or "", self.default_risk_class)
+
+    def category(self, signature: str) -> Category:
+        for pattern, category in self.categories:
+            if fnmatchcase(signature, pattern):
+                return category
+        return self.categories[-1][1]
+
+    def decide(self, signal: Signal, *, signature: str, model: str | None) -> Decision:
+        """Priority and category for a ticket with ``signature`` on a device of ``model``."""
+        section = self.by_model.get(model or "", self.default)
+        priority = section.priority(signal)
+        risk_class = self.risk_class(model)
+        if signal.failure_class:
+            floor = self.floors[risk_class]
+            priority = most_urgent(priority, floor)
+        category = signal.category or self.category(signature)
+        return Decision(priority=priority, category=category, risk_class=risk_class)

@@ -1,0 +1,519 @@
+"""The service desk's ticket operations, applied inside the caller's transaction.
+
+Every function takes the session and keyword arguments, writes what the pure
+rules (``transitions``, ``priority``, ``sla``) decide, records a ``TicketEvent``
+and an ``AuditLog`` row for each change, and never commits: the caller owns the
+transaction, so a ticket and the audit entry about it are written together or
+not at all. Clocks are passed in (``now``), never read here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from vigil.audit.service import record
+from vigil.db.enums import (
+    FINAL_TICKET_STATES,
+    Category,
+    Milestone,
+    PauseReason,
+    Priority,
+    TicketEventKind,
+    TicketScope,
+    TicketSource,
+    TicketState,
+)
+from vigil.devices.models import Device, Site
+from vigil.errors import Conflict, Forbidden, InvalidRequest, NotFound
+from vigil.tickets import sla, transitions
+from vigil.tickets.models import Contract, Ticket, TicketAlert, TicketEvent, TicketPause
+from vigil.tickets.priority import Signal, TicketRules, most_urgent
+from vigil.tickets.transitions import Actor, ActorRole
+
+# Pieces of evidence kept on the ticket row; every piece is also a ticket event.
+RECENT_EVIDENCE = 20
+
+_OPEN_STATES = [s.value for s in TicketState if s not in FINAL_TICKET_STATES]
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """One observation behind a ticket: when, how strong, and the data to show an engineer."""
+
+    at: datetime
+    score: float | None = None
+    summary: str = ""
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+    def as_json(self) -> dict[str, Any]:
+        return {"at": self.at.isoformat(), "score": self.score, "summary": self.summary,
+                "data": dict(self.data)}
+
+
+@dataclass(frozen=True, slots=True)
+class SiteGrouping:
+    """When several devices of a site show the same environmental signature, file one site ticket.
+
+    As Alertmanager groups alerts: an air-conditioning failure that heats a
+    whole room is one ticket for the site, linking the device tickets, not forty.
+    """
+
+    window: timedelta = timedelta(hours=6)
+    min_devices: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Opened:
+    ticket: Ticket
+    created: bool
+    # The site ticket this evidence was grouped under, if any.
+    site_ticket: Ticket | None = None
+
+
+# --- service terms: which levels, which calendar -----------------------------------
+
+
+def _dates(values: Sequence[Any]) -> frozenset[date]:
+    return frozenset(date.fromisoformat(str(v)) for v in values)
+
+
+def calendar_of(contract: Contract | None, site: Site | None) -> sla.ServiceCalendar:
+    """The clock a contract's service levels run on, in its zone or else the site's."""
+    zone = (contract.timezone if contract is not None and contract.timezone else None) or (
+        site.timezone if site is not None else "UTC")
+    if contract is None:
+        return sla.ServiceCalendar.always(zone)
+    holidays = _dates(contract.holidays)
+    if contract.hours_start is None or contract.hours_end is None:
+        return sla.ServiceCalendar(timezone=zone, workdays=frozenset(contract.workdays),
+                                   holidays=holidays)
+    return sla.ServiceCalendar(timezone=zone, hours=(contract.hours_start, contract.hours_end),
+                               workdays=frozenset(contract.workdays), holidays=holidays)
+
+
+def levels_of(contract: Contract | None) -> sla.ServiceLevels:
+    if contract is None or not contract.levels:
+        return sla.DEFAULT_SERVICE_LEVELS
+    return sla.ServiceLevels.from_minutes(contract.levels)
+
+
+def contract_for(session: Session, *, site: Site | None, on: date) -> Contract | None:
+    """The active contract covering a site on a day: the site's own before its customer's."""
+    if site is None:
+        return None
+    candidates = session.scalars(
+        select(Contract).where(
+            Contract.active.is_(True),
+            (Contract.site_id == site.id)
+            | ((Contract.customer_id == site.customer_id) & Contract.site_id.is_(None)),
+            (Contract.valid_from.is_(None)) | (Contract.valid_from <= on),
+            (Contract.valid_to.is_(None)) | (Contract.valid_to >= on),
+        ).order_by(Contract.site_id.is_(None), Contract.id)
+    ).first()
+    return candidates
+
+
+def pauses_of(ticket: Ticket) -> list[sla.Pause]:
+    return [sla.Pause(start=p.started_at, end=p.ended_at, reason=p.reason)
+            for p in ticket.pauses]
+
+
+def terms_of(ticket: Ticket) -> tuple[sla.ServiceLevels, sla.ServiceCalendar]:
+    return levels_of(ticket.contract), calendar_of(ticket.contract, ticket.site)
+
+
+def _set_deadlines(ticket: Ticket) -> None:
+    levels, calendar = terms_of(ticket)
+    due = sla.deadlines(ticket.created_at, ticket.priority, levels, calendar, pauses_of(ticket))
+    ticket.respond_by, ticket.diagnose_by, ticket.restore_by = (
+        due.respond_by, due.diagnose_by, due.restore_by)
+
+
+# --- history -------------------------------------------------------------------
+
+
+def _event(session: Session, ticket: Ticket, *, kind: TicketEventKind, actor: Actor,
+           at: datetime, note: str = "", data: Mapping[str, Any] | None = None,
+           from_state: str | None = None, to_state: str | None = None) -> TicketEvent:
+    event = TicketEvent(ticket_id=ticket.id, kind=kind, actor=actor.name, at=at, note=note,
+                        data=dict(data or {}), from_state=from_state, to_state=to_state)
+    session.add(event)
+    record(session, actor=actor.name, action=f"ticket.{kind.value}", object_type="ticket",
+           object_id=ticket.id, at=at,
+           details={"role": actor.role.value, "note": note, "from": from_state, "to": to_state,
+                    **dict(data or {})})
+    return event
+
+
+def get_ticket(session: Session, *, ticket_id: int, lock: bool = False) -> Ticket:
+    query = select(Ticket).where(Ticket.id == ticket_id)
+    if lock:
+        query = query.with_for_update()
+    ticket = session.scalars(query).first()
+    if ticket is None:
+        raise NotFound(f"ticket {ticket_id} does not exist")
+    return ticket
+
+
+# --- opening and joining -------------------------------------------------------------
+
+
+def _find_open(session: Session, *, scope: TicketScope, signature: str,
+               device_id: str | None = None, site_id: int | None = None) -> Ticket | None:
+    query = select(Ticket).where(Ticket.scope == scope, Ticket.signature == signature,
+                                 Ticket.state.in_(_OPEN_STATES))
+    if scope is TicketScope.DEVICE:
+        query = query.where(Ticket.device_id == device_id)
+    elif scope is TicketScope.SITE:
+        query = query.where(Ticket.site_id == site_id)
+    # Lock it: two joiners must not both read the old count and each write count + 1.
+    return session.scalars(query.with_for_update()).first()
+
+
+def _add_evidence(session: Session, ticket: Ticket, evidence: Evidence, actor: Actor,
+                  data: Mapping[str, Any] | None = None) -> None:
+    ticket.evidence_count = (ticket.evidence_count or 0) + 1
+    ticket.first_seen_at = min(filter(None, [ticket.first_seen_at, evidence.at]))
+    ticket.last_seen_at = max(filter(None, [ticket.last_seen_at, evidence.at]))
+    if evidence.score is not None:
+        ticket.peak_score = max(evidence.score, ticket.peak_score or evidence.score)
+    recent = list(ticket.evidence.get("recent", []))[-(RECENT_EVIDENCE - 1):]
+    ticket.evidence = {"latest": evidence.as_json(), "recent": [*recent, evidence.as_json()],
+                       **{k: v for k, v in ticket.evidence.items()
+                          if k not in ("latest", "recent")}}
+    _event(session, ticket, kind=TicketEventKind.EVIDENCE, actor=actor, at=evidence.at,
+           note=evidence.summary, data={"score": evidence.score, **dict(data or {})})
+
+
+def _create(session: Session, *, scope: TicketScope, signature: str, device: Device | None,
+            site: Site | None, source: TicketSource, priority: Priority, category: Category,
+            title: str, description: str, evidence: Evidence, actor: Actor,
+            now: datetime) -> Ticket | None:
+    """Insert a ticket, or return None if another transaction just opened the same one."""
+    contract = contract_for(session, site=site, on=now.date())
+    ticket = Ticket(scope=scope, signature=signature, device=device, site=site,
+                    contract=contract, source=source, priority=priority, category=category,
+                    title=title, description=description, created_at=now, updated_at=now,
+                    state=TicketState.OPEN, evidence={"latest": evidence.as_json(),
+                                                      "recent": [evidence.as_json()]},
+                    evidence_count=1, first_seen_at=evidence.at, last_seen_at=evidence.at,
+                    peak_score=evidence.score)
+    savepoint = session.begin_nested()
+    try:
+        session.add(ticket)
+        session.flush()
+    except IntegrityError:
+        # The partial unique index refused a second open ticket for this signature.
+        savepoint.rollback()
+        return None
+    savepoint.commit()
+    _set_deadlines(ticket)
+    _event(session, ticket, kind=TicketEventKind.TRANSITION, actor=actor, at=now,
+           to_state=TicketState.OPEN, note=title,
+           data={"source": source.value, "priority": priority.value,
+                 "category": category.value, "signature": signature,
+                 "score": evidence.score})
+    return ticket
+
+
+def _raise_priority(session: Session, ticket: Ticket, priority: Priority, actor: Actor,
+                    now: datetime) -> None:
+    """New evidence may make a ticket more urgent, never less: an engineer lowers it."""
+    current = Priority(ticket.priority)
+    if most_urgent(current, priority) is current:
+        return
+    ticket.priority = priority
+    _set_deadlines(ticket)
+    _event(session, ticket, kind=TicketEventKind.COMMENT, actor=actor, at=now,
+           note=f"priority raised from {current} to {priority} by new evidence",
+           data={"priority_from": current.value, "priority_to": priority.value})
+
+
+def open_or_join(session: Session, *, device_id: str, signature: str, signal: Signal,
+                 title: str, evidence: Evidence, now: datetime, rules: TicketRules,
+                 description: str = "", actor: Actor = transitions.SYSTEM,
+                 grouping: SiteGrouping = SiteGrouping()) -> Opened:
+    """One ticket per device and fault episode: open one, or add the evidence to the open one.
+
+    Safe under concurrency: the partial unique index on open (device, signature)
+    admits one insert; a transaction that loses the race joins the winner's
+    ticket instead (on PostgreSQL it waits for the winner to commit first).
+    An environmental signature seen on several devices of one site within
+    ``grouping.window`` is grouped under one site ticket.
+    """
+    if not signature or len(signature) > 200:
+        raise InvalidRequest("a fault signature needs 1 to 200 characters")
+    device = session.get(Device, device_id)
+    if device is None:
+        raise NotFound(f"device {device_id!r} is not registered")
+    decision = rules.decide(signal, signature=signature, model=device.model)
+    site = device.site
+    if decision.category is Category.ENVIRONMENTAL and site is not None:
+        site_ticket = _find_open(session, scope=TicketScope.SITE, signature=signature,
+                                 site_id=site.id)
+        if site_ticket is not None:
+            _add_evidence(session, site_ticket, evidence, actor, {"device": device_id})
+            _raise_priority(session, site_ticket, decision.priority, actor, now)
+            joined = _find_open(session, scope=TicketScope.DEVICE, signature=signature,
+                                device_id=device_id)
+            return Opened(ticket=joined or site_ticket, created=False, site_ticket=site_ticket)
+    for _attempt in range(3):
+        ticket = _find_open(session, scope=TicketScope.DEVICE, signature=signature,
+                            device_id=device_id)
+        if ticket is not None:
+            _add_evidence(session, ticket, evidence, actor)
+            _raise_priority(session, ticket, decision.priority, actor, now)
+            return Opened(ticket=ticket, created=False)
+        ticket = _create(session, scope=TicketScope.DEVICE, signature=signature, device=device,
+                         site=site, source=signal.source, priority=decision.priority,
+                         category=decision.category, title=title, description=description,
+                         evidence=evidence, actor=actor, now=now)
+        if ticket is not None:
+            site_ticket = None
+            if decision.category is Category.ENVIRONMENTAL and site is not None:
+                site_ticket = _group_at_site(session, ticket=ticket, site=site,
+                                             grouping=grouping, actor=actor, now=now,
+                                             evidence=evidence)
+            return Opened(ticket=ticket, created=True, site_ticket=site_ticket)
+    raise Conflict(f"the ticket for {device_id} / {signature} changed three times in a row")
+
+
+def _group_at_site(session: Session, *, ticket: Ticket, site: Site, grouping: SiteGrouping,
+                   actor: Actor, now: datetime, evidence: Evidence) -> Ticket | None:
+    """Open a site ticket once enough devices of the site share the signature; link them."""
+    siblings = list(session.scalars(
+        select(Ticket).where(Ticket.scope == TicketScope.DEVICE, Ticket.site_id == site.id,
+                             Ticket.signature == ticket.signature,
+                             Ticket.state.in_(_OPEN_STATES), Ticket.parent_id.is_(None),
+                             Ticket.created_at >= now - grouping.window)
+        .with_for_update()))
+    if len({t.device_id for t in siblings}) < grouping.min_devices:
+        return None
+    priority = most_urgent(*(Priority(t.priority) for t in siblings))
+    site_ticket = None
+    for _attempt in range(3):
+        site_ticket = _find_open(session, scope=TicketScope.SITE, signature=ticket.signature,
+                                 site_id=site.id)
+        if site_ticket is not None:
+            break
+        site_ticket = _create(
+            session, scope=TicketScope.SITE, signature=ticket.signature, device=None, site=site,
+            source=TicketSource(ticket.source), priority=priority, category=Category.ENVIRONMENTAL,
+            title=f"Site-wide: {ticket.signature} on {len(siblings)} devices at {site.name}"[:200],
+            description="Several devices at this site show the same environmental signature "
+                        "at once: a cause in the room or the supply, not in one device.",
+            evidence=evidence, actor=actor, now=now)
+        if site_ticket is not None:
+            break
+    if site_ticket is None:
+        raise Conflict(f"the site ticket for {site.id} / {ticket.signature} kept changing")
+    for sibling in siblings:
+        sibling.parent_id = site_ticket.id
+        _event(session, sibling, kind=TicketEventKind.LINK, actor=actor, at=now,
+               note=f"grouped under site ticket #{site_ticket.id}",
+               data={"parent_id": site_ticket.id})
+    site_ticket.evidence = {**site_ticket.evidence,
+                            "devices": sorted({t.device_id for t in siblings if t.device_id})}
+    return site_ticket
+
+
+# --- moving a ticket ---------------------------------------------------------------
+
+
+def _facts(ticket: Ticket) -> transitions.TicketFacts:
+    return transitions.TicketFacts(
+        state=TicketState(ticket.state), scope=TicketScope(ticket.scope),
+        diagnosis_note=ticket.diagnosis_note, verification_result=ticket.verification_result,
+        signed_off=ticket.signed_off_at is not None, closed_at=ticket.closed_at)
+
+
+_MET_COLUMN = {Milestone.RESPOND: "responded_at", Milestone.DIAGNOSE: "diagnosed_at",
+               Milestone.RESTORE: "restored_at"}
+
+
+def transition(session: Session, *, ticket_id: int, to: TicketState, actor: Actor,
+               now: datetime, request: transitions.Request = transitions.Request(),
+               note: str = "",
+               reopen_window: timedelta = transitions.DEFAULT_REOPEN_WINDOW) -> Ticket:
+    """Move a ticket as the transition table allows, recording who, when and why."""
+    ticket = get_ticket(session, ticket_id=ticket_id, lock=True)
+    source = TicketState(ticket.state)
+    outcome = transitions.check(_facts(ticket), TicketState(to), actor.role, request, now=now,
+                                reopen_window=reopen_window)
+    if request.diagnosis_note:
+        ticket.diagnosis_note = request.diagnosis_note
+    if request.verification_result:
+        ticket.verification_result = request.verification_result
+    if to == TicketState.CANCELLED:
+        ticket.cancel_reason = request.reason
+    if actor.role is ActorRole.CUSTOMER and to == TicketState.CLOSED and not ticket.signed_off_at:
+        ticket.signed_off_at = now
+    for milestone in outcome.meets:
+        if getattr(ticket, _MET_COLUMN[milestone]) is None:
+            setattr(ticket, _MET_COLUMN[milestone], now)
+    if TicketState(to) in FINAL_TICKET_STATES:
+        ticket.closed_at = now
+        _end_pause(session, ticket, actor=actor, now=now)
+    if outcome.reopens:
+        ticket.reopen_count += 1
+        ticket.closed_at = None
+        ticket.restored_at = None
+        ticket.verification_result = None
+        ticket.signed_off_at = None
+        ticket.signed_off_by_id = None
+    ticket.state = to
+    ticket.updated_at = now
+    _acknowledge_alerts(session, ticket, milestones=outcome.meets, actor=actor, now=now)
+    _event(session, ticket, kind=TicketEventKind.TRANSITION, actor=actor, at=now,
+           from_state=source, to_state=TicketState(to), note=note or (request.reason or ""),
+           data={k: v for k, v in {"diagnosis_note": request.diagnosis_note,
+                                   "verification_result": request.verification_result,
+                                   "reason": request.reason}.items() if v})
+    _follow_parent(session, ticket, actor=actor, now=now)
+    return ticket
+
+
+def _follow_parent(session: Session, parent: Ticket, *, actor: Actor, now: datetime) -> None:
+    """Device tickets grouped under a site or fleet ticket finish when it finishes."""
+    if parent.scope == TicketScope.DEVICE or TicketState(parent.state) not in FINAL_TICKET_STATES:
+        return
+    children = session.scalars(select(Ticket).where(Ticket.parent_id == parent.id,
+                                                    Ticket.state.in_(_OPEN_STATES)))
+    for child in children:
+        before = child.state
+        child.state = parent.state
+        child.closed_at = now
+        child.updated_at = now
+        if parent.state == TicketState.CANCELLED:
+            child.cancel_reason = parent.cancel_reason
+        _event(session, child, kind=TicketEventKind.TRANSITION, actor=actor, at=now,
+               from_state=before, to_state=TicketState(parent.state),
+               note=f"finished with {parent.scope} ticket #{parent.id}",
+               data={"parent_id": parent.id})
+
+
+def _acknowledge_alerts(session: Session, ticket: Ticket, *, milestones: Sequence[Milestone],
+                        actor: Actor, now: datetime) -> None:
+    """A milestone met, or a ticket finished, stops its escalation."""
+    finished = TicketState(ticket.state) in FINAL_TICKET_STATES
+    query = select(TicketAlert).where(TicketAlert.ticket_id == ticket.id,
+                                      TicketAlert.acknowledged_at.is_(None))
+    if not finished:
+        query = query.where(TicketAlert.milestone.in_([m.value for m in milestones]))
+    for alert in session.scalars(query):
+        alert.acknowledged_at = now
+        alert.acknowledged_by = actor.name
+
+
+def acknowledge_alert(session: Session, *, alert_id: int, actor: Actor, now: datetime) -> None:
+    """Someone on the escalation chain has taken it: stop notifying further steps."""
+    if actor.role not in (ActorRole.ENGINEER, ActorRole.MANAGER):
+        raise Forbidden("only the service organisation acknowledges escalations")
+    alert = session.get(TicketAlert, alert_id, with_for_update=True)
+    if alert is None:
+        raise NotFound(f"alert {alert_id} does not exist")
+    if alert.acknowledged_at is None:
+        alert.acknowledged_at = now
+        alert.acknowledged_by = actor.name
+        ticket = get_ticket(session, ticket_id=alert.ticket_id)
+        _event(session, ticket, kind=TicketEventKind.ESCALATION, actor=actor, at=now,
+               note=f"{alert.milestone} {alert.state} escalation acknowledged",
+               data={"alert_id": alert.id})
+
+
+# --- everything else an engineer does with a ticket -----------------------------------
+
+
+def comment(session: Session, *, ticket_id: int, actor: Actor, text: str,
+            now: datetime) -> TicketEvent:
+    if not text.strip():
+        raise InvalidRequest("a comment needs some text")
+    ticket = get_ticket(session, ticket_id=ticket_id)
+    ticket.updated_at = now
+    return _event(session, ticket, kind=TicketEventKind.COMMENT, actor=actor, at=now, note=text)
+
+
+def assign(session: Session, *, ticket_id: int, assignee_id: int | None, actor: Actor,
+           now: datetime) -> Ticket:
+    if actor.role not in (ActorRole.ENGINEER, ActorRole.MANAGER, ActorRole.SYSTEM):
+        raise Forbidden("only the service organisation assigns tickets")
+    ticket = get_ticket(session, ticket_id=ticket_id, lock=True)
+    previous = ticket.assigned_to_id
+    ticket.assigned_to_id = assignee_id
+    ticket.updated_at = now
+    _event(session, ticket, kind=TicketEventKind.ASSIGNMENT, actor=actor, at=now,
+           data={"from": previous, "to": assignee_id})
+    return ticket
+
+
+def pause(session: Session, *, ticket_id: int, reason: PauseReason, actor: Actor,
+          now: datetime, note: str = "") -> Ticket:
+    """Stop the restore clock while the ticket waits on the customer or on parts."""
+    if actor.role not in (ActorRole.ENGINEER, ActorRole.MANAGER):
+        raise Forbidden("only the service organisation pauses the restore clock")
+    ticket = get_ticket(session, ticket_id=ticket_id, lock=True)
+    if not ticket.is_open:
+        raise Conflict(f"ticket {ticket_id} is {ticket.state}; only open tickets pause")
+    if ticket.paused_at is not None:
+        raise Conflict(f"ticket {ticket_id} is already paused ({ticket.pause_reason})")
+    ticket.paused_at = now
+    ticket.pause_reason = reason
+    session.add(TicketPause(ticket_id=ticket.id, started_at=now, reason=reason, note=note,
+                            actor=actor.name))
+    session.flush()
+    session.refresh(ticket, ["pauses"])
+    _set_deadlines(ticket)
+    _event(session, ticket, kind=TicketEventKind.PAUSE, actor=actor, at=now, note=note,
+           data={"reason": PauseReason(reason).value})
+    return ticket
+
+
+def _end_pause(session: Session, ticket: Ticket, *, actor: Actor, now: datetime) -> bool:
+    if ticket.paused_at is None:
+        return False
+    for stretch in ticket.pauses:
+        if stretch.ended_at is None:
+            stretch.ended_at = now
+    ticket.paused_at = None
+    ticket.pause_reason = None
+    _set_deadlines(ticket)
+    _event(session, ticket, kind=TicketEventKind.RESUME, actor=actor, at=now)
+    return True
+
+
+def resume(session: Session, *, ticket_id: int, actor: Actor, now: datetime) -> Ticket:
+    """Restart the restore clock; its deadline moves out by the time it stood still."""
+    ticket = get_ticket(session, ticket_id=ticket_id, lock=True)
+    if not _end_pause(session, ticket, actor=actor, now=now):
+        raise Conflict(f"ticket {ticket_id} is not paused")
+    ticket.updated_at = now
+    return ticket
+
+
+def sign_off(session: Session, *, ticket_id: int, actor: Actor, user_id: int,
+             now: datetime) -> Ticket:
+    """The customer accepts the repair; closing may follow (DESIGN.md: no close without it)."""
+    if actor.role is not ActorRole.CUSTOMER:
+        raise Forbidden("only the customer signs off a repair")
+    ticket = get_ticket(session, ticket_id=ticket_id, lock=True)
+    if ticket.state != TicketState.VERIFIED:
+        raise Conflict(f"ticket {ticket_id} is {ticket.state}; a repair is signed off once "
+                       "it is verified")
+    ticket.signed_off_at = now
+    ticket.signed_off_by_id = user_id
+    ticket.updated_at = now
+    _event(session, ticket, kind=TicketEventKind.COMMENT, actor=actor, at=now,
+           note="repair signed off by the customer")
+    return ticket
+
+
+def open_count(session: Session) -> int:
+    return session.scalar(select(func.count()).select_from(Ticket)
+                          .where(Ticket.state.in_(_OPEN_STATES))) or 0
