@@ -11,11 +11,12 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine
 
-from api import auth, devices, health, problems
+from api import auth, customers, devices, health, problems, users
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from vigil.config import Settings
 from vigil.db.session import ensure_sqlite_folder, make_engine, make_session_factory
+from vigil.devices.credentials import BrokerFiles, sync_broker
 from vigil.telemetry import open_store
 from vigil.telemetry.store import TelemetryStore
 
@@ -30,6 +31,15 @@ TAGS: list[dict[str, str]] = [
     {"name": "tickets", "description": "The service desk's tickets."},
     {"name": "health", "description": "Liveness, readiness and metrics, for operators."},
 ]
+
+
+def broker_files(settings: Settings) -> BrokerFiles | None:
+    """The Mosquitto files this API keeps, if the settings name them."""
+    mqtt = settings.mqtt
+    if mqtt.password_file is None or mqtt.acl_file is None:
+        return None
+    return BrokerFiles(mqtt.password_file, mqtt.acl_file, mqtt.service_password_file,
+                       mqtt.pid_file)
 
 
 def create_app(
@@ -47,6 +57,9 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.broker_files is not None:
+            # The broker may have missed changes while no API ran.
+            sync_broker(app.state.sessions, app.state.broker_files)
         yield
         if telemetry is None:
             store_opener().close()
@@ -67,12 +80,13 @@ def create_app(
     app.state.sessions = make_session_factory(engine)
     app.state.telemetry = store_opener
     app.state.metrics = ApiMetrics()
+    app.state.broker_files = broker_files(settings)
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, prefix=API_PREFIX)
 
     app.include_router(health.router)
-    for module in (auth, devices):
+    for module in (auth, devices, customers, users):
         app.include_router(module.router, prefix=API_PREFIX)
 
     def openapi() -> dict[str, Any]:

@@ -13,11 +13,13 @@ request's own write lock.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import logging
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +36,8 @@ from vigil.auth.service import (
 )
 from vigil.db.session import transaction
 from vigil.errors import Forbidden
+
+log = logging.getLogger(__name__)
 
 SESSION_COOKIE = "vigil_session"
 CSRF_COOKIE = "vigil_csrf"
@@ -144,3 +148,19 @@ Db = Annotated[Session, Depends(get_db, scope="function")]
 SignedIn = Annotated[Ctx, Depends(signed_in, scope="function")]
 StaffOnly = Annotated[Ctx, Depends(staff_only, scope="function")]
 AdminOnly = Annotated[Ctx, Depends(admin_only, scope="function")]
+
+
+def after_commit(session: Session, action: Callable[[], object]) -> None:
+    """Run ``action`` once the request's transaction has committed (never if it rolls back).
+
+    For side effects outside the database that must reflect committed state only,
+    such as the broker's password file. A failure is logged: the request has succeeded.
+    """
+
+    def run(_session: Session) -> None:
+        try:
+            action()
+        except Exception:
+            log.exception("action after commit failed")
+
+    event.listen(session, "after_commit", run, once=True)

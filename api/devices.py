@@ -8,18 +8,24 @@ import math
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request
+from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import Response
+from pydantic import BaseModel
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
-from api.deps import SignedIn
+from api.deps import AdminOnly, SignedIn, after_commit
 from api.problems import responses
-from vigil.devices import health
+from vigil.db.base import utcnow
+from vigil.devices import credentials, health, registry
 from vigil.devices.models import DeviceEvent, Prediction
 from vigil.devices.schemas import (
+    DeviceCredential,
     DeviceDetail,
+    DeviceIn,
     DeviceOut,
     DevicePage,
+    DevicePatch,
     EventOut,
     PredictionOut,
     TelemetryOut,
@@ -139,7 +145,7 @@ def telemetry(
         interval=timedelta(seconds=resolution_s) if resolution_s else None, aggregate=aggregate,
     )
     columns = [str(c) for c in frame.columns]
-    times = (frame.index.asi8 // 1_000_000).tolist() if len(frame) else []
+    times = frame.index.as_unit("ms").asi8.tolist() if len(frame) else []
     values = frame.to_numpy(dtype="float64", na_value=math.nan).tolist() if len(frame) else []
     rows = [[t, *(None if math.isnan(v) else v for v in row)] for t, row in zip(times, values)]
     if format == "csv":
@@ -157,3 +163,59 @@ def telemetry(
                         columns=["time", *columns], rows=rows)
 
 
+
+
+class RegisteredDevice(BaseModel):
+    device: DeviceOut
+    credential: DeviceCredential
+
+
+def _sync_broker_after_commit(request: Request, session: Session) -> None:
+    files: credentials.BrokerFiles | None = request.app.state.broker_files
+    if files is not None:
+        factory = request.app.state.sessions
+        after_commit(session, lambda: credentials.sync_broker(factory, files))
+
+
+def _issue(request: Request, ctx: AdminOnly, device_id: str) -> DeviceCredential:
+    password = credentials.issue_credential(ctx.db, device_id=device_id,
+                                            actor=ctx.principal.username, now=utcnow())
+    _sync_broker_after_commit(request, ctx.db)
+    return DeviceCredential(device_id=device_id, username=device_id, password=password)
+
+
+@router.post("", response_model=RegisteredDevice, status_code=status.HTTP_201_CREATED,
+             responses=responses(401, 403, 409, 422),
+             summary="Register a device; its MQTT password is in this answer only (admins)")
+def register_device(body: DeviceIn, ctx: AdminOnly, request: Request) -> RegisteredDevice:
+    registry.create_device(ctx.db, device_id=body.id, fields=body.model_dump(exclude={"id"}),
+                           actor=ctx.principal.username, now=utcnow())
+    credential = _issue(request, ctx, body.id)
+    item = health.get_device_health(ctx.db, principal=ctx.principal, device_id=body.id)
+    return RegisteredDevice(device=device_out(item), credential=credential)
+
+
+@router.patch("/{device_id}", response_model=DeviceOut, responses=responses(401, 403, 404, 409, 422),
+              summary="Change a device's registry entry (admins)")
+def update_device(device_id: DeviceId, body: DevicePatch, ctx: AdminOnly) -> DeviceOut:
+    registry.update_device(ctx.db, device_id=device_id, fields=body.model_dump(exclude_unset=True),
+                           actor=ctx.principal.username, now=utcnow())
+    return device_out(health.get_device_health(ctx.db, principal=ctx.principal,
+                                               device_id=device_id))
+
+
+@router.post("/{device_id}/credential", response_model=DeviceCredential,
+             responses=responses(401, 403, 404),
+             summary="Issue a new MQTT password, replacing the old one (admins)")
+def rotate_credential(device_id: DeviceId, ctx: AdminOnly, request: Request) -> DeviceCredential:
+    return _issue(request, ctx, device_id)
+
+
+@router.delete("/{device_id}/credential", status_code=status.HTTP_204_NO_CONTENT,
+               responses=responses(401, 403, 404),
+               summary="Revoke the device's MQTT credential: the broker refuses it (admins)")
+def revoke_credential(device_id: DeviceId, ctx: AdminOnly, request: Request) -> Response:
+    credentials.revoke_credential(ctx.db, device_id=device_id, actor=ctx.principal.username,
+                                  now=utcnow())
+    _sync_broker_after_commit(request, ctx.db)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
