@@ -88,6 +88,32 @@ class IngestSettings(BaseModel):
     metrics_port: int = Field(9108, ge=0, le=65535)
 
 
+class DeskSettings(BaseModel):
+    """The service desk: its rules file, the watchdog, and where escalations are sent.
+
+    ``rules_file`` empty means the rules shipped with Vigil (``vigil/tickets/rules.toml``):
+    priorities, categories and escalation chains. Every escalation step is posted to
+    each of ``webhook_urls`` (signed with ``webhook_secret``) and e-mailed to the
+    people it reaches when ``smtp_host`` is set.
+    """
+
+    rules_file: Path | None = None
+    reopen_window_days: float = Field(14.0, ge=0)
+    at_risk_fraction: float = Field(0.75, gt=0, lt=1)
+    watchdog_interval_s: float = Field(60.0, gt=0)
+    delivery_interval_s: float = Field(15.0, gt=0)
+    site_group_window_minutes: float = Field(360.0, gt=0)
+    site_group_min_devices: int = Field(3, ge=2)
+    webhook_urls: list[str] = Field(default_factory=list)
+    webhook_secret: SecretStr | None = None
+    smtp_host: str | None = None
+    smtp_port: int = Field(25, ge=1, le=65535)
+    smtp_sender: str = "vigil@localhost"
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
@@ -105,6 +131,7 @@ class Settings(BaseSettings):
     influxdb: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
+    desk: DeskSettings = DeskSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod

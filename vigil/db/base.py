@@ -14,10 +14,10 @@ so a table defined in any domain's ``models.py`` gets them, whenever it is impor
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from sqlalchemy import (
@@ -98,9 +98,6 @@ class Base(DeclarativeBase):
         dict[str, Any]: MutableDict.as_mutable(JSON()),
         list[Any]: MutableList.as_mutable(JSON()),
     }
-    # Rules beyond the column's type, per attribute name: they raise ValueError.
-    __value_rules__: ClassVar[Mapping[str, ValueRule]] = {}
-
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)  # maps the class: its table exists after this
         if "__table__" in cls.__dict__:
@@ -241,7 +238,6 @@ def install_attribute_checks(mapper: Any, cls: type[Base]) -> None:
     Mappers are configured before the first object of any model is made, so no
     assignment escapes these checks.
     """
-    rules = cls.__value_rules__
     for attr in cls.__mapper__.column_attrs:
         mapped: Any = attr.columns[0]
         name = f"{cls.__name__}.{attr.key}"
@@ -254,7 +250,8 @@ def install_attribute_checks(mapper: Any, cls: type[Base]) -> None:
             checks.append(_check_timestamp(name))
         elif isinstance(mapped.type, Float):
             checks.append(_check_with(name, finite_number))
-        rule = rules.get(attr.key)
+        # A rule beyond the column's type: ``mapped_column(..., info={"rule": f})``.
+        rule = mapped.info.get("rule")
         if rule is not None:
             checks.append(_check_with(name, rule))
         for check in checks:

@@ -43,14 +43,14 @@ class Site(Base):
     """A place where devices are installed: a hospital or one of its buildings."""
 
     __tablename__ = "sites"
-    __value_rules__ = {"timezone": timezone_name}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     address: Mapped[str | None] = mapped_column(String(500))
     # Service calendars (business hours, holidays) are read in the site's own time zone.
-    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC",
+                                          info={"rule": timezone_name})
     region: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -66,9 +66,9 @@ class Device(Base):
     """
 
     __tablename__ = "devices"
-    __value_rules__ = {"id": validate_device_id}
 
-    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    id: Mapped[str] = mapped_column(String(64), primary_key=True,
+                                    info={"rule": validate_device_id})
     serial: Mapped[str] = mapped_column(String(64), unique=True)
     model: Mapped[str] = mapped_column(String(64), index=True)
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
@@ -134,14 +134,13 @@ class Prediction(Base):
         CheckConstraint("probability >= 0 AND probability <= 1", name="probability_range"),
         CheckConstraint("horizon_days > 0", name="horizon_days_positive"),
     )
-    __value_rules__ = {"probability": in_range(0, 1)}
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
     made_at: Mapped[datetime] = mapped_column(default=utcnow)
     horizon_days: Mapped[float] = mapped_column(Float)
     rul_days: Mapped[float | None] = mapped_column(Float)
-    probability: Mapped[float] = mapped_column(Float)
+    probability: Mapped[float] = mapped_column(Float, info={"rule": in_range(0, 1)})
     rul_lower_days: Mapped[float | None] = mapped_column(Float)
     rul_upper_days: Mapped[float | None] = mapped_column(Float)
     model_version: Mapped[str] = mapped_column(String(64))

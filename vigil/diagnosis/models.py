@@ -14,6 +14,7 @@ from vigil.devices.models import Device
 from vigil.tickets.models import Ticket
 from vigil.users.models import User
 
+
 class DiagnosisSession(Base):
     """An engineer's remote session on a device, tied to a ticket or standalone."""
 

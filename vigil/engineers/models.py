@@ -16,12 +16,12 @@ class Engineer(Base):
     """A user who services devices, with a home region and a working calendar."""
 
     __tablename__ = "engineers"
-    __value_rules__ = {"timezone": timezone_name}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), unique=True)
     region: Mapped[str | None] = mapped_column(String(64), index=True)
-    timezone: Mapped[str] = mapped_column(String(64), default="UTC")
+    timezone: Mapped[str] = mapped_column(String(64), default="UTC",
+                                          info={"rule": timezone_name})
     # Empty hours: on duty around the clock on working days (an on-call engineer).
     hours_start: Mapped[time | None]
     hours_end: Mapped[time | None]

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from vigil.db.base import Base, enum_column, utcnow
 from vigil.db.enums import Category
 
+
 class KnowledgeArticle(Base):
     """A known fault and its fix; tickets find articles by category, model and symptoms."""
 

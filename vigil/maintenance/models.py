@@ -11,6 +11,7 @@ from vigil.db.base import Base, enum_column
 from vigil.db.enums import MaintenanceKind
 from vigil.devices.models import Device
 
+
 class MaintenancePlan(Base):
     """Preventive or calibration work due by calendar or usage, for one device or a whole model."""
 

@@ -57,14 +57,13 @@ class Contract(Base):
         CheckConstraint("customer_id IS NOT NULL OR site_id IS NOT NULL", name="has_scope"),
         CheckConstraint("(hours_start IS NULL) = (hours_end IS NULL)", name="hours_pair"),
     )
-    __value_rules__ = {"timezone": timezone_name}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     customer_id: Mapped[int | None] = mapped_column(ForeignKey("customers.id"), index=True)
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
     # Empty: the site's time zone.
-    timezone: Mapped[str | None] = mapped_column(String(64))
+    timezone: Mapped[str | None] = mapped_column(String(64), info={"rule": timezone_name})
     hours_start: Mapped[time | None]
     hours_end: Mapped[time | None]
     # Working days, 0 = Monday; local dates of holidays as ISO text.
@@ -119,7 +118,6 @@ class Ticket(Base):
             "(scope = 'device') = (device_id IS NOT NULL)", name="device_scope_has_device"
         ),
     )
-    __value_rules__ = {"satisfaction_score": in_range(1, 5, whole=True)}
 
     id: Mapped[int] = mapped_column(primary_key=True)
     scope: Mapped[str] = enum_column(TicketScope, default=TicketScope.DEVICE.value)
@@ -164,7 +162,8 @@ class Ticket(Base):
     cancel_reason: Mapped[str | None] = mapped_column(String(1000))
     # Reopened after closing: counts against first-time fix.
     reopen_count: Mapped[int] = mapped_column(SmallInteger, default=0)
-    satisfaction_score: Mapped[int | None] = mapped_column(SmallInteger)
+    satisfaction_score: Mapped[int | None] = mapped_column(
+        SmallInteger, info={"rule": in_range(1, 5, whole=True)})
     satisfaction_comment: Mapped[str | None] = mapped_column(String(2000))
     signed_off_at: Mapped[datetime | None]
     signed_off_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))

@@ -55,6 +55,17 @@ class Decision:
     risk_class: str
 
 
+def read_rules_document(path: Path = DEFAULT_RULES_FILE) -> dict[str, Any]:
+    """The ticket rules file, parsed; ``RulesError`` says what is wrong with it."""
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise RulesError(f"cannot read ticket rules {path}: {exc.strerror}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise RulesError(f"ticket rules {path}: {exc}") from None
+
+
 def _priority(value: Any, where: str) -> Priority:
     try:
         return Priority(value)
@@ -182,14 +193,7 @@ class TicketRules:
 
     @classmethod
     def load(cls, path: Path = DEFAULT_RULES_FILE) -> TicketRules:
-        try:
-            with path.open("rb") as f:
-                doc = tomllib.load(f)
-        except OSError as exc:
-            raise RulesError(f"cannot read ticket rules {path}: {exc.strerror}") from None
-        except tomllib.TOMLDecodeError as exc:
-            raise RulesError(f"ticket rules {path}: {exc}") from None
-        return cls.from_document(doc)
+        return cls.from_document(read_rules_document(path))
 
     def risk_class(self, model: str | None) -> str:
         return self.risk_classes.get(model or "", self.default_risk_class)

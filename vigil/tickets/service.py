@@ -139,7 +139,7 @@ def _set_deadlines(ticket: Ticket) -> None:
 # --- history -------------------------------------------------------------------
 
 
-def _event(session: Session, ticket: Ticket, *, kind: TicketEventKind, actor: Actor,
+def record_event(session: Session, ticket: Ticket, *, kind: TicketEventKind, actor: Actor,
            at: datetime, note: str = "", data: Mapping[str, Any] | None = None,
            from_state: str | None = None, to_state: str | None = None) -> TicketEvent:
     event = TicketEvent(ticket_id=ticket.id, kind=kind, actor=actor.name, at=at, note=note,
@@ -188,7 +188,7 @@ def _add_evidence(session: Session, ticket: Ticket, evidence: Evidence, actor: A
     ticket.evidence = {"latest": evidence.as_json(), "recent": [*recent, evidence.as_json()],
                        **{k: v for k, v in ticket.evidence.items()
                           if k not in ("latest", "recent")}}
-    _event(session, ticket, kind=TicketEventKind.EVIDENCE, actor=actor, at=evidence.at,
+    record_event(session, ticket, kind=TicketEventKind.EVIDENCE, actor=actor, at=evidence.at,
            note=evidence.summary, data={"score": evidence.score, **dict(data or {})})
 
 
@@ -215,7 +215,7 @@ def _create(session: Session, *, scope: TicketScope, signature: str, device: Dev
         return None
     savepoint.commit()
     _set_deadlines(ticket)
-    _event(session, ticket, kind=TicketEventKind.TRANSITION, actor=actor, at=now,
+    record_event(session, ticket, kind=TicketEventKind.TRANSITION, actor=actor, at=now,
            to_state=TicketState.OPEN, note=title,
            data={"source": source.value, "priority": priority.value,
                  "category": category.value, "signature": signature,
@@ -231,7 +231,7 @@ def _raise_priority(session: Session, ticket: Ticket, priority: Priority, actor:
         return
     ticket.priority = priority
     _set_deadlines(ticket)
-    _event(session, ticket, kind=TicketEventKind.COMMENT, actor=actor, at=now,
+    record_event(session, ticket, kind=TicketEventKind.COMMENT, actor=actor, at=now,
            note=f"priority raised from {current} to {priority} by new evidence",
            data={"priority_from": current.value, "priority_to": priority.value})
 
@@ -239,7 +239,7 @@ def _raise_priority(session: Session, ticket: Ticket, priority: Priority, actor:
 def open_or_join(session: Session, *, device_id: str, signature: str, signal: Signal,
                  title: str, evidence: Evidence, now: datetime, rules: TicketRules,
                  description: str = "", actor: Actor = transitions.SYSTEM,
-                 grouping: SiteGrouping = SiteGrouping()) -> Opened:
+                 grouping: SiteGrouping | None = None) -> Opened:
     """One ticket per device and fault episode: open one, or add the evidence to the open one.
 
     Safe under concurrency: the partial unique index on open (device, signature)
@@ -248,6 +248,7 @@ def open_or_join(session: Session, *, device_id: str, signature: str, signal: Si
     An environmental signature seen on several devices of one site within
     ``grouping.window`` is grouped under one site ticket.
     """
+    grouping = grouping or SiteGrouping()
     if not signature or len(signature) > 200:
         raise InvalidRequest("a fault signature needs 1 to 200 characters")
     device = session.get(Device, device_id)
@@ -316,7 +317,7 @@ def _group_at_site(session: Session, *, ticket: Ticket, site: Site, grouping: Si
         raise Conflict(f"the site ticket for {site.id} / {ticket.signature} kept changing")
     for sibling in siblings:
         sibling.parent_id = site_ticket.id
-        _event(session, sibling, kind=TicketEventKind.LINK, actor=actor, at=now,
+        record_event(session, sibling, kind=TicketEventKind.LINK, actor=actor, at=now,
                note=f"grouped under site ticket #{site_ticket.id}",
                data={"parent_id": site_ticket.id})
     site_ticket.evidence = {**site_ticket.evidence,
@@ -339,10 +340,11 @@ _MET_COLUMN = {Milestone.RESPOND: "responded_at", Milestone.DIAGNOSE: "diagnosed
 
 
 def transition(session: Session, *, ticket_id: int, to: TicketState, actor: Actor,
-               now: datetime, request: transitions.Request = transitions.Request(),
+               now: datetime, request: transitions.Request | None = None,
                note: str = "",
                reopen_window: timedelta = transitions.DEFAULT_REOPEN_WINDOW) -> Ticket:
     """Move a ticket as the transition table allows, recording who, when and why."""
+    request = request or transitions.Request()
     ticket = get_ticket(session, ticket_id=ticket_id, lock=True)
     source = TicketState(ticket.state)
     outcome = transitions.check(_facts(ticket), TicketState(to), actor.role, request, now=now,
@@ -371,7 +373,7 @@ def transition(session: Session, *, ticket_id: int, to: TicketState, actor: Acto
     ticket.state = to
     ticket.updated_at = now
     _acknowledge_alerts(session, ticket, milestones=outcome.meets, actor=actor, now=now)
-    _event(session, ticket, kind=TicketEventKind.TRANSITION, actor=actor, at=now,
+    record_event(session, ticket, kind=TicketEventKind.TRANSITION, actor=actor, at=now,
            from_state=source, to_state=TicketState(to), note=note or (request.reason or ""),
            data={k: v for k, v in {"diagnosis_note": request.diagnosis_note,
                                    "verification_result": request.verification_result,
@@ -393,7 +395,7 @@ def _follow_parent(session: Session, parent: Ticket, *, actor: Actor, now: datet
         child.updated_at = now
         if parent.state == TicketState.CANCELLED:
             child.cancel_reason = parent.cancel_reason
-        _event(session, child, kind=TicketEventKind.TRANSITION, actor=actor, at=now,
+        record_event(session, child, kind=TicketEventKind.TRANSITION, actor=actor, at=now,
                from_state=before, to_state=TicketState(parent.state),
                note=f"finished with {parent.scope} ticket #{parent.id}",
                data={"parent_id": parent.id})
@@ -423,7 +425,7 @@ def acknowledge_alert(session: Session, *, alert_id: int, actor: Actor, now: dat
         alert.acknowledged_at = now
         alert.acknowledged_by = actor.name
         ticket = get_ticket(session, ticket_id=alert.ticket_id)
-        _event(session, ticket, kind=TicketEventKind.ESCALATION, actor=actor, at=now,
+        record_event(session, ticket, kind=TicketEventKind.ESCALATION, actor=actor, at=now,
                note=f"{alert.milestone} {alert.state} escalation acknowledged",
                data={"alert_id": alert.id})
 
@@ -437,7 +439,7 @@ def comment(session: Session, *, ticket_id: int, actor: Actor, text: str,
         raise InvalidRequest("a comment needs some text")
     ticket = get_ticket(session, ticket_id=ticket_id)
     ticket.updated_at = now
-    return _event(session, ticket, kind=TicketEventKind.COMMENT, actor=actor, at=now, note=text)
+    return record_event(session, ticket, kind=TicketEventKind.COMMENT, actor=actor, at=now, note=text)
 
 
 def assign(session: Session, *, ticket_id: int, assignee_id: int | None, actor: Actor,
@@ -448,7 +450,7 @@ def assign(session: Session, *, ticket_id: int, assignee_id: int | None, actor: 
     previous = ticket.assigned_to_id
     ticket.assigned_to_id = assignee_id
     ticket.updated_at = now
-    _event(session, ticket, kind=TicketEventKind.ASSIGNMENT, actor=actor, at=now,
+    record_event(session, ticket, kind=TicketEventKind.ASSIGNMENT, actor=actor, at=now,
            data={"from": previous, "to": assignee_id})
     return ticket
 
@@ -470,7 +472,7 @@ def pause(session: Session, *, ticket_id: int, reason: PauseReason, actor: Actor
     session.flush()
     session.refresh(ticket, ["pauses"])
     _set_deadlines(ticket)
-    _event(session, ticket, kind=TicketEventKind.PAUSE, actor=actor, at=now, note=note,
+    record_event(session, ticket, kind=TicketEventKind.PAUSE, actor=actor, at=now, note=note,
            data={"reason": PauseReason(reason).value})
     return ticket
 
@@ -484,7 +486,7 @@ def _end_pause(session: Session, ticket: Ticket, *, actor: Actor, now: datetime)
     ticket.paused_at = None
     ticket.pause_reason = None
     _set_deadlines(ticket)
-    _event(session, ticket, kind=TicketEventKind.RESUME, actor=actor, at=now)
+    record_event(session, ticket, kind=TicketEventKind.RESUME, actor=actor, at=now)
     return True
 
 
@@ -509,7 +511,7 @@ def sign_off(session: Session, *, ticket_id: int, actor: Actor, user_id: int,
     ticket.signed_off_at = now
     ticket.signed_off_by_id = user_id
     ticket.updated_at = now
-    _event(session, ticket, kind=TicketEventKind.COMMENT, actor=actor, at=now,
+    record_event(session, ticket, kind=TicketEventKind.COMMENT, actor=actor, at=now,
            note="repair signed off by the customer")
     return ticket
 

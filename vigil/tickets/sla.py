@@ -24,6 +24,8 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from vigil.db.enums import Milestone
+
 PRIORITIES: tuple[str, ...] = ("P1", "P2", "P3")
 ALL_DAYS: frozenset[int] = frozenset(range(7))
 MONDAY_TO_FRIDAY: frozenset[int] = frozenset(range(5))
@@ -313,14 +315,6 @@ def service_time_between(
             break
         total += min(open_until, finish) - open_from
     return total
-
-
-class Milestone(StrEnum):
-    """The three promises of a service level, in the order a ticket meets them."""
-
-    RESPOND = "respond"
-    DIAGNOSE = "diagnose"
-    RESTORE = "restore"
 
 
 class MilestoneStatus(StrEnum):

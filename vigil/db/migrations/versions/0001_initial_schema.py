@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """Initial schema: registry, users, tickets, diagnosis, knowledge, maintenance, audit, ingest records.
 
 Besides the tables, this creates what the models cannot express portably:

@@ -1,4 +1,3 @@
-# ruff: noqa: E501
 """Service desk: customers, contracts, engineers, ticket scopes, pauses, alerts and notifications.
 
 Sites now belong to a customer row instead of naming one in text: each distinct

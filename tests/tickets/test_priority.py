@@ -1,0 +1,104 @@
+"""Priority and category rules read from data, with the life-support floor."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from vigil.db.enums import Category, Priority, Severity, TicketSource
+from vigil.tickets.escalation import EscalationPolicy, Target
+from vigil.tickets.priority import RulesError, Signal, TicketRules, read_rules_document
+
+RULES = TicketRules.load()
+
+
+@pytest.mark.parametrize(("severity", "model", "expected"), [
+    (Severity.CRITICAL, "mri", Priority.P1),
+    (Severity.ERROR, "mri", Priority.P2),
+    (Severity.WARNING, "mri", Priority.P3),
+    (Severity.WARNING, "ventilator", Priority.P2),   # the model's own rule
+    (Severity.INFO, "ventilator", Priority.P2),      # the life-support floor
+    (Severity.INFO, "unknown-model", Priority.P3),
+])
+def test_device_event_priority(severity: Severity, model: str, expected: Priority) -> None:
+    decision = RULES.decide(Signal(TicketSource.DEVICE_EVENT, severity=severity),
+                            signature="event:E042", model=model)
+    assert decision.priority is expected
+
+
+@pytest.mark.parametrize(("hours", "expected"), [(6, Priority.P1), (24, Priority.P1),
+                                                 (100, Priority.P2), (500, Priority.P3)])
+def test_predicted_failure_priority_by_time_to_failure(hours: float, expected: Priority) -> None:
+    decision = RULES.decide(Signal(TicketSource.ANALYTICS, hours_to_failure=hours),
+                            signature="predicted:bearing", model="ct")
+    assert decision.priority is expected
+
+
+def test_life_support_floor_applies_only_to_faults() -> None:
+    fault = RULES.decide(Signal(TicketSource.ANALYTICS, score=0.5),
+                         signature="anomaly:flow", model="ventilator")
+    plan = RULES.decide(Signal(TicketSource.MAINTENANCE_PLAN, failure_class=False),
+                        signature="plan:7", model="ventilator")
+    assert (fault.priority, fault.risk_class) == (Priority.P2, "life_support")
+    assert plan.priority is Priority.P3
+
+
+def test_customer_reports() -> None:
+    assert RULES.decide(Signal(TicketSource.CUSTOMER, emergency=True), signature="report",
+                        model="mri").priority is Priority.P1
+    assert RULES.decide(Signal(TicketSource.CUSTOMER), signature="report",
+                        model="mri").priority is Priority.P2
+
+
+@pytest.mark.parametrize(("signature", "category"), [
+    ("anomaly:ambient_temp", Category.ENVIRONMENTAL),
+    ("anomaly:humidity", Category.ENVIRONMENTAL),
+    ("anomaly:supply_voltage", Category.ELECTRICAL),
+    ("event:firmware_crash", Category.SOFTWARE),
+    ("anomaly:motor_current", Category.MECHANICAL),
+])
+def test_category_from_the_signature(signature: str, category: Category) -> None:
+    assert RULES.category(signature) is category
+
+
+def test_an_explicit_category_wins() -> None:
+    decision = RULES.decide(Signal(TicketSource.DEVICE_EVENT, severity=Severity.ERROR,
+                                   category=Category.SOFTWARE),
+                            signature="anomaly:motor_current", model="mri")
+    assert decision.category is Category.SOFTWARE
+
+
+def _doc(**changes: Any) -> dict[str, Any]:
+    doc = read_rules_document()
+    doc.update(changes)
+    return doc
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"device_event": {"critical": "P0", "error": "P2", "warning": "P3", "info": "P3"}},
+     "not a priority"),
+    ({"device_event": {"critical": "P1"}}, "no priority for"),
+    ({"risk_class": {"ventilator": "sacred"}}, "has no floor"),
+    ({"category": [{"pattern": "*", "category": "cosmic"}]}, "needs a pattern"),
+    ({"analytics": {"failure_within_hours": [[24]], "failure_later": "P3",
+                    "anomaly_score_at_least": [], "anomaly_otherwise": "P3"}}, "pair"),
+])
+def test_bad_rules_are_refused_with_the_entry_named(changes: dict[str, Any],
+                                                    message: str) -> None:
+    with pytest.raises(RulesError, match=message):
+        TicketRules.from_document(_doc(**changes))
+
+
+def test_escalation_chains_from_the_rules() -> None:
+    policy = EscalationPolicy.from_document(read_rules_document())
+    chain = policy.chain("P1")
+    assert [s.target for s in chain.steps] == [Target.ASSIGNEE, Target.ON_DUTY, Target.MANAGERS]
+    raised = datetime(2026, 1, 1, tzinfo=UTC)
+    minutes = [(chain.due_at(raised, i) - raised).total_seconds() / 60 for i in range(6)]
+    assert minutes == [0, 15, 30, 60, 90, 120]   # the last step repeats every 30 minutes
+    assert chain.target(5) is Target.MANAGERS
+    with pytest.raises(RulesError, match="escalation.P2"):
+        EscalationPolicy.from_document(_doc(escalation={"P1": read_rules_document()
+                                                        ["escalation"]["P1"]}))
