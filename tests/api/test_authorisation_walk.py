@@ -37,6 +37,11 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/v1/auth/token"): {"username": "customer-b", "password": "wrong password"},
     ("post", "/api/v1/auth/session"): {"username": "customer-b", "password": "wrong password"},
     ("post", "/api/v1/auth/refresh"): {"refresh_token": "vrt_not-a-token"},
+    ("post", "/api/v1/tickets"): {"device_id": "{device_id}", "title": "Walked fault"},
+    ("post", "/api/v1/tickets/{ticket_id}/transitions"): {"to": "acknowledged"},
+    ("post", "/api/v1/tickets/{ticket_id}/comments"): {"text": "walked"},
+    ("put", "/api/v1/tickets/{ticket_id}/assignment"): {"assignee_id": None},
+    ("post", "/api/v1/tickets/{ticket_id}/pause"): {"reason": "parts"},
 }
 QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("get", "/api/v1/devices/{device_id}/telemetry"): {
@@ -83,6 +88,9 @@ def call(client: TestClient, method: str, path: str, ids: dict[str, str],
     for name in names:
         url = url.replace("{" + name + "}", ids[name])
     body = BODIES.get((method, path))
+    if body is not None:
+        body = {key: ids[value[1:-1]] if isinstance(value, str) and value[1:-1] in ids
+                and value.startswith("{") else value for key, value in body.items()}
     return client.request(method.upper(), url, headers=headers, json=body,
                           params=QUERIES.get((method, path)))
 

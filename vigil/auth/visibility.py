@@ -8,7 +8,7 @@ never loaded, and looks exactly like one that does not exist.
 
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, select, true
+from sqlalchemy import ColumnElement, Select, or_, select, true
 
 from vigil.auth.service import Principal
 from vigil.devices.models import Device, Site
@@ -36,3 +36,14 @@ def customer_visible(principal: Principal, customer_id: ColumnElement[int]) -> C
     if ids is None:
         return true()
     return customer_id.in_(select(Site.customer_id).where(Site.id.in_(ids)))
+
+
+def ticket_visible(principal: Principal) -> ColumnElement[bool]:
+    """A customer's users see the tickets of their sites and of their sites' devices."""
+    from vigil.tickets.models import Ticket
+
+    ids = visible_site_ids(principal)
+    if ids is None:
+        return true()
+    return or_(Ticket.site_id.in_(ids),
+               Ticket.device_id.in_(select(Device.id).where(Device.site_id.in_(ids))))
