@@ -1,4 +1,4 @@
-"""Users and their roles: keyword-only functions on the caller's session, which they never commit."""
+"""Users and their roles: keyword-only functions on the caller's session; they never commit."""
 
 from __future__ import annotations
 
