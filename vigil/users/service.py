@@ -82,6 +82,13 @@ def create_admin(
     return user, password
 
 
+def create_first_admin(session: Session) -> tuple[User, str] | None:
+    """On a database with no users at all, an administrator ``admin`` and its password."""
+    if session.scalar(select(User.id).limit(1)) is not None:
+        return None
+    return create_admin(session, username="admin", display_name="Administrator")
+
+
 def get_user(session: Session, *, user_id: int) -> User:
     user = session.get(User, user_id)
     if user is None:
