@@ -41,6 +41,13 @@ class MqttSettings(BaseModel):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     keepalive: int = Field(30, ge=5, le=3600)
+    # Mosquitto's files, which the API rewrites when device credentials change (empty:
+    # the broker is managed elsewhere), the services' own password entries, and the
+    # broker's pid file, to signal it to reload them.
+    password_file: Path | None = None
+    acl_file: Path | None = None
+    service_password_file: Path | None = None
+    pid_file: Path | None = None
 
 
 class InfluxSettings(BaseModel):

@@ -27,6 +27,7 @@ def test_up_runs_the_jobs_worker_which_scores_the_simulated_fleet(tmp_path: Path
         "VIGIL_MQTT__PORT": str(free_port()),
         "VIGIL_INGEST__METRICS_PORT": str(free_port()),
         "VIGIL_JOBS__METRICS_PORT": str(jobs_port),
+        "VIGIL_API__PORT": str(free_port()),
         "VIGIL_JOBS__INTERVALS_S": json.dumps({"scoring": 2, "ticket_rules": 2}),
         "VIGIL_JOBS__POLL_S": "1",
         # The simulated devices sample every second: 2-second steps give a step to score soon.
