@@ -132,6 +132,8 @@ class JobsSettings(BaseModel):
     ``poll_s`` seconds. The service desk's watchdog and notification delivery
     run at the intervals of the [desk] section. ``lease_ttl_s`` is how long a
     dead worker's devices stay claimed before another worker takes them over.
+    The jobs named in ``intervals_s`` are the analytics jobs that run: setting it
+    replaces the whole table, and a job left out does not run.
     """
 
     intervals_s: dict[str, float] = Field(
