@@ -21,6 +21,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.cli", "run the MQTT-to-telemetry-store ingest service"),
     "jobs": ("analytics.jobs.cli", "run the scheduled jobs: scoring, ticket rules, watchdog"),
     "simulate": ("edge_agent.simulator.cli", "run a fleet of simulated devices"),
+    "api": ("api.cli", "serve the HTTP API"),
+    "users": ("vigil.users.cli", "manage users (create the first administrator)"),
 }
 
 # `vigil bench NAME` -> (module, one-line help)
@@ -31,8 +33,9 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.bench", "ingest throughput and end-to-end latency"),
     "nab": ("analytics.bench.nab", "score the streaming detector on NAB data"),
     "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),
-    "desk": ("vigil.tickets.bench", "SLA watchdog pass over a large service desk"),
     "scoring": ("analytics.jobs.bench", "streaming scoring job: device-days scored per CPU second"),
+    "api": ("api.bench", "API requests per second and latency under concurrent clients"),
+    "desk": ("vigil.tickets.bench", "SLA watchdog pass over a large service desk"),
     "fleet": ("analytics.bench.fleet", "end to end on a simulated fleet: tickets days ahead"),
 }
 

@@ -41,6 +41,13 @@ class MqttSettings(BaseModel):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     keepalive: int = Field(30, ge=5, le=3600)
+    # Mosquitto's files, which the API rewrites when device credentials change (empty:
+    # the broker is managed elsewhere), the services' own password entries, and the
+    # broker's pid file, to signal it to reload them.
+    password_file: Path | None = None
+    acl_file: Path | None = None
+    service_password_file: Path | None = None
+    pid_file: Path | None = None
 
 
 class InfluxSettings(BaseModel):
@@ -107,10 +114,15 @@ class ScoringSettings(BaseModel):
 
 
 class TicketRuleSettings(BaseModel):
-    """When anomaly alarms become a ticket: ``min_alarms`` on one metric within ``window_s``."""
+    """When anomaly alarms become a ticket: ``min_alarms`` on one metric within ``window_s``,
+    more after an engineer cancelled the same device's ticket as a false alarm."""
 
     min_alarms: int = Field(3, ge=1)
     window_s: int = Field(24 * 3600, ge=60)
+    # After a ticket of the same device and signature was cancelled as a false alarm within
+    # ``damping_days``, ``min_alarms`` is multiplied by ``damping_factor``.
+    damping_days: float = Field(30.0, ge=0)
+    damping_factor: int = Field(2, ge=1)
 
 
 class JobsSettings(BaseModel):
@@ -120,6 +132,8 @@ class JobsSettings(BaseModel):
     ``poll_s`` seconds. The service desk's watchdog and notification delivery
     run at the intervals of the [desk] section. ``lease_ttl_s`` is how long a
     dead worker's devices stay claimed before another worker takes them over.
+    The jobs named in ``intervals_s`` are the analytics jobs that run: setting it
+    replaces the whole table, and a job left out does not run.
     """
 
     intervals_s: dict[str, float] = Field(

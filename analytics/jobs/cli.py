@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
     settings = get_settings()
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    # APScheduler logs every poll of every job; the passes log what they did.
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
     if sqlite_path(settings.sql_url) is not None:
         log.info("SQL database is SQLite: run one jobs worker")
     stop = threading.Event()

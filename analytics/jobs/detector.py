@@ -67,12 +67,8 @@ def alarm_score(detector: StreamingDetector) -> float:
 def score(
     detector: StreamingDetector, times_s: Sequence[float], values: Sequence[float]
 ) -> list[float]:
-    """Scores in time order; the detector learns from each sample after scoring it.
-
-    ``update_many`` is the reworked detectors' name for what was ``score_many``.
-    """
-    many = getattr(detector, "update_many", None) or detector.score_many
-    return list(many(times_s, values))
+    """Scores in time order; the detector learns from each sample after scoring it."""
+    return detector.update_many(times_s, values)
 
 
 def _pack(value: Any) -> Any:
@@ -158,3 +154,24 @@ def multivariate_anomaly(model: Any, frame: pd.DataFrame) -> np.ndarray:
 def multivariate_flags(model: Any, frame: pd.DataFrame) -> np.ndarray:
     """True where a row is an outlier at the detector's own threshold."""
     return multivariate_anomaly(model, frame) >= float(model.threshold)
+
+
+def multivariate_features(model: Any) -> list[str]:
+    """The metrics a fitted multivariate detector reads, in its order."""
+    names = getattr(model, "feature_names_in_", None)
+    if names is None:
+        names = model.metrics_
+    return [str(n) for n in names]
+
+
+def multivariate_steps(model: Any, frame: pd.DataFrame) -> list[float]:
+    """Anomaly per row of resampled readings; NaN where the row has none of the model's metrics."""
+    features = multivariate_features(model)
+    rows = frame.reindex(columns=features)
+    known = rows.notna().any(axis=1).to_numpy()
+    out = [math.nan] * len(rows)
+    if known.any():
+        for i, value in zip(known.nonzero()[0], multivariate_anomaly(model, rows[known]),
+                            strict=True):
+            out[int(i)] = float(value)
+    return out

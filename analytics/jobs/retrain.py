@@ -12,6 +12,11 @@ the share of healthy rows flagged is from the share the threshold promises
 one that flags nothing scores badly too, so neither wins by default. The
 promoted model is measured again on the history that came after its own
 training period, when there is enough of it.
+
+Training reads and computes for a while (seconds to minutes per model), so the
+job trains outside any write transaction (:func:`train_all`) and only
+registers in one (:func:`register_all`): on SQLite a write transaction blocks
+every other writer, ingest's included.
 """
 
 from __future__ import annotations
@@ -112,11 +117,19 @@ def calibration_error(model: Any, history: pd.DataFrame) -> float:
     return abs(rate - (1.0 - float(model.threshold)))
 
 
-def retrain_model(
+@dataclass(frozen=True)
+class Candidate:
+    """A model trained and cross-validated, not yet registered, with the history it saw."""
+
+    trained: registry.Trained
+    history: pd.DataFrame
+
+
+def train_candidate(
     session: Session, *, store: TelemetryStore, model: str, now: datetime, period: timedelta,
     settings: ScoringSettings,
-) -> Outcome:
-    """Train, cross-validate, register; promote if at least as well calibrated as the current."""
+) -> Candidate | Outcome:
+    """Read healthy history, cross-validate and fit: the slow part, which writes nothing."""
     name = f"multivariate:{model}"
     start = now - period
     history = healthy_history(session, store=store, model=model, start=start, end=now,
@@ -129,7 +142,13 @@ def retrain_model(
         name=name, kind="multivariate", params=registry.estimator_to_params(fitted),
         score=figures["cv_calibration_error"], higher_is_better=False, metrics=figures,
         data_start=start, data_end=now)
-    row = registry.register(session, trained=trained, now=now)
+    return Candidate(trained, history)
+
+
+def register_candidate(session: Session, *, candidate: Candidate, now: datetime) -> Outcome:
+    """Register the candidate; promote it if at least as well calibrated as the current one."""
+    history = candidate.history
+    row = registry.register(session, trained=candidate.trained, now=now)
 
     def evaluate(current: ModelVersion) -> float:
         """The promoted model on the part of this history it never saw, if there is enough."""
@@ -139,19 +158,40 @@ def retrain_model(
         return calibration_error(registry.estimator_from_params(current.params), unseen)
 
     promoted = registry.promote_if_better(session, candidate=row, now=now, evaluate=evaluate)
-    return Outcome(name, row.version, promoted, metrics=figures)
+    return Outcome(row.name, row.version, promoted, metrics=dict(candidate.trained.metrics))
 
 
-def retrain_pass(
+def retrain_model(
+    session: Session, *, store: TelemetryStore, model: str, now: datetime, period: timedelta,
+    settings: ScoringSettings,
+) -> Outcome:
+    """Train, cross-validate, register and maybe promote, all on one session."""
+    candidate = train_candidate(session, store=store, model=model, now=now, period=period,
+                                settings=settings)
+    if isinstance(candidate, Outcome):
+        return candidate
+    return register_candidate(session, candidate=candidate, now=now)
+
+
+def train_all(
     session: Session, *, store: TelemetryStore, now: datetime, period: timedelta,
     settings: ScoringSettings,
-) -> dict[str, Any]:
-    """Retrain every device model in the registry; returns what happened to each, for the log."""
+) -> list[Candidate | Outcome]:
+    """A candidate (or the reason for none) per device model; reads only."""
     models = sorted(set(session.scalars(select(Device.model))))
+    return [train_candidate(session, store=store, model=model, now=now, period=period,
+                            settings=settings) for model in models]
+
+
+def register_all(
+    session: Session, *, trained: list[Candidate | Outcome], now: datetime
+) -> dict[str, Any]:
+    """Register what :func:`train_all` produced; returns what happened to each, for the log."""
     out: dict[str, Any] = {}
-    for model in models:
-        outcome = retrain_model(session, store=store, model=model, now=now, period=period,
-                                settings=settings)
-        out[model] = (f"v{outcome.version} {'promoted' if outcome.promoted else 'kept current'}"
-                      if outcome.version else outcome.reason)
+    for item in trained:
+        outcome = (item if isinstance(item, Outcome)
+                   else register_candidate(session, candidate=item, now=now))
+        out[outcome.name] = (
+            f"v{outcome.version} {'promoted' if outcome.promoted else 'kept current'}"
+            if outcome.version else outcome.reason)
     return out

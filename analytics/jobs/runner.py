@@ -22,13 +22,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
-from analytics.jobs import leases
+from analytics.jobs import leases, registry
 from analytics.jobs.metrics import JobMetrics
 from analytics.jobs.scoring import score_device
 from vigil.config import JobsSettings
 from vigil.db.session import transaction
 from vigil.devices.models import Device
-from vigil.scoring.models import StreamState
+from vigil.scoring.models import ModelStatus, ModelVersion, StreamState
 from vigil.telemetry.store import TelemetryStore
 
 log = logging.getLogger("analytics.jobs")
@@ -38,6 +38,17 @@ Clock = Callable[[], datetime]
 FleetTask = Callable[[Session, datetime], dict[str, Any]]
 # A job every worker runs on its own, safe in parallel by itself (the desk's outbox delivery).
 LocalTask = Callable[[], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class TwoPhaseTask:
+    """A fleet-wide job with slow reading and computing (``prepare``, outside any write
+    transaction) and a quick write (``apply``, in the transaction that releases the lease)."""
+
+    prepare: Callable[[datetime], Any]
+    apply: Callable[[Session, datetime, Any], dict[str, Any]]
+    # How long the claim holds: longer than ``prepare`` may take, or another worker starts over.
+    lease: timedelta | None = None
 
 
 def utc_now() -> datetime:
@@ -64,7 +75,7 @@ class Worker:
         factory: sessionmaker[Session],
         store: TelemetryStore,
         settings: JobsSettings,
-        fleet_tasks: dict[str, FleetTask] | None = None,
+        fleet_tasks: dict[str, FleetTask | TwoPhaseTask] | None = None,
         local_tasks: dict[str, LocalTask] | None = None,
         metrics: JobMetrics | None = None,
         clock: Clock = utc_now,
@@ -80,6 +91,8 @@ class Worker:
         self.clock = clock
         self.owner = owner or settings.worker_id or leases.worker_name()
         self.stop = stop or threading.Event()
+        # name -> (promoted version's id, its model), see _load_promoted
+        self._promoted: dict[str, tuple[int, Any]] = {}
 
     @property
     def ttl(self) -> timedelta:
@@ -123,6 +136,7 @@ class Worker:
         with transaction(self.factory) as session:
             devices = list(session.scalars(select(Device.id)))
             leases.ensure(session, job=job, keys=devices, due_at=self.clock())
+            self._load_promoted(session)
         while not self.stop.is_set():
             now = self.clock()
             with transaction(self.factory) as session:
@@ -153,8 +167,10 @@ class Worker:
                     leases.release(session, lease=lease, now=now, next_due=now + 1000 * self.ttl)
                     return 1
                 site = device.site.name if device.site is not None else ""
+                model = self._promoted.get(f"multivariate:{device.model}", (0, None))[1]
                 result = score_device(session, store=self.store, device=device,
-                                      settings=self.settings.scoring, now=now, site=site)
+                                      settings=self.settings.scoring, now=now, site=site,
+                                      multivariate=model)
                 next_due = now if result.more else now + self.interval(job)
                 leases.release(session, lease=lease, now=now, next_due=next_due)
         except (leases.LeaseLost, StaleDataError) as exc:
@@ -175,6 +191,22 @@ class Worker:
             self.metrics.resets.inc()
             totals["resets"] += 1
         return 1
+
+    def _load_promoted(self, session: Session) -> None:
+        """The promoted model of each name, rebuilt only when the promoted version changes."""
+        current = dict(session.execute(select(ModelVersion.name, ModelVersion.id).where(
+            ModelVersion.status == ModelStatus.PROMOTED.value)).all())
+        for name, version_id in current.items():
+            if self._promoted.get(name, (None, None))[0] != version_id:
+                row = session.get(ModelVersion, version_id)
+                try:
+                    params = row.params if row is not None else {}
+                    self._promoted[name] = (version_id, registry.estimator_from_params(params))
+                except Exception:
+                    log.exception("promoted model %s (id %d) could not be loaded", name, version_id)
+                    self._promoted[name] = (version_id, None)
+        for name in set(self._promoted) - set(current):
+            del self._promoted[name]
 
     def _update_lag(self) -> None:
         """Lag: newest telemetry of a device minus its watermark, over the scored devices."""
@@ -206,16 +238,20 @@ class Worker:
         now = self.clock()
         with transaction(self.factory) as session:
             leases.ensure(session, job=job, keys=[leases.FLEET], due_at=now)
+        ttl = task.lease if isinstance(task, TwoPhaseTask) and task.lease else self.ttl
         with transaction(self.factory) as session:
-            claimed = leases.claim(session, job=job, owner=self.owner, now=now, ttl=self.ttl,
-                                   limit=1)
+            claimed = leases.claim(session, job=job, owner=self.owner, now=now, ttl=ttl, limit=1)
         if not claimed:
             return report
+        prepared = task.prepare(now) if isinstance(task, TwoPhaseTask) else None
         try:
             with transaction(self.factory) as session:
                 lease = leases.hold(session, job=job, key=leases.FLEET, owner=self.owner,
                                     now=self.clock())
-                report.detail = task(session, now)
+                if isinstance(task, TwoPhaseTask):
+                    report.detail = task.apply(session, now, prepared)
+                else:
+                    report.detail = task(session, now)
                 leases.release(session, lease=lease, now=now, next_due=now + self.interval(job))
         except leases.LeaseLost as exc:
             self.metrics.leases_lost.labels(job).inc()

@@ -8,7 +8,8 @@ Per pass and device, in the caller's transaction:
 2. each metric's detector (restored from the saved state) scores the steps in
    order;
 3. the scores go to the telemetry store as measurement ``scores`` (one field
-   per metric, same timestamps) for the console and for the evidence of a
+   per metric, same timestamps, and ``multivariate`` for the device model's
+   promoted multivariate detector) for the console and for the evidence of a
    ticket; scores at or above the detector's alarm level also become
    :class:`AnomalyAlarm` rows, which the ticket rules read;
 4. the detector states and the new watermark are saved in the same SQL
@@ -32,6 +33,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -44,6 +46,7 @@ from vigil.scoring.models import AnomalyAlarm, StreamState
 from vigil.telemetry.store import Point, TelemetryStore
 from vigil.tickets.models import Ticket, TicketEvent
 
+MULTIVARIATE = "multivariate"  # the field of the multivariate detector's score
 REPAIR_STATES = (TicketState.REPAIRED, TicketState.VERIFIED, TicketState.CLOSED,
                  TicketState.RESOLVED_REMOTELY)
 # With no watermark yet, scoring starts this far back.
@@ -89,8 +92,14 @@ def score_device(
     settings: ScoringSettings,
     now: datetime,
     site: str = "",
+    multivariate: Any = None,
 ) -> DeviceResult:
-    """Score the device's complete steps after its watermark (at most ``max_steps_per_pass``)."""
+    """Score the device's complete steps after its watermark (at most ``max_steps_per_pass``).
+
+    ``multivariate``: the promoted multivariate detector of the device's model, if any; its
+    anomaly per step goes to the scores as field ``multivariate`` (no alarms yet: at its
+    threshold of 0.99 a healthy device would alarm about three times a day).
+    """
     result = DeviceResult(device.id)
     step_s = settings.step_for(device.model)
     step_ms = step_s * 1000
@@ -166,6 +175,10 @@ def score_device(
                     value=float(column[i]), detected_at=now))
                 result.alarms += 1
         result.samples += len(rows)
+    if multivariate is not None:
+        for i, value in enumerate(adapter.multivariate_steps(multivariate, frame)):
+            if math.isfinite(value):
+                per_step[i][MULTIVARIATE] = value
 
     points = [Point(device=device.id, ts=ts, metrics=m, model=device.model, site=site,
                     measurement=settings.scores_measurement)

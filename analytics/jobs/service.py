@@ -20,7 +20,7 @@ from prometheus_client import start_http_server
 from sqlalchemy.orm import Session, sessionmaker
 
 from analytics.jobs.metrics import JobMetrics
-from analytics.jobs.runner import FleetTask, LocalTask, Worker
+from analytics.jobs.runner import FleetTask, LocalTask, TwoPhaseTask, Worker
 from vigil.config import Settings
 from vigil.telemetry.store import TelemetryStore
 from vigil.tickets.priority import TicketRules
@@ -32,8 +32,10 @@ PER_DEVICE_JOBS = ("scoring",)
 
 def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any
                ) -> tuple[dict[str, FleetTask], dict[str, LocalTask]]:
-    """The service desk's jobs: the SLA watchdog once per interval for the whole fleet (under a
-    lease), and the notification outbox's delivery in every worker (SKIP LOCKED shares it)."""
+    """The service desk's jobs: the SLA watchdog and the fault-code intake once per interval for
+    the whole fleet (under a lease), the notification outbox's delivery in every worker (SKIP
+    LOCKED shares it)."""
+    from vigil.tickets.intake import handle_device_events
     from vigil.tickets.scheduled import delivery_job
     from vigil.tickets.watchdog import run_pass
 
@@ -42,30 +44,39 @@ def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any
                           at_risk_fraction=desk.at_risk_fraction)
         return dataclasses.asdict(report)
 
+    def intake(session: Session, now: datetime) -> dict[str, Any]:
+        return dataclasses.asdict(handle_device_events(session, now=now, rules=desk.rules))
+
     def delivery() -> dict[str, Any]:
         report = delivery_job(factory, desk)
         if not (report.sent or report.retried or report.failed):
             return {}
         return {"sent": report.sent, "retried": report.retried, "failed": report.failed}
 
-    return {"watchdog": watchdog}, {"delivery": delivery}
+    return {"watchdog": watchdog, "intake": intake}, {"delivery": delivery}
 
 
-def fleet_tasks(settings: Settings, store: TelemetryStore, rules: TicketRules
-                ) -> dict[str, FleetTask]:
+def fleet_tasks(settings: Settings, store: TelemetryStore, rules: TicketRules,
+                factory: sessionmaker[Session]) -> dict[str, FleetTask | TwoPhaseTask]:
     """The analytics' fleet-wide jobs, by name."""
-    from analytics.jobs.retrain import retrain_pass
+    from analytics.jobs.retrain import register_all, train_all
     from analytics.jobs.ticket_rules import ticket_rules_pass
 
     def ticket_rules(session: Session, now: datetime) -> dict[str, Any]:
         return ticket_rules_pass(session, now=now, settings=settings.jobs.ticket_rules,
-                                 rules=rules)
+                                 rules=rules, store=store, scoring=settings.jobs.scoring)
 
-    def retrain(session: Session, now: datetime) -> dict[str, Any]:
-        return retrain_pass(session, store=store, now=now,
-                            period=timedelta(days=settings.jobs.retrain_days),
-                            settings=settings.jobs.scoring)
+    def train(now: datetime) -> Any:
+        with factory() as session:
+            return train_all(session, store=store, now=now,
+                             period=timedelta(days=settings.jobs.retrain_days),
+                             settings=settings.jobs.scoring)
 
+    def register(session: Session, now: datetime, trained: Any) -> dict[str, Any]:
+        return register_all(session, trained=trained, now=now)
+
+    # Training every model may take minutes; a worker that dies mid-way delays it by an hour.
+    retrain = TwoPhaseTask(train, register, lease=timedelta(hours=1))
     return {"ticket_rules": ticket_rules, "retrain": retrain}
 
 
@@ -130,11 +141,13 @@ def open_service(settings: Settings, *, metrics_port: int | None = None,
     store = open_store(settings)
     desk = Desk.from_settings(settings.desk)
     fleet, local = desk_tasks(settings, factory, desk)
-    fleet.update(fleet_tasks(settings, store, desk.rules))
+    tasks: dict[str, FleetTask | TwoPhaseTask] = {**fleet}
+    tasks.update(fleet_tasks(settings, store, desk.rules, factory))
     intervals = {"watchdog": settings.desk.watchdog_interval_s,
+                 "intake": settings.desk.intake_interval_s,
                  "delivery": settings.desk.delivery_interval_s, **settings.jobs.intervals_s}
     jobs = settings.jobs.model_copy(update={"intervals_s": intervals})
-    worker = Worker(factory=factory, store=store, settings=jobs, fleet_tasks=fleet,
+    worker = Worker(factory=factory, store=store, settings=jobs, fleet_tasks=tasks,
                     local_tasks=local, metrics=JobMetrics(), stop=stop)
     port = settings.jobs.metrics_port if metrics_port is None else metrics_port
     return JobsService(worker, metrics_host=settings.jobs.metrics_host, metrics_port=port)

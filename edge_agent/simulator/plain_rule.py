@@ -52,7 +52,7 @@ def daily_means(samples: Sequence[tuple[int, Mapping[str, float]]], start_ms: in
                 sums[name], counts[name] = [0.0] * days, [0] * days
             sums[name][day] += value
             counts[name][day] += 1
-    return {name: [s / c if c else None for s, c in zip(sums[name], counts[name])]
+    return {name: [s / c if c else None for s, c in zip(sums[name], counts[name], strict=True)]
             for name in sums}
 
 

@@ -1,4 +1,4 @@
-"""Realistic faults: degradation that hides in relations, a fleet that varies, a world that interferes.
+"""Realistic faults: degradation hidden in relations, a fleet that varies, a world that interferes.
 
 The easy physics in ``physics`` lets a fault push one reading far out of its
 band, every device of a model shares one baseline, and the device warns before
@@ -165,12 +165,12 @@ class RealisticDeviceSim(DeviceSim):
             u = 0.02  # out of clinical service until repaired
         last_cal = real.origin_ms
         if t_ms >= self._first_visit:
-            for w in real.maintenance:
-                if w.start_ms <= t_ms < w.end_ms:
+            for window in real.maintenance:
+                if window.start_ms <= t_ms < window.end_ms:
                     # Test cycles: full load and idle in turns of ten minutes.
                     u = 1.0 if (t_ms // 600_000) % 2 else 0.05
-                if last_cal < w.end_ms <= t_ms:
-                    last_cal = w.end_ms
+                if last_cal < window.end_ms <= t_ms:
+                    last_cal = window.end_ms
         metrics = self._real_step(t_ms, dt_s, u, env, sev, prog)
         if real.drift_per_day:
             aged = (t_ms - last_cal) / DAY_MS

@@ -72,7 +72,7 @@ def test_realistic_plan_is_deterministic_and_keeps_the_easy_fleet() -> None:
     # The same devices fail the same way at the same time; only how it shows differs.
     assert [(s.device_id, s.model, s.site) for s in real.specs] == \
         [(s.device_id, s.model, s.site) for s in easy]
-    for r, e in zip(real.specs, easy):
+    for r, e in zip(real.specs, easy, strict=True):
         assert [(f.fault_type, f.failure_ms) for f in r.faults] == \
             [(f.fault_type, f.failure_ms) for f in e.faults]
     with pytest.raises(ValueError, match="faults must be one of"):
@@ -158,7 +158,8 @@ def test_realistic_devices_raise_no_warning_only_the_failure() -> None:
 
 def _fit(xs: list[float], ys: list[float]) -> tuple[float, float]:
     mx, my = statistics.mean(xs), statistics.mean(ys)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    covariance = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+    slope = covariance / sum((x - mx) ** 2 for x in xs)
     return my - slope * mx, slope
 
 

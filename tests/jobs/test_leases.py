@@ -110,3 +110,33 @@ def test_two_workers_share_a_fleet_and_score_each_window_once(pg_url: str, embed
         states = session.scalars(select(StreamState)).all()
     assert len(states) == 6 and {s.scored_steps for s in states} == {2 * 288 - 1}
     engine.dispose()
+
+
+def test_a_fleet_wide_job_runs_once_per_interval_across_workers(pg_url: str, embedded) -> None:
+    engine = migrated(pg_url)
+    factory = make_session_factory(engine)
+    ran: list[str] = []
+    start = threading.Barrier(4)
+
+    def task_of(name: str):
+        def task(session, now):
+            ran.append(name)
+            return {}
+        return task
+
+    settings = JobsSettings(intervals_s={"report": 60.0})
+    workers = [Worker(factory=factory, store=embedded, settings=settings,
+                      fleet_tasks={"report": task_of(f"w{i}")}, metrics=JobMetrics(),
+                      clock=FakeClock(), owner=f"w{i}") for i in range(4)]
+
+    def run(worker: Worker) -> None:
+        start.wait()
+        worker.run("report")
+
+    threads = [threading.Thread(target=run, args=(w,)) for w in workers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(ran) == 1
+    engine.dispose()

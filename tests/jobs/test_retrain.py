@@ -94,3 +94,29 @@ def test_too_little_history_trains_nothing(factory, embedded) -> None:
         outcome = retrain_model(session, store=embedded, model="infusion_pump", now=T0,
                                 period=timedelta(days=DAYS), settings=SETTINGS)
     assert outcome.version is None and outcome.reason == "not enough healthy history"
+
+
+def test_scoring_adds_the_promoted_models_multivariate_score(factory, embedded) -> None:
+    from analytics.jobs.metrics import JobMetrics
+    from analytics.jobs.runner import Worker
+    from tests.jobs.conftest import FakeClock
+    from vigil.config import JobsSettings
+
+    devices = add_fleet(factory, 6)
+    write_fleet(embedded, devices)
+    with transaction(factory) as session:
+        assert retrain_model(session, store=embedded, model="infusion_pump", now=T0,
+                             period=timedelta(days=DAYS), settings=SETTINGS).promoted
+    # An hour in which dev-000's motor current stops following its flow.
+    start = int(T0.timestamp() * 1000)
+    embedded.write([Point("dev-000", start + i * 300_000, {"flow": 50.0, "current": 0.0},
+                          model="infusion_pump") for i in range(12)])
+    worker = Worker(factory=factory, store=embedded, settings=JobsSettings(),
+                    metrics=JobMetrics(), clock=FakeClock(T0 + timedelta(hours=1, minutes=3)))
+    assert worker.run("scoring").failures == 0
+    scores = embedded.query("dev-000", T0 - timedelta(days=DAYS), T0 + timedelta(hours=1),
+                            measurement="scores")
+    healthy = scores.loc[scores.index < T0, "multivariate"]
+    broken = scores.loc[scores.index >= T0, "multivariate"]
+    assert len(healthy) == DAYS * 288 and len(broken) == 12
+    assert healthy.median() < 0.9 and (broken > 0.99).all()

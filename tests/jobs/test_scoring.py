@@ -189,3 +189,22 @@ def test_a_state_the_detector_code_refuses_starts_that_stream_afresh(factory, em
     assert dropped == [] and kept["flow"].get_state()["learned"]["seen"] == result.steps
     assert kept["temp"].get_state()["learned"]["seen"] == 288 + result.steps - 1
     assert adapter.decode_states(b"not zlib") == ({}, ["*"])
+
+
+def test_a_new_step_for_the_device_model_restarts_its_detectors_on_whole_steps(
+    factory, embedded
+) -> None:
+    add_fleet(factory, 1)
+    embedded.write(readings("dev-000", T0 - 2 * DAY, T0))
+    first = run(factory, embedded, T0 - DAY)  # watermark T0 - 1 day - 5 min
+    ten_minutes = ScoringSettings(step_s={"infusion_pump": 600})
+    result = run(factory, embedded, T0, settings=ten_minutes)
+    assert first.steps == 287 and result.reset is True
+    # The watermark moves up to a whole 10-minute step; a day of 10-minute steps follows.
+    assert result.watermark_ms == int((T0 - timedelta(minutes=10)).timestamp() * 1000)
+    assert result.steps == 144 - 1
+    with factory() as session:
+        state = session.get(StreamState, "dev-000")
+        assert state.step_s == 600
+        flow = adapter.decode_states(state.states)[0]["flow"]
+    assert flow.get_state()["learned"]["seen"] == result.steps

@@ -109,10 +109,65 @@ def test_scoring_then_ticket_rules_end_to_end(factory, embedded) -> None:
                               model="infusion_pump", site="Ward 3") for minute in range(5)])
     settings = Settings(jobs=JobsSettings(intervals_s={"scoring": 60.0, "ticket_rules": 60.0}))
     worker = Worker(factory=factory, store=embedded, settings=settings.jobs,
-                    fleet_tasks=fleet_tasks(settings, embedded, RULES), metrics=JobMetrics(),
-                    clock=FakeClock())
+                    fleet_tasks=fleet_tasks(settings, embedded, RULES, factory),
+                    metrics=JobMetrics(), clock=FakeClock())
     assert worker.run("scoring").detail["alarms"] >= 3
     assert worker.run("ticket_rules").units == 1
     flow = [t for t in tickets(factory) if t.signature == "anomaly:flow"]
     assert [t.device_id for t in flow] == ["dev-000"]
     assert flow[0].peak_score > 0.9
+    # The evidence shows the 5-minute readings and scores from 6 h before the peak alarm to
+    # 2 h after it: the peak's spike is in it, with its score.
+    data = flow[0].evidence["latest"]["data"]
+    peak = max(data["alarms"], key=lambda alarm: alarm["score"])
+    window = data["window"]
+    assert window["step_s"] == 300 and len(window["readings"]) == 96
+    assert [peak["ts"], round(peak["value"], 6)] in window["readings"]
+    assert max(score for _, score in window["scores"]) == pytest.approx(peak["score"], abs=1e-4)
+
+
+def test_a_finding_the_desk_refuses_does_not_block_the_others(factory, monkeypatch) -> None:
+    from analytics.jobs import ticket_rules
+    from vigil.errors import Conflict
+
+    add_fleet(factory, 2)
+    add_alarms(factory, "dev-000", "flow", [1, 2, 3])
+    add_alarms(factory, "dev-001", "flow", [1, 2, 3])
+    real = ticket_rules.open_or_join
+
+    def refuse_dev_000(session, **kwargs):
+        if kwargs["device_id"] == "dev-000":
+            real(session, **kwargs)  # writes, then fails: the savepoint must undo the write
+            raise Conflict("changed three times in a row")
+        return real(session, **kwargs)
+
+    monkeypatch.setattr(ticket_rules, "open_or_join", refuse_dev_000)
+    outcome = run(factory)
+    assert (outcome["tickets_opened"], outcome["refused"]) == (1, 1)
+    assert [t.device_id for t in tickets(factory)] == ["dev-001"]
+    assert run(factory)["alarms"] == 0
+
+
+def test_a_false_alarm_damps_the_same_pattern_on_the_same_device(factory) -> None:
+    from vigil.db.models import TicketEvent
+
+    add_fleet(factory, 2)
+    add_alarms(factory, "dev-000", "flow", [1, 2, 3])
+    run(factory)
+    [ticket] = tickets(factory)
+    with transaction(factory) as session:  # the engineer cancels it as a false alarm
+        row = session.get(Ticket, ticket.id)
+        row.state, row.cancel_reason = "cancelled", "false alarm"
+        session.add(TicketEvent(ticket_id=row.id, actor="eng1", kind="transition",
+                                from_state="open", to_state="cancelled", at=T0 + 4 * HOUR))
+    later = T0 + 2 * 24 * HOUR
+    add_alarms(factory, "dev-000", "flow", [49, 50, 51])  # the same pattern again
+    add_alarms(factory, "dev-001", "flow", [49, 50, 51])  # on another device: not damped
+    assert run(factory, later)["tickets_opened"] == 1
+    assert [t.device_id for t in tickets(factory) if t.state == "open"] == ["dev-001"]
+    add_alarms(factory, "dev-000", "flow", [52, 53, 54])  # twice as many: a ticket after all
+    assert run(factory, later)["tickets_opened"] == 1
+    with factory() as session:
+        from analytics.jobs.ticket_rules import cancellations_by_rule
+
+        assert cancellations_by_rule(session, since=T0) == {"anomaly:flow": 1}

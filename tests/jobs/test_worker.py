@@ -123,10 +123,43 @@ def test_the_service_runs_the_desks_watchdog_once_per_interval_for_the_fleet(tmp
     settings = Settings(data_dir=tmp_path)
     migrated(settings.sql_url).dispose()
     service = open_service(settings, metrics_port=0)
-    assert set(service.jobs) == {"scoring", "ticket_rules", "retrain", "watchdog", "delivery"}
+    assert set(service.jobs) == {"scoring", "ticket_rules", "retrain", "watchdog", "intake",
+                                 "delivery"}
     first = service.worker.run("watchdog")
     assert first.units == 1 and first.detail["tickets"] == 0
     other = open_service(settings, metrics_port=0)  # a second worker, or this one restarted
     assert other.worker.run("watchdog").units == 0  # not due again for a minute
     service.worker.store.close()
     other.worker.store.close()
+
+
+def test_a_two_phase_job_prepares_outside_the_write_transaction(factory, embedded) -> None:
+    """On SQLite a held write transaction would make the write in ``prepare`` wait 30 s and fail."""
+    from analytics.jobs.runner import TwoPhaseTask
+    from vigil.db.session import transaction
+
+    add_fleet(factory, 1)
+
+    def prepare(now):
+        with transaction(factory) as session:  # another writer, while the job runs
+            session.execute(JobLease.__table__.insert().values(
+                job="other", key="x", due_at=now, runs=0))
+        return 42
+
+    def apply(session, now, prepared):
+        return {"prepared": prepared}
+
+    clock = FakeClock()
+    w = Worker(factory=factory, store=embedded,
+               settings=JobsSettings(intervals_s={"slow": 60.0}),
+               fleet_tasks={"slow": TwoPhaseTask(prepare, apply, lease=timedelta(hours=1))},
+               metrics=JobMetrics(), clock=clock)
+    report = w.run("slow")
+    assert (report.units, report.failures, report.detail) == (1, 0, {"prepared": 42})
+    assert report.seconds < 10
+    # A slow preparation keeps its claim for the task's lease, not the default two minutes.
+    clock.advance(timedelta(minutes=30))
+    slow = TwoPhaseTask(lambda now: clock.advance(timedelta(minutes=20)), apply,
+                        lease=timedelta(hours=1))
+    w.fleet_tasks["slow"] = slow
+    assert w.run("slow").units == 1

@@ -9,6 +9,7 @@ write, and the caller of a service owns the transaction.
 from __future__ import annotations
 
 from vigil.audit.models import AuditLog
+from vigil.auth.models import ApiToken, AuthSession, SignInAttempt
 from vigil.db.base import Base, InvalidValue, UTCDateTime, storable_text, utcnow
 from vigil.devices.models import (
     DEAD_LETTER_PAYLOAD_CHARS,
@@ -43,7 +44,9 @@ __all__ = [
     "DEAD_LETTER_TOPIC_CHARS",
     "OPEN_TICKET_PREDICATE",
     "AnomalyAlarm",
+    "ApiToken",
     "AuditLog",
+    "AuthSession",
     "Base",
     "Contract",
     "Customer",
@@ -61,6 +64,7 @@ __all__ = [
     "Prediction",
     "Qualification",
     "Role",
+    "SignInAttempt",
     "Site",
     "StreamState",
     "Ticket",

@@ -4,10 +4,8 @@
 The CHECK constraints the model base adds (enumerated values, text lengths)
 are written out with each new table: Alembic does not compare them.
 
-Revises 0002 on this branch; it follows 0003 (auth) once that is merged.
-
 Revision ID: 0004
-Revises: 0002
+Revises: 0003
 Create Date: 2026-12-02
 """
 
@@ -19,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = '0004'
-down_revision: str | None = '0002'
+down_revision: str | None = '0003'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
