@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.api.conftest import World, write_readings
 from vigil.db.models import Device, Prediction
 from vigil.db.session import transaction
+from vigil.maintenance.models import MaintenancePlan
 from vigil.telemetry.embedded import EmbeddedStore
 
 Headers = Callable[[str], dict[str, str]]
@@ -104,6 +105,7 @@ def test_one_device_has_readings_events_tickets_predictions(
     tickets = client.get("/api/v1/devices/pump-a0", headers=headers("customer-a")).json()[
         "tickets"]
     assert [t["title"] for t in tickets] == ["Pump a alarms"]
+    assert body["plans"] == []
 
 
 def test_another_customers_device_is_not_found_like_a_missing_one(
@@ -181,6 +183,22 @@ def test_a_device_without_a_site_is_staff_only(
         session.add(Device(id="spare-1", serial="SN-spare", model="IP-100"))
     assert client.get("/api/v1/devices/spare-1", headers=headers("engineer")).status_code == 200
     assert client.get("/api/v1/devices/spare-1", headers=headers("customer-a")).status_code == 404
+
+
+def test_a_device_page_lists_its_own_and_its_models_plans(
+    client: TestClient, headers: Headers, sessions: sessionmaker[Session]
+) -> None:
+    with transaction(sessions) as session:
+        session.add_all([
+            MaintenancePlan(device_id="pump-a1", kind="calibration", title="Flow calibration",
+                            interval_days=180),
+            MaintenancePlan(device_model="IP-100", kind="preventive", title="Seal check",
+                            interval_days=365),
+            MaintenancePlan(device_model="CT-9", kind="preventive", title="Tube",
+                            interval_days=90),
+        ])
+    plans = client.get("/api/v1/devices/pump-a1", headers=headers("engineer")).json()["plans"]
+    assert sorted(p["title"] for p in plans) == ["Flow calibration", "Seal check"]
 
 
 def test_predictions_ranked_by_risk_for_what_the_caller_sees(
