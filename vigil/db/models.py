@@ -24,7 +24,7 @@ from vigil.devices.models import (
 from vigil.diagnosis.models import DiagnosisSession, TranscriptEntry
 from vigil.engineers.models import Engineer, Qualification
 from vigil.knowledge.models import KnowledgeArticle
-from vigil.maintenance.models import MaintenancePlan
+from vigil.maintenance.models import MaintenanceDue, MaintenancePlan, MaintenanceRecord
 from vigil.tickets.models import (
     OPEN_TICKET_PREDICATE,
     Contract,
@@ -52,7 +52,9 @@ __all__ = [
     "Engineer",
     "InvalidValue",
     "KnowledgeArticle",
+    "MaintenanceDue",
     "MaintenancePlan",
+    "MaintenanceRecord",
     "Notification",
     "Prediction",
     "Qualification",

@@ -236,6 +236,17 @@ def _raise_priority(session: Session, ticket: Ticket, priority: Priority, actor:
            data={"priority_from": current.value, "priority_to": priority.value})
 
 
+def escalate(session: Session, *, ticket_id: int, priority: Priority, actor: Actor,
+             now: datetime, note: str) -> Ticket:
+    """Make a ticket more urgent for a reason beyond its evidence (overdue planned work)."""
+    ticket = get_ticket(session, ticket_id=ticket_id, lock=True)
+    _raise_priority(session, ticket, priority, actor, now)
+    ticket.updated_at = now
+    record_event(session, ticket, kind=TicketEventKind.ESCALATION, actor=actor, at=now,
+                 note=note, data={"priority": ticket.priority})
+    return ticket
+
+
 def open_or_join(session: Session, *, device_id: str, signature: str, signal: Signal,
                  title: str, evidence: Evidence, now: datetime, rules: TicketRules,
                  description: str = "", actor: Actor = transitions.SYSTEM,

@@ -1,0 +1,122 @@
+# ruff: noqa: E501
+"""Service desk, part 2: maintenance due dates and records, surveys, the knowledge base, vouchers.
+
+Alembic does not compare CHECK constraints, so the ones the models add for
+columns added to existing tables are written out here.
+
+Revision ID: 0005
+Revises: 0002
+Create Date: 2026-12-02
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = '0005'
+down_revision: str | None = '0002'
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+PLAN_CHECKS = {
+    "lead_days_not_negative": "lead_days >= 0",
+    "grace_days_not_negative": "grace_days >= 0",
+    "procedure_length": "length(procedure) <= 4000",
+}
+
+
+def upgrade() -> None:
+    op.create_table('maintenance_dues',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('plan_id', sa.Integer(), nullable=False),
+    sa.Column('device_id', sa.String(length=64), nullable=False),
+    sa.Column('last_done_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_usage_hours', sa.Float(), nullable=True),
+    sa.Column('next_due_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('due_usage_hours', sa.Float(), nullable=True),
+    sa.Column('ticket_id', sa.Integer(), nullable=True),
+    sa.Column('escalated_at', sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint('length(device_id) <= 64', name=op.f('ck_maintenance_dues_device_id_length')),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_maintenance_dues_device_id_devices')),
+    sa.ForeignKeyConstraint(['plan_id'], ['maintenance_plans.id'], name=op.f('fk_maintenance_dues_plan_id_maintenance_plans')),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_maintenance_dues_ticket_id_tickets')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_maintenance_dues')),
+    sa.UniqueConstraint('plan_id', 'device_id', name=op.f('uq_maintenance_dues_plan_id_device_id'))
+    )
+    with op.batch_alter_table('maintenance_dues', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_maintenance_dues_device_id'), ['device_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_maintenance_dues_next_due_at'), ['next_due_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_maintenance_dues_plan_id'), ['plan_id'], unique=False)
+
+    op.create_table('maintenance_records',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('plan_id', sa.Integer(), nullable=False),
+    sa.Column('device_id', sa.String(length=64), nullable=False),
+    sa.Column('kind', sa.String(length=11), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=True),
+    sa.Column('due_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('performed_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('performed_by', sa.String(length=128), nullable=False),
+    sa.Column('engineer_user_id', sa.Integer(), nullable=True),
+    sa.Column('usage_hours', sa.Float(), nullable=True),
+    sa.Column('results', sa.String(length=4000), nullable=False),
+    sa.Column('measurements', sa.JSON(), nullable=False),
+    sa.Column('passed', sa.Boolean(), nullable=False),
+    sa.Column('corrective_ticket_id', sa.Integer(), nullable=True),
+    sa.Column('next_due_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint("kind IN ('preventive', 'calibration')", name=op.f('ck_maintenance_records_kind_valid')),
+    sa.CheckConstraint('length(device_id) <= 64', name=op.f('ck_maintenance_records_device_id_length')),
+    sa.CheckConstraint('length(performed_by) <= 128', name=op.f('ck_maintenance_records_performed_by_length')),
+    sa.CheckConstraint('length(results) <= 4000', name=op.f('ck_maintenance_records_results_length')),
+    sa.ForeignKeyConstraint(['corrective_ticket_id'], ['tickets.id'], name=op.f('fk_maintenance_records_corrective_ticket_id_tickets')),
+    sa.ForeignKeyConstraint(['device_id'], ['devices.id'], name=op.f('fk_maintenance_records_device_id_devices')),
+    sa.ForeignKeyConstraint(['engineer_user_id'], ['users.id'], name=op.f('fk_maintenance_records_engineer_user_id_users')),
+    sa.ForeignKeyConstraint(['plan_id'], ['maintenance_plans.id'], name=op.f('fk_maintenance_records_plan_id_maintenance_plans')),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_maintenance_records_ticket_id_tickets')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_maintenance_records'))
+    )
+    with op.batch_alter_table('maintenance_records', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_maintenance_records_device_id'), ['device_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_maintenance_records_due_at'), ['due_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_maintenance_records_performed_at'), ['performed_at'], unique=False)
+        batch_op.create_index(batch_op.f('ix_maintenance_records_plan_id'), ['plan_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_maintenance_records_ticket_id'), ['ticket_id'], unique=False)
+
+    with op.batch_alter_table('maintenance_plans', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('lead_days', sa.Integer(), nullable=False, server_default='14'))
+        batch_op.add_column(sa.Column('grace_days', sa.Integer(), nullable=False, server_default='0'))
+        batch_op.add_column(sa.Column('procedure', sa.String(length=4000), nullable=False, server_default=''))
+        batch_op.add_column(sa.Column('tolerances', sa.JSON(), nullable=False, server_default='{}'))
+        for name, condition in PLAN_CHECKS.items():
+            batch_op.create_check_constraint(batch_op.f(f'ck_maintenance_plans_{name}'), condition)
+
+
+
+def downgrade() -> None:
+    with op.batch_alter_table('maintenance_plans', schema=None) as batch_op:
+        for name in PLAN_CHECKS:
+            batch_op.drop_constraint(batch_op.f(f'ck_maintenance_plans_{name}'), type_='check')
+        batch_op.drop_column('tolerances')
+        batch_op.drop_column('procedure')
+        batch_op.drop_column('grace_days')
+        batch_op.drop_column('lead_days')
+
+    with op.batch_alter_table('maintenance_records', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_maintenance_records_ticket_id'))
+        batch_op.drop_index(batch_op.f('ix_maintenance_records_plan_id'))
+        batch_op.drop_index(batch_op.f('ix_maintenance_records_performed_at'))
+        batch_op.drop_index(batch_op.f('ix_maintenance_records_due_at'))
+        batch_op.drop_index(batch_op.f('ix_maintenance_records_device_id'))
+
+    op.drop_table('maintenance_records')
+    with op.batch_alter_table('maintenance_dues', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_maintenance_dues_plan_id'))
+        batch_op.drop_index(batch_op.f('ix_maintenance_dues_next_due_at'))
+        batch_op.drop_index(batch_op.f('ix_maintenance_dues_device_id'))
+
+    op.drop_table('maintenance_dues')
