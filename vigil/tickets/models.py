@@ -269,3 +269,23 @@ class Notification(Base):
     next_attempt_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(1000))
+
+
+class SatisfactionSurvey(Base):
+    """The customer's survey on a closed ticket: a single-use link that expires.
+
+    Only a hash of the link's token is kept, so the table cannot answer on anyone's
+    behalf; the answer itself is on the ticket (``satisfaction_score``/``_comment``).
+    """
+
+    __tablename__ = "satisfaction_surveys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    # SHA-256 of the token, hex.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+
+    ticket: Mapped[Ticket] = relationship()

@@ -95,9 +95,24 @@ def upgrade() -> None:
         for name, condition in PLAN_CHECKS.items():
             batch_op.create_check_constraint(batch_op.f(f'ck_maintenance_plans_{name}'), condition)
 
+    op.create_table('satisfaction_surveys',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('token_hash', sa.String(length=64), nullable=False),
+    sa.Column('issued_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('expires_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('answered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint('length(token_hash) <= 64', name=op.f('ck_satisfaction_surveys_token_hash_length')),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_satisfaction_surveys_ticket_id_tickets')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_satisfaction_surveys')),
+    sa.UniqueConstraint('ticket_id', name=op.f('uq_satisfaction_surveys_ticket_id')),
+    sa.UniqueConstraint('token_hash', name=op.f('uq_satisfaction_surveys_token_hash'))
+    )
 
 
 def downgrade() -> None:
+    op.drop_table('satisfaction_surveys')
+
     with op.batch_alter_table('maintenance_plans', schema=None) as batch_op:
         for name in PLAN_CHECKS:
             batch_op.drop_constraint(batch_op.f(f'ck_maintenance_plans_{name}'), type_='check')
