@@ -153,6 +153,11 @@ class Ticket(Base):
     diagnosed_at: Mapped[datetime | None]
     restored_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    # Service time each milestone took (minutes on the contract's calendar; restore without
+    # pauses), kept when it is met so reports aggregate them in SQL.
+    respond_minutes: Mapped[float | None] = mapped_column(Float)
+    diagnose_minutes: Mapped[float | None] = mapped_column(Float)
+    restore_minutes: Mapped[float | None] = mapped_column(Float)
     # Set while the restore clock is paused (waiting on the customer or on parts).
     paused_at: Mapped[datetime | None]
     pause_reason: Mapped[str | None] = enum_column(PauseReason)

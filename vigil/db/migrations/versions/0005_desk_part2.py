@@ -109,8 +109,17 @@ def upgrade() -> None:
     sa.UniqueConstraint('token_hash', name=op.f('uq_satisfaction_surveys_token_hash'))
     )
 
+    # Nullable columns: a plain ADD COLUMN, no rebuild of the tickets table on SQLite.
+    for name in ('respond_minutes', 'diagnose_minutes', 'restore_minutes'):
+        op.add_column('tickets', sa.Column(name, sa.Float(), nullable=True))
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('tickets', schema=None) as batch_op:
+        batch_op.drop_column('restore_minutes')
+        batch_op.drop_column('diagnose_minutes')
+        batch_op.drop_column('respond_minutes')
+
     op.drop_table('satisfaction_surveys')
 
     with op.batch_alter_table('maintenance_plans', schema=None) as batch_op:
