@@ -7,8 +7,8 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from vigil.reports.metrics import (
-    PlannedTask,
-    completion,
+    Tally,
+    combined,
     mean,
     mtbf_hours,
     percentile,
@@ -46,13 +46,9 @@ def test_service_hours_count_from_installation() -> None:
     assert service_hours(start, end, [None, date(2026, 1, 6), date(2026, 2, 1)]) == 360
 
 
-def test_completion_counts_done_and_on_time() -> None:
-    due = datetime(2026, 3, 1, tzinfo=UTC)
-    tasks = [PlannedTask("preventive", True, due, due - timedelta(days=1)),
-             PlannedTask("preventive", True, due, due + timedelta(days=2)),
-             PlannedTask("preventive", False, due, None),
-             PlannedTask("preventive", False, due, due)]
-    result = completion(tasks)
+def test_counted_groups_combine_like_single_tasks() -> None:
+    result = combined([Tally("calibration", True, due=3, done=2, on_time=1),
+                       Tally("calibration", False, due=1, done=1, on_time=1)])
     assert (result.due, result.done, result.on_time) == (4, 3, 2)
     assert (result.rate, result.on_time_rate) == (0.75, 0.5)
-    assert completion([]).rate is None
+    assert combined([]).rate is None

@@ -172,3 +172,16 @@ def test_outputs_and_the_published_version(factory: sessionmaker[Session], desk:
     with pytest.raises(InvalidRequest):
         render.publishable_html(by_site, organisation="Example Medical")
     assert render.pdf_from_html(html).startswith(b"%PDF")
+
+
+def test_an_empty_period_reports_nothing_as_unknown(
+        factory: sessionmaker[Session], desk: Org) -> None:
+    with factory() as s:
+        report = service_quality(s, start=END, end=END + timedelta(days=30),
+                                 group_by=GroupBy.PRIORITY, rules=RULES)
+        with pytest.raises(InvalidRequest):
+            service_quality(s, start=END, end=START, group_by=GroupBy.SITE, rules=RULES)
+    assert report.rows == []
+    assert (report.total.opened, report.total.mttr_h, report.total.satisfaction_mean) == (
+        0, None, None)
+    assert report.total.compliance["respond"].rate is None

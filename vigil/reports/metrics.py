@@ -58,16 +58,6 @@ def service_hours(period_start: datetime, period_end: datetime,
 
 
 @dataclass(frozen=True, slots=True)
-class PlannedTask:
-    """One piece of planned work that fell due: when it was due, and when (if) it was done."""
-
-    kind: str
-    high_risk: bool
-    due_at: datetime
-    done_at: datetime | None
-
-
-@dataclass(frozen=True, slots=True)
 class Completion:
     due: int
     done: int
@@ -76,10 +66,22 @@ class Completion:
     on_time_rate: float | None
 
 
-def completion(tasks: Iterable[PlannedTask]) -> Completion:
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """Planned work already counted (by the database): how much fell due, was done, on time."""
+
+    kind: str
+    high_risk: bool
+    due: int
+    done: int
+    on_time: int
+
+
+def combined(tallies: Iterable[Tally]) -> Completion:
     """Planned work done, and done by its due date, out of the work that fell due."""
-    items = list(tasks)
-    done = sum(1 for t in items if t.done_at is not None)
-    on_time = sum(1 for t in items if t.done_at is not None and t.done_at <= t.due_at)
-    return Completion(due=len(items), done=done, on_time=on_time, rate=rate(done, len(items)),
-                      on_time_rate=rate(on_time, len(items)))
+    items = list(tallies)
+    due = sum(t.due for t in items)
+    done = sum(t.done for t in items)
+    on_time = sum(t.on_time for t in items)
+    return Completion(due=due, done=done, on_time=on_time, rate=rate(done, due),
+                      on_time_rate=rate(on_time, due))

@@ -35,7 +35,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, or_, select, tuple_
+from sqlalchemy import ColumnElement, Float, and_, case, exists, func, or_, select, tuple_
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from vigil.db.enums import MaintenanceKind, Milestone, TicketSource, TicketState
@@ -169,14 +170,14 @@ def _confirmed_prediction() -> ColumnElement[bool]:
                 Ticket.state != TicketState.CANCELLED.value, Ticket.diagnosed_at.is_not(None))
 
 
-def _counts(session: Session, group_by: GroupBy, start: datetime, end: datetime,
-            as_of: datetime) -> dict[Any, dict[str, Any]]:
-    key, label = _key(group_by)
+def _count_columns(as_of: datetime) -> list[ColumnElement[Any]]:
     failure = Ticket.source != TicketSource.MAINTENANCE_PLAN.value
     finished = and_(Ticket.state.in_(FINISHED), failure)
     analytics = Ticket.source == TicketSource.ANALYTICS.value
+    # One survey per ticket at most, found through its unique index.
+    surveyed = exists().where(SatisfactionSurvey.ticket_id == Ticket.id)
     columns: list[ColumnElement[Any]] = [
-        key.label("key"), label.label("label"), func.count(Ticket.id).label("opened"),
+        func.count(Ticket.id).label("opened"),
         *(_count(Ticket.source == s.value).label(f"source_{s.value}") for s in TicketSource),
         func.sum(case((failure, Ticket.restore_minutes))).label("mttr_sum"),
         _count(and_(failure, Ticket.restore_minutes.is_not(None))).label("mttr_n"),
@@ -186,7 +187,7 @@ def _counts(session: Session, group_by: GroupBy, start: datetime, end: datetime,
         .label("remote"),
         func.sum(Ticket.satisfaction_score).label("score_sum"),
         func.count(Ticket.satisfaction_score).label("answers"),
-        func.count(SatisfactionSurvey.id).label("surveys"),
+        _count(surveyed).label("surveys"),
         _count(analytics).label("predicted"),
         _count(_confirmed_prediction()).label("confirmed"),
         _count(and_(analytics, Ticket.state == TicketState.CANCELLED.value)).label("false"),
@@ -197,10 +198,16 @@ def _counts(session: Session, group_by: GroupBy, start: datetime, end: datetime,
         columns.append(_count(or_(met.is_not(None), and_(
             due < as_of, Ticket.state != TicketState.CANCELLED.value)))
             .label(f"{milestone}_decided"))
-    query = select(*columns).select_from(Ticket).outerjoin(
-        SatisfactionSurvey, SatisfactionSurvey.ticket_id == Ticket.id)
-    query = _scope(query, group_by, start, end).group_by(key, label)
-    return {row.key: row._asdict() for row in session.execute(query)}
+    return columns
+
+
+def _counts(session: Session, group_by: GroupBy, start: datetime, end: datetime,
+            as_of: datetime) -> dict[Any, dict[str, Any]]:
+    """Every count and sum per group, in one grouped query (any database)."""
+    key, label = _key(group_by)
+    query = select(key.label("key"), label.label("label"), *_count_columns(as_of))
+    query = _scope(query.select_from(Ticket), group_by, start, end).group_by(key, label)
+    return {row.key: row._asdict() for row in session.connection().execute(query)}
 
 
 # --- the percentiles -------------------------------------------------------------
@@ -208,27 +215,46 @@ def _counts(session: Session, group_by: GroupBy, start: datetime, end: datetime,
 _DURATIONS = ("respond_minutes", "diagnose_minutes", "restore_minutes", "lead")
 
 
-def _percentiles_sql(session: Session, group_by: GroupBy, start: datetime,
-                     end: datetime) -> dict[Any, dict[str, float | None]]:
-    """PostgreSQL: every percentile of every group and of the total in one query."""
-    key, _label = _key(group_by)
+def _percentile_columns() -> list[ColumnElement[Any]]:
     values = {name: getattr(Ticket, name) for name in _DURATIONS[:3]}
     values["lead"] = _lead_hours()
-    columns: list[ColumnElement[Any]] = [key.label("key"),
-                                         func.grouping(key).label("is_total")]
+    columns: list[ColumnElement[Any]] = []
     for name, value in values.items():
         columns.append(func.count(value).label(f"{name}_n"))
-        for q in (0.5, 0.9):
-            columns.append(func.percentile_cont(q).within_group(value)
-                           .label(f"{name}_{int(q * 100)}"))
-    query = _scope(select(*columns).select_from(Ticket), group_by, start, end)
-    query = query.group_by(func.grouping_sets(tuple_(key), tuple_()))
-    found: dict[Any, dict[str, float | None]] = {}
-    for row in session.execute(query):
-        found[TOTAL if row.is_total else row.key] = {
-            k: (float(v) if v is not None else None)
-            for k, v in row._asdict().items() if k not in ("key", "is_total")}
-    return found
+        # Both quantiles from one sort of the group's values.
+        columns.append(func.percentile_cont(postgresql.array([0.5, 0.9]),
+                                            type_=postgresql.ARRAY(Float))
+                       .within_group(value).label(f"{name}_q"))
+    return columns
+
+
+def _everything_sql(session: Session, group_by: GroupBy, start: datetime, end: datetime,
+                    as_of: datetime) -> tuple[dict[Any, dict[str, Any]],
+                                              dict[Any, dict[str, float | None]]]:
+    """PostgreSQL: counts and percentiles of every group and of the total in one pass.
+
+    Grouping sets give the total row its own percentiles (they cannot be summed
+    from the groups'); one scan of the period's tickets instead of two.
+    """
+    key, label = _key(group_by)
+    spread_names = {c.name for c in _percentile_columns()}
+    query = select(key.label("key"), label.label("label"),
+                   func.grouping(key).label("is_total"), *_count_columns(as_of),
+                   *_percentile_columns())
+    query = _scope(query.select_from(Ticket), group_by, start, end)
+    query = query.group_by(func.grouping_sets(tuple_(key, label), tuple_()))
+    counts: dict[Any, dict[str, Any]] = {}
+    spread: dict[Any, dict[str, float | None]] = {}
+    for row in session.connection().execute(query):
+        values = row._asdict()
+        group = TOTAL if values.pop("is_total") else values["key"]
+        spread[group] = {}
+        for name in _DURATIONS:
+            median, p90 = values[f"{name}_q"] or (None, None)
+            spread[group].update({f"{name}_n": float(values[f"{name}_n"]),
+                                  f"{name}_50": median, f"{name}_90": p90})
+        counts[group] = {k: v for k, v in values.items() if k not in spread_names}
+    return counts, spread
 
 
 def _percentiles_python(session: Session, group_by: GroupBy, start: datetime,
@@ -241,7 +267,7 @@ def _percentiles_python(session: Session, group_by: GroupBy, start: datetime,
                    group_by, start, end)
     query = query.where(or_(Ticket.respond_minutes.is_not(None), lead.is_not(None)))
     samples: dict[Any, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in session.execute(query):
+    for row in session.connection().execute(query):
         for name, value in zip(_DURATIONS, row[1:], strict=True):
             if value is not None:
                 samples[row.key][name].append(float(value))
@@ -264,6 +290,11 @@ def _hours(minutes: float | None) -> float | None:
     return None if minutes is None else round(minutes / 60, 3)
 
 
+# Plain strings: an enum member's ``.value`` costs a descriptor call, per group and field.
+_SOURCES = tuple(s.value for s in TicketSource)
+_MILESTONES = tuple(m.value for m in Milestone)
+
+
 def _row(group: str, counts: Mapping[str, Any], spread: Mapping[str, float | None]) -> Row:
     def times(name: str) -> Times:
         return Times(count=int(spread.get(f"{name}_n") or 0),
@@ -271,15 +302,15 @@ def _row(group: str, counts: Mapping[str, Any], spread: Mapping[str, float | Non
                      p90_h=_hours(spread.get(f"{name}_90")))
 
     compliance = {}
-    for milestone in Milestone:
+    for milestone in _MILESTONES:
         met, decided = counts[f"{milestone}_met"], counts[f"{milestone}_decided"]
-        compliance[milestone.value] = Compliance(met, decided, metrics.rate(met, decided))
+        compliance[milestone] = Compliance(met, decided, metrics.rate(met, decided))
     predicted, confirmed, false = counts["predicted"], counts["confirmed"], counts["false"]
     score_sum = counts["score_sum"]
     return Row(
         group=group, opened=counts["opened"],
-        by_source={s.value: counts[f"source_{s.value}"] for s in TicketSource},
-        times={m.value: times(f"{m.value}_minutes") for m in Milestone},
+        by_source={source: counts[f"source_{source}"] for source in _SOURCES},
+        times={milestone: times(f"{milestone}_minutes") for milestone in _MILESTONES},
         compliance=compliance,
         mttr_h=_hours(metrics.mean(counts["mttr_sum"], counts["mttr_n"])),
         finished=counts["finished"],
@@ -314,19 +345,19 @@ def _summed(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 def _reliability(session: Session, start: datetime, end: datetime) -> list[Reliability]:
-    failures: dict[str, int] = {model: count for model, count in session.execute(
+    failures: dict[str, int] = {model: count for model, count in session.connection().execute(
         select(Device.model, func.count(Ticket.id)).select_from(Ticket)
         .join(Device, Device.id == Ticket.device_id)
         .where(Ticket.created_at >= start, Ticket.created_at < end,
                Ticket.source != TicketSource.MAINTENANCE_PLAN.value,
                Ticket.state != TicketState.CANCELLED.value)
         .group_by(Device.model))}
-    whole: dict[str, int] = {model: count for model, count in session.execute(
+    whole: dict[str, int] = {model: count for model, count in session.connection().execute(
         select(Device.model, func.count()).where(
             or_(Device.install_date.is_(None), Device.install_date <= start.date()))
         .group_by(Device.model))}
     partial: dict[str, list[Any]] = defaultdict(list)
-    for model, day in session.execute(select(Device.model, Device.install_date).where(
+    for model, day in session.connection().execute(select(Device.model, Device.install_date).where(
             Device.install_date > start.date(), Device.install_date < end.date())):
         partial[model].append(day)
     hours = (end - start).total_seconds() / 3600
@@ -343,31 +374,33 @@ def _reliability(session: Session, start: datetime, end: datetime) -> list[Relia
 
 def _maintenance(session: Session, rules: TicketRules, start: datetime, end: datetime,
                  as_of: datetime) -> dict[str, metrics.Completion]:
-    tasks: list[metrics.PlannedTask] = []
-    done = session.execute(
-        select(MaintenanceRecord.kind, Device.model, MaintenanceRecord.due_at,
-               MaintenanceRecord.performed_at)
-        .join(Device, Device.id == MaintenanceRecord.device_id)
-        .where(MaintenanceRecord.due_at >= start, MaintenanceRecord.due_at < end))
-    for kind, model, due_at, performed_at in done:
-        assert due_at is not None  # the query selects rows with a due date
-        tasks.append(metrics.PlannedTask(kind, rules.risk_class(model) in HIGH_RISK_CLASSES,
-                                         due_at, performed_at))
-    outstanding = session.execute(
-        select(MaintenancePlan.kind, Device.model, MaintenanceDue.next_due_at)
+    """Work that fell due in the period: done (records by the due date they answered) or not
+    (plans' devices still due, past ``as_of``). Counted in SQL per kind and model."""
+    done = session.connection().execute(
+        select(MaintenanceRecord.kind, Device.model, func.count(),
+               _count(MaintenanceRecord.performed_at <= MaintenanceRecord.due_at))
+        .select_from(MaintenanceRecord).join(Device, Device.id == MaintenanceRecord.device_id)
+        .where(MaintenanceRecord.due_at >= start, MaintenanceRecord.due_at < end)
+        .group_by(MaintenanceRecord.kind, Device.model))
+    outstanding = session.connection().execute(
+        select(MaintenancePlan.kind, Device.model, func.count()).select_from(MaintenanceDue)
         .join(MaintenancePlan, MaintenancePlan.id == MaintenanceDue.plan_id)
         .join(Device, Device.id == MaintenanceDue.device_id)
         .where(MaintenancePlan.active.is_(True), MaintenanceDue.next_due_at >= start,
-               MaintenanceDue.next_due_at < min(end, as_of)))
-    for kind, model, due_at in outstanding:
-        assert due_at is not None
-        tasks.append(metrics.PlannedTask(kind, rules.risk_class(model) in HIGH_RISK_CLASSES,
-                                         due_at, None))
+               MaintenanceDue.next_due_at < min(end, as_of))
+        .group_by(MaintenancePlan.kind, Device.model))
+    tallies: list[metrics.Tally] = []
+    for kind, model, count, on_time in done:
+        high = rules.risk_class(model) in HIGH_RISK_CLASSES
+        tallies.append(metrics.Tally(kind, high, due=count, done=count, on_time=on_time))
+    for kind, model, count in outstanding:
+        high = rules.risk_class(model) in HIGH_RISK_CLASSES
+        tallies.append(metrics.Tally(kind, high, due=count, done=0, on_time=0))
     result = {}
     for kind in MaintenanceKind:
-        of_kind = [t for t in tasks if t.kind == kind]
-        result[kind.value] = metrics.completion(of_kind)
-        result[f"{kind.value}_high_risk"] = metrics.completion(t for t in of_kind if t.high_risk)
+        of_kind = [t for t in tallies if t.kind == kind]
+        result[kind.value] = metrics.combined(of_kind)
+        result[f"{kind.value}_high_risk"] = metrics.combined(t for t in of_kind if t.high_risk)
     return result
 
 
@@ -378,16 +411,19 @@ def service_quality(session: Session, *, start: datetime, end: datetime, group_b
         raise InvalidRequest("a report period ends after it starts")
     as_of = as_of or end
     group_by = GroupBy(group_by)
-    counts = _counts(session, group_by, start, end, as_of)
     if session.get_bind().dialect.name == "postgresql":
-        spread = _percentiles_sql(session, group_by, start, end)
+        counts, spread = _everything_sql(session, group_by, start, end, as_of)
+        totals = counts.pop(TOTAL, None)
     else:
+        counts = _counts(session, group_by, start, end, as_of)
         spread = _percentiles_python(session, group_by, start, end)
+        totals = _summed(counts.values())
     rows = [_row(_label(key, values["label"]), values, spread.get(key, {}))
             for key, values in counts.items()]
     rows.sort(key=lambda r: r.group)
-    empty = {name: 0 for name in _counts_names()}
-    total = _row(TOTAL, {**empty, **_summed(counts.values())}, spread.get(TOTAL, {}))
+    empty: dict[str, Any] = {name: 0 for name in _counts_names()}
+    empty.update(mttr_sum=None, score_sum=None)
+    total = _row(TOTAL, {**empty, **(totals or {})}, spread.get(TOTAL, {}))
     return QualityReport(start=start, end=end, as_of=as_of, group_by=group_by, rows=rows,
                          total=total, reliability=_reliability(session, start, end),
                          maintenance=_maintenance(session, rules, start, end, as_of))
