@@ -23,7 +23,7 @@ from vigil.devices.models import (
 )
 from vigil.diagnosis.models import DiagnosisSession, TranscriptEntry
 from vigil.engineers.models import Engineer, Qualification
-from vigil.knowledge.models import KnowledgeArticle
+from vigil.knowledge.models import ArticleVersion, KnowledgeArticle, TicketArticle
 from vigil.maintenance.models import MaintenanceDue, MaintenancePlan, MaintenanceRecord
 from vigil.tickets.models import (
     OPEN_TICKET_PREDICATE,
@@ -42,6 +42,7 @@ __all__ = [
     "DEAD_LETTER_REASON_CHARS",
     "DEAD_LETTER_TOPIC_CHARS",
     "OPEN_TICKET_PREDICATE",
+    "ArticleVersion",
     "AuditLog",
     "Base",
     "Contract",
@@ -64,6 +65,7 @@ __all__ = [
     "Site",
     "Ticket",
     "TicketAlert",
+    "TicketArticle",
     "TicketEvent",
     "TicketPause",
     "TranscriptEntry",

@@ -113,8 +113,82 @@ def upgrade() -> None:
     for name in ('respond_minutes', 'diagnose_minutes', 'restore_minutes'):
         op.add_column('tickets', sa.Column(name, sa.Float(), nullable=True))
 
+    op.create_table('knowledge_article_versions',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('article_id', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('title', sa.String(length=200), nullable=False),
+    sa.Column('symptoms', sa.String(length=10000), nullable=False),
+    sa.Column('cause', sa.String(length=10000), nullable=False),
+    sa.Column('fix', sa.String(length=50000), nullable=False),
+    sa.Column('device_models', sa.JSON(), nullable=False),
+    sa.Column('fault_codes', sa.JSON(), nullable=False),
+    sa.Column('categories', sa.JSON(), nullable=False),
+    sa.Column('author', sa.String(length=128), nullable=False),
+    sa.Column('note', sa.String(length=1000), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.CheckConstraint('length(author) <= 128', name=op.f('ck_knowledge_article_versions_author_length')),
+    sa.CheckConstraint('length(cause) <= 10000', name=op.f('ck_knowledge_article_versions_cause_length')),
+    sa.CheckConstraint('length(fix) <= 50000', name=op.f('ck_knowledge_article_versions_fix_length')),
+    sa.CheckConstraint('length(note) <= 1000', name=op.f('ck_knowledge_article_versions_note_length')),
+    sa.CheckConstraint('length(symptoms) <= 10000', name=op.f('ck_knowledge_article_versions_symptoms_length')),
+    sa.CheckConstraint('length(title) <= 200', name=op.f('ck_knowledge_article_versions_title_length')),
+    sa.ForeignKeyConstraint(['article_id'], ['knowledge_articles.id'], name=op.f('fk_knowledge_article_versions_article_id_knowledge_articles')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_knowledge_article_versions')),
+    sa.UniqueConstraint('article_id', 'version', name=op.f('uq_knowledge_article_versions_article_id_version'))
+    )
+    with op.batch_alter_table('knowledge_article_versions', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_knowledge_article_versions_article_id'), ['article_id'], unique=False)
+
+    op.create_table('ticket_articles',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('article_id', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('linked_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('linked_by', sa.String(length=128), nullable=False),
+    sa.Column('helpful', sa.Boolean(), nullable=True),
+    sa.Column('feedback_at', sa.DateTime(timezone=True), nullable=True),
+    sa.CheckConstraint('length(linked_by) <= 128', name=op.f('ck_ticket_articles_linked_by_length')),
+    sa.ForeignKeyConstraint(['article_id'], ['knowledge_articles.id'], name=op.f('fk_ticket_articles_article_id_knowledge_articles')),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_ticket_articles_ticket_id_tickets')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ticket_articles')),
+    sa.UniqueConstraint('ticket_id', 'article_id', name=op.f('uq_ticket_articles_ticket_id_article_id'))
+    )
+    with op.batch_alter_table('ticket_articles', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ticket_articles_article_id'), ['article_id'], unique=False)
+        batch_op.create_index(batch_op.f('ix_ticket_articles_ticket_id'), ['ticket_id'], unique=False)
+
+    with op.batch_alter_table('knowledge_articles', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('status', sa.String(length=9), nullable=False, server_default='published'))
+        batch_op.add_column(sa.Column('version', sa.Integer(), nullable=False, server_default='1'))
+        batch_op.add_column(sa.Column('helpful_count', sa.Integer(), nullable=False, server_default='0'))
+        batch_op.add_column(sa.Column('not_helpful_count', sa.Integer(), nullable=False, server_default='0'))
+        batch_op.add_column(sa.Column('source_ticket_id', sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(batch_op.f('fk_knowledge_articles_source_ticket_id_tickets'), 'tickets', ['source_ticket_id'], ['id'])
+        batch_op.create_check_constraint(batch_op.f('ck_knowledge_articles_status_valid'), "status IN ('draft', 'published', 'retired')")
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('knowledge_articles', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('ck_knowledge_articles_status_valid'), type_='check')
+        batch_op.drop_constraint(batch_op.f('fk_knowledge_articles_source_ticket_id_tickets'), type_='foreignkey')
+        batch_op.drop_column('source_ticket_id')
+        batch_op.drop_column('not_helpful_count')
+        batch_op.drop_column('helpful_count')
+        batch_op.drop_column('version')
+        batch_op.drop_column('status')
+
+    with op.batch_alter_table('ticket_articles', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ticket_articles_ticket_id'))
+        batch_op.drop_index(batch_op.f('ix_ticket_articles_article_id'))
+
+    op.drop_table('ticket_articles')
+    with op.batch_alter_table('knowledge_article_versions', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_knowledge_article_versions_article_id'))
+
+    op.drop_table('knowledge_article_versions')
+
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.drop_column('restore_minutes')
         batch_op.drop_column('diagnose_minutes')
