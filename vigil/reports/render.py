@@ -15,6 +15,7 @@ from datetime import datetime
 from html import escape
 from typing import Any
 
+from vigil import pdf
 from vigil.db.enums import Milestone, TicketSource
 from vigil.errors import InvalidRequest
 from vigil.reports.quality import GroupBy, QualityReport, Row
@@ -141,10 +142,5 @@ def publishable_html(report: QualityReport, *, organisation: str) -> str:
 
 
 def pdf_from_html(html: str) -> bytes:
-    """A PDF of an HTML document through WeasyPrint (it needs Debian's pango)."""
-    try:
-        from weasyprint import HTML
-    except (ImportError, OSError) as exc:
-        raise RuntimeError(f"PDF output needs WeasyPrint and pango: {exc}") from None
-    pdf: bytes = HTML(string=html).write_pdf()
-    return pdf
+    """The published report as PDF."""
+    return pdf.from_html(html)

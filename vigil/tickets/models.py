@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     UniqueConstraint,
@@ -294,3 +295,38 @@ class SatisfactionSurvey(Base):
     answered_at: Mapped[datetime | None]
 
     ticket: Mapped[Ticket] = relationship()
+
+
+class TicketPart(Base):
+    """A spare part used on a ticket: part number and quantity, for the service voucher."""
+
+    __tablename__ = "ticket_parts"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    part_number: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    quantity: Mapped[int] = mapped_column(Integer)
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str] = mapped_column(String(128))
+
+
+class ServiceReport(Base):
+    """The service voucher of a ticket as issued: the HTML and its PDF, kept with the ticket.
+
+    Issuing again (after a correction) adds a version; an issued voucher never changes.
+    """
+
+    __tablename__ = "service_reports"
+    __table_args__ = (UniqueConstraint("ticket_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[datetime]
+    issued_by: Mapped[str] = mapped_column(String(128))
+    html: Mapped[str] = mapped_column(String(500_000))
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # SHA-256 of the HTML, printed on the voucher, so a copy can be checked against the record.
+    digest: Mapped[str] = mapped_column(String(64))

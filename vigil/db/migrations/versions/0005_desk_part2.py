@@ -168,8 +168,62 @@ def upgrade() -> None:
         batch_op.create_foreign_key(batch_op.f('fk_knowledge_articles_source_ticket_id_tickets'), 'tickets', ['source_ticket_id'], ['id'])
         batch_op.create_check_constraint(batch_op.f('ck_knowledge_articles_status_valid'), "status IN ('draft', 'published', 'retired')")
 
+    op.create_table('service_reports',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('version', sa.Integer(), nullable=False),
+    sa.Column('issued_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('issued_by', sa.String(length=128), nullable=False),
+    sa.Column('html', sa.String(length=500000), nullable=False),
+    sa.Column('pdf', sa.LargeBinary(), nullable=True),
+    sa.Column('digest', sa.String(length=64), nullable=False),
+    sa.CheckConstraint('length(digest) <= 64', name=op.f('ck_service_reports_digest_length')),
+    sa.CheckConstraint('length(html) <= 500000', name=op.f('ck_service_reports_html_length')),
+    sa.CheckConstraint('length(issued_by) <= 128', name=op.f('ck_service_reports_issued_by_length')),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_service_reports_ticket_id_tickets')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_service_reports')),
+    sa.UniqueConstraint('ticket_id', 'version', name=op.f('uq_service_reports_ticket_id_version'))
+    )
+    with op.batch_alter_table('service_reports', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_service_reports_ticket_id'), ['ticket_id'], unique=False)
+
+    op.create_table('ticket_parts',
+    sa.Column('id', sa.Integer(), nullable=False),
+    sa.Column('ticket_id', sa.Integer(), nullable=False),
+    sa.Column('part_number', sa.String(length=64), nullable=False),
+    sa.Column('description', sa.String(length=200), nullable=False),
+    sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('recorded_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('recorded_by', sa.String(length=128), nullable=False),
+    sa.CheckConstraint('length(description) <= 200', name=op.f('ck_ticket_parts_description_length')),
+    sa.CheckConstraint('length(part_number) <= 64', name=op.f('ck_ticket_parts_part_number_length')),
+    sa.CheckConstraint('length(recorded_by) <= 128', name=op.f('ck_ticket_parts_recorded_by_length')),
+    sa.CheckConstraint('quantity > 0', name=op.f('ck_ticket_parts_quantity_positive')),
+    sa.ForeignKeyConstraint(['ticket_id'], ['tickets.id'], name=op.f('fk_ticket_parts_ticket_id_tickets')),
+    sa.PrimaryKeyConstraint('id', name=op.f('pk_ticket_parts'))
+    )
+    with op.batch_alter_table('ticket_parts', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_ticket_parts_ticket_id'), ['ticket_id'], unique=False)
+
+    with op.batch_alter_table('devices', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('udi', sa.String(length=100), nullable=True))
+        batch_op.create_check_constraint(batch_op.f('ck_devices_udi_length'), 'length(udi) <= 100')
+
 
 def downgrade() -> None:
+    with op.batch_alter_table('devices', schema=None) as batch_op:
+        batch_op.drop_constraint(batch_op.f('ck_devices_udi_length'), type_='check')
+        batch_op.drop_column('udi')
+
+    with op.batch_alter_table('ticket_parts', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_ticket_parts_ticket_id'))
+
+    op.drop_table('ticket_parts')
+    with op.batch_alter_table('service_reports', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_service_reports_ticket_id'))
+
+    op.drop_table('service_reports')
+
     with op.batch_alter_table('knowledge_articles', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('ck_knowledge_articles_status_valid'), type_='check')
         batch_op.drop_constraint(batch_op.f('fk_knowledge_articles_source_ticket_id_tickets'), type_='foreignkey')
