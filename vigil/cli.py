@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("vigil.db.cli", "manage the SQL database schema"),
     "ingest": ("ingest.cli", "run the MQTT-to-telemetry-store ingest service"),
     "simulate": ("edge_agent.simulator.cli", "run a fleet of simulated devices"),
+    "demo-data": ("vigil.demo", "create a demo service organisation, plans and knowledge base"),
 }
 
 # `vigil bench NAME` -> (module, one-line help)
@@ -30,7 +31,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.bench", "ingest throughput and end-to-end latency"),
     "nab": ("analytics.bench.nab", "score the streaming detector on NAB data"),
     "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),
-    "desk": ("vigil.tickets.bench", "SLA watchdog pass over a large service desk"),
+    "desk": ("vigil.tickets.bench", "SLA watchdog pass and quality report over a large desk"),
 }
 
 
