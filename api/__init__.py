@@ -1,0 +1,1 @@
+"""The FastAPI application: one router per domain, served by ``vigil api``."""

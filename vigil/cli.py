@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "db": ("vigil.db.cli", "manage the SQL database schema"),
     "ingest": ("ingest.cli", "run the MQTT-to-telemetry-store ingest service"),
     "simulate": ("edge_agent.simulator.cli", "run a fleet of simulated devices"),
+    "api": ("api.cli", "serve the HTTP API"),
+    "users": ("vigil.users.cli", "manage users (create the first administrator)"),
     "demo-data": ("vigil.demo", "create a demo service organisation, plans and knowledge base"),
 }
 
@@ -31,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.bench", "ingest throughput and end-to-end latency"),
     "nab": ("analytics.bench.nab", "score the streaming detector on NAB data"),
     "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),
+    "api": ("api.bench", "API requests per second and latency under concurrent clients"),
     "desk": ("vigil.tickets.bench", "SLA watchdog pass and quality report over a large desk"),
 }
 

@@ -41,6 +41,13 @@ class MqttSettings(BaseModel):
     tls_cert: Path | None = None
     tls_key: Path | None = None
     keepalive: int = Field(30, ge=5, le=3600)
+    # Mosquitto's files, which the API rewrites when device credentials change (empty:
+    # the broker is managed elsewhere), the services' own password entries, and the
+    # broker's pid file, to signal it to reload them.
+    password_file: Path | None = None
+    acl_file: Path | None = None
+    service_password_file: Path | None = None
+    pid_file: Path | None = None
 
 
 class InfluxSettings(BaseModel):
@@ -98,6 +105,7 @@ class DeskSettings(BaseModel):
     rules_file: Path | None = None
     reopen_window_days: float = Field(14.0, ge=0)
     at_risk_fraction: float = Field(0.75, gt=0, lt=1)
+    intake_interval_s: float = Field(10.0, gt=0)
     watchdog_interval_s: float = Field(60.0, gt=0)
     delivery_interval_s: float = Field(15.0, gt=0)
     site_group_window_minutes: float = Field(360.0, gt=0)

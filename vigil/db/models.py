@@ -9,6 +9,7 @@ write, and the caller of a service owns the transaction.
 from __future__ import annotations
 
 from vigil.audit.models import AuditLog
+from vigil.auth.models import ApiToken, AuthSession, SignInAttempt
 from vigil.db.base import Base, InvalidValue, UTCDateTime, storable_text, utcnow
 from vigil.devices.models import (
     DEAD_LETTER_PAYLOAD_CHARS,
@@ -44,8 +45,10 @@ __all__ = [
     "DEAD_LETTER_REASON_CHARS",
     "DEAD_LETTER_TOPIC_CHARS",
     "OPEN_TICKET_PREDICATE",
+    "ApiToken",
     "ArticleVersion",
     "AuditLog",
+    "AuthSession",
     "Base",
     "Contract",
     "Customer",
@@ -65,6 +68,7 @@ __all__ = [
     "Role",
     "SatisfactionSurvey",
     "ServiceReport",
+    "SignInAttempt",
     "Site",
     "Ticket",
     "TicketAlert",

@@ -1,0 +1,103 @@
+"""The FastAPI application factory: routers, error handling, metrics and shared state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from functools import cache
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy import Engine
+
+from api import audit, auth, customers, devices, health, problems, tickets, users
+from api.limits import BodyLimitMiddleware
+from api.metrics import ApiMetrics, MetricsMiddleware
+from vigil.config import Settings
+from vigil.db.session import ensure_sqlite_folder, make_engine, make_session_factory
+from vigil.devices.credentials import BrokerFiles, sync_broker
+from vigil.telemetry import open_store
+from vigil.telemetry.store import TelemetryStore
+
+API_PREFIX = "/api/v1"
+
+TAGS: list[dict[str, str]] = [
+    {"name": "auth", "description": "Signing in: access and refresh tokens, the console's "
+                                    "session cookie, API tokens."},
+    {"name": "devices", "description": "Devices and their health, readings and telemetry."},
+    {"name": "customers", "description": "Customers (hospitals) and their sites."},
+    {"name": "users", "description": "Users and their roles (administrators)."},
+    {"name": "tickets", "description": "The service desk's tickets."},
+    {"name": "audit", "description": "The audit log (administrators)."},
+    {"name": "health", "description": "Liveness, readiness and metrics, for operators."},
+]
+
+
+def broker_files(settings: Settings) -> BrokerFiles | None:
+    """The Mosquitto files this API keeps, if the settings name them."""
+    mqtt = settings.mqtt
+    if mqtt.password_file is None or mqtt.acl_file is None:
+        return None
+    return BrokerFiles(mqtt.password_file, mqtt.acl_file, mqtt.service_password_file,
+                       mqtt.pid_file)
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    telemetry: Callable[[], TelemetryStore] | None = None,
+) -> FastAPI:
+    """The API for ``settings``; tests pass their own engine or telemetry store."""
+    if engine is None:
+        ensure_sqlite_folder(settings.sql_url)
+        engine = make_engine(settings.sql_url)
+    owned_engine = engine
+    store_opener = telemetry or cache(lambda: open_store(settings))
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if app.state.broker_files is not None:
+            # The broker may have missed changes while no API ran.
+            sync_broker(app.state.sessions, app.state.broker_files)
+        yield
+        if telemetry is None:
+            store_opener().close()
+        owned_engine.dispose()
+
+    app = FastAPI(
+        title="Vigil",
+        version="1",
+        summary="Device health, service tickets and telemetry of installed medical devices.",
+        openapi_tags=TAGS,
+        openapi_url=f"{API_PREFIX}/openapi.json",
+        docs_url=f"{API_PREFIX}/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = make_session_factory(engine)
+    app.state.telemetry = store_opener
+    app.state.metrics = ApiMetrics()
+    app.state.broker_files = broker_files(settings)
+    problems.install(app)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, prefix=API_PREFIX)
+
+    app.include_router(health.router)
+    for module in (auth, devices, tickets, customers, users, audit):
+        app.include_router(module.router, prefix=API_PREFIX)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, summary=app.summary,
+                                 routes=app.routes, tags=TAGS)
+            schema.setdefault("components", {}).setdefault("schemas", {})["Problem"] = (
+                problems.PROBLEM_SCHEMA)
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,166 @@
+"""Dependencies every route shares: the request's transaction and the caller's identity.
+
+The transaction is the request's unit of work: committed when the route returns
+(before the response is sent, so a client never sees a success that was not
+saved), rolled back when it raises. Read requests run in a plain transaction;
+writes take SQLite's write lock up front (see ``vigil.db.session.transaction``).
+
+The caller is identified before the request's transaction begins, with a
+session of its own, so recording a token's last use never waits on the
+request's own write lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy import event
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from vigil.auth.models import SessionKind
+from vigil.auth.service import (
+    ACCESS_PREFIX,
+    API_TOKEN_PREFIX,
+    Principal,
+    Unauthenticated,
+    check_csrf,
+    note_use,
+    principal_from_access_token,
+    principal_from_api_token,
+)
+from vigil.db.session import transaction
+from vigil.errors import Forbidden
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "vigil_session"
+CSRF_COOKIE = "vigil_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def session_factory(request: Request) -> sessionmaker[Session]:
+    return request.app.state.sessions
+
+
+def _unit_of_work(request: Request) -> Iterator[Session]:
+    factory = session_factory(request)
+    if request.method in SAFE_METHODS:
+        with factory() as session, session.begin():
+            yield session
+    else:
+        with transaction(factory) as session:
+            yield session
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One transaction for the request, for routes anyone may call."""
+    yield from _unit_of_work(request)
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthenticated("the Authorization header must be 'Bearer TOKEN'")
+    return token.strip()
+
+
+def current_principal(request: Request) -> Principal:
+    """The signed-in caller, from a bearer token, an API token, or the console's cookie.
+
+    Cookie-authenticated writes must echo the session's CSRF token in a header;
+    an API token's scopes limit it to reads ("read") and writes ("write").
+    """
+    factory = session_factory(request)
+    token = _bearer(request)
+    with factory() as session, session.begin():
+        if token is not None and token.startswith(API_TOKEN_PREFIX):
+            principal = principal_from_api_token(session, token=token)
+            needed = "read" if request.method in SAFE_METHODS else "write"
+            if needed not in principal.scopes:
+                raise Forbidden(f"this API token lacks the {needed!r} scope")
+        elif token is not None:
+            if not token.startswith(ACCESS_PREFIX):
+                raise Unauthenticated("the access token is not valid or has expired")
+            principal = principal_from_access_token(session, token=token, kind=SessionKind.BEARER)
+        else:
+            cookie = request.cookies.get(SESSION_COOKIE)
+            if not cookie:
+                raise Unauthenticated("sign in first")
+            principal = principal_from_access_token(session, token=cookie, kind=SessionKind.COOKIE)
+            if request.method not in SAFE_METHODS and principal.session_id is not None:
+                sent = request.headers.get(CSRF_HEADER)
+                if not check_csrf(session, session_id=principal.session_id, csrf_token=sent):
+                    raise Forbidden(f"the {CSRF_HEADER} header is missing or wrong")
+    if principal.stale_use:
+        # Bookkeeping only: a busy database must not fail the request.
+        with contextlib.suppress(OperationalError), transaction(factory) as session:
+            note_use(session, principal=principal)
+    return principal
+
+
+@dataclass(frozen=True, slots=True)
+class Ctx:
+    """What an authenticated route works with: its transaction and its caller."""
+
+    db: Session
+    principal: Principal
+
+
+def _context(request: Request, principal: Principal) -> Iterator[Ctx]:
+    for session in _unit_of_work(request):
+        yield Ctx(session, principal)
+
+
+def signed_in(
+    request: Request, principal: Annotated[Principal, Depends(current_principal)]
+) -> Iterator[Ctx]:
+    yield from _context(request, principal)
+
+
+def staff_only(
+    request: Request, principal: Annotated[Principal, Depends(current_principal)]
+) -> Iterator[Ctx]:
+    """The service organisation: admins, managers and engineers."""
+    if not principal.is_staff:
+        raise Forbidden("only the service organisation may do this")
+    yield from _context(request, principal)
+
+
+def admin_only(
+    request: Request, principal: Annotated[Principal, Depends(current_principal)]
+) -> Iterator[Ctx]:
+    if not principal.is_admin:
+        raise Forbidden("only administrators may do this")
+    yield from _context(request, principal)
+
+
+Db = Annotated[Session, Depends(get_db, scope="function")]
+SignedIn = Annotated[Ctx, Depends(signed_in, scope="function")]
+StaffOnly = Annotated[Ctx, Depends(staff_only, scope="function")]
+AdminOnly = Annotated[Ctx, Depends(admin_only, scope="function")]
+
+
+def after_commit(session: Session, action: Callable[[], object]) -> None:
+    """Run ``action`` once the request's transaction has committed (never if it rolls back).
+
+    For side effects outside the database that must reflect committed state only,
+    such as the broker's password file. A failure is logged: the request has succeeded.
+    """
+
+    def run(_session: Session) -> None:
+        try:
+            action()
+        except Exception:
+            log.exception("action after commit failed")
+
+    event.listen(session, "after_commit", run, once=True)

@@ -1,0 +1,94 @@
+"""Ticket routes on the service desk's services: queue, history, reports, moves, isolation."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+
+from tests.api.conftest import World
+
+Headers = Callable[[str], dict[str, str]]
+
+
+def test_the_queue_shows_each_caller_what_it_may_see(
+    client: TestClient, headers: Headers, world: World
+) -> None:
+    staff = client.get("/api/v1/tickets", headers=headers("engineer")).json()
+    assert {t["id"] for t in staff["items"]} == set(world.ticket_ids.values())
+    mine = client.get("/api/v1/tickets", headers=headers("customer-a")).json()
+    assert [t["id"] for t in mine["items"]] == [world.ticket_ids["a"]]
+
+
+def test_queue_pages_by_cursor(client: TestClient, headers: Headers, world: World) -> None:
+    first = client.get("/api/v1/tickets?limit=1", headers=headers("manager")).json()
+    second = client.get(f"/api/v1/tickets?limit=1&cursor={first['next_cursor']}",
+                        headers=headers("manager")).json()
+    assert [first["items"][0]["id"], second["items"][0]["id"]] == sorted(
+        world.ticket_ids.values(), reverse=True)
+    assert second["next_cursor"] is None
+
+
+def test_a_customer_reports_a_fault_and_a_second_report_joins_it(
+    client: TestClient, headers: Headers
+) -> None:
+    report = {"device_id": "pump-a2", "title": "Screen flickers", "category": "electrical"}
+    first = client.post("/api/v1/tickets", json=report, headers=headers("customer-a"))
+    assert first.status_code == 201, first.text
+    body = first.json()
+    assert body["source"] == "customer" and body["state"] == "open"
+    again = client.post("/api/v1/tickets", json=report, headers=headers("customer-a"))
+    assert again.json()["id"] == body["id"] and again.json()["evidence_count"] == 2
+
+
+def test_a_customer_cannot_report_on_anothers_device(client: TestClient, headers: Headers) -> None:
+    answer = client.post("/api/v1/tickets", headers=headers("customer-a"),
+                         json={"device_id": "pump-b2", "title": "x"})
+    assert answer.status_code == 404
+
+
+def test_engineer_works_a_ticket_and_its_history_records_it(
+    client: TestClient, headers: Headers, world: World
+) -> None:
+    tid = world.ticket_ids["a"]
+    h = headers("engineer")
+    moved = client.post(f"/api/v1/tickets/{tid}/transitions", json={"to": "acknowledged"},
+                        headers=h)
+    assert moved.status_code == 200, moved.text
+    assert moved.json()["state"] == "acknowledged" and moved.json()["responded_at"]
+    assigned = client.put(f"/api/v1/tickets/{tid}/assignment",
+                          json={"assignee_id": world.user_ids["engineer"]}, headers=h)
+    assert assigned.json()["assigned_to_id"] == world.user_ids["engineer"]
+    assert client.post(f"/api/v1/tickets/{tid}/comments", json={"text": "on my way"},
+                       headers=h).status_code == 201
+    history = client.get(f"/api/v1/tickets/{tid}", headers=headers("customer-a")).json()
+    kinds = [e["kind"] for e in history["events"]]
+    assert "transition" in kinds and "assignment" in kinds and "comment" in kinds
+
+
+def test_a_move_the_rules_forbid_is_a_clear_4xx(
+    client: TestClient, headers: Headers, world: World
+) -> None:
+    tid = world.ticket_ids["a"]
+    skip = client.post(f"/api/v1/tickets/{tid}/transitions", json={"to": "closed"},
+                       headers=headers("engineer"))
+    assert skip.status_code in (403, 409), skip.text
+    assert skip.headers["content-type"] == "application/problem+json"
+    assign = client.put(f"/api/v1/tickets/{tid}/assignment",
+                        json={"assignee_id": world.user_ids["customer-a"]},
+                        headers=headers("manager"))
+    assert assign.status_code == 422
+    by_customer = client.put(f"/api/v1/tickets/{tid}/assignment", json={"assignee_id": None},
+                             headers=headers("customer-a"))
+    assert by_customer.status_code == 403
+
+
+def test_another_customers_ticket_looks_missing(
+    client: TestClient, headers: Headers, world: World
+) -> None:
+    other = client.get(f"/api/v1/tickets/{world.ticket_ids['b']}", headers=headers("customer-a"))
+    missing = client.get("/api/v1/tickets/999999", headers=headers("customer-a"))
+    assert other.status_code == missing.status_code == 404
+    comment = client.post(f"/api/v1/tickets/{world.ticket_ids['b']}/comments",
+                          json={"text": "peek"}, headers=headers("customer-a"))
+    assert comment.status_code == 404
