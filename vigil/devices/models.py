@@ -72,6 +72,8 @@ class Device(Base):
                                     info={"rule": validate_device_id})
     serial: Mapped[str] = mapped_column(String(64), unique=True)
     model: Mapped[str] = mapped_column(String(64), index=True)
+    # Unique Device Identifier (EU MDR / FDA UDI), where the manufacturer assigned one.
+    udi: Mapped[str | None] = mapped_column(String(100))
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
     install_date: Mapped[date | None]
     warranty_end: Mapped[date | None]
