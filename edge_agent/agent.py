@@ -69,8 +69,8 @@ class Agent:
                              max_age_s=config.outbox.max_age_days * 86400.0)
         self.courier = Courier(self.outbox, window=config.outbox.window)
         self.reactor = Reactor()
-        self.link = Link(self.device_id, config.broker, self,
-                         offline_status=lambda: self._status_payload("offline"))
+        self.session_ts: int | None = None
+        self.link = Link(self.device_id, config.broker, self, offline_status=self._will_payload)
         self.reactor.add(self.link)
         self.courier.attach(self.link)
         self.clock = ClockGuard(floor_ms=config.clock.floor_ms,
@@ -108,6 +108,9 @@ class Agent:
 
     def status_extra(self) -> dict[str, Any]:
         return {
+            # When this connection was opened: its will carries the same time, so the
+            # platform can tell this connection's will from an older one, however delayed.
+            "session_ts": self.session_ts,
             "outbox_depth": self.outbox.depth(self.device_id),
             "outbox_dropped": self.outbox.dropped(self.device_id),
             "clock_suspect": self.clock.suspect_count,
@@ -115,11 +118,16 @@ class Agent:
             "source": self.source.name,
         }
 
-    def _status_payload(self, state: str) -> bytes:
-        return protocol.encode(protocol.Status(state=state, ts=self.now_ms(),
+    def _status_payload(self, state: str, ts: int | None = None) -> bytes:
+        return protocol.encode(protocol.Status(state=state, ts=self.now_ms() if ts is None else ts,
                                                fw=self.config.device.fw,
                                                model=self.config.device.model,
                                                extra=self.status_extra()))
+
+    def _will_payload(self) -> bytes:
+        """The offline status the broker publishes if this connection dies; it opens a session."""
+        self.session_ts = self.now_ms()
+        return self._status_payload("offline", self.session_ts)
 
     def publish_status(self) -> None:
         self._last_status = time.monotonic()
@@ -284,7 +292,7 @@ class Agent:
     def _cmd_self_test(self, args: dict[str, Any]) -> dict[str, Any]:
         outbox_dir = Path(self.config.outbox.path).resolve().parent
         free_mb = shutil.disk_usage(outbox_dir).free / 1e6
-        checks = {
+        checks: dict[str, dict[str, Any]] = {
             "outbox": {"ok": self.outbox.integrity_ok(),
                        "depth": self.outbox.depth(self.device_id),
                        "dropped": self.outbox.dropped(self.device_id)},
@@ -307,11 +315,8 @@ class Agent:
 
     def _cmd_set_sampling(self, args: dict[str, Any]) -> dict[str, Any]:
         s = self.config.sampling
-        interval = args.get("interval_s")
-        duration = args.get("duration_s", 60)
-        for name, value in (("interval_s", interval), ("duration_s", duration)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise CommandRefused(f"'{name}' must be a number")
+        interval = _number(args, "interval_s", None)
+        duration = _number(args, "duration_s", 60)
         if not s.min_interval_s <= interval <= 3600:
             raise CommandRefused(f"'interval_s' must be between {s.min_interval_s} and 3600")
         if not 0 < duration <= s.max_fast_s:
@@ -323,3 +328,11 @@ class Agent:
         log.info("sampling every %.3f s for %.0f s", self.interval_s, duration)
         return {"interval_s": self.interval_s,
                 "until_ms": self.now_ms() + int(duration * 1000)}
+
+
+def _number(args: dict[str, Any], name: str, default: float | None) -> float:
+    """A command's numeric argument, or CommandRefused (booleans are not numbers here)."""
+    value = args.get(name, default)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CommandRefused(f"'{name}' must be a number")
+    return value

@@ -14,14 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from edge_agent import protocol
+from edge_agent import EdgeAgentError, protocol
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
 
 
-class CommandRefused(Exception):
+class CommandRefused(EdgeAgentError):
     """A handler's way to refuse with a reason (bad arguments, device busy)."""
 
 

@@ -16,14 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_type_hints
 
-from edge_agent import protocol
+from edge_agent import EdgeAgentError, protocol
 from edge_agent.transport import BrokerSettings
 
 ENV_PREFIX = "VIGIL_AGENT_"
 SECRET_KEYS = ("password", "key_file")
 
 
-class ConfigError(ValueError):
+class ConfigError(EdgeAgentError, ValueError):
     """A setting that cannot be used; the message names it."""
 
 

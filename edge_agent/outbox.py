@@ -17,18 +17,18 @@ reported in the device's status message.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
-import functools
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
-from edge_agent import protocol
+from edge_agent import EdgeAgentError, protocol
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS pending (
@@ -73,7 +73,7 @@ def _locked(method: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-class OutboxError(ValueError):
+class OutboxError(EdgeAgentError, ValueError):
     """A sample or event that cannot be queued; nothing was written."""
 
 
@@ -184,7 +184,7 @@ class Outbox:
         """
         bodies = [_sample_body(device, ts, metrics) for ts, metrics in samples]
         now = self._wall()
-        with self._transaction():
+        with self._atomic():
             seq = self._seq_from_db(device)
             for chunk in self._chunks(bodies):
                 payload = _telemetry_payload(seq, chunk)
@@ -200,7 +200,7 @@ class Outbox:
     def _insert(self, records: list[tuple[str, str, str, float]]) -> None:
         if not records:
             return
-        with self._transaction():
+        with self._atomic():
             self._db.executemany(
                 "INSERT INTO pending (device, kind, body, added) VALUES (?, ?, ?, ?)", records)
         touched: set[str] = set()
@@ -220,7 +220,7 @@ class Outbox:
         out. All forming happens in one transaction.
         """
         out: dict[str, list[OutMessage]] = {}
-        with self._transaction():
+        with self._atomic():
             for device, (after_seq, count) in limits.items():
                 if count <= 0 or self._depth.get(device, 0) == 0:
                     continue
@@ -296,7 +296,7 @@ class Outbox:
         if not pairs:
             return 0
         removed = 0
-        with self._transaction():
+        with self._atomic():
             for device, seq in pairs:
                 row = self._db.execute(
                     "DELETE FROM messages WHERE device = ? AND seq = ? RETURNING entries",
@@ -313,7 +313,7 @@ class Outbox:
         """Drop entries older than ``max_age_s``; returns the count per device."""
         cutoff = self._wall() - self.max_age_s
         dropped: dict[str, int] = {}
-        with self._transaction():
+        with self._atomic():
             for device, n in self._db.execute(
                     "SELECT device, COUNT(*) FROM pending WHERE added < ? GROUP BY device",
                     (cutoff,)).fetchall():
@@ -333,7 +333,7 @@ class Outbox:
         if not over:
             return
         dropped: dict[str, int] = {}
-        with self._transaction():
+        with self._atomic():
             for device, excess in over.items():
                 cur = self._db.execute(
                     "DELETE FROM pending WHERE id IN (SELECT id FROM pending WHERE device = ? "
@@ -387,16 +387,19 @@ class Outbox:
             "ON CONFLICT (device) DO UPDATE SET next_seq = excluded.next_seq",
             (device, next_seq))
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self._db)
+    def _atomic(self) -> _Atomic:
+        return _Atomic(self._db)
 
     @_locked
     def close(self) -> None:
         self._db.close()
 
 
-class _Transaction:
-    """BEGIN IMMEDIATE .. COMMIT, rolled back on error so bad input changes nothing."""
+class _Atomic:
+    """BEGIN IMMEDIATE .. COMMIT, rolled back on error so bad input changes nothing.
+
+    Nested uses join the outermost one, which alone commits or rolls back.
+    """
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db

@@ -15,8 +15,11 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+from edge_agent import EdgeAgentError
 
 VERSION = 1
 TOPIC_ROOT = f"vigil/v{VERSION}/dev"
@@ -47,7 +50,7 @@ STATES = ("online", "offline", "maintenance")
 SEVERITIES = ("info", "warning", "error", "critical")
 
 
-class ProtocolError(ValueError):
+class ProtocolError(EdgeAgentError, ValueError):
     """A message or identifier that does not follow protocol v1."""
 
 
@@ -90,7 +93,7 @@ def parse_topic(value: str) -> tuple[str, Kind]:
     device_id, _, kind = value[len(prefix) :].partition("/")
     if kind not in KINDS:
         raise ProtocolError(f"topic {_show(value)} has unknown kind {_show(kind)}")
-    return validate_device_id(device_id), kind  # type: ignore[return-value]
+    return validate_device_id(device_id), kind
 
 
 # --- messages ---------------------------------------------------------------
@@ -176,7 +179,9 @@ def decode_telemetry(payload: bytes) -> Telemetry:
     if not isinstance(samples, list) or not samples:
         raise ProtocolError("'samples' must be a non-empty list")
     if len(samples) > MAX_SAMPLES_PER_MESSAGE:
-        raise ProtocolError(f"{len(samples)} samples in one message, at most {MAX_SAMPLES_PER_MESSAGE}")
+        raise ProtocolError(
+            f"{len(samples)} samples in one message, at most {MAX_SAMPLES_PER_MESSAGE}"
+        )
     return Telemetry(seq=seq, samples=tuple(_sample(s, i) for i, s in enumerate(samples)))
 
 
@@ -198,7 +203,9 @@ def decode_event(payload: bytes) -> Event:
         raise ProtocolError(f"invalid event code {_show(code)}")
     severity = body.get("severity")
     if severity not in SEVERITIES:
-        raise ProtocolError(f"'severity' must be one of {', '.join(SEVERITIES)}, got {_show(severity)}")
+        raise ProtocolError(
+            f"'severity' must be one of {', '.join(SEVERITIES)}, got {_show(severity)}"
+        )
     return Event(seq=_seq(body), ts=_ts(body.get("ts"), "ts"), code=code, severity=severity,
                  text=_text(body, "text", MAX_TEXT_LENGTH))
 
@@ -235,6 +242,14 @@ def decode_command_result(payload: bytes) -> CommandResult:
     return CommandResult(id=cid, ok=ok, ts=_ts(body.get("ts"), "ts"), output=output)
 
 
+# What a device reports on its own, and how each is decoded: the kinds ingest takes.
+REPORTS: dict[Kind, Callable[[bytes], Telemetry | Status | Event]] = {
+    "telemetry": decode_telemetry,
+    "status": decode_status,
+    "events": decode_event,
+}
+
+
 def check_clock(ts_ms: int, now_ms: int, *, max_skew_ms: int = 5 * 60_000) -> bool:
     """True when a device timestamp is not in the future beyond the allowed skew."""
     return ts_ms <= now_ms + max_skew_ms
@@ -247,12 +262,14 @@ def _load(payload: bytes) -> dict[str, Any]:
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ProtocolError(f"payload of {len(payload)} bytes, at most {MAX_PAYLOAD_BYTES}")
     try:
-        body = json.loads(payload, parse_constant=_refuse_constant)
+        # Decoded here, strictly: given bytes, json.loads would also take UTF-16, UTF-32
+        # and a byte-order mark, which the protocol does not allow.
+        body = json.loads(payload.decode("utf-8"), parse_constant=_refuse_constant)
     except ProtocolError:
         raise
     except RecursionError as exc:
         raise ProtocolError("JSON nested too deeply") from exc
-    except ValueError as exc:  # bad UTF-8, bad JSON, integers too long to convert
+    except ValueError as exc:  # bad UTF-8, a BOM, bad JSON, integers too long to convert
         raise ProtocolError(f"not valid UTF-8 JSON ({exc})") from exc
     if not isinstance(body, dict):
         raise ProtocolError("payload must be a JSON object")
@@ -312,7 +329,9 @@ def _storable(value: object, where: str) -> None:
         try:
             value.encode("utf-8")
         except UnicodeEncodeError:
-            raise ProtocolError(f"'{where}' contains an unpaired surrogate (invalid Unicode)") from None
+            raise ProtocolError(
+                f"'{where}' contains an unpaired surrogate (invalid Unicode)"
+            ) from None
     elif isinstance(value, dict):
         for key, item in value.items():
             _storable(key, where)
@@ -329,7 +348,9 @@ def _sample(raw: object, index: int) -> Sample:
     if not isinstance(metrics, dict) or not metrics:
         raise ProtocolError(f"sample {index}: 'metrics' must be a non-empty object")
     if len(metrics) > MAX_METRICS_PER_SAMPLE:
-        raise ProtocolError(f"sample {index}: {len(metrics)} metrics, at most {MAX_METRICS_PER_SAMPLE}")
+        raise ProtocolError(
+            f"sample {index}: {len(metrics)} metrics, at most {MAX_METRICS_PER_SAMPLE}"
+        )
     clean: dict[str, float] = {}
     for name, value in metrics.items():
         validate_metric_name(name)

@@ -181,7 +181,10 @@ class CommandSource:
                 self.last_error = f"bad line: {exc}"
                 log.warning("source %s: %s", self.name, self.last_error)
                 continue
-            (batch.readings if isinstance(item, Reading) else batch.events).append(item)
+            if isinstance(item, Reading):
+                batch.readings.append(item)
+            else:
+                batch.events.append(item)
         return batch
 
     def self_test(self) -> dict[str, Any]:

@@ -187,7 +187,7 @@ class Link:
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         if message.topic == self.topic("cmd"):
-            self.listener.on_command(self, message.payload)
+            self.listener.on_command(self, bytes(message.payload))
 
 
 class Reactor:

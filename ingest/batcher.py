@@ -11,7 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from edge_agent.protocol import Event, Status
+from ingest.validation import RejectReason
+from vigil.db.models import DEAD_LETTER_PAYLOAD_CHARS
 from vigil.telemetry.store import Point
+
+# Bytes of a refused payload kept in memory until its dead letter is written: the
+# table keeps characters, and a character takes at most 4 bytes of UTF-8.
+DEAD_LETTER_KEEP_BYTES = 4 * DEAD_LETTER_PAYLOAD_CHARS
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +55,18 @@ class DeadLetterItem:
     payload: bytes  # possibly already cut short; ``size`` is the size on the wire
     size: int
     reason: str
-    kind: str
+    kind: RejectReason
+
+    @classmethod
+    def of(
+        cls, topic: str, payload: bytes, reason: str, kind: RejectReason, size: int = 0
+    ) -> DeadLetterItem:
+        """A dead letter holding no more of the payload than its table keeps.
+
+        ``size`` is the payload's size on the wire (0 for what ingest rebuilt
+        from a point or a status rather than received).
+        """
+        return cls(topic, payload[:DEAD_LETTER_KEEP_BYTES], size, reason, kind)
 
 
 @dataclass(frozen=True, slots=True)

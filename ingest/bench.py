@@ -162,7 +162,9 @@ def _end_session(port: int, client_id: str) -> None:
     connected = threading.Event()
     refused: list[str] = []
 
-    def on_connect(client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any) -> None:
+    def on_connect(
+        client: Any, userdata: Any, flags: Any, reason_code: Any, properties: Any
+    ) -> None:
         if reason_code.is_failure:
             refused.append(str(reason_code))
         connected.set()
@@ -317,6 +319,7 @@ class Bench:
         try:
             if not ready.wait(60):
                 raise RuntimeError("raw consumer did not subscribe")
+            assert consumer.pid is not None  # started above
             thawed, live_rate, published = self._preload_then_flood("raw", [consumer.pid])
             finished = result.get(timeout=900)
         finally:

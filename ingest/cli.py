@@ -14,7 +14,7 @@ import signal
 import threading
 from types import FrameType
 
-log = logging.getLogger("ingest")
+log = logging.getLogger(__name__)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -34,14 +34,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ingest.logs import configure_logging
     from ingest.service import open_service
     from vigil.config import get_settings
+    from vigil.logs import configure_logging
 
     settings = get_settings()
     configure_logging(settings.log_level)
-    if settings.telemetry_store != "influxdb":
-        log.warning("telemetry store is %s, not influxdb", settings.telemetry_store)
+    log.info("telemetry store: %s", settings.telemetry_store)
     service = open_service(settings, metrics_port=args.metrics_port)
     stop = threading.Event()
 
@@ -53,11 +52,9 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     service.start()
     while not stop.wait(1.0):
-        if not service.pipeline.alive:
+        if not service.alive:
             log.error("a worker thread died; stopping so a supervisor restarts ingest")
             service.stop(args.stop_timeout)
             return 1
     clean = service.stop(args.stop_timeout)
-    service.store.close()
-    service.records.close()
     return 0 if clean else 1

@@ -53,6 +53,11 @@ class Inbox:
         return len(self._items)
 
     @property
+    def producer_waiting(self) -> bool:
+        """Whether the network thread waits for room: the inbox is pushing back."""
+        return self._producer_waiting
+
+    @property
     def bytes(self) -> int:
         return self._bytes_in - self._bytes_out
 

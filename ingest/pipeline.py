@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from edge_agent.protocol import Event, Status, Telemetry
+from edge_agent.protocol import Event, Status, Telemetry, topic
 from ingest.batcher import Batch, BatchPolicy, DeadLetterItem, EventItem, StatusItem
 from ingest.dedup import RecentKeys
 from ingest.inbox import Inbound, Inbox
@@ -32,38 +32,67 @@ from ingest.metrics import IngestMetrics
 from ingest.presence import LastSeen
 from ingest.records import IngestRecords
 from ingest.registry import KnownDevices
-from ingest.validation import FastTelemetry, Rejected, RejectReason, Rules, check_message
-from vigil.db.models import DEAD_LETTER_PAYLOAD_CHARS
-from vigil.telemetry.store import Point, StoreUnavailable, TelemetryError, TelemetryStore
+from ingest.validation import Accepted, FastTelemetry, Rejected, RejectReason, Rules, check_message
+from vigil.config import IngestSettings
+from vigil.telemetry.store import Point, TelemetryError, TelemetryStore, WriteRefused
 
 log = logging.getLogger(__name__)
 
-# Bytes of a refused payload kept in memory until its dead letter is written.
-DEAD_LETTER_KEEP_BYTES = DEAD_LETTER_PAYLOAD_CHARS
-
 Acker = Callable[[list[tuple[int, int]]], int]
 
+# Batches in memory at once: one being filled, one waiting for the writer, one being written.
+BATCHES_IN_MEMORY = 3
 
-def refuses_data(exc: Exception) -> bool:
-    """Whether a store error is about the data written (permanent) rather than the store (passing).
-
-    InfluxDB answers HTTP 400 for data it will never take, such as points older
-    than the retention policy; the store reports that as a rejected write.
-    """
-    return isinstance(exc, TelemetryError) or (
-        isinstance(exc, StoreUnavailable) and "rejected a write" in str(exc)
-    )
+# A store error about the data written (permanent), not about the store (passing).
+REFUSED_DATA = (TelemetryError, WriteRefused)
 
 
 @dataclass(frozen=True, slots=True)
 class PipelineOptions:
-    policy: BatchPolicy = BatchPolicy()
-    rules: Rules = Rules()
-    dedup_capacity: int = 100_000
-    max_waiting_batches: int = 2
-    last_seen_interval_s: float = 5.0
+    """How the pipeline batches, judges and retries; the service builds it ``from_settings``."""
+
+    policy: BatchPolicy
+    rules: Rules
+    dedup_capacity: int
+    last_seen_interval_s: float
+    max_backoff_s: float
     min_backoff_s: float = 0.2
-    max_backoff_s: float = 15.0
+
+    # The writer's queue holds what is neither being filled nor being written.
+    max_waiting_batches = BATCHES_IN_MEMORY - 2
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings) -> PipelineOptions:
+        return cls(
+            policy=batch_policy(settings),
+            rules=Rules(max_clock_skew_ms=int(settings.max_clock_skew_s * 1000)),
+            dedup_capacity=settings.dedup_window,
+            last_seen_interval_s=settings.last_seen_interval_s,
+            max_backoff_s=settings.max_backoff_s,
+        )
+
+
+def batch_policy(settings: IngestSettings) -> BatchPolicy:
+    """Batch limits that fit the broker's unacknowledged window and the memory budget.
+
+    Every message of the batches in memory is unacknowledged, so together they
+    must fit in Receive Maximum, or the broker would stop sending before a
+    batch fills and each batch would wait for its timer.
+    """
+    s = settings
+    return BatchPolicy(
+        max_samples=max(1, min(s.batch_size, s.max_buffered_samples // BATCHES_IN_MEMORY)),
+        max_messages=max(1, min(s.batch_size, s.receive_maximum // BATCHES_IN_MEMORY)),
+        max_age_s=s.batch_interval_s,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Handover:
+    """What the worker hands the writer: a batch and the presence gathered since the last one."""
+
+    batch: Batch
+    seen: dict[str, int]
 
 
 class Pipeline:
@@ -75,7 +104,7 @@ class Pipeline:
         registry: KnownDevices,
         acker: Acker,
         metrics: IngestMetrics,
-        options: PipelineOptions = PipelineOptions(),
+        options: PipelineOptions,
     ) -> None:
         self.inbox = inbox
         self.store = store
@@ -88,7 +117,9 @@ class Pipeline:
         self.fast = FastTelemetry()
         self.last_seen = LastSeen()
         self._last_seen_at = time.monotonic()
-        self._batches: queue.Queue[Batch | None] = queue.Queue(maxsize=options.max_waiting_batches)
+        self._handovers: queue.Queue[Handover | None] = queue.Queue(
+            maxsize=options.max_waiting_batches
+        )
         self._stopping = threading.Event()  # finish what was received, then stop
         self._abandon = threading.Event()  # stop now; unacknowledged messages come back later
         self._worker = threading.Thread(target=self._work, name="ingest-worker", daemon=True)
@@ -177,8 +208,6 @@ class Pipeline:
         rejected: Counter[str] = Counter()
         registry = self.registry
         rules = self.options.rules
-        points = batch.points
-        dedup = self.dedup
         fast = self.fast
         for item in items:
             try:
@@ -192,62 +221,55 @@ class Pipeline:
                     fast=fast,
                 )
             except Rejected as exc:
-                batch.dead_letters.append(
-                    DeadLetterItem(
-                        topic=item.topic,
-                        payload=item.payload[:DEAD_LETTER_KEEP_BYTES],
-                        size=item.size,
-                        reason=exc.reason,
-                        kind=exc.kind.value,
-                    )
+                letter = DeadLetterItem.of(
+                    item.topic, item.payload, exc.reason, exc.kind, item.size
                 )
-                rejected[exc.kind.value] += 1
-                outcomes["unknown", "rejected"] += 1
-                batch.add_message(item.mid, item.epoch, item.received_at)
-                continue
             except Exception as exc:
                 # A bug here must not turn one message into a poison pill redelivered forever.
                 log.exception("could not process a message; dead-lettering it")
-                batch.dead_letters.append(
-                    DeadLetterItem(
-                        topic=item.topic,
-                        payload=item.payload[:DEAD_LETTER_KEEP_BYTES],
-                        size=item.size,
-                        reason=f"ingest could not process the message "
-                        f"({type(exc).__name__}: {exc})",
-                        kind=RejectReason.INTERNAL.value,
-                    )
+                letter = DeadLetterItem.of(
+                    item.topic,
+                    item.payload,
+                    f"ingest could not process the message ({type(exc).__name__}: {exc})",
+                    RejectReason.INTERNAL,
+                    item.size,
                 )
-                rejected[RejectReason.INTERNAL.value] += 1
+            else:
+                outcomes[self._sort(accepted, item, batch)] += 1
                 batch.add_message(item.mid, item.epoch, item.received_at)
                 continue
-            device = accepted.device
-            message = accepted.message
-            if isinstance(message, Telemetry):
-                if dedup.add(("t", device, message.seq)):
-                    tags = registry.get(device)
-                    model, site = (tags.model, tags.site) if tags else ("", "")
-                    for sample in message.samples:
-                        points.append(Point(device, sample.ts, sample.metrics, model, site))
-                    outcomes["telemetry", "accepted"] += 1
-                else:
-                    outcomes["telemetry", "duplicate"] += 1
-                self.last_seen.record(device, item.received_ms)
-            elif isinstance(message, Status):
-                batch.statuses.append(StatusItem(device, message, item.received_ms))
-                outcomes["status", "accepted"] += 1
-            elif isinstance(message, Event):
-                if dedup.add(("e", device, message.seq)):
-                    batch.events.append(EventItem(device, message))
-                    outcomes["events", "accepted"] += 1
-                else:
-                    outcomes["events", "duplicate"] += 1
-                self.last_seen.record(device, item.received_ms)
+            batch.dead_letters.append(letter)
+            rejected[letter.kind] += 1
+            if letter.kind is not RejectReason.INTERNAL:
+                outcomes["unknown", "rejected"] += 1
             batch.add_message(item.mid, item.epoch, item.received_at)
         for (kind, outcome), n in outcomes.items():
             self.metrics.messages.labels(kind, outcome).inc(n)
         for reason, n in rejected.items():
             self.metrics.dead_letters.labels(reason).inc(n)
+
+    def _sort(self, accepted: Accepted, item: Inbound, batch: Batch) -> tuple[str, str]:
+        """Put an accepted message where it belongs; returns its (kind, outcome) for the metrics."""
+        device = accepted.device
+        message = accepted.message
+        if isinstance(message, Status):
+            batch.statuses.append(StatusItem(device, message, item.received_ms))
+            return "status", "accepted"
+        self.last_seen.record(device, item.received_ms)
+        if isinstance(message, Telemetry):
+            if not self.dedup.add(("t", device, message.seq)):
+                return "telemetry", "duplicate"
+            tags = self.registry.get(device)
+            model, site = (tags.model, tags.site) if tags else ("", "")
+            points = batch.points
+            for sample in message.samples:
+                points.append(Point(device, sample.ts, sample.metrics, model, site))
+            return "telemetry", "accepted"
+        assert isinstance(message, Event)
+        if not self.dedup.add(("e", device, message.seq)):
+            return "events", "duplicate"
+        batch.events.append(EventItem(device, message))
+        return "events", "accepted"
 
     def _hand_over(self, batch: Batch) -> None:
         if (
@@ -261,13 +283,13 @@ class Pipeline:
         with self._buffered_lock:
             self.buffered_samples += batch.samples
             self.metrics.buffered_samples.set(self.buffered_samples)
-        self._put((batch, batch_seen))  # type: ignore[arg-type]
+        self._put(Handover(batch, batch_seen))
 
-    def _put(self, item: object) -> None:
+    def _put(self, item: Handover | None) -> None:
         """Queue for the writer, waiting while it is behind (this is the backpressure)."""
         while True:
             try:
-                self._batches.put(item, timeout=0.5)  # type: ignore[arg-type]
+                self._handovers.put(item, timeout=0.5)
                 return
             except queue.Full:
                 if self._abandon.is_set():
@@ -278,14 +300,14 @@ class Pipeline:
     def _write_loop(self) -> None:
         while True:
             try:
-                item = self._batches.get(timeout=0.5)
+                item = self._handovers.get(timeout=0.5)
             except queue.Empty:
                 if self._abandon.is_set():
                     return
                 continue
             if item is None:
                 return
-            batch, seen = item  # type: ignore[misc]
+            batch, seen = item.batch, item.seen
             started = time.monotonic()
             if not self._make_durable(batch):
                 return  # abandoned while a store was down: the broker redelivers
@@ -350,9 +372,8 @@ class Pipeline:
     def _write_points(self, batch: Batch) -> None:
         try:
             self.store.write(batch.points)
-        except (TelemetryError, StoreUnavailable) as exc:
-            if not refuses_data(exc):
-                raise  # the store is away or failing: retry the whole batch later
+        except REFUSED_DATA as exc:
+            # Any other error means the store is away or failing: the whole batch is retried.
             # The store is up but refuses some of this data (say, samples older than its
             # retention policy): retrying would stall everyone, so find the points it refuses.
             log.error(
@@ -364,7 +385,7 @@ class Pipeline:
             # Only now, so a retry after the store went away meanwhile adds nothing twice.
             batch.points = written
             batch.dead_letters.extend(refused)
-            self.metrics.dead_letters.labels(RejectReason.STORE.value).inc(len(refused))
+            self.metrics.dead_letters.labels(RejectReason.STORE).inc(len(refused))
 
     def _write_good(self, points: list[Point], refused: list[DeadLetterItem]) -> list[Point]:
         """Write every point the store accepts; the others go to ``refused``. Returns those written.
@@ -375,18 +396,15 @@ class Pipeline:
         try:
             self.store.write(points)
             return points
-        except (TelemetryError, StoreUnavailable) as exc:
-            if not refuses_data(exc):
-                raise
+        except REFUSED_DATA as exc:
             if len(points) == 1:
                 point = points[0]
                 refused.append(
-                    DeadLetterItem(
-                        topic=f"vigil/v1/dev/{point.device}/telemetry",
-                        payload=repr(point).encode()[:DEAD_LETTER_KEEP_BYTES],
-                        size=0,
-                        reason=f"telemetry store refused the sample: {exc}",
-                        kind=RejectReason.STORE.value,
+                    DeadLetterItem.of(
+                        topic(point.device, "telemetry"),
+                        repr(point).encode(),
+                        f"telemetry store refused the sample: {exc}",
+                        RejectReason.STORE,
                     )
                 )
                 return []
@@ -414,12 +432,11 @@ class Pipeline:
                 raise
             except DBAPIError as exc:
                 refused.append(
-                    DeadLetterItem(
-                        f"vigil/v1/dev/{status.device}/status",
+                    DeadLetterItem.of(
+                        topic(status.device, "status"),
                         repr(status.status).encode(),
-                        0,
                         str(exc)[:500],
-                        RejectReason.STORE.value,
+                        RejectReason.STORE,
                     )
                 )
         for event in batch.events:
@@ -429,12 +446,11 @@ class Pipeline:
                 raise
             except DBAPIError as exc:
                 refused.append(
-                    DeadLetterItem(
-                        f"vigil/v1/dev/{event.device}/events",
+                    DeadLetterItem.of(
+                        topic(event.device, "events"),
                         repr(event.event).encode(),
-                        0,
                         str(exc)[:500],
-                        RejectReason.STORE.value,
+                        RejectReason.STORE,
                     )
                 )
         self.records.write(batch.dead_letters + refused, [], [])

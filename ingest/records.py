@@ -10,20 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import Engine, bindparam, case, insert, select, update
+from sqlalchemy import Engine, Table, bindparam, case, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from ingest.batcher import DeadLetterItem, EventItem, StatusItem
-from ingest.presence import latest_per_device
+from ingest.presence import PresenceUpdate, latest_per_device, stored_order, supersedes
 from ingest.registry import DeviceTags
 from vigil.db.models import DeadLetter, Device, DeviceEvent
 from vigil.db.session import make_engine, make_session_factory, transaction
 
-DEVICES = Device.__table__
-EVENTS = DeviceEvent.__table__
-DEAD_LETTERS = DeadLetter.__table__
+# Core tables for bulk statements; declarative models type ``__table__`` as a FromClause.
+DEVICES = cast(Table, Device.__table__)
+EVENTS = cast(Table, DeviceEvent.__table__)
+DEAD_LETTERS = cast(Table, DeadLetter.__table__)
 
 
 def utc_from_ms(ms: int) -> datetime:
@@ -41,16 +43,23 @@ def _later_seen() -> object:
 
 
 class IngestRecords:
-    """The SQL side of ingest, over one engine."""
+    """The SQL side of ingest, over one engine.
 
-    def __init__(self, engine: Engine) -> None:
+    ``max_dead_letters`` bounds the dead-letter table: each batch that adds
+    some removes those beyond the newest ``max_dead_letters`` (None: no bound).
+    """
+
+    def __init__(self, engine: Engine, *, max_dead_letters: int | None = None) -> None:
+        if max_dead_letters is not None and max_dead_letters < 1:
+            raise ValueError(f"max_dead_letters must be at least 1, got {max_dead_letters}")
         self.engine = engine
         self.sessions: sessionmaker[Session] = make_session_factory(engine)
+        self.max_dead_letters = max_dead_letters
         self._dialect = engine.dialect.name
 
     @classmethod
-    def from_url(cls, url: str) -> IngestRecords:
-        return cls(make_engine(url))
+    def from_url(cls, url: str, *, max_dead_letters: int | None = None) -> IngestRecords:
+        return cls(make_engine(url), max_dead_letters=max_dead_letters)
 
     def close(self) -> None:
         self.engine.dispose()
@@ -77,6 +86,8 @@ class IngestRecords:
                 session.execute(
                     insert(DEAD_LETTERS), [self._dead_letter_row(d) for d in dead_letters]
                 )
+                if self.max_dead_letters is not None:
+                    self._prune_dead_letters(session, self.max_dead_letters)
             if statuses:
                 self._write_statuses(session, statuses)
             if events:
@@ -98,6 +109,16 @@ class IngestRecords:
             )
 
     @staticmethod
+    def _prune_dead_letters(session: Session, keep: int) -> None:
+        """Remove all but the newest ``keep`` dead letters: one range delete on the primary key.
+
+        Ids only grow, so the newest ``keep`` rows have ids above ``max(id) - keep``;
+        gaps in the ids (rolled-back inserts) only make it keep fewer.
+        """
+        newest = select(func.max(DEAD_LETTERS.c.id)).scalar_subquery()
+        session.execute(delete(DEAD_LETTERS).where(DEAD_LETTERS.c.id <= newest - keep))
+
+    @staticmethod
     def _dead_letter_row(item: DeadLetterItem) -> dict[str, object]:
         """The model makes any input storable (cut short, NUL and bad UTF-8 escaped)."""
         letter = DeadLetter.from_message(item.topic, item.payload, item.reason)
@@ -110,7 +131,7 @@ class IngestRecords:
         }
 
     def _write_statuses(self, session: Session, statuses: list[StatusItem]) -> None:
-        updates = latest_per_device(statuses)
+        updates = self._newer_than_held(session, latest_per_device(statuses))
         with_fw = [u for u in updates if u.firmware is not None]
         without_fw = [u for u in updates if u.firmware is None]
         base = {
@@ -140,6 +161,28 @@ class IngestRecords:
                     row["b_fw"] = u.firmware
                 params.append(row)
             conn.execute(stmt, params)
+
+    def _newer_than_held(
+        self, session: Session, updates: list[PresenceUpdate]
+    ) -> list[PresenceUpdate]:
+        """The updates at least as new as the status each device's row holds.
+
+        A will delayed past the device's reconnection, a retained status replayed
+        from an old session, or a device clock in 2001 then changes nothing. The
+        rows are locked on PostgreSQL so that two workers cannot interleave.
+        """
+        if not updates:
+            return updates
+        query = select(DEVICES.c.id, DEVICES.c.state, DEVICES.c.status_detail).where(
+            DEVICES.c.id.in_([u.device for u in updates])
+        )
+        if self._dialect == "postgresql":
+            query = query.with_for_update()
+        held = {
+            row.id: stored_order(row.state, row.status_detail)
+            for row in session.connection().execute(query)
+        }
+        return [u for u in updates if supersedes(u.order, held.get(u.device))]
 
     def _write_events(self, session: Session, events: Iterable[EventItem]) -> None:
         rows = [

@@ -12,37 +12,18 @@ import logging
 import time
 
 from edge_agent.protocol import MAX_PAYLOAD_BYTES
-from ingest.batcher import BatchPolicy
+from ingest.batcher import DEAD_LETTER_KEEP_BYTES
 from ingest.endpoints import Endpoints
 from ingest.inbox import Inbox
 from ingest.metrics import IngestMetrics
-from ingest.pipeline import DEAD_LETTER_KEEP_BYTES, Pipeline, PipelineOptions
+from ingest.pipeline import Pipeline, PipelineOptions
 from ingest.records import IngestRecords
 from ingest.registry import KnownDevices
 from ingest.subscriber import Subscriber, default_client_id
-from ingest.validation import Rules
 from vigil.config import Settings
 from vigil.telemetry.store import TelemetryStore
 
 log = logging.getLogger(__name__)
-
-# Batches in memory at once: one being written, one waiting, one being filled.
-BATCHES_IN_MEMORY = 3
-
-
-def batch_policy(settings: Settings) -> BatchPolicy:
-    """Batch limits that fit the broker's unacknowledged window and the memory budget.
-
-    Every message of the batches in memory is unacknowledged, so together they
-    must fit in Receive Maximum, or the broker would stop sending before a
-    batch fills and each batch would wait for its timer.
-    """
-    s = settings.ingest
-    return BatchPolicy(
-        max_samples=max(1, min(s.batch_size, s.max_buffered_samples // BATCHES_IN_MEMORY)),
-        max_messages=max(1, min(s.batch_size, s.receive_maximum // BATCHES_IN_MEMORY)),
-        max_age_s=s.batch_interval_s,
-    )
 
 
 class IngestService:
@@ -53,11 +34,14 @@ class IngestService:
         records: IngestRecords,
         *,
         metrics_port: int | None = None,
+        owns_stores: bool = False,
     ) -> None:
+        """``owns_stores``: ``stop`` closes the store and the records too (``open_service``)."""
         s = settings.ingest
         self.settings = settings
         self.store = store
         self.records = records
+        self.owns_stores = owns_stores
         self.metrics = IngestMetrics()
         self.inbox = Inbox(max_messages=s.receive_maximum + 1, max_bytes=s.max_inbox_bytes)
         self.registry = KnownDevices(records.load_devices, refresh_s=s.registry_refresh_s)
@@ -79,14 +63,7 @@ class IngestService:
             self.registry,
             self.subscriber.ack,
             self.metrics,
-            PipelineOptions(
-                policy=batch_policy(settings),
-                rules=Rules(max_clock_skew_ms=int(s.max_clock_skew_s * 1000)),
-                dedup_capacity=s.dedup_window,
-                max_waiting_batches=1,
-                last_seen_interval_s=s.last_seen_interval_s,
-                max_backoff_s=s.max_backoff_s,
-            ),
+            PipelineOptions.from_settings(s),
         )
         port = s.metrics_port if metrics_port is None else metrics_port
         # Port 0 lets the system choose one (several workers on one host); it is logged.
@@ -118,8 +95,16 @@ class IngestService:
         clean = self.pipeline.stop(timeout)
         self.subscriber.stop()
         self.endpoints.stop()
+        if self.owns_stores:
+            self.store.close()
+            self.records.close()
         log.info("ingest stopped", extra={"flushed": clean})
         return clean
+
+    @property
+    def alive(self) -> bool:
+        """Whether the worker threads run; a service that is not alive should be restarted."""
+        return self.pipeline.alive
 
     def healthy(self) -> tuple[bool, dict[str, object]]:
         return self.pipeline.alive, {"threads": self.pipeline.alive}
@@ -140,12 +125,15 @@ class IngestService:
 
 
 def open_service(settings: Settings, *, metrics_port: int | None = None) -> IngestService:
-    """The service with the telemetry store and SQL database the settings name."""
+    """The service with the telemetry store and SQL database the settings name, closed on stop."""
     from vigil.telemetry import open_store
 
     return IngestService(
         settings,
         open_store(settings),
-        IngestRecords.from_url(settings.sql_url),
+        IngestRecords.from_url(
+            settings.sql_url, max_dead_letters=settings.ingest.max_dead_letters
+        ),
         metrics_port=metrics_port,
+        owns_stores=True,
     )

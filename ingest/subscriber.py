@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import socket
-import ssl
 import threading
 import time
 from typing import Any
@@ -25,14 +24,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
-from edge_agent.protocol import subscription
+from edge_agent.protocol import REPORTS, subscription
 from ingest.inbox import Inbound, Inbox
 from ingest.metrics import IngestMetrics
 from vigil.config import MqttSettings
+from vigil.net import mqtt_client
 
 log = logging.getLogger(__name__)
 
-KINDS = ("telemetry", "status", "events")
 # Receive Maximum is a 16-bit field: the most unacknowledged messages a broker may send.
 MAX_RECEIVE_MAXIMUM = 65535
 
@@ -81,6 +80,21 @@ class BurstReadingClient(mqtt.Client):
                 return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
 
 
+def readable_topic(message: mqtt.MQTTMessage) -> str:
+    """The message's topic, with bytes that are not UTF-8 shown as escapes.
+
+    MQTT requires UTF-8 topics, but a broker may pass on one that is not, and
+    paho's ``topic`` then raises. Its raw bytes are only reachable through the
+    private ``_topic``: this is the one place that reads it, so a paho upgrade
+    that renames it fails here, in this function's test.
+    """
+    try:
+        return message.topic
+    except UnicodeDecodeError:
+        raw: bytes = message._topic
+        return raw.decode("utf-8", errors="backslashreplace")
+
+
 def default_client_id() -> str:
     """Stable across restarts on one host, so the broker resumes the same session."""
     return f"vigil-ingest-{socket.gethostname()}"[:64]
@@ -123,24 +137,9 @@ class Subscriber:
     # --- lifecycle ------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        client = BurstReadingClient(
-            mqtt.CallbackAPIVersion.VERSION2,
-            client_id=self.client_id,
-            protocol=mqtt.MQTTv5,
-            manual_ack=True,
+        client = mqtt_client(
+            self.settings, self.client_id, client_class=BurstReadingClient, manual_ack=True
         )
-        s = self.settings
-        if s.username:
-            client.username_pw_set(
-                s.username, s.password.get_secret_value() if s.password else None
-            )
-        if s.tls_ca or s.tls_cert:
-            client.tls_set(
-                ca_certs=str(s.tls_ca) if s.tls_ca else None,
-                certfile=str(s.tls_cert) if s.tls_cert else None,
-                keyfile=str(s.tls_key) if s.tls_key else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
         client.reconnect_delay_set(min_delay=1, max_delay=15)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
@@ -219,7 +218,7 @@ class Subscriber:
         )
         options = SubscribeOptions(qos=1)
         client.subscribe(
-            [(subscription(kind, shared_group=self.shared_group), options) for kind in KINDS]
+            [(subscription(kind, shared_group=self.shared_group), options) for kind in REPORTS]
         )
 
     def _on_subscribe(
@@ -247,16 +246,12 @@ class Subscriber:
         if size > self.max_payload_bytes:
             # Refused anyway; keep only what the dead letter stores.
             payload = payload[: self.keep_bytes]
-        try:
-            topic = message.topic
-        except UnicodeDecodeError:
-            topic = message._topic.decode("utf-8", errors="backslashreplace")
         self.inbox.put(
             Inbound(
                 mid=message.mid if message.qos else 0,
                 epoch=self._epoch,
-                topic=topic,
-                payload=payload,
+                topic=readable_topic(message),
+                payload=bytes(payload),
                 size=size,
                 received_at=time.monotonic(),
                 received_ms=int(time.time() * 1000),

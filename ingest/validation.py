@@ -21,20 +21,20 @@ from edge_agent.protocol import (
     MAX_SAMPLES_PER_MESSAGE,
     MAX_TS_MS,
     MIN_TS_MS,
+    REPORTS,
     VERSION,
     Event,
+    Kind,
     ProtocolError,
     Sample,
     Status,
     Telemetry,
     check_clock,
-    decode_event,
-    decode_status,
-    decode_telemetry,
     parse_topic,
     validate_metric_name,
 )
-from vigil.telemetry.batch import RESERVED_METRICS
+from ingest import IngestError
+from vigil.telemetry.store import TelemetryError, check_metric_names
 
 
 class RejectReason(StrEnum):
@@ -49,7 +49,7 @@ class RejectReason(StrEnum):
     INTERNAL = "internal"
 
 
-class Rejected(Exception):
+class Rejected(IngestError):
     """A message that must be dead-lettered; ``reason`` is readable by a person."""
 
     def __init__(self, kind: RejectReason, reason: str) -> None:
@@ -61,15 +61,8 @@ class Rejected(Exception):
 @dataclass(frozen=True, slots=True)
 class Accepted:
     device: str
-    kind: str  # "telemetry", "status" or "events"
+    kind: Kind  # one of protocol.REPORTS
     message: Telemetry | Status | Event
-
-
-DECODERS: dict[str, Callable[[bytes], Telemetry | Status | Event]] = {
-    "telemetry": decode_telemetry,
-    "status": decode_status,
-    "events": decode_event,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +92,7 @@ def check_message(
         device, kind = parse_topic(topic)
     except ProtocolError as exc:
         raise Rejected(RejectReason.TOPIC, str(exc)) from None
-    decoder = DECODERS.get(kind)
+    decoder = REPORTS.get(kind)
     if decoder is None:
         raise Rejected(RejectReason.TOPIC, f"ingest does not take {kind!r} messages")
     if size > rules.max_payload_bytes:
@@ -122,20 +115,17 @@ def check_message(
         raise Rejected(RejectReason.UNKNOWN_DEVICE, f"device {device!r} is not registered")
     check_timestamps(message, now_ms, rules.max_clock_skew_ms)
     if isinstance(message, Telemetry):
-        check_metric_names(message)
+        check_storable_names(message)
     return Accepted(device=device, kind=kind, message=message)
 
 
-def check_metric_names(message: Telemetry) -> None:
-    """Refuse names the telemetry stores reserve, which the wire protocol alone allows."""
-    for sample in message.samples:
-        clash = RESERVED_METRICS.intersection(sample.metrics)
-        if clash:
-            raise Rejected(
-                RejectReason.SCHEMA,
-                f"metric name {sorted(clash)[0]!r} is reserved by the telemetry store "
-                f"({', '.join(sorted(RESERVED_METRICS))} name the sample itself)",
-            )
+def check_storable_names(message: Telemetry) -> None:
+    """Refuse the names the telemetry store reserves, which the wire protocol alone allows."""
+    try:
+        for sample in message.samples:
+            check_metric_names(sample.metrics)
+    except TelemetryError as exc:
+        raise Rejected(RejectReason.SCHEMA, str(exc)) from None
 
 
 def check_timestamps(message: Telemetry | Status | Event, now_ms: int, max_skew_ms: int) -> None:
@@ -188,7 +178,7 @@ class FastTelemetry:
         if len(payload) > MAX_PAYLOAD_BYTES:
             return None
         try:
-            body = json.loads(payload, parse_constant=_refuse)
+            body = json.loads(payload.decode("utf-8"), parse_constant=_refuse)
         except (ValueError, RecursionError):
             return None
         if type(body) is not dict or body.keys() - _BODY_KEYS:

@@ -2,8 +2,10 @@
 
 Mosquitto, InfluxDB and PostgreSQL are started once per test session from
 Debian's packages (installed if missing) on free loopback ports, with their data
-under pytest's temporary folder, and stopped at the end. Under CI (``CI=true``)
-a server that cannot start fails the run instead of skipping tests.
+under pytest's temporary folder, and stopped at the end. A test is skipped only
+when a server's program is missing and cannot be installed, and never under CI
+(``CI=true``); a server that is there but fails to start (say, on the project's
+own configuration) fails the test everywhere.
 """
 
 from __future__ import annotations
@@ -15,19 +17,49 @@ from typing import TypeVar
 
 import pytest
 
-from vigil.servers import InfluxDB, LocalServer, Mosquitto, PostgreSQL, ServerUnavailable
+from vigil.servers import (
+    InfluxDB,
+    LocalServer,
+    Mosquitto,
+    PostgreSQL,
+    ServerNotInstalled,
+    ServerUnavailable,
+)
 
 S = TypeVar("S", bound=LocalServer)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+# Fixtures that start a server, and the parameters of fixtures that start one on demand.
+SERVER_FIXTURES = frozenset({"mosquitto", "influxdb", "influx_database", "postgresql"})
+SERVER_PARAMS = {"store": "influxdb", "sql_url": "postgresql"}
+
+
 def start_or_skip(server: LocalServer) -> LocalServer:
+    """The server started; skipped if its program is missing (outside CI), failed otherwise."""
     try:
         return server.start()
-    except ServerUnavailable as exc:
+    except ServerNotInstalled as exc:
         if IN_CI:
-            pytest.fail(f"{server.name} failed to start under CI: {exc}", pytrace=False)
-        pytest.skip(f"{server.name} unavailable: {exc}")
+            pytest.fail(f"{server.name} is not installed under CI: {exc}", pytrace=False)
+        pytest.skip(f"{server.name} is not installed: {exc}")
+    except ServerUnavailable as exc:
+        pytest.fail(f"{server.name} failed to start: {exc}", pytrace=False)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``servers`` every test that uses a real server through a fixture.
+
+    Tests that start a server themselves carry the mark in their module.
+    """
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        params = callspec.params if callspec is not None else {}
+        if names & SERVER_FIXTURES or any(
+            params.get(name) == value for name, value in SERVER_PARAMS.items()
+        ):
+            item.add_marker(pytest.mark.servers)
 
 
 def serving(server: S) -> Iterator[S]:

@@ -21,12 +21,15 @@ def test_round_trip_of_every_message_type() -> None:
     messages = [
         (p.Telemetry(seq=3, samples=(p.Sample(TS, {"a": 1.0}), p.Sample(TS + 1, {"b": -2.5}))),
          p.decode_telemetry),
-        (p.Status(state="maintenance", ts=TS, fw="1.2.3", model="pump", extra={"outbox_dropped": 4}),
+        (p.Status(state="maintenance", ts=TS, fw="1.2.3", model="pump",
+                  extra={"outbox_dropped": 4}),
          p.decode_status),
-        (p.Event(seq=1, ts=TS, code="E-042", severity="critical", text="occlusion"), p.decode_event),
+        (p.Event(seq=1, ts=TS, code="E-042", severity="critical", text="occlusion"),
+         p.decode_event),
         (p.Command(id="c-1", cmd="self_test", args={"deep": True}, reply_to="", expires=TS),
          p.decode_command),
-        (p.CommandResult(id="c-1", ok=False, ts=TS, output={"error": "boom"}), p.decode_command_result),
+        (p.CommandResult(id="c-1", ok=False, ts=TS, output={"error": "boom"}),
+         p.decode_command_result),
     ]
     for message, decode in messages:
         assert decode(p.encode(message)) == message
@@ -36,6 +39,11 @@ def test_round_trip_of_every_message_type() -> None:
     ("payload", "reason"),
     [
         (b"\xff\xfe", "not valid UTF-8 JSON"),
+        (b"\xef\xbb\xbf" + telemetry(), "not valid UTF-8 JSON"),  # a byte-order mark
+        (telemetry().decode().encode("utf-16"), "not valid UTF-8 JSON"),
+        (telemetry().decode().encode("utf-16-le"), "not valid UTF-8 JSON"),
+        (telemetry().decode().encode("utf-32"), "not valid UTF-8 JSON"),
+        (b'{"v":1,"x":"\xed\xa0\x80"}', "not valid UTF-8 JSON"),  # an encoded surrogate
         (b"[1, 2]", "must be a JSON object"),
         (telemetry(v=2), "unsupported protocol version 2"),
         (telemetry(v=True), "unsupported protocol version"),
@@ -67,7 +75,8 @@ def test_bad_telemetry_is_refused_with_a_reason(payload: bytes, reason: str) -> 
     assert reason in str(excinfo.value)
 
 
-@pytest.mark.parametrize("device", ["", "a/b", "+", "#", "x" * 65, "-lead", "a b", "é", "a\nb", None, 5])
+@pytest.mark.parametrize("device", ["", "a/b", "+", "#", "x" * 65, "-lead", "a b", "é", "a\nb",
+                                    None, 5])
 def test_bad_device_ids_are_refused(device: object) -> None:
     with pytest.raises(p.ProtocolError, match="invalid device id"):
         p.validate_device_id(device)
@@ -76,7 +85,8 @@ def test_bad_device_ids_are_refused(device: object) -> None:
 def test_topics_round_trip_and_shared_subscription() -> None:
     assert p.topic("pump-01", "telemetry") == "vigil/v1/dev/pump-01/telemetry"
     assert p.parse_topic("vigil/v1/dev/pump-01/cmd/result") == ("pump-01", "cmd/result")
-    assert p.subscription("telemetry", shared_group="ingest") == "$share/ingest/vigil/v1/dev/+/telemetry"
+    shared = p.subscription("telemetry", shared_group="ingest")
+    assert shared == "$share/ingest/vigil/v1/dev/+/telemetry"
     for bad in ("vigil/v2/dev/a/telemetry", "vigil/v1/dev/a/other", "vigil/v1/dev/a+b/status"):
         with pytest.raises(p.ProtocolError):
             p.parse_topic(bad)
@@ -91,9 +101,11 @@ def test_status_and_event_fields_are_checked() -> None:
     with pytest.raises(p.ProtocolError, match="'state' must be one of"):
         p.decode_status(json.dumps({"v": 1, "state": "broken", "ts": TS}).encode())
     with pytest.raises(p.ProtocolError, match="'severity' must be one of"):
-        p.decode_event(json.dumps({"v": 1, "seq": 1, "ts": TS, "code": "E1", "severity": "x"}).encode())
+        p.decode_event(
+            json.dumps({"v": 1, "seq": 1, "ts": TS, "code": "E1", "severity": "x"}).encode())
     with pytest.raises(p.ProtocolError, match="invalid event code"):
-        p.decode_event(json.dumps({"v": 1, "seq": 1, "ts": TS, "code": "a b", "severity": "info"}).encode())
+        p.decode_event(
+            json.dumps({"v": 1, "seq": 1, "ts": TS, "code": "a b", "severity": "info"}).encode())
 
 
 def test_text_no_database_can_store_is_refused() -> None:

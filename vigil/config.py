@@ -23,6 +23,9 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+# Re-exported: printing the settings' URLs is what it is mostly for.
+from vigil.net import redact_url as redact_url
+
 
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
@@ -84,6 +87,8 @@ class IngestSettings(BaseModel):
     registry_refresh_s: float = Field(30.0, gt=0)
     last_seen_interval_s: float = Field(5.0, gt=0)
     max_backoff_s: float = Field(15.0, gt=0)
+    # Dead letters kept, the newest; a broken or hostile device cannot fill the database.
+    max_dead_letters: int = Field(100_000, ge=1)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535)
 
@@ -170,16 +175,6 @@ def config_file() -> Path | None:
         return path
     default = Path("vigil.toml")
     return default if default.is_file() else None
-
-
-def redact_url(url: str) -> str:
-    """A database or broker URL safe to print: the password replaced by ***."""
-    from sqlalchemy.engine import make_url
-
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy can parse: show its scheme only
-        return url.split("://", 1)[0] + "://***"
 
 
 @lru_cache(maxsize=1)

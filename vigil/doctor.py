@@ -12,7 +12,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from vigil.config import Settings, get_settings, redact_url
+from vigil.config import Settings, get_settings
+from vigil.net import mqtt_client, redact_url
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,19 +30,14 @@ def check_broker(settings: Settings, timeout: float = 5.0) -> Check:
 
     where = f"{settings.mqtt.host}:{settings.mqtt.port}"
     name = "MQTT broker"
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"vigil-doctor-{time.time_ns()}",
-                         protocol=mqtt.MQTTv5)
-    if settings.mqtt.username:
-        password = settings.mqtt.password.get_secret_value() if settings.mqtt.password else None
-        client.username_pw_set(settings.mqtt.username, password)
-    if settings.mqtt.tls_ca:
-        client.tls_set(ca_certs=str(settings.mqtt.tls_ca),
-                       certfile=str(settings.mqtt.tls_cert) if settings.mqtt.tls_cert else None,
-                       keyfile=str(settings.mqtt.tls_key) if settings.mqtt.tls_key else None)
+    # The same client set-up as ingest's, so the answer holds for the service.
+    client = mqtt_client(settings.mqtt, f"vigil-doctor-{time.time_ns()}")
     answered = threading.Event()
     outcome: dict[str, object] = {}
 
-    def on_connect(_c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object) -> None:
+    def on_connect(
+        _c: mqtt.Client, _u: object, _f: object, reason: mqtt.ReasonCode, _p: object
+    ) -> None:
         outcome["reason"] = reason
         answered.set()
 
@@ -72,7 +68,8 @@ def check_telemetry(settings: Settings) -> Check:
 
     if settings.telemetry_store == "influxdb":
         name, where = "InfluxDB", f"{settings.influxdb.url} database {settings.influxdb.database!r}"
-        hint = "check VIGIL_INFLUXDB__URL, __DATABASE and the credentials (__TOKEN or __USERNAME/__PASSWORD)"
+        hint = ("check VIGIL_INFLUXDB__URL, __DATABASE and the credentials "
+                "(__TOKEN or __USERNAME/__PASSWORD)")
     else:
         name, where = "embedded telemetry store", str(settings.embedded_telemetry_path)
         hint = "check that VIGIL_DATA_DIR is writable"
@@ -103,10 +100,12 @@ def check_sql(settings: Settings) -> Check:
         engine.dispose()
     except (SQLAlchemyError, OSError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        return Check(name, False, f"{url}: {reason}", "check VIGIL_DATABASE_URL and that the server runs")
+        return Check(name, False, f"{url}: {reason}",
+                     "check VIGIL_DATABASE_URL and that the server runs")
     head = head_revision()
     if current != head:
-        return Check(name, False, f"{url} is reachable but its schema is at {current or 'nothing'}, "
+        return Check(name, False, f"{url} is reachable but its schema is at "
+                     f"{current or 'nothing'}, "
                      f"this version needs {head}", "run `vigil db upgrade`")
     return Check(name, True, f"{url} is reachable, schema up to date ({head})")
 

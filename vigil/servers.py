@@ -25,11 +25,17 @@ from pathlib import Path
 from types import TracebackType
 from typing import ClassVar, Self
 
+from vigil import VigilError
+
 LOOPBACK = "127.0.0.1"
 
 
-class ServerUnavailable(RuntimeError):
+class ServerUnavailable(VigilError, RuntimeError):
     """A server could not be installed or started; the message says why."""
+
+
+class ServerNotInstalled(ServerUnavailable):
+    """The server's program is not on this machine and could not be installed."""
 
 
 def free_port() -> int:
@@ -58,7 +64,7 @@ def ensure_package(package: str, binaries: list[str]) -> str:
     if found:
         return found
     if os.geteuid() != 0:
-        raise ServerUnavailable(
+        raise ServerNotInstalled(
             f"{binaries[0]} is not installed; run `apt-get install {package}` as root "
             "(or scripts/setup)"
         )
@@ -67,10 +73,11 @@ def ensure_package(package: str, binaries: list[str]) -> str:
                 ["apt-get", "install", "-y", "-qq", "--no-install-recommends", package]):
         result = subprocess.run(cmd, env=env, capture_output=True, text=True)
         if result.returncode != 0:
-            raise ServerUnavailable(f"`{' '.join(cmd)}` failed: {result.stderr.strip()[-500:]}")
+            raise ServerNotInstalled(
+                f"`{' '.join(cmd)}` failed: {result.stderr.strip()[-500:]}")
     found = find_binary(binaries)
     if not found:
-        raise ServerUnavailable(f"{package} installed but {binaries[0]} not found")
+        raise ServerNotInstalled(f"{package} installed but {binaries[0]} not found")
     return found
 
 
@@ -92,15 +99,20 @@ class LocalServer(ABC):
     def _command(self, binary: str) -> list[str]:
         """The command line that runs the server in the foreground."""
 
-    def _prepare(self, binary: str) -> None:
+    def _prepare(self, binary: str) -> None:  # noqa: B027 (a hook; most servers need none)
         """Setup before each start (config files; data folders the first time)."""
 
-    def _after_start(self) -> None:
+    def _after_start(self) -> None:  # noqa: B027 (a hook; most servers need none)
         """Work once the port answers (users, databases)."""
 
     def _preexec_user(self) -> str | None:
         """System user to run as when started by root, if the server refuses root."""
         return None
+
+    @property
+    def host(self) -> str:
+        """Where the server listens: the IPv4 loopback unless a server says otherwise."""
+        return LOOPBACK
 
     @property
     def running(self) -> bool:
@@ -126,7 +138,7 @@ class LocalServer(ABC):
                     f"{self.name} exited with code {self.process.returncode} at start; "
                     f"last log lines:\n{self.log_tail()}"
                 )
-            if port_open(self.port) and self._ready():
+            if port_open(self.port, self.host) and self._ready():
                 self._after_start()
                 return self
             time.sleep(0.1)
@@ -183,18 +195,19 @@ class Mosquitto(LocalServer):
     binaries = ["mosquitto", "/usr/sbin/mosquitto"]
 
     def __init__(self, workdir: Path, port: int | None = None,
-                 extra_config: list[str] | None = None) -> None:
+                 extra_config: list[str] | None = None, host: str = LOOPBACK) -> None:
         super().__init__(workdir, port)
         self.extra_config = extra_config or []
         self.config_path = self.workdir / "mosquitto.conf"
+        self._host = host
 
     @property
     def host(self) -> str:
-        return LOOPBACK
+        return self._host
 
     def _prepare(self, binary: str) -> None:
         lines = [
-            f"listener {self.port} {LOOPBACK}",
+            f"listener {self.port} {self.host}",
             "allow_anonymous true",
             "persistence true",
             f"persistence_location {self.workdir}/",
@@ -348,7 +361,8 @@ class PostgreSQL(LocalServer):
 
     def _command(self, binary: str) -> list[str]:
         return [binary, "-D", str(self.data_dir), "-p", str(self.port),
-                "-c", f"listen_addresses={LOOPBACK}", "-c", f"unix_socket_directories={self.workdir}",
+                "-c", f"listen_addresses={LOOPBACK}",
+                "-c", f"unix_socket_directories={self.workdir}",
                 "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
                 "-c", "max_connections=200"]
 
@@ -371,7 +385,8 @@ class PostgreSQL(LocalServer):
 
         with psycopg.connect(host=LOOPBACK, port=self.port, user=self.user,
                              dbname="postgres", autocommit=True) as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s",
+                                  (name,)).fetchone()
             if not exists:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return name

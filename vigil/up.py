@@ -24,14 +24,15 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from vigil.config import Settings, get_settings, redact_url
+from vigil.config import Settings, get_settings
+from vigil.logs import configure_logging
+from vigil.net import is_loopback_host, redact_url
 
 if TYPE_CHECKING:
     from vigil.servers import Mosquitto
 
-log = logging.getLogger("vigil.up")
+log = logging.getLogger(__name__)
 
-LOOPBACK_HOSTS = {"127.0.0.1", "localhost"}  # where a Mosquitto started here listens
 SIMULATOR_SEED = 1
 SIMULATOR_FAULT_FRACTION = 0.2
 
@@ -107,10 +108,10 @@ def ensure_broker(settings: Settings) -> Mosquitto | None:
     if port_open(port, host):
         log.info("MQTT broker already answering at %s:%d", host, port)
         return None
-    if host not in LOOPBACK_HOSTS:
+    if not is_loopback_host(host):
         raise SystemExit(f"the MQTT broker at {host}:{port} does not answer; start it, or unset "
                          "VIGIL_MQTT__HOST so `vigil up` runs one on this machine")
-    broker = Mosquitto(settings.data_dir / "mosquitto", port=port)
+    broker = Mosquitto(settings.data_dir / "mosquitto", port=port, host=host)
     try:
         broker.start()
     except ServerUnavailable as exc:
@@ -157,9 +158,8 @@ def simulated_devices(count: int) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)
     settings = get_settings()
+    configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logs = settings.data_dir / "logs"
     broker = ensure_broker(settings)

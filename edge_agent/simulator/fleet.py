@@ -57,6 +57,8 @@ class Fleet:
         self.courier = Courier(self.outbox, window=window)
         self.reactor = Reactor()
         self.devices: dict[str, VirtualDevice] = {}
+        # Per device, when its connection was opened (its will's time), as the agent reports it.
+        self._sessions: dict[str, int] = {}
         rng = random.Random(f"links:{seed}")
         for spec in specs:
             link = Link(spec.device_id, broker, self, rng=random.Random(rng.random()),
@@ -114,16 +116,18 @@ class Fleet:
     # --- status ----------------------------------------------------------------------
 
     def _extra(self, device_id: str) -> dict[str, Any]:
-        return {"outbox_depth": self.outbox.depth(device_id),
+        return {"session_ts": self._sessions.get(device_id),
+                "outbox_depth": self.outbox.depth(device_id),
                 "outbox_dropped": self.outbox.dropped(device_id),
                 "site": self.devices[device_id].spec.site.name if device_id in self.devices
                 else ""}
 
     def _offline_payload(self, spec: DeviceSpec) -> Callable[[], bytes]:
         def payload() -> bytes:
+            session_ts = self._sessions[spec.device_id] = int(time.time() * 1000)
             return protocol.encode(protocol.Status(
-                state="offline", ts=int(time.time() * 1000), fw=FW_VERSION, model=spec.model,
-                extra={"site": spec.site.name}))
+                state="offline", ts=session_ts, fw=FW_VERSION, model=spec.model,
+                extra={"session_ts": session_ts, "site": spec.site.name}))
         return payload
 
     def _publish_status(self, device: VirtualDevice) -> None:
@@ -245,7 +249,7 @@ class Fleet:
             for device_id in list(cursors):
                 device = self.devices[device_id]
                 t = cursors[device_id]
-                samples = []
+                samples: list[tuple[int, dict[str, float]]] = []
                 while t < end_ms and len(samples) < chunk:
                     samples.append((t, device.sim.sample(t)))
                     for event in device.sim.events(t):

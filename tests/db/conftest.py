@@ -10,7 +10,7 @@ from sqlalchemy import Engine, func, inspect, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from vigil.db import migrations
-from vigil.db.models import Customer, Base, Device, Site, User
+from vigil.db.models import Base, Customer, Device, Site, User
 from vigil.db.session import make_engine, make_session_factory
 
 
@@ -44,7 +44,8 @@ def session(factory: sessionmaker[Session]) -> Iterator[Session]:
 def device(factory: sessionmaker[Session]) -> Device:
     """A committed site, device and engineer to hang other rows on."""
     with factory() as session, session.begin():
-        site = Site(name="Central ICU", customer=Customer(name="St. Example Hospital"), timezone="Europe/Berlin")
+        site = Site(name="Central ICU", customer=Customer(name="St. Example Hospital"),
+                    timezone="Europe/Berlin")
         device = Device(id="pump-0001", serial="IP100-0001", model="IP-100", site=site,
                         install_date=date(2024, 3, 1), firmware="2.4.1")
         session.add_all([device, User(username="eng1", display_name="Engineer One")])

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select, text
 from sqlalchemy.exc import DataError, StatementError
 from sqlalchemy.orm import Session, sessionmaker
 
-from vigil.db.models import Customer, AuditLog, Device, InvalidValue, KnowledgeArticle, Site, Ticket
+from vigil.db.models import AuditLog, Customer, Device, InvalidValue, KnowledgeArticle, Site, Ticket
 from vigil.db.session import transaction
 
 HOSTILE = [
@@ -68,7 +68,8 @@ def test_hostile_text_round_trips_exactly(factory: sessionmaker[Session], device
         audit = s.scalars(select(AuditLog).where(AuditLog.actor == value)).one()
         assert (audit.object_id, audit.details) == (value, {value: value})
     after = snapshot()
-    added = {"customers": 1, "sites": 1, "devices": 1, "tickets": 1, "knowledge_articles": 1, "audit_log": 1}
+    added = {"customers": 1, "sites": 1, "devices": 1, "tickets": 1, "knowledge_articles": 1,
+             "audit_log": 1}
     assert after == {name: count + added.get(name, 0) for name, count in before.items()}
 
 

@@ -19,8 +19,8 @@ from vigil.db.enums import (
     TranscriptKind,
 )
 from vigil.db.models import (
-    Customer,
     AuditLog,
+    Customer,
     DeadLetter,
     Device,
     DeviceEvent,
@@ -43,8 +43,8 @@ T0 = datetime(2026, 5, 4, 3, 2, 1, 123456, tzinfo=UTC)
 
 def test_site_and_device_with_presence(factory: sessionmaker[Session]) -> None:
     with transaction(factory) as s:
-        site = Site(name="Radiology", customer=Customer(name="General Hospital"), address="1 Main St",
-                    timezone="America/New_York")
+        site = Site(name="Radiology", customer=Customer(name="General Hospital"),
+                    address="1 Main St", timezone="America/New_York")
         s.add(Device(id="ct-7", serial="CT-0007", model="CT-64", site=site,
                      install_date=date(2023, 1, 2), warranty_end=date(2028, 1, 1),
                      firmware="5.0.3", credential_hash="$argon2id$v=19$...", online=True,

@@ -21,7 +21,7 @@ def test_backoff_grows_exponentially_with_jitter_and_resets() -> None:
     b = Backoff(1.0, 30.0, rng=random.Random(3))
     delays = [b.next_delay() for _ in range(8)]
     caps = [1, 2, 4, 8, 16, 30, 30, 30]
-    for delay, cap in zip(delays, caps):
+    for delay, cap in zip(delays, caps, strict=True):
         assert cap / 2 <= delay <= cap
     assert len({round(d, 6) for d in delays[5:]}) == 3, "jitter spreads equal caps"
     b.reset()

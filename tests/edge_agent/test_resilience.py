@@ -37,10 +37,44 @@ def _check_complete(rec: Recorder, device: str, kept: set[int], allowed_gap_ms: 
     missing = set(range(seqs[-1] + 1)) - set(seqs) - event_seqs
     assert not missing, f"messages never delivered: seq {sorted(missing)[:20]}"
     ts = sorted({s.ts for m in by_seq.values() for s in m.samples} | kept)
-    gaps = [(a, b) for a, b in zip(ts, ts[1:]) if b - a > allowed_gap_ms]
+    gaps = [(a, b) for a, b in zip(ts, ts[1:], strict=False) if b - a > allowed_gap_ms]
     largest = max(len(m.samples) for m in by_seq.values())
     return {"messages": len(seqs), "samples": len(ts), "gaps": gaps, "largest_batch": largest,
             "dup_messages": len(rec.of_kind("telemetry")) - len(seqs)}
+
+
+def _unsent(outbox: Path) -> set[int]:
+    """Sample times still in the agent's outbox (read beside the running agent: WAL)."""
+    try:
+        db = sqlite3.connect(outbox, timeout=5)
+        try:
+            kept = {json.loads(b)["ts"] for (b,) in db.execute("SELECT body FROM pending")}
+            for (payload,) in db.execute("SELECT payload FROM messages"):
+                kept |= {s.ts for s in protocol.decode_telemetry(payload).samples}
+        finally:
+            db.close()
+    except sqlite3.OperationalError:  # created by the agent a moment later
+        return set()
+    return kept
+
+
+def _send_marker(host: str, port: int) -> str:
+    """Publish telemetry of a device of its own; the topic it went to."""
+    import paho.mqtt.client as mqtt
+
+    topic = protocol.topic("zz-marker", "telemetry")
+    payload = protocol.encode(protocol.Telemetry(
+        seq=0, samples=(protocol.Sample(ts=int(time.time() * 1000), metrics={"m": 1.0}),)))
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="zz-marker",
+                         protocol=mqtt.MQTTv5)
+    client.connect(host, port)
+    client.loop_start()
+    try:
+        client.publish(topic, payload, qos=1).wait_for_publish(30)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return topic
 
 
 def test_broker_killed_three_times_and_agent_killed_once_loses_nothing(tmp_path: Path) -> None:
@@ -58,9 +92,13 @@ def test_broker_killed_three_times_and_agent_killed_once_loses_nothing(tmp_path:
         wait_for(lambda: len(rec.sample_ts()) >= 20, 60, "first samples")
 
         agent_down: tuple[int, int] | None = None
+        outbox = tmp_path / "outbox.db"
         for round_ in range(3):
             broker.kill()
-            time.sleep(2.0)  # the agent keeps sampling into its outbox meanwhile
+            # The agent keeps sampling into its outbox meanwhile.
+            queued = len(_unsent(outbox))
+            wait_for(lambda queued=queued: len(_unsent(outbox)) >= queued + 15, 30,
+                     "samples queued while the broker is down")
             if round_ == 1:
                 killed_at = int(time.time() * 1000)
                 agent.kill()  # power cut while the broker is down, outbox full of unsent data
@@ -70,21 +108,21 @@ def test_broker_killed_three_times_and_agent_killed_once_loses_nothing(tmp_path:
             broker.start()
             assert rec.connected.wait(60), "recorder did not reconnect"
             seen = len(rec.sample_ts())
-            wait_for(lambda: len(rec.sample_ts()) > seen + 30, 90,
+            wait_for(lambda seen=seen: len(rec.sample_ts()) > seen + 30, 90,
                      f"samples flowing again after broker restart {round_ + 1}")
 
         # Let the outbox drain, then stop the agent cleanly.
-        time.sleep(1.0)
+        wait_for(lambda: len(_unsent(outbox)) <= 10, 60, "the outbox drained")
         assert agent.stop() == 0, agent.tail()
         # What was sampled last may still be in the outbox: it is kept for the next start.
-        db = sqlite3.connect(tmp_path / "outbox.db")
-        kept = {json.loads(b)["ts"] for (b,) in db.execute("SELECT body FROM pending")}
-        for (payload,) in db.execute("SELECT payload FROM messages"):
-            kept |= {s.ts for s in protocol.decode_telemetry(payload).samples}
-        db.close()
+        kept = _unsent(outbox)
         assert len(kept) <= 20, f"{len(kept)} samples never sent although the broker was up"
 
-        time.sleep(1.0)  # the newest data may still be on its way to the recorder
+        # The broker hands the recorder what it accepted in order: once a later marker
+        # has arrived, everything the agent sent has.
+        marker = _send_marker(broker.host, broker.port)
+        wait_for(lambda: rec.of_kind("telemetry") and any(
+            t == marker for t, _ in rec.of_kind("telemetry")), 30, "the marker")
         report = _check_complete(rec, "ct-resilient", kept, 1500)
         # Only the agent's own power cut may leave a hole in the sampling (it was off).
         assert agent_down is not None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import threading
-import time
 import uuid
 from pathlib import Path
 
@@ -77,8 +76,8 @@ def test_acl_confines_each_device_to_its_own_topics(tmp_path: Path) -> None:
         ingest, api, pump1, pump2 = (Client(broker.port, u) for u in
                                      ("vigil-ingest", "vigil-api", "pump-1", "pump-2"))
         clients += [ingest, api, pump1, pump2]
-        ingest.subscribe(f"{protocol.TOPIC_ROOT}/+/telemetry")
-        ingest.subscribe(f"{protocol.TOPIC_ROOT}/+/cmd/result")
+        for kind in ("telemetry", "status", "events", "cmd/result"):
+            ingest.subscribe(protocol.subscription(kind))
         pump1.subscribe(protocol.topic("pump-1", "cmd"))
         pump1.subscribe(protocol.topic("pump-2", "cmd"))  # not allowed: receives nothing
         pump2.subscribe(protocol.topic("pump-2", "cmd"))
@@ -88,14 +87,18 @@ def test_acl_confines_each_device_to_its_own_topics(tmp_path: Path) -> None:
         api.publish(protocol.topic("pump-2", "cmd"), b"from the api")
         for topic, payload in ((protocol.topic("pump-2", "telemetry"), b"forged"),
                                (protocol.topic("pump-2", "cmd"), b"device sending commands"),
-                               (protocol.topic("pump-2", "status"), b"forged status")):
+                               (protocol.topic("pump-2", "status"), b"forged status"),
+                               (protocol.topic("pump-2", "events"), b"forged event")):
             intruder = Client(broker.port, "pump-1")
             clients.append(intruder)
             intruder.try_publish(topic, payload)
+        # The broker has settled every forged publish before this one: once ingest has the
+        # marker, a forged message let through would have reached it already.
+        pump1.publish(protocol.topic("pump-1", "events"), b"marker")
 
-        wait_for(lambda: len(ingest.got) >= 2 and pump2.got, 30, "the allowed messages")
-        time.sleep(1.0)  # give forbidden messages every chance to show up
-        assert sorted(p for _, p in ingest.got) == [b"own", b"result"]
+        wait_for(lambda: (protocol.topic("pump-1", "events"), b"marker") in ingest.got
+                 and pump2.got, 30, "the allowed messages")
+        assert sorted(p for _, p in ingest.got) == [b"marker", b"own", b"result"]
         assert pump2.got == [(protocol.topic("pump-2", "cmd"), b"from the api")]
         assert pump1.got == []
     finally:

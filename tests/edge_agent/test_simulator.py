@@ -111,7 +111,7 @@ def test_fleet_plan_is_deterministic_and_labels_round_trip(tmp_path: Path) -> No
     n = write_labels(tmp_path / "labels.csv", plan)
     rows = read_labels(tmp_path / "labels.csv")
     assert n == len(rows) == len(faulty)
-    for row, spec in zip(rows, faulty):
+    for row, spec in zip(rows, faulty, strict=True):
         f = spec.faults[0]
         assert (row["device"], row["fault_type"], int(row["onset_ms"]), int(row["failure_ms"])) \
             == (spec.device_id, f.fault_type, f.onset_ms, f.failure_ms)

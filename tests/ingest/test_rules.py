@@ -12,9 +12,16 @@ from edge_agent.protocol import MAX_PAYLOAD_BYTES, Status, Telemetry
 from ingest.batcher import BatchPolicy, StatusItem
 from ingest.dedup import RecentKeys
 from ingest.inbox import Inbound, Inbox
-from ingest.presence import MAX_STATUS_DETAIL_BYTES, LastSeen, latest_per_device
+from ingest.presence import (
+    MAX_STATUS_DETAIL_BYTES,
+    LastSeen,
+    latest_per_device,
+    status_order,
+    supersedes,
+)
 from ingest.registry import DeviceTags, KnownDevices
 from ingest.validation import Rejected, RejectReason, Rules, check_message
+from tests.ingest.support import wait_for
 
 NOW = 1_763_900_000_000
 KNOWN = {"pump-1", "mon-2"}
@@ -115,6 +122,10 @@ def test_oversize_is_judged_on_the_wire_size_even_when_cut_short() -> None:
     "payload, words",
     [
         (b"\xff\xfe garbage", "UTF-8 JSON"),
+        (b'\xef\xbb\xbf{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1}}]}',
+         "UTF-8 JSON"),
+        ('{"v":1,"seq":1,"samples":[{"ts":1763900000000,"metrics":{"a":1}}]}'.encode("utf-16"),
+         "UTF-8 JSON"),
         (b"[1,2]", "object"),
         (b'{"v":2,"seq":1,"samples":[]}', "version"),
         (b'{"v":1,"seq":-1,"samples":[{"ts":1763900000000,"metrics":{"a":1}}]}', "seq"),
@@ -212,6 +223,33 @@ def test_last_status_per_device_wins_and_offline_means_not_online() -> None:
     assert by_device["b"].online is True and by_device["b"].firmware == "2.1"
 
 
+def test_a_will_ends_its_own_connection_and_no_later_one() -> None:
+    t1 = 1_764_000_000_000
+    online = status_order("online", t1, t1 + 60_000)  # a periodic status, a minute into it
+    will = status_order("offline", t1, t1)  # stamped when the connection opened
+    assert will is not None and online is not None and will > online
+    reconnected = status_order("online", t1 + 90_000, t1 + 90_000)
+    assert reconnected is not None and reconnected > will  # a late will loses
+    from_2001 = status_order("offline", 978_307_200_000, 978_307_200_000)
+    assert from_2001 is not None and from_2001 < reconnected
+
+
+def test_statuses_without_a_session_are_taken_as_they_arrive() -> None:
+    assert status_order("offline", None, 5) is None
+    assert supersedes(None, (10, 10)) and supersedes((1, 1), None)
+    assert supersedes((10, 10), (10, 10)) and not supersedes((9, 99), (10, 10))
+
+
+def test_in_a_batch_a_late_will_does_not_override_the_newer_connection() -> None:
+    items = [
+        status_item("a", "online", 100, session_ts=50),
+        status_item("a", "offline", 120, session_ts=10),  # the previous connection's will
+    ]
+    assert latest_per_device(items)[0].state == "online"
+    items.append(status_item("a", "offline", 130, session_ts=50))  # this connection's will
+    assert latest_per_device(items)[0].state == "offline"
+
+
 def test_huge_status_detail_is_replaced_by_a_note() -> None:
     update = latest_per_device([status_item("a", "online", 1, blob="x" * MAX_STATUS_DETAIL_BYTES)])[
         0
@@ -227,7 +265,7 @@ def test_last_seen_keeps_the_newest_and_drains() -> None:
     assert seen.drain() == {"a": 10, "b": 7}
     assert len(seen) == 0
     seen.record("a", 3)
-    seen.restore({"a": 2, "c": 1})
+    seen.record("c", 1)
     assert seen.drain() == {"a": 3, "c": 1}
 
 
@@ -307,7 +345,7 @@ def test_inbox_makes_the_producer_wait_when_full_and_close_releases_it() -> None
     result: list[bool] = []
     producer = threading.Thread(target=lambda: result.append(box.put(inbound(3))))
     producer.start()
-    time.sleep(0.3)
+    wait_for(lambda: box.producer_waiting, 5, "the producer waiting for room")
     assert producer.is_alive() and len(box) == 2  # waiting, not overfilling
     box.take(1, timeout=0)
     producer.join(5)

@@ -8,11 +8,14 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
+from edge_agent.protocol import topic
 from ingest.records import IngestRecords
 from ingest.service import IngestService
+from tests.edge_agent.conftest import AgentProcess, write_config
 from tests.ingest.support import (
     Publisher,
     dead_letters,
@@ -275,6 +278,53 @@ def test_the_offline_will_marks_a_device_offline(
 
 
 @pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
+def test_the_agents_own_will_reaches_ingest_and_a_stale_one_changes_nothing(
+    mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str, tmp_path: Path
+) -> None:
+    """The real agent: its will, stamped when it connected, marks it offline after a power
+    cut; once it is back, that will replayed (a retained copy, a redelivery) changes nothing."""
+    prepare_registry(sql_url, DEVICES)
+    settings = settings_for(
+        mosquitto, influxdb, influx_database, sql_url, client_id="it-agent", shared_group="it-agent"
+    )
+    config = write_config(
+        tmp_path / "agent.toml", device_id="mon-3", port=mosquitto.port,
+        outbox_path=tmp_path / "outbox.db", sampling={"interval_s": 1.0, "status_interval_s": 1.0},
+    )
+
+    def held() -> dict:
+        return devices(sql_url)["mon-3"].status_detail or {}
+
+    with running(settings):
+        agent = AgentProcess(config, tmp_path / "agent.log").start()
+        try:
+            first = wait_for(lambda: devices(sql_url)["mon-3"].online and held().get("session_ts"),
+                             60, "the agent online")
+            wait_for(lambda: held()["status_ts"] > first + 1000, 30, "a later status")
+            agent.kill()  # a power cut: the broker sends the will after 1.5 keepalives
+            wait_for(lambda: devices(sql_url)["mon-3"].state == "offline", 60, "the will")
+            assert held()["session_ts"] == held()["status_ts"] == first
+
+            agent.start()
+            wait_for(lambda: devices(sql_url)["mon-3"].online and held()["session_ts"] > first,
+                     60, "the agent online again")
+            pub = Publisher(mosquitto.port, "it-agent-pub")
+            stale = {"v": 1, "state": "offline", "ts": first, "fw": "", "model": "ct",
+                     "session_ts": first}
+            pub.publish(topic("mon-3", "status"), json.dumps(stale))
+            # Published after it on the same connection: once stored, the stale will was judged.
+            marker = {"v": 1, "seq": 10**9, "ts": now_ms(), "code": "MARKER", "severity": "info",
+                      "text": ""}
+            pub.publish(topic("mon-3", "events"), json.dumps(marker))
+            pub.wait_acked()
+            wait_for(lambda: any(e.code == "MARKER" for e in events(sql_url)), 30, "the marker")
+            assert devices(sql_url)["mon-3"].online
+            pub.close()
+        finally:
+            assert agent.stop() is not None, agent.tail()
+
+
+@pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
 def test_samples_the_store_refuses_are_dead_lettered_without_stalling(
     mosquitto: Mosquitto, influxdb: InfluxDB, sql_url: str
 ) -> None:
@@ -332,7 +382,8 @@ def test_nothing_is_judged_before_the_device_registry_can_be_read(
                 telemetry_payload(seq, base + seq * 1000, {"m0": 1.0}),
             )
         pub.wait_acked()
-        time.sleep(2)
+        # Received (so the broker has sent them) but left in the inbox, judged by nobody.
+        wait_for(lambda: len(service.inbox) == 5, 30, "the messages received")
         assert service.metrics.acks._value.get() == 0
         assert not service.ready()[0]
         prepare_registry(sql_url, DEVICES)
@@ -385,12 +436,14 @@ def test_acknowledged_messages_are_not_delivered_again(
         pub.wait_acked()
         wait_for(lambda: service.metrics.acks._value.get() >= 300, 60, "all acknowledged")
     with running(settings) as service:
+        # A resumed session gets what was left unacknowledged before anything new, so once
+        # two new messages are through, any redelivery would have been counted already.
         pub.publish("vigil/v1/dev/pump-1/telemetry", telemetry_payload(999, base, {"m0": 2.0}))
-        wait_for(lambda: service.metrics.acks._value.get() >= 1, 30, "the new message")
-        time.sleep(1)
+        pub.publish("vigil/v1/dev/pump-1/telemetry", telemetry_payload(1000, base, {"m0": 3.0}))
+        wait_for(lambda: service.metrics.acks._value.get() >= 2, 30, "the new messages")
         received = sum(
             service.metrics.messages.labels("telemetry", outcome)._value.get()
             for outcome in ("accepted", "duplicate")
         )
-        assert received == 1
+        assert received == 2
     pub.close()

@@ -11,8 +11,6 @@ import pytest
 
 from vigil.telemetry.store import Point, TelemetryError, TelemetryStore
 
-pytestmark = pytest.mark.servers
-
 HOUR = 3_600_000
 T0 = 472_222 * HOUR  # 2023-11-14 22:00 UTC, a whole hour so intervals align with it
 
@@ -40,7 +38,9 @@ def test_write_then_query_returns_exactly_the_device_samples(store: TelemetrySto
     np.testing.assert_array_equal(frame["volt"].to_numpy(), -np.arange(60) * 1.5)
 
 
-def test_query_of_chosen_metrics_keeps_their_order_and_fills_unknown_ones(store: TelemetryStore) -> None:
+def test_query_of_chosen_metrics_keeps_their_order_and_fills_unknown_ones(
+    store: TelemetryStore,
+) -> None:
     store.write(series("pump-1", 5))
     frame = store.query("pump-1", T0, T0 + 5000, metrics=["volt", "nothing", "temp"])
     assert list(frame.columns) == ["volt", "nothing", "temp"]
@@ -182,7 +182,8 @@ def test_latest_gives_each_device_its_newest_values(store: TelemetryStore) -> No
 
 def test_devices_and_metrics_are_listed_sorted(store: TelemetryStore) -> None:
     assert store.devices() == [] and store.metrics() == []
-    store.write([Point("pump-b", T0, {"temp": 1.0}), Point("pump-a", T0, {"load": 1.0, "flow": 2.0})])
+    store.write([Point("pump-b", T0, {"temp": 1.0}),
+                 Point("pump-a", T0, {"load": 1.0, "flow": 2.0})])
     assert store.devices() == ["pump-a", "pump-b"]
     assert store.metrics() == ["flow", "load", "temp"]
     assert store.metrics("pump-a") == ["flow", "load"]
@@ -214,6 +215,15 @@ GOOD = Point("pump-1", T0, {"temp": 1.0})
     (Point("pump-1", T0, {"te mp": 1.0}), "metric name"),
     (Point("pump-1", T0, {"time": 1.0}), "reserved"),
     (Point("pump-1", T0, {"device": 1.0}), "reserved"),
+    (Point("pump-1", T0, {"Time": 1.0}), "reserved"),
+    (Point("pump-1", T0, {"DEVICE": 1.0}), "reserved"),
+    (Point("pump-1", T0, {"temp": 1.0}, extra_tags={"device": "x"}), "extra tag 'device'"),
+    (Point("pump-1", T0, {"temp": 1.0}, extra_tags={"site": "x"}), "extra tag 'site'"),
+    (Point("pump-1", T0, {"temp": 1.0}, extra_tags={"temp": "x"}), "name of a metric"),
+    (Point("pump-1", T0, {"temp": 1.0}, extra_tags={"room": "a\\b"}), "backslash"),
+    (Point("pump-1", T0, {"temp": 1.0}, extra_tags={"room": "a\tb"}), "control characters"),
+    (Point("pump-1", T0, {"temp": 1.0}, site="C:\\ward"), "backslash"),
+    (Point("pump-1", T0, {"temp": 1.0}, model="x\x7f"), "control characters"),
     (Point("pump-1", T0, {}), "no metrics"),
     (Point("pump-1", T0, {"temp": math.nan}), "not a finite number"),
     (Point("pump-1", T0, {"temp": math.inf}), "not a finite number"),
@@ -259,6 +269,7 @@ NAIVE = datetime(2024, 1, 1)
     ({"metrics": ["te mp"]}, "metric name"),
     ({"metrics": "temp"}, "list of names"),
     ({"metrics": ["time"]}, "reserved"),
+    ({"metrics": ["TIME"]}, "reserved"),
     ({"measurement": 'telemetry" WHERE 1=1'}, "measurement"),
 ])
 def test_bad_query_arguments_are_refused(store: TelemetryStore, kwargs: dict, words: str) -> None:

@@ -25,7 +25,8 @@ def write_device(path: str, device: str, batches: int, size: int) -> None:
             first = b * size // 2
             store.write([Point(device, T0 + i * 1000, {"temp": float(i), f"m{b % 3}": 1.0})
                          for i in range(first, first + size)])
-        store.write([Point("shared", T0 + i, {device.replace("-", "_"): float(i)}) for i in range(200)])
+        store.write([Point("shared", T0 + i, {device.replace("-", "_"): float(i)})
+                     for i in range(200)])
 
 
 def test_processes_writing_one_file_lose_nothing(tmp_path: Path) -> None:
@@ -130,7 +131,8 @@ def test_open_store_follows_the_settings(tmp_path: Path) -> None:
                                   "username": "svc", "password": "pw", "batch_size": 123})
     with open_store(settings) as influx:
         assert isinstance(influx, InfluxStore)
-        assert (influx.url, influx.database, influx.batch_size) == ("http://127.0.0.1:1", "fleet", 123)
+        assert (influx.url, influx.database, influx.batch_size) == (
+            "http://127.0.0.1:1", "fleet", 123)
 
 
 def test_a_write_that_cannot_get_the_lock_fails_whole_and_clearly(tmp_path: Path) -> None:
@@ -141,7 +143,8 @@ def test_a_write_that_cannot_get_the_lock_fails_whole_and_clearly(tmp_path: Path
         blocker.execute("BEGIN IMMEDIATE")
         try:
             with pytest.raises(StoreUnavailable, match="could not write: database is locked"):
-                store.write([Point("pump-1", T0 + i, {"temp": 2.0, "new": 3.0}) for i in range(1, 100)])
+                store.write([Point("pump-1", T0 + i, {"temp": 2.0, "new": 3.0})
+                             for i in range(1, 100)])
         finally:
             blocker.execute("ROLLBACK")
             blocker.close()

@@ -17,14 +17,14 @@ from vigil.telemetry.embedded import EmbeddedStore
 from vigil.telemetry.influxql import quote_ident, quote_literal
 from vigil.telemetry.store import MEASUREMENT_RE, Point, TelemetryError, TelemetryStore
 
-pytestmark = pytest.mark.servers
-
 T0 = 1_700_000_000_000
 HOSTILE = [
-    "'", '"', "\\", "\\'", '\\"', "'; DROP DATABASE vigil; --", "'; DROP MEASUREMENT telemetry; SELECT '",
+    "'", '"', "\\", "\\'", '\\"', "'; DROP DATABASE vigil; --",
+    "'; DROP MEASUREMENT telemetry; SELECT '",
     '" OR 1=1 --', "' OR '1'='1", "x' OR device =~ /.*/ --", "/.*/", "*", "x\ny", "x\r\ny", "nul\0",
     "tab\there", "a,b=c d", "a b", " ", "  lead and trail  ", "=", ",", "\\ ", "trailing\\",
-    "back\\slash", "\\\\", "$(rm -rf /)", "%s%n", "${jndi:ldap://x}", "null", "NaN", "inf", "-Infinity",
+    "back\\slash", "\\\\", "$(rm -rf /)", "%s%n", "${jndi:ldap://x}", "null", "NaN", "inf",
+    "-Infinity",
     "🙂 ünïcödé ☃", "x" * 64, "x" * 65, "q'\"" * 42, "x" * 129, "x" * 10_000,
     "SELECT * FROM telemetry", "telemetry\" WHERE \"device\" =~ /.*/ ;--", "time", "device",
     "lone \ud800 surrogate",
@@ -47,7 +47,9 @@ def assert_untouched(store: TelemetryStore, before: pd.DataFrame, devices: list[
     assert store.devices() == sorted(["neighbour", *devices])
 
 
-def stored_tags(store: TelemetryStore, request: pytest.FixtureRequest, device: str) -> set[tuple[str, str]]:
+def stored_tags(
+    store: TelemetryStore, request: pytest.FixtureRequest, device: str
+) -> set[tuple[str, str]]:
     """(model, site) pairs stored for the device, read around the store's own API."""
     if isinstance(store, EmbeddedStore):
         with sqlite3.connect(store.path) as conn:
@@ -112,7 +114,8 @@ def test_hostile_metric_names_are_refused_or_stored_exactly(
         with pytest.raises(TelemetryError, match="metric name"):
             store.query("neighbour", T0, T0 + 1000, metrics=[value])
         with pytest.raises(TelemetryError, match="metric name"):
-            store.query("neighbour", T0, T0 + 60_000, metrics=["temp", value], interval=pd.Timedelta("10s"))
+            store.query("neighbour", T0, T0 + 60_000, metrics=["temp", value],
+                        interval=pd.Timedelta("10s"))
         assert_untouched(store, neighbour, [])
         return
     store.write([point])
@@ -123,8 +126,9 @@ def test_hostile_metric_names_are_refused_or_stored_exactly(
 
 
 @pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
-def test_hostile_measurements_are_refused_or_kept_apart(store: TelemetryStore, neighbour: pd.DataFrame,
-                                                       value: str) -> None:
+def test_hostile_measurements_are_refused_or_kept_apart(
+    store: TelemetryStore, neighbour: pd.DataFrame, value: str
+) -> None:
     if MEASUREMENT_RE.fullmatch(value):
         store.write([Point("hostile-1", T0, {"temp": 5.0}, measurement=value)])
         assert store.query("hostile-1", T0, T0 + 1, measurement=value)["temp"].tolist() == [5.0]
@@ -163,14 +167,16 @@ def test_quoted_literals_select_exactly_one_tag_value_on_influxdb(
     # 1.x keeps a backslash before any other character literally.
     backslashed = ["back\\slash", "a\\'b", 'a\\"b']
     with influx_store(influxdb, influx_database) as store:
-        store.write([Point(f"dev-{i}", T0, {"temp": float(i)}, site=v) for i, v in enumerate(values)])
+        store.write([Point(f"dev-{i}", T0, {"temp": float(i)}, site=v)
+                     for i, v in enumerate(values)])
         store.post_lines("".join(
             f"telemetry,device=dev-{i},site={v} temp={i}.0 {T0 * 1_000_000}\n"
             for i, v in enumerate(backslashed, start=len(values))).encode())
     values += backslashed
     for i, value in enumerate(values):
-        body = influxdb.query(f'SELECT "temp", "device" FROM "telemetry" WHERE "site" = {quote_literal(value)}',
-                              db=influx_database)
+        body = influxdb.query(
+            f'SELECT "temp", "device" FROM "telemetry" WHERE "site" = {quote_literal(value)}',
+            db=influx_database)
         rows = body["results"][0]["series"][0]["values"]
         assert [(row[1], row[2]) for row in rows] == [(float(i), f"dev-{i}")], value
 
@@ -184,5 +190,6 @@ def test_quoted_identifiers_stay_one_identifier_on_influxdb(
         with pytest.raises(TelemetryError):
             quote_ident(value)
         return
-    body = influxdb.query(f"SELECT {quote_ident(value)} FROM {quote_ident(value)}", db=influx_database)
+    body = influxdb.query(f"SELECT {quote_ident(value)} FROM {quote_ident(value)}",
+                          db=influx_database)
     assert body["results"] == [{"statement_id": 0}]

@@ -123,13 +123,16 @@ def test_a_wrong_password_is_a_clear_error_without_the_password(influxdb: Influx
     with influx_store(influxdb, influx_database, password=PASSWORD) as store:
         for call in (store.ping, lambda: store.write(points(3)), store.devices,
                      lambda: store.query("pump-1", T0, T0 + 1000)):
-            with pytest.raises(StoreUnavailable, match="refused the credentials of user 'vigil-admin'") as err:
+            with pytest.raises(StoreUnavailable,
+                               match="refused the credentials of user 'vigil-admin'") as err:
                 call()
             assert PASSWORD not in str(err.value)
     assert count(influxdb, influx_database) == 0
 
 
-def test_a_token_is_sent_as_such_and_never_printed(influxdb: InfluxDB, influx_database: str) -> None:
+def test_a_token_is_sent_as_such_and_never_printed(
+    influxdb: InfluxDB, influx_database: str
+) -> None:
     token = "tok-" + uuid.uuid4().hex
     with FaultyProxy(influxdb.url) as proxy, InfluxStore(proxy.url, influx_database, token=token,
                                                        retries=0) as store:
@@ -179,7 +182,8 @@ def test_throttling_and_gateway_errors_are_retried(influxdb: InfluxDB, influx_da
         with influx_store(influxdb, influx_database, retries=3, backoff_s=0.1) as store:
             store.url = proxy.url
             assert store.write(points(20)) == 20
-    writes = [t for (method, path, _), t in zip(proxy.requests, proxy.times) if path.startswith("/write")]
+    writes = [t for (_method, path, _), t in zip(proxy.requests, proxy.times, strict=True)
+              if path.startswith("/write")]
     assert len(writes) == 3
     if retry_after == "1":
         assert writes[1] - writes[0] >= 0.9 and writes[2] - writes[1] >= 0.9
@@ -225,7 +229,8 @@ def test_a_user_without_rights_gets_clear_errors(influxdb: InfluxDB, influx_data
     try:
         missing = f"missing_{uuid.uuid4().hex[:8]}"
         with influx_store(influxdb, missing, username=user, password=PASSWORD) as store:
-            with pytest.raises(StoreUnavailable, match=f"user '{user}' is not allowed to query") as err:
+            with pytest.raises(StoreUnavailable,
+                               match=f"user '{user}' is not allowed to query") as err:
                 store.ping()
             assert PASSWORD not in str(err.value)
             with pytest.raises(StoreUnavailable, match=f"user '{user}' is not allowed"):
@@ -256,8 +261,10 @@ def test_large_writes_go_out_in_concurrent_batches(influxdb: InfluxDB, influx_da
     assert frame["temp"].tolist() == [float(i) for i in range(5, 23_456, 37)]
 
 
-def test_json_answers_are_read_when_csv_is_not_offered(influxdb: InfluxDB, influx_database: str) -> None:
-    """Servers that ignore ``Accept: application/csv`` answer chunked JSON; the store reads that too."""
+def test_json_answers_are_read_when_csv_is_not_offered(
+    influxdb: InfluxDB, influx_database: str
+) -> None:
+    """Servers that ignore ``Accept: application/csv`` answer chunked JSON; the store reads it."""
     with influx_store(influxdb, influx_database) as store:
         store.write(points(25_000))
         expected = store.query("pump-1", T0, T0 + 100_000_000)

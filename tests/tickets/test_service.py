@@ -3,7 +3,6 @@ service levels on contract calendars, pauses, site grouping, and refusals that c
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
 
 import pytest
@@ -277,8 +276,10 @@ def test_contract_for_prefers_the_sites_own(factory: sessionmaker[Session], org:
         own = Contract(name="icu", site_id=site.id, valid_to=date(2026, 12, 31))
         s.add_all([customer_wide, own])
         s.flush()
-        pick: Callable[[date], Contract | None] = lambda on: service.contract_for(
-            s, site=site, on=on)
+
+        def pick(on: date) -> Contract | None:
+            return service.contract_for(s, site=site, on=on)
+
         assert pick(date(2026, 12, 4)) is own
         assert pick(date(2027, 1, 1)) is customer_wide
 

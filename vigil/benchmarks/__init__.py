@@ -12,7 +12,7 @@ from vigil.servers import Mosquitto
 
 
 def open_broker(address: str, workdir: Path) -> tuple[str, int, Mosquitto | None]:
-    """HOST:PORT of the broker named, or of a Mosquitto started in ``workdir`` (returned to stop)."""
+    """HOST:PORT of the broker named, or of a Mosquitto started in ``workdir`` (returned)."""
     if address:
         host, _, port = address.rpartition(":")
         return host, int(port), None

@@ -75,7 +75,7 @@ model = "ct"
     lock = threading.Lock()
 
     def on_message(client: mqtt.Client, userdata: object, msg: mqtt.MQTTMessage) -> None:
-        n = len(protocol.decode_telemetry(msg.payload).samples)
+        n = len(protocol.decode_telemetry(bytes(msg.payload)).samples)
         with lock:
             received[0] += n
 

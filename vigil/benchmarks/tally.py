@@ -57,8 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"tally-{uuid.uuid4().hex[:8]}",
                          protocol=mqtt.MQTTv5)
     client.on_message = tally.on_message
-    client.on_connect = lambda c, u, f, r, p: (c.subscribe(protocol.subscription("telemetry"),
-                                                           qos=1), ready.set())
+
+    def on_connect(c: mqtt.Client, u: object, f: object, r: object, p: object) -> None:
+        c.subscribe(protocol.subscription("telemetry"), qos=1)
+        ready.set()
+
+    client.on_connect = on_connect
     client.connect(args.host, args.port, keepalive=30)
     client.loop_start()
     if not ready.wait(30):

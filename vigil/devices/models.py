@@ -28,7 +28,7 @@ DEAD_LETTER_REASON_CHARS = 1000
 
 
 class Customer(Base):
-    """A hospital or hospital group the service organisation serves; its users see only its sites."""
+    """A hospital or hospital group under service; its users see only its own sites."""
 
     __tablename__ = "customers"
 

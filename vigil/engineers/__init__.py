@@ -1,1 +1,1 @@
-"""Service engineers: what they are qualified for, where and when they work, and who gets a ticket."""
+"""Service engineers: what they are qualified for, when and where they work, who takes a ticket."""

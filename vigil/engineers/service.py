@@ -35,7 +35,8 @@ def candidates(session: Session) -> list[Candidate]:
     rows = session.execute(select(Ticket.assigned_to_id, Ticket.priority).where(
         Ticket.assigned_to_id.is_not(None), Ticket.state.in_(_OPEN_STATES)))
     for user_id, priority in rows:
-        load[user_id].append(Priority(priority))
+        if user_id is not None:
+            load[user_id].append(Priority(priority))
     return [Candidate(engineer_id=e.id, user_id=e.user_id, name=e.user.display_name,
                       region=e.region, calendar=calendar_of(e),
                       qualified_until={q.device_model: q.expires_on for q in e.qualifications},

@@ -18,18 +18,12 @@ from edge_agent.protocol import (
     validate_device_id,
     validate_metric_name,
 )
-from vigil.telemetry.store import Point, TelemetryError, validate_point
-
-# Names a metric may not take: InfluxDB reserves ``time`` and a field named like a
-# tag would make ``WHERE "device" = ...`` ambiguous. Both stores refuse them alike.
-RESERVED_METRICS = frozenset({"time", "device", "model", "site"})
-
-
-def check_metric_names(names: Iterable[str]) -> None:
-    for name in names:
-        if name in RESERVED_METRICS:
-            raise TelemetryError(f"metric name {name!r} is reserved "
-                                 f"({', '.join(sorted(RESERVED_METRICS))} name the sample itself)")
+from vigil.telemetry.store import (
+    Point,
+    TelemetryError,
+    check_metric_names,
+    validate_point,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -93,7 +87,6 @@ def validate_batch(points: Iterable[Point]) -> list[Point]:
                 known = False
         if not known:
             validate_point(point)
-            check_metric_names(metrics)
             ok_devices.add(point.device)
             ok_metrics.update(metrics)
             ok_tags.add((point.measurement, point.model, point.site))
@@ -111,7 +104,8 @@ def result_frame(
     import numpy as np
     import pandas as pd
 
-    index = pd.DatetimeIndex(pd.to_datetime(np.asarray(times_ms, dtype="int64"), unit="ms", utc=True),
+    index = pd.DatetimeIndex(pd.to_datetime(np.asarray(times_ms, dtype="int64"), unit="ms",
+                                            utc=True),
                              name="time")
     if metrics:
         names = list(metrics)

@@ -53,7 +53,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=2,
                         help="InfluxDB posts in flight at once")
     parser.add_argument("--gzip", choices=["auto", "on", "off"], default="auto",
-                        help="gzip InfluxDB request bodies (auto: unless InfluxDB is on this machine)")
+                        help="gzip InfluxDB request bodies "
+                        "(auto: unless InfluxDB is on this machine)")
     parser.add_argument("--influx-url", help="an existing InfluxDB (default: start one)")
     parser.add_argument("--influx-database",
                         help="database to write into and drop afterwards (default: a new name)")
@@ -65,7 +66,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def plan(samples: int, devices: int) -> list[tuple[str, int, int, int]]:
     """(device, first ts, step ms, count) runs that make up the data set."""
     if samples < 200_000:
-        raise SystemExit("--samples must be at least 200,000 (the query device alone holds 129,600)")
+        raise SystemExit("--samples must be at least 200,000 "
+                         "(the query device alone holds 129,600)")
     if devices < 2:
         raise SystemExit("--devices must be at least 2")
     day_start = END_MS - DAY_MS
@@ -95,8 +97,9 @@ def chunks(runs: list[tuple[str, int, int, int]], size: int) -> Iterator[list[An
             n = min(count - done, size - len(batch))
             ts = (first + (done + np.arange(n)) * step).tolist()
             values = np.round(rng.normal(50.0, 15.0, size=(n, len(METRICS))), 3).tolist()
-            batch.extend(Point(device, t, dict(zip(METRICS, row)), model=model, site=site)
-                         for t, row in zip(ts, values))
+            batch.extend(Point(device, t, dict(zip(METRICS, row, strict=True)), model=model,
+                               site=site)
+                         for t, row in zip(ts, values, strict=True))
             done += n
             if len(batch) == size:
                 yield batch
@@ -108,7 +111,7 @@ def chunks(runs: list[tuple[str, int, int, int]], size: int) -> Iterator[list[An
 def measure_store(name: str, store: Any, runs: list[tuple[str, int, int, int]], total: int,
                   write_size: int, repeat: int,
                   settle: Callable[[], float | None] | None = None) -> dict[str, Any]:
-    """Write the data set, then time the queries; with ``settle``, time them again once it returns."""
+    """Write the data set, then time the queries; with ``settle``, again once it returns."""
     write_s = 0.0
     written = 0
     next_report = total // 10
@@ -210,7 +213,8 @@ def influx_settled(store: Any, timeout_s: float = 180.0) -> float | None:
             return None
         cached = active = 0
         for value in stats.values():
-            if not isinstance(value, dict) or (value.get("tags") or {}).get("database") != store.database:
+            tags = value.get("tags") if isinstance(value, dict) else None
+            if not isinstance(value, dict) or (tags or {}).get("database") != store.database:
                 continue
             figures = value.get("values", {})
             if value.get("name") == "tsm1_cache":
@@ -263,7 +267,8 @@ def measure(args: argparse.Namespace) -> int:
         return 2
     runs = plan(args.samples, args.devices)
     total = sum(run[3] for run in runs)
-    print(f"vigil bench store: {total:,} samples of {len(METRICS)} metrics from {args.devices} devices, "
+    print(f"vigil bench store: {total:,} samples of {len(METRICS)} metrics "
+          f"from {args.devices} devices, "
           f"write calls of {args.write_size:,}")
     print(f"  query device {QUERY_DEVICE}: one day at 1 Hz (86,400 samples) and the 30 days before "
           f"it at 1/min (43,200); the other {args.devices - 1} devices share the remaining "
@@ -274,7 +279,8 @@ def measure(args: argparse.Namespace) -> int:
         tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vigil-bench-store-")))
         for name in stores:
             if name == "influxdb":
-                url, username, password = args.influx_url, args.influx_username, args.influx_password
+                url = args.influx_url
+                username, password = args.influx_username, args.influx_password
                 if url is None:
                     print("  starting InfluxDB ...", flush=True)
                     server = InfluxDB(tmp / "influxdb").start()

@@ -70,9 +70,12 @@ CREATE TABLE IF NOT EXISTS _latest (
 
 
 @contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE … COMMIT: the write lock up front, so the batch never fails half-way
-    on a lock; anything that goes wrong, a failed COMMIT included, rolls it all back."""
+def locked_write(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE … COMMIT on a raw sqlite3 connection.
+
+    The write lock is taken up front, so the batch never fails half-way on a lock;
+    anything that goes wrong, a failed COMMIT included, rolls it all back.
+    """
     conn.execute("BEGIN IMMEDIATE")
     try:
         yield conn
@@ -105,7 +108,7 @@ class EmbeddedStore(TelemetryStore):
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = self._conn()
-            with transaction(conn):
+            with locked_write(conn):
                 for statement in filter(str.strip, _SCHEMA.split(";")):
                     conn.execute(statement)
         except (OSError, sqlite3.Error) as exc:
@@ -146,17 +149,19 @@ class EmbeddedStore(TelemetryStore):
             by_measurement.setdefault(point.measurement, []).append(point)
         try:
             conn = self._conn()
-            with transaction(conn):
+            with locked_write(conn):
                 for measurement, group in by_measurement.items():
                     self._write_measurement(conn, measurement, group)
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"embedded telemetry store {self.path} could not write: {exc}") from exc
+            raise StoreUnavailable(
+                f"embedded telemetry store {self.path} could not write: {exc}") from exc
         return len(batch)
 
     def _write_measurement(self, conn: sqlite3.Connection, measurement: str,
                            points: list[Point]) -> None:
         table = table_name(measurement)
-        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (device TEXT NOT NULL, ts INTEGER NOT NULL, "
+        conn.execute(f"CREATE TABLE IF NOT EXISTS {table} ("
+                     "device TEXT NOT NULL, ts INTEGER NOT NULL, "
                      "model TEXT NOT NULL, site TEXT NOT NULL, tags TEXT NOT NULL, "
                      "PRIMARY KEY (device, ts, model, site, tags)) WITHOUT ROWID")
         columns = self._columns(conn, measurement)
@@ -187,7 +192,7 @@ class EmbeddedStore(TelemetryStore):
                 tags = json.dumps(dict(sorted(p.extra_tags.items()))) if p.extra_tags else ""
                 values = [float(p.metrics[name]) for name in keys]
                 rows.append((p.device, p.ts, p.model, p.site, tags, *values))
-                for name, value in zip(keys, values):
+                for name, value in zip(keys, values, strict=True):
                     key = (p.device, name)
                     seen = newest.get(key)
                     if seen is None or p.ts >= seen[0]:
@@ -197,7 +202,8 @@ class EmbeddedStore(TelemetryStore):
             "INSERT INTO _latest (measurement, device, metric, ts, value) VALUES (?, ?, ?, ?, ?) "
             "ON CONFLICT (measurement, device, metric) DO UPDATE SET ts = excluded.ts, "
             "value = excluded.value WHERE excluded.ts >= _latest.ts",
-            [(measurement, device, name, ts, value) for (device, name), (ts, value) in newest.items()],
+            [(measurement, device, name, ts, value)
+             for (device, name), (ts, value) in newest.items()],
         )
 
     # -- reading -----------------------------------------------------------
@@ -243,7 +249,8 @@ class EmbeddedStore(TelemetryStore):
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return result_frame(np.empty(0, dtype="int64"), {}, names)
-            raise StoreUnavailable(f"embedded telemetry store {self.path} could not read: {exc}") from exc
+            raise StoreUnavailable(
+                f"embedded telemetry store {self.path} could not read: {exc}") from exc
         data = flat.reshape(-1, len(cols) + 1)
         times = data[:, 0].astype("int64")
         values = data[:, 1:]
@@ -279,10 +286,13 @@ class EmbeddedStore(TelemetryStore):
 
     def devices(self, *, measurement: str = DEFAULT_MEASUREMENT) -> list[str]:
         validate_measurement(measurement)
-        rows = self._read("SELECT DISTINCT device FROM _latest WHERE measurement = ?", [measurement])
+        rows = self._read("SELECT DISTINCT device FROM _latest WHERE measurement = ?",
+                          [measurement])
         return sorted(row[0] for row in rows)
 
-    def metrics(self, device: str | None = None, *, measurement: str = DEFAULT_MEASUREMENT) -> list[str]:
+    def metrics(
+        self, device: str | None = None, *, measurement: str = DEFAULT_MEASUREMENT
+    ) -> list[str]:
         validate_measurement(measurement)
         sql = "SELECT DISTINCT metric FROM _latest WHERE measurement = ?"
         args: list[object] = [measurement]
@@ -298,7 +308,8 @@ class EmbeddedStore(TelemetryStore):
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("ROLLBACK")
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"embedded telemetry store {self.path} is not usable: {exc}") from exc
+            raise StoreUnavailable(
+                f"embedded telemetry store {self.path} is not usable: {exc}") from exc
 
     def close(self) -> None:
         self._closed = True
@@ -312,7 +323,8 @@ class EmbeddedStore(TelemetryStore):
         try:
             return self._conn().execute(sql, args).fetchall()
         except sqlite3.Error as exc:
-            raise StoreUnavailable(f"embedded telemetry store {self.path} could not read: {exc}") from exc
+            raise StoreUnavailable(
+                f"embedded telemetry store {self.path} could not read: {exc}") from exc
 
 
 def _aggregate(times: object, values: object, interval_ms: int, aggregate: str) -> tuple:

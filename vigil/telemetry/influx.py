@@ -36,7 +36,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
 import pandas as pd
@@ -44,9 +43,9 @@ import requests
 from questdb.ingress import Buffer, TimestampNanos
 from requests.adapters import HTTPAdapter
 
+from vigil.net import is_loopback_url, redact_url
 from vigil.telemetry import influxql
 from vigil.telemetry.batch import (
-    RESERVED_METRICS,
     check_device,
     check_metrics,
     latest_frame,
@@ -60,6 +59,7 @@ from vigil.telemetry.store import (
     StoreUnavailable,
     TelemetryError,
     TelemetryStore,
+    WriteRefused,
     validate_interval,
     validate_measurement,
     validate_range,
@@ -75,36 +75,6 @@ QUERY_CHUNK_ROWS = 10_000
 # Raw (not downsampled) queries over at least this range are split into parallel parts.
 SPLIT_MIN_RANGE_MS = 6 * 3600 * 1000
 MAX_GET_STATEMENT = 4000
-
-
-def validate_line_protocol_tag(key: str, value: str) -> None:
-    """Refuse tag values that line protocol would change on the way into InfluxDB.
-
-    Control characters are written as two-character escapes that InfluxDB keeps
-    literally; the serialiser writes a backslash escaped as two, which InfluxDB
-    1.x stores as two. Anything else is stored exactly.
-    """
-    for char in value:
-        if char < " " or char == "\x7f":
-            raise TelemetryError(f"tag {key!r} value {value!r:.80}: control characters "
-                                 "cannot be stored in InfluxDB")
-        if char == "\\":
-            raise TelemetryError(f"tag {key!r} value {value!r:.80}: a backslash "
-                                 "cannot be stored in InfluxDB")
-
-
-def redact(url: str) -> str:
-    """The URL without any user:password part."""
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
-
-
-def is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower()
-    return host in ("localhost", "::1") or host.startswith("127.")
 
 
 class InfluxStore(TelemetryStore):
@@ -140,15 +110,16 @@ class InfluxStore(TelemetryStore):
         self.username = username
         self.timeout_s = timeout_s
         self.batch_size = batch_size
-        self.gzip_body = not is_loopback(self.url) if gzip_body is None else gzip_body
+        self.gzip_body = not is_loopback_url(self.url) if gzip_body is None else gzip_body
         self.retries = retries
         self.backoff_s = backoff_s
         self.create_database = create_database
         self._secrets = [s for s in (password, token) if s]
-        self._where = f"InfluxDB at {redact(self.url)}"
+        self._where = f"InfluxDB at {redact_url(self.url, keep_user=False)}"
         self._session = requests.Session()
         self._session.trust_env = False
-        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(4, concurrency + 2), max_retries=0)
+        adapter = HTTPAdapter(pool_connections=2, pool_maxsize=max(4, concurrency + 2),
+                              max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         if token:
@@ -181,13 +152,8 @@ class InfluxStore(TelemetryStore):
     # -- writing -----------------------------------------------------------
 
     def write(self, points: Iterable[Point]) -> int:
-        """Store the points; on StoreUnavailable part may be stored, and writing it again is harmless."""
+        """Store the points; on StoreUnavailable part may be stored, and rewriting is harmless."""
         batch = validate_batch(points)
-        checked: set[tuple[str, str]] = set()
-        for point in batch:
-            if point.extra_tags or (point.model, point.site) not in checked:
-                self._check_tags(point)
-                checked.add((point.model, point.site))
         if not batch:
             return 0
         pending: list[Future[None]] = []
@@ -203,16 +169,6 @@ class InfluxStore(TelemetryStore):
             for future in pending:
                 future.cancel()
         return len(batch)
-
-    def _check_tags(self, point: Point) -> None:
-        for key, value in (("model", point.model), ("site", point.site), *point.extra_tags.items()):
-            if value:
-                validate_line_protocol_tag(key, value)
-        for key in point.extra_tags:
-            if key in RESERVED_METRICS:
-                raise TelemetryError(f"extra tag {key!r} would clash with the sample's own {key}")
-            if key in point.metrics:
-                raise TelemetryError(f"extra tag {key!r} has the name of a metric")
 
     @staticmethod
     def serialise(points: Sequence[Point]) -> bytes:
@@ -278,11 +234,12 @@ class InfluxStore(TelemetryStore):
             edges = [start_ms + span * k // self.read_parts for k in range(self.read_parts + 1)]
         statements = [influxql.select_range(measurement, device, a, b, names, interval_ms,
                                             aggregate, self.retention_policy)
-                      for a, b in zip(edges, edges[1:])]
+                      for a, b in zip(edges, edges[1:], strict=False)]
         times, columns = _concatenate(list(self._read_pool.map(self._select_csv, statements)))
         if interval_ms is not None and not names:
             prefix = f"{aggregate}_"
-            columns = {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in columns.items()}
+            columns = {k[len(prefix):] if k.startswith(prefix) else k: v
+                       for k, v in columns.items()}
         if times is None:
             return result_frame(np.empty(0, dtype="int64"), {}, names)
         return result_frame(times, columns, names)
@@ -295,13 +252,14 @@ class InfluxStore(TelemetryStore):
             devices = [check_device(d) for d in devices]
             if not devices:
                 return latest_frame({})
-        results = self._query_json(influxql.select_latest(measurement, devices, self.retention_policy))
+        results = self._query_json(
+            influxql.select_latest(measurement, devices, self.retention_policy))
         values: dict[str, dict[str, float]] = {}
         for series in results[0].get("series", []):
             device = series.get("tags", {}).get("device", "")
             row = series["values"][0]
             values[device] = {
-                col[len("last_"):]: val for col, val in zip(series["columns"], row)
+                col[len("last_"):]: val for col, val in zip(series["columns"], row, strict=False)
                 if col.startswith("last_") and val is not None
             }
         rows: dict[str, tuple[int, dict[str, float]]] = {}
@@ -317,7 +275,9 @@ class InfluxStore(TelemetryStore):
         found = {row[1] for series in results[0].get("series", []) for row in series["values"]}
         return sorted(found)
 
-    def metrics(self, device: str | None = None, *, measurement: str = DEFAULT_MEASUREMENT) -> list[str]:
+    def metrics(
+        self, device: str | None = None, *, measurement: str = DEFAULT_MEASUREMENT
+    ) -> list[str]:
         validate_measurement(measurement)
         if device is not None:
             frame = self.latest([device], measurement=measurement)
@@ -326,7 +286,8 @@ class InfluxStore(TelemetryStore):
             row = frame.iloc[0].drop("time")
             return sorted(str(name) for name in row.index[row.notna()])
         results = self._query_json(influxql.show_fields(measurement))
-        return sorted({row[0] for series in results[0].get("series", []) for row in series["values"]})
+        return sorted({row[0] for series in results[0].get("series", [])
+                       for row in series["values"]})
 
     def ping(self) -> None:
         response = self._request("GET", "/ping")
@@ -359,7 +320,8 @@ class InfluxStore(TelemetryStore):
                               usecols=lambda c: c not in ("name", "tags")) for block in blocks]
         frame = frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True)
         if list(frame.columns) == ["error"]:
-            raise StoreUnavailable(f"{self._where} refused a query: {self._scrub(frame['error'].iloc[0])}")
+            raise StoreUnavailable(
+                f"{self._where} refused a query: {self._scrub(frame['error'].iloc[0])}")
         times = frame.pop("time").to_numpy(dtype="int64")
         return times, {str(c): frame[c].to_numpy() for c in frame.columns}
 
@@ -386,7 +348,8 @@ class InfluxStore(TelemetryStore):
         if not rows:
             return None, {}
         times = np.array([row[0] for row in rows], dtype="int64")
-        data = {col: np.array([np.nan if row[i] is None else row[i] for row in rows], dtype="float64")
+        data = {col: np.array([np.nan if row[i] is None else row[i] for row in rows],
+                              dtype="float64")
                 for i, col in enumerate(columns) if col != "time"}
         return times, data
 
@@ -424,7 +387,8 @@ class InfluxStore(TelemetryStore):
         results = body.get("results", [])
         for result in results:
             if "error" in result:
-                raise StoreUnavailable(f"{self._where} refused a query: {self._scrub(result['error'])}")
+                raise StoreUnavailable(
+                    f"{self._where} refused a query: {self._scrub(result['error'])}")
         return results
 
     def _ensure_database(self) -> None:
@@ -486,7 +450,8 @@ class InfluxStore(TelemetryStore):
             if attempt + 1 < attempts:
                 time.sleep(delay)
         raise StoreUnavailable(
-            f"{self._where} could not be reached after {attempts} tries: {self._scrub(last_problem)}"
+            f"{self._where} could not be reached after {attempts} tries: "
+            f"{self._scrub(last_problem)}"
         )
 
     def _refused(self, what: str, response: requests.Response) -> StoreUnavailable:
@@ -504,7 +469,7 @@ class InfluxStore(TelemetryStore):
             return StoreUnavailable(f"{self._where}: {who} is not allowed to {what} in database "
                                     f"{self.database!r} (HTTP 403): {self._scrub(detail)}")
         if response.status_code == 400 and what == "write":
-            return StoreUnavailable(f"{self._where} rejected a write: {self._scrub(detail)}")
+            return WriteRefused(f"{self._where} rejected a write: {self._scrub(detail)}")
         return StoreUnavailable(f"{self._where} answered {what} with HTTP {response.status_code}: "
                                 f"{self._scrub(detail)}")
 

@@ -35,8 +35,12 @@ def quote_literal(value: str) -> str:
 
 
 def time_literal(ms: int) -> str:
-    """An integer time literal in milliseconds, e.g. ``1700000000000ms``."""
-    if isinstance(ms, bool) or not isinstance(ms, int):
+    """An integer time literal in milliseconds, e.g. ``1700000000000ms``.
+
+    Exactly ``int``: a subclass (``bool``, or one with its own ``__format__``)
+    could put any text into the statement.
+    """
+    if type(ms) is not int:
         raise TelemetryError(f"time {ms!r} is not an integer of milliseconds")
     return f"{ms}ms"
 

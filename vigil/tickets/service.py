@@ -439,7 +439,8 @@ def comment(session: Session, *, ticket_id: int, actor: Actor, text: str,
         raise InvalidRequest("a comment needs some text")
     ticket = get_ticket(session, ticket_id=ticket_id)
     ticket.updated_at = now
-    return record_event(session, ticket, kind=TicketEventKind.COMMENT, actor=actor, at=now, note=text)
+    return record_event(session, ticket, kind=TicketEventKind.COMMENT, actor=actor, at=now,
+                        note=text)
 
 
 def assign(session: Session, *, ticket_id: int, assignee_id: int | None, actor: Actor,

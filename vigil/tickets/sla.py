@@ -59,8 +59,8 @@ class ServiceCalendar:
 
     ``hours`` None means whole days (24 x 7 with the default ``workdays``).
     ``workdays`` (0 = Monday) left None becomes every day for whole days and
-    Monday-Friday for working hours; after construction it is always a set. ``holidays`` are local dates that are
-    closed all day. Hours must not cross midnight.
+    Monday-Friday for working hours; after construction it is always a set.
+    ``holidays`` are local dates that are closed all day. Hours must not cross midnight.
     """
 
     timezone: str = "UTC"

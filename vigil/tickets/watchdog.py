@@ -35,6 +35,7 @@ from vigil.db.enums import (
 )
 from vigil.db.session import transaction
 from vigil.engineers import service as engineers
+from vigil.engineers.assignment import rank
 from vigil.tickets import sla
 from vigil.tickets.escalation import FALLBACK, EscalationPolicy, Target
 from vigil.tickets.models import Notification, Ticket, TicketAlert
@@ -93,25 +94,42 @@ def milestone_state(ticket: Ticket, milestone: Milestone, *, now: datetime,
     return None
 
 
-def _people(session: Session, ticket: Ticket, target: Target, *, now: datetime,
-            managers: Sequence[User]) -> tuple[Target | None, list[User]]:
-    """The users a step reaches, falling back along the chain when a target is empty."""
-    current: Target | None = target
-    while current is not None:
-        if current is Target.ASSIGNEE:
-            people = [ticket.assigned_to] if ticket.assigned_to is not None else []
-        elif current is Target.ON_DUTY:
-            model = ticket.device.model if ticket.device is not None else None
-            on_duty = {c.user_id for c in engineers.on_duty(session, now=now, model=model)}
-            people = list(session.scalars(select(User).where(User.id.in_(on_duty)))) \
-                if on_duty else []
-        else:
-            people = list(managers)
-        people = [p for p in people if p.active]
-        if people:
-            return current, people
-        current = FALLBACK[current]
-    return None, []
+@dataclass
+class _Directory:
+    """Who can be told, read once per pass: the on-duty rules need every engineer's calendar."""
+
+    managers: list[User]
+    candidates: list[engineers.Candidate]
+    users: dict[int, User]
+
+    @classmethod
+    def load(cls, session: Session) -> _Directory:
+        managers = list(session.scalars(select(User).join(User.roles).where(
+            Role.name == RoleName.MANAGER, User.active.is_(True))))
+        candidates = engineers.candidates(session)
+        ids = {c.user_id for c in candidates}
+        users = {u.id: u for u in session.scalars(select(User).where(User.id.in_(ids)))} \
+            if ids else {}
+        return cls(managers, candidates, users)
+
+    def people(self, ticket: Ticket, target: Target, *,
+               now: datetime) -> tuple[Target | None, list[User]]:
+        """The users a step reaches, falling back along the chain when a target is empty."""
+        current: Target | None = target
+        while current is not None:
+            if current is Target.ASSIGNEE:
+                people = [ticket.assigned_to] if ticket.assigned_to is not None else []
+            elif current is Target.ON_DUTY:
+                model = ticket.device.model if ticket.device is not None else None
+                people = [self.users[c.user_id] for c in
+                          rank(self.candidates, model=model, region=None, now=now)]
+            else:
+                people = list(self.managers)
+            people = [p for p in people if p.active]
+            if people:
+                return current, people
+            current = FALLBACK[current]
+        return None, []
 
 
 def _queue(session: Session, *, ticket: Ticket, alert: TicketAlert, step: int, target: Target,
@@ -204,8 +222,7 @@ def _escalate(session: Session, *, now: datetime, policy: EscalationPolicy,
         .with_for_update(of=TicketAlert, skip_locked=True)).all()
     if not due:
         return 0, 0
-    managers = list(session.scalars(select(User).join(User.roles).where(
-        Role.name == RoleName.MANAGER, User.active.is_(True))))
+    directory = _Directory.load(session)
     keys = set(session.scalars(select(Notification.key).where(
         Notification.ticket_id.in_({a.ticket_id for a in due}))))
     steps = queued = 0
@@ -216,8 +233,7 @@ def _escalate(session: Session, *, now: datetime, policy: EscalationPolicy,
         step = alert.next_step
         while chain.due_at(alert.raised_at, step + 1) <= now:
             step += 1
-        target, people = _people(session, ticket, chain.target(step), now=now,
-                                 managers=managers)
+        target, people = directory.people(ticket, chain.target(step), now=now)
         if target is not None or recipients.webhooks:
             queued += _queue(session, ticket=ticket, alert=alert, step=step,
                              target=target or chain.target(step), people=people,

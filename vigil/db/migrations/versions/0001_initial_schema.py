@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Initial schema: registry, users, tickets, diagnosis, knowledge, maintenance, audit, ingest records.
 
 Besides the tables, this creates what the models cannot express portably:

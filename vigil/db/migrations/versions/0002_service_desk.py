@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Service desk: customers, contracts, engineers, ticket scopes, pauses, alerts and notifications.
 
 Sites now belong to a customer row instead of naming one in text: each distinct

@@ -1,0 +1,248 @@
+"""Time one SLA watchdog pass over a large service desk, against a plain count of its tickets.
+
+Builds 5,000 devices at 250 sites of 50 customers, engineers with
+qualifications, service contracts (half the sites on business hours with
+holidays, half 24 x 7) and 50,000 tickets over three years, of which a share is
+still open with deadlines spread around now, so a pass finds tickets fine, at
+risk and breached. Then it times ``SELECT count(*) FROM tickets`` and watchdog
+passes: the first raises every alert and queues its notifications, the later
+ones find nothing new, as a pass every minute usually does. PostgreSQL is
+started for the run unless ``--database-url`` names one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import statistics
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as clock_time
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+from sqlalchemy import func, insert, select, text
+from sqlalchemy.orm import Session
+
+from vigil.db.enums import Priority, RoleName, TicketSource, TicketState
+from vigil.db.session import make_engine, make_session_factory, transaction
+
+MODELS = ("infusion_pump", "patient_monitor", "ventilator", "ct", "mri")
+CLOSED_STATES = (TicketState.CLOSED, TicketState.CLOSED, TicketState.CLOSED,
+                 TicketState.RESOLVED_REMOTELY, TicketState.CANCELLED)
+OPEN_STATES = (TicketState.OPEN, TicketState.ACKNOWLEDGED, TicketState.DIAGNOSING,
+               TicketState.DISPATCHED, TicketState.REPAIRED, TicketState.VERIFIED)
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--devices", type=int, default=5000)
+    parser.add_argument("--tickets", type=int, default=50_000)
+    parser.add_argument("--open-share", type=float, default=0.05,
+                        help="share of the tickets still open (default 0.05: 2,500 of 50,000)")
+    parser.add_argument("--repeat", type=int, default=5, help="timed passes after the first")
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--database-url", default=None,
+                        help="an empty PostgreSQL database (default: start one for the run)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from vigil.servers import PostgreSQL, ServerUnavailable
+
+    if not 0 <= args.open_share <= 1 or args.devices < 50 or args.tickets < 1:
+        print("vigil bench desk: --open-share is 0 to 1, --devices at least 50", file=sys.stderr)
+        return 2
+    with ExitStack() as stack:
+        url = args.database_url
+        if url is None:
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="vigil-bench-desk-")))
+            print("  starting PostgreSQL ...", flush=True)
+            try:
+                server = PostgreSQL(tmp / "postgresql").start()
+            except ServerUnavailable as exc:
+                print(f"vigil bench desk: {exc}", file=sys.stderr)
+                return 1
+            stack.callback(server.stop)
+            url = server.url(server.create_database("desk"))
+        return measure(url, args)
+
+
+def _median_s(action: Any, repeat: int) -> tuple[float, list[float]]:
+    times = []
+    for _ in range(repeat):
+        began = time.perf_counter()
+        action()
+        times.append(time.perf_counter() - began)
+    return statistics.median(times), times
+
+
+def measure(url: str, args: argparse.Namespace) -> int:
+    from vigil.config import DeskSettings
+    from vigil.db import migrations
+    from vigil.tickets.scheduled import Desk
+    from vigil.tickets.watchdog import run_pass
+
+    engine = make_engine(url)
+    try:
+        migrations.upgrade(engine)
+        factory = make_session_factory(engine)
+        now = datetime.now(UTC).replace(microsecond=0)
+        began = time.perf_counter()
+        with transaction(factory) as session:
+            counts = populate(session, args, now)
+        print(f"vigil bench desk: {args.devices:,} devices at {counts['sites']} sites, "
+              f"{counts['tickets']:,} tickets ({counts['open']:,} open), "
+              f"{counts['engineers']} engineers; built in {time.perf_counter() - began:.1f} s",
+              flush=True)
+        with engine.connect() as connection:
+            connection.execute(text("ANALYZE"))
+        # Every step is e-mailed to the people it reaches and posted to one webhook, as in
+        # production; the bench measures queueing them, not sending.
+        desk = Desk.from_settings(DeskSettings(
+            smtp_host="127.0.0.1", webhook_urls=["http://127.0.0.1:9/desk"],
+            webhook_secret=SecretStr("bench")))
+
+        def plain_count() -> None:
+            with factory() as session:
+                session.scalar(select(func.count()).select_from(text("tickets")))
+
+        count_s, _ = _median_s(plain_count, max(args.repeat, 5))
+        reports = []
+
+        def one_pass() -> None:
+            with transaction(factory) as session:
+                reports.append(run_pass(session, now=now, policy=desk.policy,
+                                        recipients=desk.recipients))
+
+        first_s, _ = _median_s(one_pass, 1)
+        first = reports[0]
+        pass_s, times = _median_s(one_pass, args.repeat)
+    finally:
+        engine.dispose()
+    print(f"  plain count over the tickets table: {count_s * 1000:.1f} ms (median)")
+    print(f"  first watchdog pass: {first_s:.2f} s over {first.tickets:,} open tickets: "
+          f"{first.at_risk} milestones at risk, {first.breached} breached, "
+          f"{first.new_alerts} alerts raised, {first.notifications} notifications queued")
+    print(f"  later passes (nothing new): median {pass_s:.2f} s "
+          f"({', '.join(f'{t:.2f}' for t in times)}); {pass_s / count_s:.0f} x the plain count; "
+          f"{pass_s / 60:.1%} of a one-minute interval")
+    figures = {"devices": args.devices, "tickets": counts["tickets"],
+               "open_tickets": counts["open"], "plain_count_s": round(count_s, 4),
+               "watchdog_first_pass_s": round(first_s, 3), "watchdog_pass_s": round(pass_s, 3),
+               "watchdog_ratio_to_count": round(pass_s / count_s, 1),
+               "alerts_raised": first.new_alerts, "notifications_queued": first.notifications}
+    print(json.dumps(figures))
+    return 0
+
+
+def populate(session: Session, args: argparse.Namespace, now: datetime) -> dict[str, int]:
+    """Bulk rows through SQLAlchemy Core; deadlines from the same rules the desk uses."""
+    from vigil.devices.models import Customer, Device, Site
+    from vigil.engineers.models import Engineer, Qualification
+    from vigil.tickets import sla
+    from vigil.tickets.models import Contract, Ticket
+    from vigil.tickets.priority import TicketRules
+    from vigil.users.models import Role, User, user_roles
+
+    rng = random.Random(args.seed)
+    rules = TicketRules.load()
+    sites_n = max(1, args.devices // 20)
+    customers = [{"id": i + 1, "name": f"Hospital group {i + 1}", "created_at": now}
+                 for i in range(max(1, sites_n // 5))]
+    session.execute(insert(Customer), customers)
+    zones = ("Europe/Berlin", "Europe/London", "America/New_York", "Asia/Tokyo")
+    sites: list[dict[str, Any]] = [
+        {"id": i + 1, "name": f"Site {i + 1}", "customer_id": i % len(customers) + 1,
+         "timezone": zones[i % len(zones)], "region": f"r{i % 8}", "created_at": now}
+        for i in range(sites_n)]
+    session.execute(insert(Site), sites)
+    holidays = [(now.date() + timedelta(days=d)).isoformat() for d in (-40, -3, 25)]
+    contracts = []
+    calendars: dict[int, tuple[int | None, sla.ServiceCalendar]] = {}
+    for site in sites:
+        business = site["id"] % 2 == 0
+        contracts.append({"id": site["id"], "name": f"contract {site['id']}",
+                          "site_id": site["id"], "timezone": None,
+                          "hours_start": clock_time(8) if business else None,
+                          "hours_end": clock_time(17) if business else None,
+                          "workdays": [0, 1, 2, 3, 4] if business else list(range(7)),
+                          "holidays": holidays if business else [], "levels": {},
+                          "active": True, "created_at": now})
+        calendar = (sla.ServiceCalendar.business(
+            site["timezone"], holidays=[date.fromisoformat(h) for h in holidays])
+            if business else sla.ServiceCalendar.always(site["timezone"]))
+        calendars[site["id"]] = (site["id"], calendar)
+    session.execute(insert(Contract), contracts)
+    devices: list[dict[str, Any]] = [
+        {"id": f"dev-{i:05d}", "serial": f"SN{i:07d}", "model": MODELS[i % len(MODELS)],
+         "site_id": i % sites_n + 1, "online": True, "status_detail": {},
+         "created_at": now} for i in range(args.devices)]
+    session.execute(insert(Device), devices)
+    roles = {r.name: r.id for r in session.scalars(select(Role))}
+    people = 105
+    users: list[dict[str, Any]] = [
+        {"id": i + 1, "username": f"user{i + 1}", "display_name": f"User {i + 1}",
+         "email": f"user{i + 1}@service.example", "active": True, "created_at": now}
+        for i in range(people)]
+    session.execute(insert(User), users)
+    session.execute(insert(user_roles), [
+        {"user_id": u["id"], "role_id": roles[RoleName.MANAGER if u["id"] > 100
+                                              else RoleName.ENGINEER]} for u in users])
+    session.execute(insert(Engineer), [
+        {"id": i, "user_id": i, "region": f"r{i % 8}", "timezone": zones[i % len(zones)],
+         "hours_start": clock_time(8) if i % 3 else None,
+         "hours_end": clock_time(17) if i % 3 else None,
+         "workdays": [0, 1, 2, 3, 4] if i % 3 else list(range(7)), "days_off": [],
+         "active": True} for i in range(1, 101)])
+    session.execute(insert(Qualification), [
+        {"engineer_id": i, "device_model": model, "qualified_on": date(2024, 1, 1),
+         "expires_on": date(2028, 1, 1)}
+        for i in range(1, 101) for model in rng.sample(MODELS, 2)])
+    open_n = round(args.tickets * args.open_share)
+    rows = []
+    for n in range(args.tickets):
+        device = devices[rng.randrange(len(devices))]
+        site_id = device["site_id"]
+        priority = rng.choices(list(Priority), weights=(1, 3, 6))[0]
+        is_open = n < open_n
+        if is_open:
+            created = now - timedelta(minutes=rng.uniform(1, 7 * 24 * 60))
+            state = rng.choice(OPEN_STATES)
+        else:
+            created = now - timedelta(days=rng.uniform(7, 3 * 365))
+            state = rng.choice(CLOSED_STATES)
+        contract_id, calendar = calendars[site_id]
+        due = sla.deadlines(created, priority, sla.DEFAULT_SERVICE_LEVELS, calendar)
+        progressed = state not in (TicketState.OPEN,)
+        restored = state in (TicketState.REPAIRED, TicketState.VERIFIED, *CLOSED_STATES)
+        signature = f"bench:{n}"
+        rows.append({
+            "scope": "device", "device_id": device["id"], "site_id": site_id,
+            "contract_id": contract_id, "priority": priority.value,
+            "category": rules.category(signature).value, "state": state.value,
+            "source": rng.choice(list(TicketSource)).value, "signature": signature,
+            "title": f"Bench ticket {n}", "description": "", "evidence": {},
+            "evidence_count": 1, "first_seen_at": created, "last_seen_at": created,
+            "assigned_to_id": rng.randint(1, 100) if progressed else None,
+            "created_at": created, "updated_at": created, "respond_by": due.respond_by,
+            "diagnose_by": due.diagnose_by, "restore_by": due.restore_by,
+            "responded_at": created + timedelta(minutes=30) if progressed else None,
+            "diagnosed_at": created + timedelta(hours=3) if restored else None,
+            "restored_at": created + timedelta(hours=20) if restored else None,
+            "closed_at": created + timedelta(days=2) if not is_open else None,
+            "reopen_count": 0})
+        if len(rows) == 5000:
+            session.execute(insert(Ticket), rows)
+            rows = []
+    if rows:
+        session.execute(insert(Ticket), rows)
+    for table in ("customers", "sites", "contracts", "users", "engineers"):
+        if session.get_bind().dialect.name == "postgresql":
+            session.execute(text(
+                f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                f"(SELECT max(id) FROM {table}))"))
+    return {"sites": sites_n, "tickets": args.tickets, "open": open_n, "engineers": 100}
