@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine
 
-from api import auth, customers, devices, health, problems, tickets, users
+from api import auth, console, customers, devices, health, problems, tickets, users
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from vigil.config import Settings
@@ -88,6 +88,7 @@ def create_app(
     app.include_router(health.router)
     for module in (auth, devices, tickets, customers, users):
         app.include_router(module.router, prefix=API_PREFIX)
+    console.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
