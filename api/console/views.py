@@ -36,7 +36,7 @@ from vigil.auth.schemas import ConsoleSession, Credentials
 from vigil.auth.service import Throttled, Unauthenticated
 from vigil.auth.visibility import ticket_visible
 from vigil.db.base import utcnow
-from vigil.db.enums import FINAL_TICKET_STATES, Category, RoleName, TicketState
+from vigil.db.enums import FINAL_TICKET_STATES, Category, RoleName, TicketScope, TicketState
 from vigil.errors import Conflict, DomainError, Forbidden, InvalidTransition, NotFound
 from vigil.telemetry.store import TelemetryError
 from vigil.tickets.models import Ticket
@@ -47,7 +47,14 @@ from vigil.tickets.schemas import (
     PauseIn,
     TransitionIn,
 )
-from vigil.tickets.transitions import MOVES, ActorRole, Requirement, allowed_targets
+from vigil.tickets.transitions import (
+    ActorRole,
+    Requirement,
+    TicketFacts,
+    allowed_targets,
+    check,
+)
+from vigil.tickets.transitions import Request as TransitionRequest
 from vigil.users.models import User
 
 PREFIX = "/console"
@@ -356,18 +363,40 @@ def ticket_queue(
     return render(request, ctx, "tickets.html", context)
 
 
+# What the buttons say: the move, not the state it leads to.
+MOVE_LABELS = {
+    "acknowledged": "Acknowledge", "diagnosing": "Start diagnosis", "dispatched": "Dispatch",
+    "repaired": "Mark repaired", "verified": "Mark verified", "closed": "Close",
+    "cancelled": "Cancel as false alarm", "resolved_remotely": "Resolved remotely",
+    "open": "Reopen",
+}
+_FIELDS = (Requirement.DIAGNOSIS_NOTE, Requirement.VERIFICATION_RESULT, Requirement.REASON)
+
+
 def _moves(ticket: Ticket, role: ActorRole) -> list[dict[str, Any]]:
-    """The moves this role may make now, with the fields each still asks for."""
+    """The moves this role may make now, with the fields each still asks for.
+
+    A move whose other conditions are not met (closing before the customer's
+    sign-off, reopening after the window) is left out: the rules decide, with
+    every field assumed filled in.
+    """
+    facts = TicketFacts(
+        state=TicketState(ticket.state), scope=TicketScope(ticket.scope),
+        diagnosis_note=ticket.diagnosis_note, verification_result=ticket.verification_result,
+        signed_off=ticket.signed_off_at is not None, closed_at=ticket.closed_at)
+    filled = TransitionRequest(diagnosis_note="-", verification_result="-", reason="-")
     on_record = {Requirement.DIAGNOSIS_NOTE: bool(ticket.diagnosis_note),
                  Requirement.VERIFICATION_RESULT: bool(ticket.verification_result),
                  Requirement.REASON: False}
     out = []
-    for target in allowed_targets(TicketState(ticket.state), role):
-        move = MOVES[(TicketState(ticket.state), target)]
-        needs = [r.name.lower() for r in move.requires
-                 if r in on_record and not on_record[r]]
-        out.append({"to": target.value, "needs": needs,
-                    "label": target.value.replace("_", " ")})
+    for target in allowed_targets(facts.state, role):
+        try:
+            outcome = check(facts, target, role, filled, now=utcnow())
+        except (InvalidTransition, Forbidden):
+            continue
+        needs = [r.name.lower() for r in outcome.move.requires
+                 if r in _FIELDS and not on_record[r]]
+        out.append({"to": target.value, "needs": needs, "label": MOVE_LABELS[target.value]})
     return out
 
 
@@ -382,7 +411,9 @@ def _ticket_context(ctx: Ctx, ticket_id: int, message: str | None = None,
                   ("Restore", detail.restore_by, detail.restored_at)]
     customer = role is ActorRole.CUSTOMER
     return {
-        "ticket": detail, "row": row, "moves": _moves(row, role), "milestones": milestones,
+        "ticket": detail, "row": row,
+        # The customer closes by signing off, in its own panel.
+        "moves": [m for m in _moves(row, role) if not (customer and m["to"] == "closed")], "milestones": milestones,
         "names": queries.user_names(ctx.db, {detail.assigned_to_id}),
         "assignees": queries.assignees(ctx.db) if ctx.principal.is_staff else [],
         "site_names": queries.site_names(ctx.db, ctx.principal, {detail.site_id}),
