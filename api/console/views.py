@@ -413,7 +413,8 @@ def _ticket_context(ctx: Ctx, ticket_id: int, message: str | None = None,
     return {
         "ticket": detail, "row": row,
         # The customer closes by signing off, in its own panel.
-        "moves": [m for m in _moves(row, role) if not (customer and m["to"] == "closed")], "milestones": milestones,
+        "moves": [m for m in _moves(row, role) if not (customer and m["to"] == "closed")],
+        "milestones": milestones,
         "names": queries.user_names(ctx.db, {detail.assigned_to_id}),
         "assignees": queries.assignees(ctx.db) if ctx.principal.is_staff else [],
         "site_names": queries.site_names(ctx.db, ctx.principal, {detail.site_id}),

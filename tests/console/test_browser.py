@@ -15,17 +15,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
 
 from tests.conftest import IN_CI
 from tests.console.conftest import PASSWORD, Running
 
-playwright_api = pytest.importorskip("playwright.sync_api")
-Browser = playwright_api.Browser
-Page = playwright_api.Page
-expect = playwright_api.expect
-
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
-TABLET = {"width": 1024, "height": 768}
+TABLET: ViewportSize = {"width": 1024, "height": 768}
 
 
 def chromium_path() -> str | None:
@@ -40,7 +36,7 @@ def browser() -> Iterator[Browser]:
         if IN_CI:
             pytest.fail("Chromium is missing: scripts/setup installs Debian's package")
         pytest.skip("Chromium is not installed (scripts/setup installs it)")
-    with playwright_api.sync_playwright() as p:
+    with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
         yield browser
         browser.close()
