@@ -67,8 +67,10 @@ class Tab:
         page.wait_for_url(re.compile(r"/console/(portal|fleet|tickets)"))
 
     def shot(self, name: str) -> Path:
+        """The whole page, and what a tablet shows of it first (``-view``, for the README)."""
         path = self.folder / f"{name}.png"
         self.page.screenshot(path=str(path), full_page=True)
+        self.page.screenshot(path=str(self.folder / f"{name}-view.png"))
         return path
 
     def axe(self) -> list[dict[str, Any]]:
