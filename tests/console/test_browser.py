@@ -160,6 +160,7 @@ def test_the_device_page_draws_its_readings(tab: Tab, server: Running) -> None:
     assert drawn, "the chart's canvas is blank"
     expect(page.locator("#csv-link")).to_have_attribute("href", re.compile("format=csv"))
     tab.check("03-device")
+    page.locator("#charts").screenshot(path=str(tab.folder / "03-device-charts.png"))
     page.get_by_text("6h", exact=True).click()
     expect(charts).to_have_attribute("data-drawn", "3")
     assert tab.errors == []
