@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from api.deps import CSRF_COOKIE, SESSION_COOKIE, Db, SignedIn
+from api.params import PathId
 from api.problems import problem, responses
 from vigil.auth import service
 from vigil.auth.models import SessionKind
@@ -130,6 +131,6 @@ def create_api_token(body: ApiTokenIn, ctx: SignedIn) -> NewApiToken:
 
 @router.delete("/api-tokens/{token_id}", response_model=ApiTokenOut, responses=responses(401, 404),
                summary="Revoke an API token: it stops working at once")
-def revoke_api_token(token_id: int, ctx: SignedIn) -> ApiTokenOut:
+def revoke_api_token(token_id: PathId, ctx: SignedIn) -> ApiTokenOut:
     return ApiTokenOut.model_validate(
         service.revoke_api_token(ctx.db, user_id=ctx.principal.user_id, token_id=token_id))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from api.deps import AdminOnly, SignedIn
+from api.params import PathId, QueryId
 from api.problems import responses
 from vigil.db.base import utcnow
 from vigil.devices import registry
@@ -22,7 +23,7 @@ def list_customers(ctx: SignedIn) -> list[CustomerOut]:
 
 @router.get("/customers/{customer_id}", response_model=CustomerOut,
             responses=responses(401, 403, 404), summary="One customer")
-def get_customer(customer_id: int, ctx: SignedIn) -> CustomerOut:
+def get_customer(customer_id: PathId, ctx: SignedIn) -> CustomerOut:
     return CustomerOut.model_validate(
         registry.get_customer(ctx.db, principal=ctx.principal, customer_id=customer_id))
 
@@ -36,7 +37,7 @@ def create_customer(body: CustomerIn, ctx: AdminOnly) -> CustomerOut:
 
 @router.patch("/customers/{customer_id}", response_model=CustomerOut,
               responses=responses(401, 403, 404, 409, 422), summary="Rename a customer (admins)")
-def update_customer(customer_id: int, body: CustomerIn, ctx: AdminOnly) -> CustomerOut:
+def update_customer(customer_id: PathId, body: CustomerIn, ctx: AdminOnly) -> CustomerOut:
     return CustomerOut.model_validate(registry.rename_customer(
         ctx.db, principal=ctx.principal, customer_id=customer_id, name=body.name,
         actor=ctx.principal.username, now=utcnow()))
@@ -44,14 +45,14 @@ def update_customer(customer_id: int, body: CustomerIn, ctx: AdminOnly) -> Custo
 
 @router.get("/sites", response_model=list[SiteOut], responses=responses(401, 403, 422),
             summary="Sites the caller may see, optionally of one customer")
-def list_sites(ctx: SignedIn, customer_id: int | None = None) -> list[SiteOut]:
+def list_sites(ctx: SignedIn, customer_id: QueryId = None) -> list[SiteOut]:
     return [SiteOut.model_validate(s) for s in
             registry.list_sites(ctx.db, principal=ctx.principal, customer_id=customer_id)]
 
 
 @router.get("/sites/{site_id}", response_model=SiteOut, responses=responses(401, 403, 404),
             summary="One site")
-def get_site(site_id: int, ctx: SignedIn) -> SiteOut:
+def get_site(site_id: PathId, ctx: SignedIn) -> SiteOut:
     return SiteOut.model_validate(
         registry.get_site(ctx.db, principal=ctx.principal, site_id=site_id))
 
@@ -67,7 +68,7 @@ def create_site(body: SiteIn, ctx: AdminOnly) -> SiteOut:
 
 @router.patch("/sites/{site_id}", response_model=SiteOut,
               responses=responses(401, 403, 404, 422), summary="Change a site (admins)")
-def update_site(site_id: int, body: SitePatch, ctx: AdminOnly) -> SiteOut:
+def update_site(site_id: PathId, body: SitePatch, ctx: AdminOnly) -> SiteOut:
     return SiteOut.model_validate(registry.update_site(
         ctx.db, principal=ctx.principal, site_id=site_id,
         fields=body.model_dump(exclude_unset=True), actor=ctx.principal.username, now=utcnow()))

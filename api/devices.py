@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from api.deps import AdminOnly, SignedIn, after_commit
+from api.params import QueryId
 from api.problems import responses
 from vigil.db.base import utcnow
 from vigil.devices import credentials, health, registry
@@ -58,8 +59,8 @@ def device_out(item: health.DeviceHealth) -> DeviceOut:
             summary="Devices with their health, filtered, sorted and paged by cursor")
 def list_devices(
     ctx: SignedIn,
-    site_id: int | None = None,
-    customer_id: int | None = None,
+    site_id: QueryId = None,
+    customer_id: QueryId = None,
     model: Annotated[str | None, Query(max_length=64)] = None,
     online: bool | None = None,
     has_open_tickets: bool | None = None,

@@ -15,7 +15,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from vigil.auth.service import Throttled, Unauthenticated
@@ -111,6 +111,13 @@ async def _integrity(request: Request, exc: IntegrityError) -> JSONResponse:
                         "to something that does not exist)", kind="conflict")
 
 
+async def _data(request: Request, exc: DataError) -> JSONResponse:
+    log.warning("value refused by the database on %s %s: %s", request.method, request.url.path,
+                exc.orig)
+    return problem(422, "a value is out of the range the database can hold",
+                   kind="invalid-value")
+
+
 async def _database(request: Request, exc: OperationalError) -> JSONResponse:
     log.error("database error on %s %s: %s", request.method, request.url.path, exc.orig)
     return problem(503, "the database is unavailable; try again", kind="database-unavailable")
@@ -127,6 +134,7 @@ def install(app: FastAPI) -> None:
     for cls, _status, _kind in STATUS_OF:
         app.add_exception_handler(cls, _domain)
     app.add_exception_handler(IntegrityError, _integrity)  # type: ignore[arg-type]
+    app.add_exception_handler(DataError, _data)  # type: ignore[arg-type]
     app.add_exception_handler(OperationalError, _database)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _unexpected)
 

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Query, status
 from sqlalchemy import select
 
 from api.deps import Ctx, SignedIn, StaffOnly
+from api.params import PathId, QueryId
 from api.problems import responses
 from vigil.auth.service import Principal
 from vigil.auth.visibility import device_visible, ticket_visible
@@ -83,8 +84,8 @@ def list_tickets(
     open_only: bool = False,
     priority: Annotated[list[str] | None, Query(max_length=3)] = None,
     device_id: Annotated[str | None, Query(max_length=64)] = None,
-    site_id: int | None = None,
-    assigned_to_id: int | None = None,
+    site_id: QueryId = None,
+    assigned_to_id: QueryId = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> TicketPage:
@@ -114,7 +115,7 @@ def list_tickets(
 
 @router.get("/{ticket_id}", response_model=TicketDetail, responses=responses(401, 403, 404),
             summary="One ticket with its full history")
-def get_ticket(ticket_id: int, ctx: SignedIn) -> TicketDetail:
+def get_ticket(ticket_id: PathId, ctx: SignedIn) -> TicketDetail:
     ticket = _visible(ctx, ticket_id)
     return TicketDetail(**_out(ticket).model_dump(),
                         events=[TicketEventOut.model_validate(e) for e in ticket.events])
@@ -143,7 +144,7 @@ def report_fault(body: FaultReport, ctx: SignedIn) -> TicketOut:
 @router.post("/{ticket_id}/transitions", response_model=TicketOut,
              responses=responses(401, 403, 404, 409, 422),
              summary="Move a ticket to another state, as the transition rules allow the role")
-def transition(ticket_id: int, body: TransitionIn, ctx: SignedIn) -> TicketOut:
+def transition(ticket_id: PathId, body: TransitionIn, ctx: SignedIn) -> TicketOut:
     _visible(ctx, ticket_id)
     ticket = service.transition(
         ctx.db, ticket_id=ticket_id, to=TicketState(body.to), actor=actor_of(ctx.principal),
@@ -156,7 +157,7 @@ def transition(ticket_id: int, body: TransitionIn, ctx: SignedIn) -> TicketOut:
 @router.post("/{ticket_id}/comments", response_model=TicketEventOut,
              status_code=status.HTTP_201_CREATED, responses=responses(401, 403, 404, 422),
              summary="Comment on a ticket")
-def comment(ticket_id: int, body: CommentIn, ctx: SignedIn) -> TicketEventOut:
+def comment(ticket_id: PathId, body: CommentIn, ctx: SignedIn) -> TicketEventOut:
     _visible(ctx, ticket_id)
     event = service.comment(ctx.db, ticket_id=ticket_id, actor=actor_of(ctx.principal),
                             text=body.text, now=utcnow())
@@ -167,7 +168,7 @@ def comment(ticket_id: int, body: CommentIn, ctx: SignedIn) -> TicketEventOut:
 @router.put("/{ticket_id}/assignment", response_model=TicketOut,
             responses=responses(401, 403, 404, 422),
             summary="Assign the ticket to someone of the service organisation, or nobody")
-def assign(ticket_id: int, body: AssignmentIn, ctx: StaffOnly) -> TicketOut:
+def assign(ticket_id: PathId, body: AssignmentIn, ctx: StaffOnly) -> TicketOut:
     _visible(ctx, ticket_id)
     if body.assignee_id is not None:
         assignee = ctx.db.get(User, body.assignee_id)
@@ -181,7 +182,7 @@ def assign(ticket_id: int, body: AssignmentIn, ctx: StaffOnly) -> TicketOut:
 @router.post("/{ticket_id}/pause", response_model=TicketOut,
              responses=responses(401, 403, 404, 409, 422),
              summary="Stop the restore clock while waiting on the customer or on parts")
-def pause(ticket_id: int, body: PauseIn, ctx: StaffOnly) -> TicketOut:
+def pause(ticket_id: PathId, body: PauseIn, ctx: StaffOnly) -> TicketOut:
     _visible(ctx, ticket_id)
     return _out(service.pause(ctx.db, ticket_id=ticket_id, reason=PauseReason(body.reason),
                               actor=actor_of(ctx.principal), now=utcnow(), note=body.note))
@@ -189,7 +190,7 @@ def pause(ticket_id: int, body: PauseIn, ctx: StaffOnly) -> TicketOut:
 
 @router.post("/{ticket_id}/resume", response_model=TicketOut,
              responses=responses(401, 403, 404, 409), summary="Restart the restore clock")
-def resume(ticket_id: int, ctx: StaffOnly) -> TicketOut:
+def resume(ticket_id: PathId, ctx: StaffOnly) -> TicketOut:
     _visible(ctx, ticket_id)
     return _out(service.resume(ctx.db, ticket_id=ticket_id, actor=actor_of(ctx.principal),
                                now=utcnow()))
@@ -198,7 +199,7 @@ def resume(ticket_id: int, ctx: StaffOnly) -> TicketOut:
 @router.post("/{ticket_id}/sign-off", response_model=TicketOut,
              responses=responses(401, 403, 404, 409),
              summary="The customer accepts the verified repair")
-def sign_off(ticket_id: int, ctx: SignedIn) -> TicketOut:
+def sign_off(ticket_id: PathId, ctx: SignedIn) -> TicketOut:
     _visible(ctx, ticket_id)
     return _out(service.sign_off(ctx.db, ticket_id=ticket_id, actor=actor_of(ctx.principal),
                                  user_id=ctx.principal.user_id, now=utcnow()))

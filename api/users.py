@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, status
 
 from api.deps import AdminOnly
+from api.params import PathId
 from api.problems import responses
 from vigil.audit.service import record
 from vigil.db.base import utcnow
@@ -31,7 +32,7 @@ def list_users(ctx: AdminOnly) -> list[UserAdminOut]:
 
 @router.get("/{user_id}", response_model=UserAdminOut, responses=responses(401, 403, 404),
             summary="One user (admins)")
-def get_user(user_id: int, ctx: AdminOnly) -> UserAdminOut:
+def get_user(user_id: PathId, ctx: AdminOnly) -> UserAdminOut:
     return user_admin_out(service.get_user(ctx.db, user_id=user_id))
 
 
@@ -50,7 +51,7 @@ def create_user(body: UserIn, ctx: AdminOnly) -> NewUser:
 @router.patch("/{user_id}", response_model=UserAdminOut,
               responses=responses(401, 403, 404, 422),
               summary="Change a user: roles, sites, active, password (admins)")
-def update_user(user_id: int, body: UserPatch, ctx: AdminOnly) -> UserAdminOut:
+def update_user(user_id: PathId, body: UserPatch, ctx: AdminOnly) -> UserAdminOut:
     fields = body.model_dump(exclude_unset=True)
     user = service.update_user(ctx.db, user_id=user_id, **fields)
     changed = sorted(key for key in fields if key != "password")

@@ -105,6 +105,7 @@ class DeskSettings(BaseModel):
     rules_file: Path | None = None
     reopen_window_days: float = Field(14.0, ge=0)
     at_risk_fraction: float = Field(0.75, gt=0, lt=1)
+    intake_interval_s: float = Field(10.0, gt=0)
     watchdog_interval_s: float = Field(60.0, gt=0)
     delivery_interval_s: float = Field(15.0, gt=0)
     site_group_window_minutes: float = Field(360.0, gt=0)

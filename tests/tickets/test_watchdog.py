@@ -21,6 +21,7 @@ from vigil.db.enums import (
     TicketSource,
     TicketState,
 )
+from vigil.errors import Forbidden
 from vigil.tickets import service
 from vigil.tickets.escalation import EscalationPolicy
 from vigil.tickets.models import Notification, TicketAlert
@@ -161,3 +162,20 @@ def test_failed_deliveries_are_retried_or_kept(factory: sessionmaker[Session], o
     # Not due yet: nothing is sent again before the backoff has passed.
     assert deliver_due(factory, notifiers={Channel.WEBHOOK: WebhookNotifier(SECRET)},
                        clock=lambda: at + timedelta(seconds=10)).retried == 0
+
+
+def test_acknowledging_an_alert_stops_its_chain(factory: sessionmaker[Session], org: Org) -> None:
+    critical_ticket(factory)
+    recipients = Recipients(email=True)
+    watch(factory, T0 + timedelta(minutes=61), recipients)  # breached: step 1 queued
+    with factory() as s, s.begin():
+        alert = s.scalars(select(TicketAlert).where(
+            TicketAlert.state == AlertState.BREACHED)).one()
+        with pytest.raises(Forbidden):
+            service.acknowledge_alert(s, alert_id=alert.id, actor=Actor("nora", ActorRole.CUSTOMER),
+                                      now=T0 + timedelta(minutes=62))
+        service.acknowledge_alert(s, alert_id=alert.id, actor=ENGINEER,
+                                  now=T0 + timedelta(minutes=62))
+    before = len(notifications(factory))
+    watch(factory, T0 + timedelta(minutes=120), recipients)  # steps 2 and 3 would be due
+    assert len(notifications(factory)) == before

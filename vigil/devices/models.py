@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     UniqueConstraint,
 )
+from sqlalchemy import text as sql_text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from edge_agent.protocol import validate_device_id
@@ -90,7 +91,12 @@ class DeviceEvent(Base):
     """A fault code a device raised on its events topic; (device, seq) makes redelivery harmless."""
 
     __tablename__ = "device_events"
-    __table_args__ = (UniqueConstraint("device_id", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("device_id", "seq"),
+        # The service desk's intake reads the events it has not handled yet.
+        Index("ix_device_events_unhandled", "id", sqlite_where=sql_text("handled_at IS NULL"),
+              postgresql_where=sql_text("handled_at IS NULL")),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     device_id: Mapped[str] = mapped_column(ForeignKey("devices.id"))
@@ -100,6 +106,9 @@ class DeviceEvent(Base):
     severity: Mapped[str] = enum_column(Severity)
     text: Mapped[str] = mapped_column(String(1000), default="")
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # Set by the service desk when it has looked at the event, with the ticket it filed or joined.
+    handled_at: Mapped[datetime | None]
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
 
 
 class DeadLetter(Base):

@@ -8,6 +8,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from edge_agent.protocol import DEVICE_ID_RE
+from vigil.schemas import DbId, not_null
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
@@ -110,7 +111,7 @@ class DeviceIn(BaseModel):
                     description="the device's MQTT id and user name")
     serial: ShortText
     model: ShortText
-    site_id: int | None = None
+    site_id: DbId | None = None
     install_date: date | None = None
     warranty_end: date | None = None
     firmware: ShortText | None = None
@@ -118,10 +119,11 @@ class DeviceIn(BaseModel):
 
 class DevicePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    _required = not_null("serial", "model")
 
     serial: ShortText | None = None
     model: ShortText | None = None
-    site_id: int | None = None
+    site_id: DbId | None = None
     install_date: date | None = None
     warranty_end: date | None = None
 
@@ -154,7 +156,7 @@ class SiteIn(BaseModel):
         "name": "Central ICU", "customer_id": 1, "timezone": "Europe/Berlin"}]})
 
     name: Name
-    customer_id: int
+    customer_id: DbId
     address: Annotated[str, StringConstraints(max_length=500)] | None = None
     timezone: ShortText = "UTC"
     region: ShortText | None = None
@@ -162,6 +164,7 @@ class SiteIn(BaseModel):
 
 class SitePatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    _required = not_null("name", "timezone")
 
     name: Name | None = None
     address: Annotated[str, StringConstraints(max_length=500)] | None = None

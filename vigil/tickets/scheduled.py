@@ -1,4 +1,4 @@
-"""The service desk's scheduled jobs: the SLA watchdog and the notification outbox.
+"""The service desk's scheduled jobs: fault-code intake, the SLA watchdog, the notification outbox.
 
 ``register`` adds them to an APScheduler scheduler (``vigil jobs`` runs it);
 each job opens its own transaction, so a failed pass leaves nothing half done
@@ -20,6 +20,7 @@ from vigil.config import DeskSettings
 from vigil.db.enums import Channel
 from vigil.db.session import transaction
 from vigil.tickets.escalation import EscalationPolicy
+from vigil.tickets.intake import IntakeReport, handle_device_events
 from vigil.tickets.notifiers import Notifier, SmtpNotifier, WebhookNotifier
 from vigil.tickets.priority import DEFAULT_RULES_FILE, TicketRules, read_rules_document
 from vigil.tickets.watchdog import DeliveryReport, PassReport, Recipients, deliver_due, run_pass
@@ -79,6 +80,16 @@ def watchdog_job(factory: sessionmaker[Session], desk: Desk,
     return report
 
 
+def intake_job(factory: sessionmaker[Session], desk: Desk,
+               clock: Callable[[], datetime] = utc_now) -> IntakeReport:
+    with transaction(factory) as session:
+        report = handle_device_events(session, now=clock(), rules=desk.rules)
+    if report.events:
+        log.info("device events: %d read, %d tickets opened, %d joined, %d not faults",
+                 report.events, report.opened, report.joined, report.ignored)
+    return report
+
+
 def delivery_job(factory: sessionmaker[Session], desk: Desk,
                  clock: Callable[[], datetime] = utc_now) -> DeliveryReport:
     report = deliver_due(factory, notifiers=desk.notifiers, clock=clock)
@@ -90,10 +101,13 @@ def delivery_job(factory: sessionmaker[Session], desk: Desk,
 
 def register(scheduler: BaseScheduler, factory: sessionmaker[Session],
              settings: DeskSettings) -> Desk:
-    """Add the watchdog and the delivery job; one instance of each runs at a time."""
+    """Add the fault-code intake, the watchdog and the delivery job; one instance of each runs."""
     desk = Desk.from_settings(settings)
     scheduler.add_job(watchdog_job, "interval", seconds=settings.watchdog_interval_s,
                       args=(factory, desk), id="desk.watchdog", max_instances=1,
+                      coalesce=True, replace_existing=True)
+    scheduler.add_job(intake_job, "interval", seconds=settings.intake_interval_s,
+                      args=(factory, desk), id="desk.intake", max_instances=1,
                       coalesce=True, replace_existing=True)
     scheduler.add_job(delivery_job, "interval", seconds=settings.delivery_interval_s,
                       args=(factory, desk), id="desk.delivery", max_instances=1,

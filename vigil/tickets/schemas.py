@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from vigil.devices.schemas import TicketBrief
+from vigil.schemas import DbId
 
 StateLiteral = Literal["open", "acknowledged", "diagnosing", "dispatched", "repaired",
                        "verified", "closed", "cancelled", "resolved_remotely"]
@@ -92,7 +93,7 @@ class CommentIn(BaseModel):
 class AssignmentIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    assignee_id: int | None = Field(description="a user id; null unassigns")
+    assignee_id: DbId | None = Field(description="a user id; null unassigns")
 
 
 class PauseIn(BaseModel):

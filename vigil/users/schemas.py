@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from vigil.auth.passwords import MAX_PASSWORD_CHARS, MIN_PASSWORD_CHARS
+from vigil.schemas import DbId
 
 RoleLiteral = Literal["admin", "manager", "engineer", "customer"]
 Username = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")]
@@ -27,7 +28,7 @@ class UserIn(BaseModel):
     display_name: DisplayName
     email: Email | None = None
     roles: list[RoleLiteral] = Field(min_length=1, max_length=4)
-    site_ids: list[int] = Field(default_factory=list, max_length=1000,
+    site_ids: list[DbId] = Field(default_factory=list, max_length=1000,
                                 description="the sites a customer's user may see")
     password: Password | None = Field(None, description="empty: one is generated and shown once")
 
@@ -39,7 +40,7 @@ class UserPatch(BaseModel):
     email: Email | None = None
     active: bool | None = None
     roles: list[RoleLiteral] | None = Field(None, min_length=1, max_length=4)
-    site_ids: list[int] | None = Field(None, max_length=1000)
+    site_ids: list[DbId] | None = Field(None, max_length=1000)
     password: Password | None = None
 
 

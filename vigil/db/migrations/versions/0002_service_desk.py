@@ -195,6 +195,12 @@ def upgrade() -> None:
         batch_op.drop_constraint(batch_op.f('ck_ticket_events_kind_valid'), type_='check')
         batch_op.create_check_constraint(batch_op.f('ck_ticket_events_kind_valid'), f"kind IN ({_sql_list(EVENT_KINDS)})")
 
+    with op.batch_alter_table('device_events', schema=None) as batch_op:
+        batch_op.add_column(sa.Column('handled_at', sa.DateTime(timezone=True), nullable=True))
+        batch_op.add_column(sa.Column('ticket_id', sa.Integer(), nullable=True))
+        batch_op.create_foreign_key(batch_op.f('fk_device_events_ticket_id_tickets'), 'tickets', ['ticket_id'], ['id'])
+        batch_op.create_index('ix_device_events_unhandled', ['id'], unique=False, sqlite_where=sa.text('handled_at IS NULL'), postgresql_where=sa.text('handled_at IS NULL'))
+
     with op.batch_alter_table('tickets', schema=None) as batch_op:
         batch_op.add_column(sa.Column('scope', sa.String(length=6), nullable=False, server_default='device'))
         batch_op.add_column(sa.Column('parent_id', sa.Integer(), nullable=True))
@@ -246,6 +252,12 @@ def downgrade() -> None:
         batch_op.drop_column('contract_id')
         batch_op.drop_column('parent_id')
         batch_op.drop_column('scope')
+
+    with op.batch_alter_table('device_events', schema=None) as batch_op:
+        batch_op.drop_index('ix_device_events_unhandled', sqlite_where=sa.text('handled_at IS NULL'), postgresql_where=sa.text('handled_at IS NULL'))
+        batch_op.drop_constraint(batch_op.f('fk_device_events_ticket_id_tickets'), type_='foreignkey')
+        batch_op.drop_column('ticket_id')
+        batch_op.drop_column('handled_at')
 
     with op.batch_alter_table('ticket_events', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('ck_ticket_events_kind_valid'), type_='check')
