@@ -32,12 +32,14 @@ from api import tickets as tickets_api
 from api.console import queries
 from api.console.survey import record_survey
 from api.deps import Ctx, Db, SignedIn
+from api.params import PathId
 from vigil.auth.schemas import ConsoleSession, Credentials
 from vigil.auth.service import Throttled, Unauthenticated
 from vigil.auth.visibility import ticket_visible
 from vigil.db.base import utcnow
 from vigil.db.enums import FINAL_TICKET_STATES, Category, RoleName, TicketScope, TicketState
 from vigil.errors import Conflict, DomainError, Forbidden, InvalidTransition, NotFound
+from vigil.schemas import MAX_ID
 from vigil.telemetry.store import TelemetryError
 from vigil.tickets.models import Ticket
 from vigil.tickets.schemas import (
@@ -258,7 +260,10 @@ _ORDER = {"risk": "desc", "last_seen": "asc", "id": "asc", "model": "asc"}
 
 
 def _int_or_none(value: str | None) -> int | None:
-    return int(value) if value and value.isdigit() else None
+    """An id from a form's select; anything else (or out of range) means "any"."""
+    if not value or not value.isdigit() or not 1 <= int(value) <= MAX_ID:
+        return None
+    return int(value)
 
 
 def _bool_or_none(value: str | None) -> bool | None:
@@ -427,7 +432,7 @@ def _ticket_context(ctx: Ctx, ticket_id: int, message: str | None = None,
 
 
 @router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
-def ticket_page(request: Request, ticket_id: int, ctx: SignedIn) -> HTMLResponse:
+def ticket_page(request: Request, ticket_id: PathId, ctx: SignedIn) -> HTMLResponse:
     return render(request, ctx, "ticket.html", _ticket_context(ctx, ticket_id))
 
 
@@ -462,7 +467,7 @@ def _text(value: str) -> str | None:
 @router.post("/tickets/{ticket_id}/transitions", response_class=HTMLResponse)
 def move_ticket(
     request: Request,
-    ticket_id: int,
+    ticket_id: PathId,
     ctx: SignedIn,
     to: Annotated[str, Form(max_length=20)],
     note: Annotated[str, Form(max_length=4000)] = "",
@@ -481,26 +486,26 @@ def move_ticket(
 
 
 @router.post("/tickets/{ticket_id}/comments", response_class=HTMLResponse)
-def comment(request: Request, ticket_id: int, ctx: SignedIn,
+def comment(request: Request, ticket_id: PathId, ctx: SignedIn,
             text: Annotated[str, Form(max_length=4000)] = "") -> HTMLResponse:
     return _after_write(request, ctx, ticket_id, "Comment added.", _apply(
         ctx, lambda: tickets_api.comment(ticket_id, CommentIn(text=text.strip()), ctx)))
 
 
 @router.post("/tickets/{ticket_id}/assignment", response_class=HTMLResponse)
-def assign(request: Request, ticket_id: int, ctx: SignedIn,
+def assign(request: Request, ticket_id: PathId, ctx: SignedIn,
            assignee: Annotated[str, Form(max_length=12)] = "") -> HTMLResponse:
     def act() -> None:
         if not ctx.principal.is_staff:
             raise Forbidden("only the service organisation assigns tickets")
-        body = AssignmentIn(assignee_id=int(assignee) if assignee.isdigit() else None)
+        body = AssignmentIn(assignee_id=_int_or_none(assignee))
         tickets_api.assign(ticket_id, body, ctx)
 
     return _after_write(request, ctx, ticket_id, "Assignment saved.", _apply(ctx, act))
 
 
 @router.post("/tickets/{ticket_id}/pause", response_class=HTMLResponse)
-def pause(request: Request, ticket_id: int, ctx: SignedIn,
+def pause(request: Request, ticket_id: PathId, ctx: SignedIn,
           reason: Annotated[str, Form(max_length=20)] = "",
           note: Annotated[str, Form(max_length=1000)] = "") -> HTMLResponse:
     def act() -> None:
@@ -513,7 +518,7 @@ def pause(request: Request, ticket_id: int, ctx: SignedIn,
 
 
 @router.post("/tickets/{ticket_id}/resume", response_class=HTMLResponse)
-def resume(request: Request, ticket_id: int, ctx: SignedIn) -> HTMLResponse:
+def resume(request: Request, ticket_id: PathId, ctx: SignedIn) -> HTMLResponse:
     def act() -> None:
         if not ctx.principal.is_staff:
             raise Forbidden("only the service organisation resumes the restore clock")
@@ -524,7 +529,7 @@ def resume(request: Request, ticket_id: int, ctx: SignedIn) -> HTMLResponse:
 
 
 @router.post("/tickets/{ticket_id}/sign-off", response_class=HTMLResponse)
-def sign_off(request: Request, ticket_id: int, ctx: SignedIn,
+def sign_off(request: Request, ticket_id: PathId, ctx: SignedIn,
              note: Annotated[str, Form(max_length=4000)] = "") -> HTMLResponse:
     """The customer accepts the verified repair, which closes the ticket."""
     def act() -> None:
@@ -537,7 +542,7 @@ def sign_off(request: Request, ticket_id: int, ctx: SignedIn,
 
 
 @router.post("/tickets/{ticket_id}/survey", response_class=HTMLResponse)
-def survey(request: Request, ticket_id: int, ctx: SignedIn,
+def survey(request: Request, ticket_id: PathId, ctx: SignedIn,
            score: Annotated[str, Form(max_length=1)] = "",
            text: Annotated[str, Form(max_length=2000)] = "") -> HTMLResponse:
     def act() -> None:

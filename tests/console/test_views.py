@@ -110,3 +110,12 @@ def test_fleet_filters_and_pages(client: TestClient, server: Running) -> None:
         url = html.unescape(found.group(1)) if found else None
     everyone = server.world.devices["a"] + server.world.devices["b"]
     assert len(seen) == len(everyone) and set(seen) == set(everyone)  # 60 devices, 50 a page
+
+
+def test_odd_ids_are_clear_answers_not_errors(client: TestClient) -> None:
+    sign_in(client, "manager")
+    assert client.get("/console/tickets/99999999999999999999").status_code == 422
+    assert client.get("/console/tickets/0").status_code == 422
+    assert client.get("/console/tickets/987654").status_code == 404
+    assert client.get("/console/devices/no-such-device").status_code == 404
+    assert client.get("/console/fleet", params={"site": "9" * 30}).status_code == 200
