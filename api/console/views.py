@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
-from datetime import UTC
+from datetime import UTC, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit
@@ -405,6 +405,27 @@ def _moves(ticket: Ticket, role: ActorRole) -> list[dict[str, Any]]:
     return out
 
 
+# The readings shown with a ticket: from half a day before its first evidence, at most a month.
+EVIDENCE_BEFORE = timedelta(hours=12)
+EVIDENCE_MAX = timedelta(days=30)
+
+
+def _evidence_chart(ticket: Ticket) -> str | None:
+    """The chart of the device's readings around the ticket, marking its evidence."""
+    if ticket.device_id is None:
+        return None
+    end = ticket.closed_at + timedelta(hours=2) if ticket.closed_at else utcnow()
+    start = max((ticket.first_seen_at or ticket.created_at) - EVIDENCE_BEFORE, end - EVIDENCE_MAX)
+    seen = {ticket.created_at.astimezone(UTC).isoformat()}
+    for piece in (ticket.evidence or {}).get("recent", []):
+        if isinstance(piece, dict) and isinstance(piece.get("at"), str):
+            seen.add(piece["at"])
+    markers = [{"at": at} for at in sorted(seen)]
+    return json.dumps({"device": ticket.device_id, "start": start.astimezone(UTC).isoformat(),
+                       "end": end.astimezone(UTC).isoformat(), "markers": markers,
+                       "telemetry": f"/api/v1/devices/{ticket.device_id}/telemetry"})
+
+
 def _ticket_context(ctx: Ctx, ticket_id: int, message: str | None = None,
                     error: str | None = None) -> dict[str, Any]:
     detail = tickets_api.get_ticket(ticket_id, ctx)
@@ -415,7 +436,9 @@ def _ticket_context(ctx: Ctx, ticket_id: int, message: str | None = None,
                   ("Diagnose", detail.diagnose_by, detail.diagnosed_at),
                   ("Restore", detail.restore_by, detail.restored_at)]
     customer = role is ActorRole.CUSTOMER
+    latest = (row.evidence or {}).get("latest") or {}
     return {
+        "chart_json": _evidence_chart(row), "latest_evidence": latest.get("summary"),
         "ticket": detail, "row": row,
         # The customer closes by signing off, in its own panel.
         "moves": [m for m in _moves(row, role) if not (customer and m["to"] == "closed")],

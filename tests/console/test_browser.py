@@ -188,7 +188,7 @@ def test_a_ticket_goes_from_open_to_closed_with_the_customers_sign_off(
     customer.sign_in("customer-a")
     page = customer.page
     tab.check("05-portal")
-    device = server.world.devices["a"][10]
+    device = server.world.devices["a"][3]  # one with readings and no open ticket
     page.get_by_label("Device", exact=True).select_option(device)
     page.get_by_label("What is wrong?").fill("Pump stops mid-infusion")
     page.get_by_label("Details").fill("Twice this morning on ward 4.")
@@ -201,6 +201,7 @@ def test_a_ticket_goes_from_open_to_closed_with_the_customers_sign_off(
 
     engineer.sign_in("engineer")
     work = engineer.go(ticket_url)
+    expect(work.locator("#charts")).to_have_attribute("data-drawn", "3", timeout=15_000)
     engineer.check("06-ticket-engineer")
     steps: list[tuple[str, str, dict[str, str]]] = [
         ("Acknowledge", "acknowledged", {}),
@@ -235,6 +236,7 @@ def test_a_ticket_goes_from_open_to_closed_with_the_customers_sign_off(
     page.get_by_role("button", name="Send").click()
     expect(page.get_by_role("status")).to_have_text("Thank you for your answer.")
     expect(page.locator(".facts")).to_contain_text("4 of 5")
+    expect(page.locator("#charts")).to_have_attribute("data-drawn", "3")  # drawn again
     customer.check("08-ticket-closed")
     history = page.locator(".history").inner_text().lower()
     assert "verified → closed" in history and "satisfaction survey answered: 4 of 5" in history

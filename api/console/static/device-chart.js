@@ -82,8 +82,14 @@
   }
 
   function load(box, form, config) {
-    const periodS = periodSeconds(form, config.period_s);
-    const [start, end] = range(form, periodS);
+    let start, end;
+    if (form) {
+      [start, end] = range(form, periodSeconds(form, config.period_s));
+    } else {
+      // A fixed window, such as the readings around a ticket.
+      start = new Date(config.start);
+      end = new Date(config.end);
+    }
     const span = (end - start) / 1000;
     const resolution = Math.max(1, Math.round(span / POINTS));
     const params = new URLSearchParams({
@@ -106,11 +112,16 @@
       .finally(function () { box.setAttribute("aria-busy", "false"); });
   }
 
-  document.addEventListener("DOMContentLoaded", function () {
+  function init() {
     const box = document.getElementById("charts");
+    if (!box || box.dataset.drawn !== undefined || typeof uPlot === "undefined") return;
     const form = document.getElementById("period-form");
-    if (!box || !form || typeof uPlot === "undefined") return;
     const config = JSON.parse(box.dataset.chart);
+    box.dataset.drawn = "";
+    if (!form) {
+      load(box, null, config);
+      return;
+    }
     form.addEventListener("change", function (event) {
       if (event.target.name === "period") {
         form.elements.start.value = "";
@@ -123,5 +134,9 @@
       load(box, form, config);
     });
     load(box, form, config);
-  });
+  }
+
+  document.addEventListener("DOMContentLoaded", init);
+  // The ticket page swaps its body after each action: draw the new chart.
+  document.addEventListener("htmx:afterSettle", init);
 })();
