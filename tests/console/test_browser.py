@@ -111,6 +111,10 @@ def test_sign_in_page_works_from_the_keyboard(tab: Tab) -> None:
     page.keyboard.type(PASSWORD)
     page.keyboard.press("Enter")
     page.wait_for_url(re.compile(r"/console/fleet$"))
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(re.compile(r"/console/sign-in"))
+    tab.go("/console/fleet")  # the session has ended: back to signing in
+    expect(page).to_have_url(re.compile(r"/console/sign-in\?next="))
     assert tab.errors == []
 
 
