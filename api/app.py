@@ -11,7 +11,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine
 
-from api import auth, console, customers, devices, health, problems, tickets, users
+from api import audit, auth, console, customers, devices, health, problems, tickets, users
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from vigil.config import Settings
@@ -29,6 +29,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "customers", "description": "Customers (hospitals) and their sites."},
     {"name": "users", "description": "Users and their roles (administrators)."},
     {"name": "tickets", "description": "The service desk's tickets."},
+    {"name": "audit", "description": "The audit log (administrators)."},
     {"name": "health", "description": "Liveness, readiness and metrics, for operators."},
 ]
 
@@ -86,7 +87,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, prefix=API_PREFIX)
 
     app.include_router(health.router)
-    for module in (auth, devices, tickets, customers, users):
+    for module in (auth, devices, tickets, customers, users, audit):
         app.include_router(module.router, prefix=API_PREFIX)
     console.install(app)
 

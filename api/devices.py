@@ -148,7 +148,8 @@ def telemetry(
     columns = [str(c) for c in frame.columns]
     times = frame.index.as_unit("ms").asi8.tolist() if len(frame) else []
     values = frame.to_numpy(dtype="float64", na_value=math.nan).tolist() if len(frame) else []
-    rows = [[t, *(None if math.isnan(v) else v for v in row)] for t, row in zip(times, values)]
+    rows = [[t, *(None if math.isnan(v) else v for v in row)]
+            for t, row in zip(times, values, strict=True)]
     if format == "csv":
         out = io.StringIO()
         writer = csv.writer(out, lineterminator="\n")
@@ -196,7 +197,8 @@ def register_device(body: DeviceIn, ctx: AdminOnly, request: Request) -> Registe
     return RegisteredDevice(device=device_out(item), credential=credential)
 
 
-@router.patch("/{device_id}", response_model=DeviceOut, responses=responses(401, 403, 404, 409, 422),
+@router.patch("/{device_id}", response_model=DeviceOut,
+              responses=responses(401, 403, 404, 409, 422),
               summary="Change a device's registry entry (admins)")
 def update_device(device_id: DeviceId, body: DevicePatch, ctx: AdminOnly) -> DeviceOut:
     registry.update_device(ctx.db, device_id=device_id, fields=body.model_dump(exclude_unset=True),

@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.bench", "ingest throughput and end-to-end latency"),
     "nab": ("analytics.bench.nab", "score the streaming detector on NAB data"),
     "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),
+    "api": ("api.bench", "API requests per second and latency under concurrent clients"),
     "desk": ("vigil.tickets.bench", "SLA watchdog pass over a large service desk"),
 }
 

@@ -1,9 +1,11 @@
-"""Run the platform on this machine: broker, schema, ingest, and optionally a demo fleet.
+"""Run the platform on this machine: broker, schema, ingest, API, and optionally a demo fleet.
 
 With the default (embedded) settings nothing needs configuring: a Mosquitto
 broker is started on the configured loopback port if none answers there, the
-SQL schema is brought to the newest revision, and `vigil ingest` runs under
-supervision (restarted with backoff if it dies). `--simulate N` registers N
+SQL schema is brought to the newest revision (and, on an empty database, the
+first administrator is created and its password printed once), and `vigil
+ingest` and `vigil api` run under supervision (restarted with backoff if they
+die). `--simulate N` registers N
 virtual devices and runs `vigil simulate` against the same broker, so
 telemetry flows end to end. Ctrl-C or SIGTERM stops everything in order.
 """
@@ -132,6 +134,24 @@ def upgrade_schema(settings: Settings) -> None:
     log.info("SQL database %s at schema revision %s", redact_url(settings.sql_url), revision)
 
 
+def ensure_first_admin(settings: Settings) -> None:
+    """On an empty database, create the first administrator and print its password once."""
+    from vigil.db.session import make_engine, make_session_factory, transaction
+    from vigil.users.service import create_first_admin
+
+    engine = make_engine(settings.sql_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            created = create_first_admin(session)
+    finally:
+        engine.dispose()
+    if created is not None:
+        user, password = created
+        # Printed, never logged: this is the only place the password appears.
+        print(f"First administrator {user.username!r} created; its password, shown only "
+              f"this once:\n{password}", flush=True)
+
+
 def register_fleet(settings: Settings, device_ids: Sequence[tuple[str, str]]) -> int:
     """Add the simulated devices missing from the registry; returns how many were added."""
     from vigil.db.session import make_engine, make_session_factory, transaction
@@ -166,8 +186,10 @@ def run(args: argparse.Namespace) -> int:
     children: list[Supervised] = []
     try:
         upgrade_schema(settings)
+        ensure_first_admin(settings)
         env = dict(os.environ)
         children.append(Supervised("ingest", _vigil_command("ingest"), env, logs / "ingest.log"))
+        children.append(Supervised("api", _vigil_command("api"), env, logs / "api.log"))
         if args.simulate > 0:
             added = register_fleet(settings, simulated_devices(args.simulate))
             log.info("%d simulated devices registered (%d new)", args.simulate, added)

@@ -98,3 +98,19 @@ def test_disabling_a_user_and_changing_roles(
     assert {d["id"] for d in listed["items"]} == set(world.devices["b"])
     client.patch(f"/api/v1/users/{uid}", json={"active": False}, headers=admin)
     assert client.get("/api/v1/devices", headers=engineer).status_code == 401
+
+
+def test_the_audit_log_is_for_admins_and_pages(
+    client: TestClient, headers: Headers, world: World
+) -> None:
+    admin = headers("admin")
+    for n in range(3):
+        client.post("/api/v1/customers", json={"name": f"Audited {n}"}, headers=admin)
+    page = client.get("/api/v1/audit?object_type=customer&limit=2", headers=admin).json()
+    assert [e["details"]["name"] for e in page["items"]] == ["Audited 2", "Audited 1"]
+    assert all(e["actor"] == "admin" for e in page["items"])
+    rest = client.get(f"/api/v1/audit?object_type=customer&before_id={page['next_before_id']}",
+                      headers=admin).json()
+    assert [e["details"]["name"] for e in rest["items"]] == ["Audited 0"]
+    assert client.get("/api/v1/audit?since=2026-01-01T00:00:00", headers=admin).status_code == 422
+    assert client.get("/api/v1/audit", headers=headers("manager")).status_code == 403

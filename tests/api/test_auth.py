@@ -193,7 +193,8 @@ def test_create_admin_prints_the_password_once_and_stores_a_hash(tmp_path) -> No
     env = {"VIGIL_DATA_DIR": str(tmp_path), "PATH": "/usr/bin:/bin",
            "PYTHONPATH": os.environ.get("PYTHONPATH", "")}
     run = subprocess.run([sys.executable, "-m", "vigil.cli", "users", "create-admin",
-                          "--username", "root-admin"], env=env, capture_output=True, text=True, check=False,
+                          "--username", "root-admin"], env=env, capture_output=True, text=True,
+                         check=False,
                          timeout=120)
     assert run.returncode == 0, run.stderr
     password = run.stdout.strip().splitlines()[-1]
@@ -208,6 +209,7 @@ def test_create_admin_prints_the_password_once_and_stores_a_hash(tmp_path) -> No
     finally:
         engine.dispose()
     again = subprocess.run([sys.executable, "-m", "vigil.cli", "users", "create-admin",
-                            "--username", "root-admin"], env=env, capture_output=True, text=True, check=False,
+                            "--username", "root-admin"], env=env, capture_output=True, text=True,
+                         check=False,
                            timeout=120)
     assert again.returncode == 1 and "taken" in again.stderr

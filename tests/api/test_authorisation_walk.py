@@ -48,7 +48,7 @@ QUERIES: dict[tuple[str, str], dict[str, str]] = {
         "start": "2026-11-01T00:00:00Z", "end": "2026-11-01T01:00:00Z"},
 }
 ADMIN_ONLY = re.compile(r"^(post|patch|delete) /api/v1/(customers|sites|users|devices)"
-                        r"|^get /api/v1/users")
+                        r"|^get /api/v1/(users|audit)")
 # Routes that change the caller's own sign-in state, walked last (and not as customer A).
 SIGN_OUT = ("delete", "/api/v1/auth/session")
 

@@ -261,3 +261,16 @@ def test_a_rotated_credential_replaces_the_old_one(
     stale = Peer(secured_broker, "dev-1", old)
     assert not stale.wait_connected()
     stale.close()
+
+
+@pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
+def test_revoking_drops_the_devices_live_connection(
+    api: TestClient, secured_broker: Mosquitto
+) -> None:
+    admin = sign_in_admin(api)
+    password = register(api, admin, "dev-1")
+    device = connect_eventually(secured_broker, "dev-1", password)
+    assert api.delete("/api/v1/devices/dev-1/credential", headers=admin).status_code == 204
+    dropped = device.disconnected.wait(10)
+    device.close()
+    assert dropped, "the revoked device stayed connected"

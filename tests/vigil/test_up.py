@@ -1,11 +1,14 @@
-"""`vigil up` end to end: its own Mosquitto, the schema, ingest and a simulated fleet."""
+"""`vigil up` end to end: its own Mosquitto, the schema, ingest, the API and a simulated fleet."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,12 +27,29 @@ def test_up_runs_broker_ingest_and_simulator_and_stops_cleanly(tmp_path: Path) -
         "VIGIL_DATA_DIR": str(tmp_path),
         "VIGIL_MQTT__PORT": str(free_port()),
         "VIGIL_INGEST__METRICS_PORT": str(free_port()),
+        "VIGIL_API__PORT": str(api_port := free_port()),
     }
-    done = subprocess.run(
+    process = subprocess.Popen(
         [sys.executable, "-m", "vigil.cli", "up", "--simulate", "4", "--duration", "15"],
-        env=env, capture_output=True, text=True, timeout=180, cwd=tmp_path,
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )
+    api_answered = False
+    deadline = time.monotonic() + 60
+    while not api_answered and time.monotonic() < deadline and process.poll() is None:
+        with contextlib.suppress(OSError):
+            with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=1) as r:
+                api_answered = r.status == 200
+        time.sleep(0.3)
+    stdout, stderr = process.communicate(timeout=180)
+    done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert done.returncode == 0, done.stderr[-3000:]
+    assert api_answered, "vigil api never answered under vigil up"
+    # The first administrator's password is printed once, and stored only as a hash.
+    assert "First administrator 'admin' created" in done.stdout
+    password = done.stdout.split("shown only this once:\n", 1)[1].split()[0]
+    with sqlite3.connect(tmp_path / "vigil.db") as sql:
+        stored = sql.execute("SELECT password_hash FROM users WHERE username = 'admin'").fetchone()
+    assert stored is not None and stored[0].startswith("$argon2id$") and password not in stored[0]
     assert "Mosquitto started" in done.stderr
     assert "4 simulated devices registered (4 new)" in done.stderr
 

@@ -47,7 +47,7 @@ class UserOut(BaseModel):
 
 
 class ConsoleSession(BaseModel):
-    """The console's session: the cookie is set; send ``csrf_token`` as ``X-CSRF-Token`` on writes."""
+    """The console's session: the cookie is set; writes echo ``csrf_token`` as ``X-CSRF-Token``."""
 
     csrf_token: str
     expires_at: datetime

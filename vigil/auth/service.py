@@ -190,7 +190,8 @@ def refresh_session(
     )
     if row is None:
         raise Unauthenticated("the refresh token is not valid")
-    if row.revoked_at is not None or row.refresh_expires_at is None or row.refresh_expires_at <= now:
+    expires = row.refresh_expires_at
+    if row.revoked_at is not None or expires is None or expires <= now:
         raise Unauthenticated("the refresh token is not valid")
     if not row.user.active:
         raise Unauthenticated("the refresh token is not valid")

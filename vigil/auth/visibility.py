@@ -8,11 +8,16 @@ never loaded, and looks exactly like one that does not exist.
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import ColumnElement, Select, or_, select, true
+from sqlalchemy.orm import InstrumentedAttribute
 
 from vigil.auth.service import Principal
 from vigil.devices.models import Device, Site
 from vigil.users.models import user_sites
+
+Column = ColumnElement[Any] | InstrumentedAttribute[Any]
 
 
 def visible_site_ids(principal: Principal) -> Select[tuple[int]] | None:
@@ -22,7 +27,7 @@ def visible_site_ids(principal: Principal) -> Select[tuple[int]] | None:
     return select(user_sites.c.site_id).where(user_sites.c.user_id == principal.user_id)
 
 
-def site_visible(principal: Principal, site_id: ColumnElement[int | None]) -> ColumnElement[bool]:
+def site_visible(principal: Principal, site_id: Column) -> ColumnElement[bool]:
     ids = visible_site_ids(principal)
     return true() if ids is None else site_id.in_(ids)
 
@@ -31,7 +36,7 @@ def device_visible(principal: Principal) -> ColumnElement[bool]:
     return site_visible(principal, Device.site_id)
 
 
-def customer_visible(principal: Principal, customer_id: ColumnElement[int]) -> ColumnElement[bool]:
+def customer_visible(principal: Principal, customer_id: Column) -> ColumnElement[bool]:
     ids = visible_site_ids(principal)
     if ids is None:
         return true()

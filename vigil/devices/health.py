@@ -158,7 +158,9 @@ def list_devices(
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit: between 1 and {MAX_PAGE}")
     column = _sort_column(sort)
-    query = _filters(_health_query(principal), filters)
+    # The page's ids first, then the health of those devices only: the per-device
+    # subqueries then run for one page, not for every device the sort has to look at.
+    query = _filters(select(Device.id).where(device_visible(principal)), filters)
     if cursor is not None:
         value, after_id = decode_cursor(cursor, sort)
         if sort == "id":
@@ -170,10 +172,13 @@ def list_devices(
     order = [column.desc(), Device.id.desc()] if descending else [column.asc(), Device.id.asc()]
     if sort == "id":
         order = order[:1]
-    rows = session.execute(query.order_by(*order).limit(limit + 1)).all()
-    items = [DeviceHealth(row[0], row[1] or 0, row[2], row[3]) for row in rows[:limit]]
+    page_ids = list(session.scalars(query.order_by(*order).limit(limit + 1)))
+    found = {row[0].id: row for row in session.execute(
+        _health_query(principal).where(Device.id.in_(page_ids[:limit])))}
+    items = [DeviceHealth(row[0], row[1] or 0, row[2], row[3])
+             for row in (found[i] for i in page_ids[:limit] if i in found)]
     next_cursor = None
-    if len(rows) > limit:
+    if len(page_ids) > limit and items:
         last = items[-1]
         value = {
             "id": last.device.id,

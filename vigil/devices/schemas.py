@@ -43,7 +43,7 @@ class DeviceOut(BaseModel):
 
 class DevicePage(BaseModel):
     items: list[DeviceOut]
-    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null at the end")
+    next_cursor: str | None = Field(description="?cursor= for the next page; null at the end")
 
 
 class EventOut(BaseModel):

@@ -1,4 +1,4 @@
-"""Users and their roles: keyword-only functions on the caller's session, which they never commit."""
+"""Users and their roles: keyword-only functions on the caller's session; they never commit."""
 
 from __future__ import annotations
 
@@ -80,6 +80,13 @@ def create_admin(
                                  email=email, roles=[RoleName.ADMIN])
     assert password is not None
     return user, password
+
+
+def create_first_admin(session: Session) -> tuple[User, str] | None:
+    """On a database with no users at all, an administrator ``admin`` and its password."""
+    if session.scalar(select(User.id).limit(1)) is not None:
+        return None
+    return create_admin(session, username="admin", display_name="Administrator")
 
 
 def get_user(session: Session, *, user_id: int) -> User:

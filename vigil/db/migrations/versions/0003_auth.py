@@ -1,3 +1,4 @@
+# ruff: noqa: E501
 """Authentication: sign-in sessions, API tokens and sign-in attempts.
 
 Every table is new, so its CHECK constraints are created with it.
