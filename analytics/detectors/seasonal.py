@@ -6,13 +6,19 @@ daily peak from a real excursion, and notices an expected rise that does not
 come. The profile is an exponentially weighted mean per hour of the day (UTC),
 so it follows slow drift. On a stream without a daily rhythm all hours
 converge to the same level and this reduces to a residual from the mean.
+
+Gaps need nothing special: a slot is found from the timestamp, not from a
+count of samples, and a slot not visited for days keeps its last mean. A stuck
+value gives residuals from the profile like any other value: the first hours
+of a flattened daily cycle are surprising, and the profile then follows it at
+``alpha`` per visit.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
-from analytics.detectors.base import StreamingDetector
+from analytics.detectors.base import Param, StreamingDetector
 from analytics.detectors.tail import EmpiricalTail
 
 
@@ -26,6 +32,13 @@ class DailyProfileDetector(StreamingDetector):
     calibration window.
     """
 
+    _constraints: ClassVar[dict[str, Param]] = {
+        "slots": Param(int, 1, 86400),
+        "alpha": Param(float, 0.0, 1.0),
+        "min_visits": Param(int, 1),
+        "history": Param(int, 30, samples=True),
+    }
+
     def __init__(
         self, slots: int = 24, alpha: float = 0.05, min_visits: int = 3, history: int = 500
     ) -> None:
@@ -35,7 +48,7 @@ class DailyProfileDetector(StreamingDetector):
         self.history = history
         self.reset()
 
-    def reset(self) -> None:
+    def _reset(self) -> None:
         self.tail_ = EmpiricalTail(self.history)
         self.mean_: list[float] = [0.0] * self.slots
         self.visits_: list[int] = [0] * self.slots
@@ -54,15 +67,18 @@ class DailyProfileDetector(StreamingDetector):
         self.mean_[slot] = mean + rate * (value - mean)
         return residual if visits > self.min_visits else None
 
-    def surprise(self, timestamp: float, value: float) -> float:
+    def _surprise(self, timestamp: float, value: float) -> float:
         r = self.statistic(timestamp, value)
         return 0.0 if r is None else self.tail_.update(r)
 
     def _export(self) -> dict[str, Any]:
-        return {"tail": self.tail_.export(), "mean": list(self.mean_), "visits": list(self.visits_)}
+        return {
+            "tail": self.tail_.get_state(),
+            "mean": list(self.mean_),
+            "visits": list(self.visits_),
+        }
 
     def _import(self, learned: dict[str, Any]) -> None:
-        self.reset()
-        self.tail_.load(learned["tail"])
+        self.tail_.set_state(learned["tail"])
         self.mean_ = [float(v) for v in learned["mean"]]
         self.visits_ = [int(v) for v in learned["visits"]]

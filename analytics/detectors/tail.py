@@ -87,9 +87,9 @@ class EmpiricalTail:
         self.add(x)
         return s
 
-    def export(self) -> dict[str, Any]:
+    def get_state(self) -> dict[str, Any]:
         return {"window": list(self.window_)}
 
-    def load(self, learned: dict[str, Any]) -> None:
+    def set_state(self, learned: dict[str, Any]) -> None:
         self.window_ = deque(float(v) for v in learned["window"])
         self.sorted_ = sorted(self.window_)

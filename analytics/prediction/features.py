@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.cluster import KMeans
+from sklearn.utils.validation import check_is_fitted
 
 FEATURE_SEPARATOR = "__"
 
@@ -49,6 +50,12 @@ class ConditionNormalizer(TransformerMixin, BaseEstimator):
     ``max_conditions``) whose clusters are tight (within-cluster sum of squares
     below ``tightness`` of the total), else 1: settings that only jitter around
     one point are one condition.
+
+    scikit-learn's ``check_estimator``: its interface checks (construction,
+    ``get_params``/``set_params``, cloning, tags, repr) pass; its data checks
+    do not apply, because they fit plain arrays and this estimator needs a
+    history DataFrame whose unit and time columns group and order the rows.
+    The tests run it and require that only data checks fail.
     """
 
     def __init__(
@@ -130,8 +137,9 @@ class ConditionNormalizer(TransformerMixin, BaseEstimator):
             scales[c] = np.where(std > 0, std, 1.0)
             levels = np.array([len(np.unique(rows[:, j])) for j in range(rows.shape[1])])
             informative |= (levels > self.max_levels) & (std > 0)
-        self.dropped_sensors_ = [s for s, keep in zip(candidates, informative) if not keep]
-        self.sensors_ = [s for s, keep in zip(candidates, informative) if keep]
+        kept = list(zip(candidates, informative, strict=True))
+        self.dropped_sensors_ = [s for s, keep in kept if not keep]
+        self.sensors_ = [s for s, keep in kept if keep]
         self.means_ = means[:, informative]
         self.scales_ = scales[:, informative]
         return self
@@ -142,6 +150,7 @@ class ConditionNormalizer(TransformerMixin, BaseEstimator):
         return self.clusters_.predict(self._settings_matrix(history))
 
     def transform(self, history: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self)
         condition = self._condition(history)
         values = history[self.sensors_].to_numpy(dtype=float)
         normalised = (values - self.means_[condition]) / self.scales_[condition]
@@ -173,6 +182,12 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
     drifted from its own as-new state, which removes unit-to-unit offsets).
     The unit's age (its time column) is a feature too. Early rows use the
     shorter history they have.
+
+    scikit-learn's ``check_estimator``: its interface checks (construction,
+    ``get_params``/``set_params``, cloning, tags, repr) pass; its data checks
+    do not apply, because they fit plain arrays and this estimator needs a
+    history DataFrame whose unit and time columns group and order the rows.
+    The tests run it and require that only data checks fail.
     """
 
     def __init__(
@@ -203,6 +218,7 @@ class WindowFeatures(TransformerMixin, BaseEstimator):
         return np.array(names, dtype=object)
 
     def transform(self, history: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self)
         order = np.lexsort((history[self.time].to_numpy(), history[self.unit].to_numpy()))
         frame = history.iloc[order]
         units = frame[self.unit].to_numpy()

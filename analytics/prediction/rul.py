@@ -11,6 +11,9 @@ into folds by unit, each fold is predicted by a model that never saw it, and
 the residuals (true minus predicted, grouped by the size of the prediction)
 form the predictive distribution around a new prediction. That gives the
 interval and the probability of failure within any horizon from one model.
+Every training row counts, however far from failure: a unit predicted at the
+cap may have the cap's life left or three times as much, and the band of a
+healthy unit has to say so.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.ensemble import ExtraTreesRegressor, HistGradientBoostingRegressor
 from sklearn.model_selection import GroupKFold
+from sklearn.utils.validation import check_is_fitted
 from threadpoolctl import threadpool_limits
 
 from analytics.prediction.features import (
@@ -41,9 +45,16 @@ class RULRegressor(RegressorMixin, BaseEstimator):
     Predictions, intervals and failure probabilities are per row; the row that
     matters for a live unit is its latest (see :meth:`assess`).
 
-    ``eval_horizon`` limits :meth:`score` and the calibration residuals to rows
-    within that many steps of failure: farther out, a capped prediction is
-    wrong by design and no reading can say by how much.
+    ``eval_horizon`` limits :meth:`score` (and ``cv_rmse_``) to rows within
+    that many steps of failure: farther out, a capped prediction is wrong by
+    design and no reading can say by how much. The band and the failure
+    probability are calibrated on all rows.
+
+    scikit-learn's ``check_estimator``: its interface checks (construction,
+    ``get_params``/``set_params``, cloning, tags, repr) pass; its data checks
+    do not apply, because they fit plain arrays and this estimator needs a
+    history DataFrame whose unit and time columns group and order the rows.
+    The tests run it and require that only data checks fail.
     """
 
     def __init__(
@@ -121,6 +132,7 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         return members
 
     def _features(self, X: pd.DataFrame) -> pd.DataFrame:
+        check_is_fitted(self)
         return self.windows_.transform(self.normalizer_.transform(X))
 
     def _fit_members(self, features: np.ndarray, target: np.ndarray) -> list[BaseEstimator]:
@@ -132,7 +144,9 @@ class RULRegressor(RegressorMixin, BaseEstimator):
             mean = np.mean([m.predict(features) for m in members], axis=0)
         return np.clip(mean, 0.0, self.cap)
 
-    def fit(self, X: pd.DataFrame, y: Sequence[float] | None = None) -> RULRegressor:
+    def fit(
+        self, X: pd.DataFrame, y: Sequence[float] | np.ndarray | None = None
+    ) -> RULRegressor:
         rul = rul_from_failures(X, self.unit, self.time) if y is None else np.asarray(y, float)
         self.normalizer_ = ConditionNormalizer(
             unit=self.unit,
@@ -161,7 +175,8 @@ class RULRegressor(RegressorMixin, BaseEstimator):
             healthy = rul >= np.quantile(rul, 0.75)
         self.reference_ = np.median(matrix[healthy], axis=0)
 
-        self.cv_rmse_ = None
+        self.cv_rmse_: float | None = None
+        self.oof_predictions_: np.ndarray | None = None
         self.bin_edges_ = np.array([])
         self.residuals_ = [np.zeros(1)]
         if self.calibration_folds >= 2:
@@ -178,46 +193,28 @@ class RULRegressor(RegressorMixin, BaseEstimator):
             members = self._fit_members(matrix[train], target[train])
             oof[held] = self._predict_members(members, matrix[held])
         near = rul <= self.eval_horizon
-        residual = rul[near] - oof[near]
-        self.cv_rmse_ = float(np.sqrt(np.mean(residual**2)))
-        quantiles = np.linspace(0, 1, self.calibration_bins + 1)[1:-1]
-        self.bin_edges_ = np.unique(np.quantile(oof[near], quantiles))
-        bins = np.searchsorted(self.bin_edges_, oof[near], side="right")
-        self.residuals_ = [np.sort(residual[bins == b]) for b in range(len(self.bin_edges_) + 1)]
+        self.cv_rmse_ = float(np.sqrt(np.mean((rul[near] - oof[near]) ** 2)))
+        self.oof_predictions_ = oof
+        self.bin_edges_, self.residuals_ = residual_bins(oof, rul, self.calibration_bins)
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """Remaining useful life of every row (at most ``cap``)."""
-        return self._predict_members(self.models_, self._features(X).to_numpy())
-
-    def _residuals_for(self, predicted: np.ndarray) -> list[np.ndarray]:
-        bins = np.searchsorted(self.bin_edges_, predicted, side="right")
-        return [self.residuals_[b] for b in bins]
+        features = self._features(X).to_numpy()
+        return self._predict_members(self.models_, features)
 
     def predict_interval(self, X: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper bounds holding the true life with probability ``coverage``."""
-        predicted = self.predict(X)
-        return self._interval(predicted)
+        return self._interval(self.predict(X))
 
     def _interval(self, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        tail = (1.0 - self.coverage) / 2.0
-        lower = np.empty_like(predicted)
-        upper = np.empty_like(predicted)
-        for i, (p, r) in enumerate(zip(predicted, self._residuals_for(predicted))):
-            lower[i] = max(0.0, p + np.quantile(r, tail))
-            upper[i] = max(lower[i], p + np.quantile(r, 1.0 - tail))
-        return lower, upper
+        return band(predicted, self.bin_edges_, self.residuals_, self.coverage)
 
     def predict_failure_proba(self, X: pd.DataFrame, horizon: float) -> np.ndarray:
         """Probability that each row's unit fails within ``horizon`` steps."""
         return self._failure_proba(self.predict(X), horizon)
 
     def _failure_proba(self, predicted: np.ndarray, horizon: float) -> np.ndarray:
-        return np.array(
-            [
-                np.searchsorted(r, horizon - p, side="right") / len(r)
-                for p, r in zip(predicted, self._residuals_for(predicted))
-            ]
-        )
+        return failure_probability(predicted, self.bin_edges_, self.residuals_, horizon)
 
     def explain(self, X: pd.DataFrame, latest: bool = False) -> pd.DataFrame:
         """Per row and sensor: how many steps of life that sensor's readings add to the prediction.
@@ -283,3 +280,47 @@ class RULRegressor(RegressorMixin, BaseEstimator):
         near = rul <= self.eval_horizon
         d = self.predict(X)[near] - rul[near]
         return -float(np.sqrt(np.mean(d * d)))
+
+
+def residual_bins(
+    predicted: np.ndarray, truth: np.ndarray, bins: int
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The predictive distribution: residuals (truth - predicted) by quantile bin of the prediction.
+
+    Returns the bin edges and each bin's sorted residuals. Equal-count bins
+    keep every bin's quantiles estimated from about ``len / bins`` residuals.
+    """
+    predicted = np.asarray(predicted, dtype=float)
+    residual = np.asarray(truth, dtype=float) - predicted
+    quantiles = np.linspace(0, 1, bins + 1)[1:-1]
+    edges = np.unique(np.quantile(predicted, quantiles))
+    which = np.searchsorted(edges, predicted, side="right")
+    return edges, [np.sort(residual[which == b]) for b in range(len(edges) + 1)]
+
+
+def band(
+    predicted: np.ndarray, edges: np.ndarray, residuals: list[np.ndarray], coverage: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Central ``coverage`` interval of each prediction's residual distribution, floored at 0."""
+    predicted = np.asarray(predicted, dtype=float)
+    tail = (1.0 - coverage) / 2.0
+    low = np.array([np.quantile(r, tail) if len(r) else 0.0 for r in residuals])
+    high = np.array([np.quantile(r, 1.0 - tail) if len(r) else 0.0 for r in residuals])
+    which = np.searchsorted(edges, predicted, side="right")
+    lower = np.maximum(0.0, predicted + low[which])
+    upper = np.maximum(lower, predicted + high[which])
+    return lower, upper
+
+
+def failure_probability(
+    predicted: np.ndarray, edges: np.ndarray, residuals: list[np.ndarray], horizon: float
+) -> np.ndarray:
+    """Share of each prediction's residual distribution that puts failure within ``horizon``."""
+    predicted = np.asarray(predicted, dtype=float)
+    which = np.searchsorted(edges, predicted, side="right")
+    out = np.zeros(len(predicted))
+    for b, r in enumerate(residuals):
+        rows = which == b
+        if rows.any() and len(r):
+            out[rows] = np.searchsorted(r, horizon - predicted[rows], side="right") / len(r)
+    return out

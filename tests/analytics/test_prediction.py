@@ -8,6 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.estimator_checks import check_estimator
 
 from analytics.prediction import metrics
 from analytics.prediction.cmapss import COLUMNS, load_subset, read_history, read_rul
@@ -17,7 +19,7 @@ from analytics.prediction.features import (
     last_rows,
     rul_from_failures,
 )
-from analytics.prediction.rul import RULRegressor
+from analytics.prediction.rul import RULRegressor, band, failure_probability, residual_bins
 
 CONDITIONS = np.array([[0.0, 0.0], [20.0, 0.7], [35.0, 0.84]])
 
@@ -233,3 +235,80 @@ def test_fd001_cross_validation() -> None:
     ).fit(train)
     assert len(fitted.normalizer_.dropped_sensors_) == 7
     assert fitted.cv_rmse_ < 16.0
+
+
+INTERFACE_CHECKS = {
+    "check_estimator_cloneable",
+    "check_estimator_repr",
+    "check_get_params_invariance",
+    "check_set_params",
+    "check_no_attributes_set_in_init",
+    "check_parameters_default_constructible",
+    "check_do_not_raise_errors_in_init_or_set_params",
+    "check_mixin_order",
+}
+
+
+@pytest.mark.parametrize(
+    "estimator", [ConditionNormalizer(), WindowFeatures(), RULRegressor(calibration_folds=0)]
+)
+def test_interface_checks_of_scikit_learn_pass(estimator: object) -> None:
+    """The data checks fit plain arrays, which carry no unit or time column (see docstrings)."""
+    results = check_estimator(estimator, on_fail=None)
+    passed = {r["check_name"] for r in results if r["status"] == "passed"}
+    failed = {r["check_name"] for r in results if r["status"] == "failed"}
+    assert INTERFACE_CHECKS <= passed
+    assert not failed & INTERFACE_CHECKS
+
+
+@pytest.mark.parametrize("estimator", [ConditionNormalizer(), WindowFeatures(), RULRegressor()])
+def test_unfitted_estimators_say_so(estimator: ConditionNormalizer) -> None:
+    method = getattr(estimator, "predict", None) or estimator.transform
+    with pytest.raises(NotFittedError):
+        method(fleet(2, seed=0))
+
+
+def test_band_holds_far_from_failure_too(trained: RULRegressor, held_out: pd.DataFrame) -> None:
+    """Calibrated on every row: a unit predicted at the cap may have much more life left."""
+    truth = rul_from_failures(held_out)
+    lower, upper = trained.predict_interval(held_out)
+    far = truth > trained.cap
+    assert far.sum() > 100
+    assert metrics.interval_coverage(truth[far], lower[far], upper[far]) > 0.8
+    assert metrics.interval_coverage(truth, lower, upper) > 0.8
+    assert trained.oof_predictions_ is not None
+    assert len(trained.oof_predictions_) == len(rul_from_failures(fleet(40, seed=0)))
+
+
+def test_calibration_functions_follow_the_residuals() -> None:
+    rng = np.random.default_rng(0)
+    predicted = rng.uniform(0, 100, 20000)
+    spread = np.where(predicted < 50, 5.0, 20.0)  # wider where the prediction is high
+    truth = predicted + rng.normal(0, 1, len(predicted)) * spread
+    edges, residuals = residual_bins(predicted, truth, bins=4)
+    assert len(edges) == 3 and len(residuals) == 4
+    assert all(np.all(np.diff(r) >= 0) for r in residuals)
+    lower, upper = band(np.array([25.0, 75.0]), edges, residuals, coverage=0.9)
+    width = upper - lower
+    assert width[0] == pytest.approx(2 * 1.645 * 5, rel=0.1)
+    assert width[1] == pytest.approx(2 * 1.645 * 20, rel=0.1)
+    p = failure_probability(np.array([25.0, 25.0]), edges, residuals, horizon=25.0)
+    assert p[0] == pytest.approx(0.5, abs=0.03)
+    assert band(np.array([1.0]), edges, residuals, 0.9)[0][0] == 0.0  # life is never negative
+
+
+def test_cross_fitted_calibration_covers_as_claimed() -> None:
+    from analytics.bench.cmapss import band_figures, cross_fitted_calibration, interval_score
+
+    rng = np.random.default_rng(1)
+    predicted = rng.uniform(0, 150, 5000)
+    truth = np.maximum(predicted + rng.normal(0, 10, len(predicted)), 0)
+    folds = np.arange(len(truth)) % 5
+    splits = [(np.flatnonzero(folds != k), np.flatnonzero(folds == k)) for k in range(5)]
+    cal = cross_fitted_calibration(predicted, truth, splits, bins=5, coverage=0.9, horizon=30)
+    figures = band_figures(truth, cal["lower"], cal["upper"], cal["proba"], 30, 0.9)
+    assert 0.87 < figures["band_coverage"] < 0.93
+    assert 0.85 < figures["band_coverage_far"] < 0.95
+    assert figures["brier"] < figures["brier_base_rate"]
+    narrow = interval_score(truth, predicted - 1, predicted + 1, 0.9)
+    assert interval_score(truth, cal["lower"], cal["upper"], 0.9) < narrow
