@@ -332,6 +332,13 @@ def device_page(
     })
 
 
+@router.get("/devices/{device_id}/latest", response_class=HTMLResponse)
+def latest_readings(request: Request, device_id: DeviceId, ctx: SignedIn) -> HTMLResponse:
+    """The device page's latest readings, which it polls."""
+    detail = devices_api.get_device(device_id, ctx, request)
+    return render(request, ctx, "_latest_readings.html", {"device": detail})
+
+
 # --- tickets --------------------------------------------------------------------------
 
 

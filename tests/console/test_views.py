@@ -119,3 +119,15 @@ def test_odd_ids_are_clear_answers_not_errors(client: TestClient) -> None:
     assert client.get("/console/tickets/987654").status_code == 404
     assert client.get("/console/devices/no-such-device").status_code == 404
     assert client.get("/console/fleet", params={"site": "9" * 12}).status_code == 200
+
+
+def test_the_device_page_polls_its_latest_readings(client: TestClient, server: Running) -> None:
+    sign_in(client, "engineer")
+    device = server.world.devices["a"][1]
+    page = client.get(f"/console/devices/{device}").text
+    assert f'hx-get="/console/devices/{device}/latest"' in page
+    latest = client.get(f"/console/devices/{device}/latest", headers={"HX-Request": "true"})
+    assert latest.status_code == 200
+    assert "temperature_c" in latest.text and "<html" not in latest.text
+    sign_in(client, "customer-b")
+    assert client.get(f"/console/devices/{device}/latest").status_code == 404
