@@ -190,6 +190,7 @@ def run(args: argparse.Namespace) -> int:
         env = dict(os.environ)
         children.append(Supervised("ingest", _vigil_command("ingest"), env, logs / "ingest.log"))
         children.append(Supervised("api", _vigil_command("api"), env, logs / "api.log"))
+        print(f"Console: http://{settings.api.host}:{settings.api.port}/console/", flush=True)
         if args.simulate > 0:
             added = register_fleet(settings, simulated_devices(args.simulate))
             log.info("%d simulated devices registered (%d new)", args.simulate, added)
