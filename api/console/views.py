@@ -590,7 +590,7 @@ def _portal_context(ctx: Ctx, device: str | None = None) -> dict[str, Any]:
     page = devices_api.list_devices(ctx, sort="risk", order="desc", limit=200)
     tickets = list(ctx.db.scalars(
         select(Ticket).where(ticket_visible(ctx.principal))
-        .order_by(Ticket.updated_at.desc(), Ticket.id.desc()).limit(30)))
+        .order_by(Ticket.updated_at.desc(), Ticket.id.desc()).limit(12)))
     return {
         "devices": page.items, "more_devices": page.next_cursor is not None,
         "tickets": tickets, "now": utcnow(),

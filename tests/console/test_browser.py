@@ -277,11 +277,12 @@ def test_a_customer_device_page_and_fleet_pass_the_accessibility_check(
     tab.check("11-ticket-queue-customer")
 
 
+@pytest.mark.parametrize("width", [768, 1024])
 @pytest.mark.parametrize("path", ["/console/fleet", "/console/tickets", "/console/portal"])
-def test_pages_fit_a_tablet_held_upright(browser: Browser, server: Running, screenshots: Path,
-                                         path: str) -> None:
-    """At 768 px wide nothing makes the page scroll sideways (wide tables scroll in place)."""
-    context = browser.new_context(viewport={"width": 768, "height": 1024})
+def test_pages_fit_a_tablet_either_way_up(browser: Browser, server: Running, screenshots: Path,
+                                          path: str, width: int) -> None:
+    """On a tablet, upright or sideways, neither the page nor a table scrolls sideways."""
+    context = browser.new_context(viewport={"width": width, "height": 1792 - width})
     try:
         tab = Tab(context.new_page(), server.url, screenshots)
         tab.sign_in("customer-a" if path.endswith("portal") else "manager")
@@ -291,7 +292,8 @@ def test_pages_fit_a_tablet_held_upright(browser: Browser, server: Running, scre
         tables = page.locator(".table-wrap").evaluate_all(
             "els => els.map(e => e.scrollWidth - e.clientWidth)")
         assert tables and max(tables) <= 0  # and the tables fit without scrolling
-        tab.page.screenshot(path=str(screenshots / f"upright{path.replace('/', '-')}.png"))
+        tab.page.screenshot(
+            path=str(screenshots / f"tablet-{width}{path.replace('/', '-')}.png"))
         assert tab.errors == []
     finally:
         context.close()
