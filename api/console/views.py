@@ -29,6 +29,7 @@ from sqlalchemy import select
 from api import auth as auth_api
 from api import devices as devices_api
 from api import tickets as tickets_api
+from api import users as users_api
 from api.console import queries
 from api.console.survey import record_survey
 from api.deps import Ctx, Db, SignedIn
@@ -38,6 +39,7 @@ from vigil.auth.service import Throttled, Unauthenticated
 from vigil.auth.visibility import ticket_visible
 from vigil.db.base import utcnow
 from vigil.db.enums import FINAL_TICKET_STATES, Category, RoleName, TicketScope, TicketState
+from vigil.devices.schemas import DeviceIn
 from vigil.errors import Conflict, DomainError, Forbidden, InvalidTransition, NotFound
 from vigil.schemas import MAX_ID
 from vigil.telemetry.store import TelemetryError
@@ -58,6 +60,7 @@ from vigil.tickets.transitions import (
 )
 from vigil.tickets.transitions import Request as TransitionRequest
 from vigil.users.models import User
+from vigil.users.schemas import NewUser, UserIn
 
 PREFIX = "/console"
 HERE = Path(__file__).parent
@@ -161,6 +164,9 @@ def home_of(roles: set[str] | frozenset[str] | list[str]) -> str:
 
 
 def _nav(ctx: Ctx) -> list[tuple[str, str]]:
+    if ctx.principal.is_admin:
+        return [("Fleet", f"{PREFIX}/fleet"), ("Tickets", f"{PREFIX}/tickets"),
+                ("Administration", f"{PREFIX}/admin")]
     if ctx.principal.is_staff:
         return [("Fleet", f"{PREFIX}/fleet"), ("Tickets", f"{PREFIX}/tickets")]
     return [("My devices", f"{PREFIX}/portal"), ("Tickets", f"{PREFIX}/tickets")]
@@ -638,3 +644,95 @@ def report_fault(
                                                "description": description,
                                                "category": category, "emergency": emergency})
     return render(request, ctx, "_report_form.html", context, status_code=status)
+
+
+# --- administration -------------------------------------------------------------------
+
+
+def _admin(ctx: Ctx) -> None:
+    """The API's administration routes check this in their dependency; the console here."""
+    if not ctx.principal.is_admin:
+        raise Forbidden("only administrators may do this")
+
+
+def _admin_context(ctx: Ctx) -> dict[str, Any]:
+    return {"users": users_api.list_users(ctx), "sites": queries.sites(ctx.db, ctx.principal),
+            "roles": [r.value for r in RoleName], "new_device": None, "new_user": None,
+            "device_error": None, "user_error": None, "revoked": None, "form": {}}
+
+
+@router.get("/admin", response_class=HTMLResponse)
+def admin_page(request: Request, ctx: SignedIn) -> HTMLResponse:
+    """Register devices (their MQTT credential shown once), revoke them, and add users."""
+    _admin(ctx)
+    return render(request, ctx, "admin.html", _admin_context(ctx))
+
+
+@router.post("/admin/devices", response_class=HTMLResponse)
+def register_device(
+    request: Request,
+    ctx: SignedIn,
+    device_id: Annotated[str, Form(max_length=64)] = "",
+    serial: Annotated[str, Form(max_length=64)] = "",
+    model: Annotated[str, Form(max_length=64)] = "",
+    site: Annotated[str, Form(max_length=12)] = "",
+) -> HTMLResponse:
+    _admin(ctx)
+    registered: list[devices_api.RegisteredDevice] = []
+
+    def act() -> None:
+        body = DeviceIn.model_validate({
+            "id": device_id.strip(), "serial": serial, "model": model,
+            "site_id": _int_or_none(site)})
+        registered.append(devices_api.register_device(body, ctx, request))
+
+    error, status = _apply(ctx, act)
+    context = _admin_context(ctx)
+    # The form keeps what was typed only when it needs correcting.
+    context.update(device_error=error, form={"device_id": device_id, "serial": serial,
+                                             "model": model, "site": site} if error else {},
+                   new_device=registered[0].credential if registered else None)
+    return render(request, ctx, "_admin_devices.html", context, status_code=status)
+
+
+@router.post("/admin/devices/revoke", response_class=HTMLResponse)
+def revoke_device(request: Request, ctx: SignedIn,
+                  device_id: Annotated[str, Form(max_length=64)] = "") -> HTMLResponse:
+    _admin(ctx)
+
+    def act() -> None:
+        devices_api.revoke_credential(device_id.strip(), ctx, request)
+
+    try:
+        error, status = _apply(ctx, act)
+    except NotFound as exc:
+        error, status = str(exc), 404
+    context = _admin_context(ctx)
+    context.update(device_error=error, revoked=None if error else device_id.strip())
+    return render(request, ctx, "_admin_devices.html", context, status_code=status)
+
+
+@router.post("/admin/users", response_class=HTMLResponse)
+def create_user(
+    request: Request,
+    ctx: SignedIn,
+    username: Annotated[str, Form(max_length=64)] = "",
+    display_name: Annotated[str, Form(max_length=200)] = "",
+    role: Annotated[str, Form(max_length=20)] = "",
+    sites: Annotated[list[str] | None, Form(max_length=1000)] = None,
+) -> HTMLResponse:
+    _admin(ctx)
+    created: list[NewUser] = []
+
+    def act() -> None:
+        body = UserIn.model_validate({
+            "username": username.strip(), "display_name": display_name.strip(),
+            "roles": [role], "site_ids": [i for i in map(_int_or_none, sites or []) if i]})
+        created.append(users_api.create_user(body, ctx))
+
+    error, status = _apply(ctx, act)
+    context = _admin_context(ctx)
+    context.update(user_error=error, new_user=created[0] if created else None,
+                   form={"username": username, "display_name": display_name, "role": role}
+                   if error else {})
+    return render(request, ctx, "_admin_users.html", context, status_code=status)

@@ -297,3 +297,17 @@ def test_pages_fit_a_tablet_either_way_up(browser: Browser, server: Running, scr
         assert tab.errors == []
     finally:
         context.close()
+
+
+def test_an_admin_registers_a_device_in_the_browser(tab: Tab) -> None:
+    tab.sign_in("admin")
+    page = tab.go("/console/admin")
+    tab.check("12-admin")
+    form = page.get_by_role("form", name="Register a device")
+    form.get_by_label("Device id").fill("vt3-browser1")
+    form.get_by_label("Serial number").fill("VT-3-BROWSER1")
+    form.get_by_label("Model").fill("VT-3")
+    form.get_by_label("Site").select_option(label="ICU North (St. Anna Hospital)")
+    form.get_by_role("button", name="Register and issue its credential").click()
+    expect(page.locator("#new-credential")).to_contain_text("vt3-browser1 is registered")
+    tab.check("13-admin-credential")

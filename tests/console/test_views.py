@@ -8,8 +8,10 @@ from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from tests.console.conftest import PASSWORD, Running
+from vigil.db.models import Device
 
 
 @pytest.fixture
@@ -108,8 +110,10 @@ def test_fleet_filters_and_pages(client: TestClient, server: Running) -> None:
         seen += re.findall(r'<th scope="row"><a href="/console/devices/([^"]+)"', page)
         found = re.search(r'<a href="([^"]+)"[^>]*rel="next"', page)
         url = html.unescape(found.group(1)) if found else None
-    everyone = server.world.devices["a"] + server.world.devices["b"]
-    assert len(seen) == len(everyone) and set(seen) == set(everyone)  # 60 devices, 50 a page
+    with server.sessions() as session:  # other tests may have registered devices
+        everyone = list(session.scalars(select(Device.id)))
+    assert len(everyone) > 50  # more than one page
+    assert len(seen) == len(everyone) and set(seen) == set(everyone)
 
 
 def test_odd_ids_are_clear_answers_not_errors(client: TestClient) -> None:
@@ -131,3 +135,57 @@ def test_the_device_page_polls_its_latest_readings(client: TestClient, server: R
     assert "temperature_c" in latest.text and "<html" not in latest.text
     sign_in(client, "customer-b")
     assert client.get(f"/console/devices/{device}/latest").status_code == 404
+
+
+def test_only_administrators_reach_administration(client: TestClient) -> None:
+    sign_in(client, "manager")
+    assert client.get("/console/admin").status_code == 403
+    token = client.cookies.get("vigil_csrf") or ""
+    refused = client.post("/console/admin/devices", headers={"X-CSRF-Token": token},
+                          data={"device_id": "pump-x1", "serial": "X1", "model": "IP-100"})
+    assert refused.status_code == 403
+    sign_in(client, "admin")
+    assert "Register a device" in client.get("/console/admin").text
+
+
+def test_an_admin_registers_a_device_sees_its_credential_once_and_revokes_it(
+    client: TestClient, server: Running
+) -> None:
+    sign_in(client, "admin")
+    headers = {"X-CSRF-Token": client.cookies.get("vigil_csrf") or "", "HX-Request": "true"}
+    done = client.post("/console/admin/devices", headers=headers, data={
+        "device_id": "ip100-new01", "serial": "IP-100-NEW01", "model": "IP-100"})
+    assert done.status_code == 200, done.text
+    password = re.search(r"<dt>Password</dt><dd><code>([^<]+)</code>", done.text)
+    assert password and len(password.group(1)) >= 16
+    assert password.group(1) not in client.get("/console/admin").text  # shown once only
+    again = client.post("/console/admin/devices", headers=headers, data={
+        "device_id": "ip100-new01", "serial": "IP-100-NEW02", "model": "IP-100"})
+    assert again.status_code == 409 and 'role="alert"' in again.text
+    revoked = client.post("/console/admin/devices/revoke", headers=headers,
+                          data={"device_id": "ip100-new01"})
+    assert revoked.status_code == 200 and "is revoked" in revoked.text
+    missing = client.post("/console/admin/devices/revoke", headers=headers,
+                          data={"device_id": "no-such-device"})
+    assert missing.status_code == 404
+
+
+def test_an_admin_adds_a_customer_user_who_sees_only_its_site(
+    client: TestClient, server: Running
+) -> None:
+    sign_in(client, "admin")
+    headers = {"X-CSRF-Token": client.cookies.get("vigil_csrf") or "", "HX-Request": "true"}
+    admin_page = client.get("/console/admin").text
+    site = re.search(r'<option value="(\d+)">Theatre 2', admin_page)
+    assert site
+    done = client.post("/console/admin/users", headers=headers, data={
+        "username": "nurse-b", "display_name": "Nina Nurse", "role": "customer",
+        "sites": [site.group(1)]})
+    assert done.status_code == 200, done.text
+    password = re.search(r"<p><code>([^<]+)</code>", done.text)
+    assert password
+    answer = client.post("/console/sign-in",
+                         data={"username": "nurse-b", "password": password.group(1)})
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/portal"
+    portal = client.get("/console/portal").text
+    assert server.world.devices["b"][0] in portal and server.world.devices["a"][0] not in portal
