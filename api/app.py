@@ -11,7 +11,18 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine
 
-from api import audit, auth, console, customers, devices, health, problems, tickets, users
+from api import (
+    audit,
+    auth,
+    console,
+    customers,
+    devices,
+    health,
+    predictions,
+    problems,
+    tickets,
+    users,
+)
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from vigil.config import Settings
@@ -28,6 +39,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "devices", "description": "Devices and their health, readings and telemetry."},
     {"name": "customers", "description": "Customers (hospitals) and their sites."},
     {"name": "users", "description": "Users and their roles (administrators)."},
+    {"name": "predictions", "description": "Failure predictions ranked by risk."},
     {"name": "tickets", "description": "The service desk's tickets."},
     {"name": "audit", "description": "The audit log (administrators)."},
     {"name": "health", "description": "Liveness, readiness and metrics, for operators."},
@@ -87,7 +99,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, prefix=API_PREFIX)
 
     app.include_router(health.router)
-    for module in (auth, devices, tickets, customers, users, audit):
+    for module in (auth, devices, predictions, tickets, customers, users, audit):
         app.include_router(module.router, prefix=API_PREFIX)
     console.install(app)
 

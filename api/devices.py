@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from api.deps import AdminOnly, SignedIn, after_commit
@@ -28,11 +28,13 @@ from vigil.devices.schemas import (
     DevicePage,
     DevicePatch,
     EventOut,
+    PlanOut,
     PredictionOut,
     TelemetryOut,
     TicketBrief,
 )
 from vigil.errors import InvalidRequest
+from vigil.maintenance.models import MaintenancePlan
 from vigil.telemetry.store import AGGREGATES
 from vigil.tickets.models import Ticket
 
@@ -99,11 +101,18 @@ def get_device(device_id: DeviceId, ctx: SignedIn, request: Request) -> DeviceDe
                              .order_by(Ticket.created_at.desc()).limit(20))
     predictions = ctx.db.scalars(select(Prediction).where(Prediction.device_id == device_id)
                                  .order_by(Prediction.made_at.desc()).limit(5))
+    plans = ctx.db.scalars(
+        select(MaintenancePlan)
+        .where(MaintenancePlan.active.is_(True),
+               or_(MaintenancePlan.device_id == device_id,
+                   MaintenancePlan.device_model == item.device.model))
+        .order_by(MaintenancePlan.next_due_at, MaintenancePlan.id))
     return DeviceDetail(
         **device_out(item).model_dump(), readings=readings, readings_at=readings_at,
         events=[EventOut.model_validate(e) for e in events],
         tickets=[TicketBrief.model_validate(t) for t in tickets],
         predictions=[PredictionOut.model_validate(p) for p in predictions],
+        plans=[PlanOut.model_validate(p) for p in plans],
     )
 
 

@@ -29,7 +29,7 @@ from edge_agent.outbox import Outbox, OutboxError
 from edge_agent.sources import CommandSource, SimulatedSource, Source
 from edge_agent.transport import Link, Reactor
 
-log = logging.getLogger("edge_agent")
+log = logging.getLogger(__name__)
 
 EXPIRE_EVERY_S = 60.0
 

@@ -38,6 +38,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from edge_agent import protocol
+
 METRICS = [f"m{i}" for i in range(8)]
 PROBE_DEVICE = "probe-0"
 RAW_CLIENT_ID = "bench-raw"
@@ -98,7 +100,7 @@ def _publish(
     client.on_publish = lambda *a: acked.__setitem__(0, acked[0] + 1)
     client.connect("127.0.0.1", port)
     client.loop_start()
-    topics = [f"vigil/v1/dev/dev-{d:05d}/telemetry".encode() for d in range(devices)]
+    topics = [protocol.topic(f"dev-{d:05d}", "telemetry").encode() for d in range(devices)]
     window = 1000
     started = time.monotonic()
     for i in range(start, stop):
@@ -139,7 +141,7 @@ def _raw_consumer(port: int, expected: int, ready: Any, result: Any) -> None:
     )
     client.on_message = on_message
     client.on_subscribe = lambda *a: ready.set()
-    client.on_connect = lambda c, *a: c.subscribe("vigil/v1/dev/+/telemetry", qos=1)
+    client.on_connect = lambda c, *a: c.subscribe(protocol.subscription("telemetry"), qos=1)
     props = Properties(PacketTypes.CONNECT)
     props.SessionExpiryInterval = 600
     client.connect("127.0.0.1", port, clean_start=False, properties=props)
@@ -478,7 +480,7 @@ class Bench:
             now = time.time()
             ts = int(now * 1000)
             client.publish(
-                f"vigil/v1/dev/{PROBE_DEVICE}/telemetry", payload(k, ts, float(k)), qos=1
+                protocol.topic(PROBE_DEVICE, "telemetry"), payload(k, ts, float(k)), qos=1
             )
             sent[k] = now
             k += 1

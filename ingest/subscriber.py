@@ -46,6 +46,10 @@ class BurstReadingClient(mqtt.Client):
     reads packets until both buffer and socket are empty before it writes
     (acknowledgements) and keeps the connection alive as usual. The broker's
     Receive Maximum bounds how long such a burst can be.
+
+    This overrides paho's private ``_sock_recv`` and ``loop_read`` and uses its
+    ``_sock``, ``_packet_read`` and ``_loop_rc_handle``: the one class that does,
+    for paho 2.x as pinned; a test checks they exist.
     """
 
     CHUNK = 64 * 1024

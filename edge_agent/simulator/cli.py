@@ -3,7 +3,11 @@
 Live mode samples every device at its interval for --duration seconds (until
 interrupted by default). With --backfill-days the fleet first publishes that
 much history, with historical timestamps, as fast as the broker takes it. The
-ground truth of injected faults goes to --labels.
+ground truth of injected faults goes to --labels (one CSV row per fault) and,
+with everything else planned (site episodes, glitches, maintenance, benign
+changes), to --truth as JSON. --faults picks the kind: ``realistic`` (faults
+hidden in noise and relations, a share of sudden failures, repairs) or
+``easy`` (the original faults, the same readings as before for a seed).
 """
 
 from __future__ import annotations
@@ -15,7 +19,12 @@ import time
 from pathlib import Path
 
 from edge_agent.simulator.physics import MODELS
-from edge_agent.simulator.scenario import plan_fleet, write_labels
+from edge_agent.simulator.scenario import (
+    FAULT_KINDS,
+    plan_scenario,
+    write_ground_truth,
+    write_labels,
+)
 from edge_agent.transport import BrokerSettings
 
 DAY_MS = 86_400_000
@@ -31,6 +40,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="outbox database shared by the virtual devices")
     parser.add_argument("--labels", default="vigil-simulator-labels.csv",
                         help="CSV file for the ground truth of injected faults")
+    parser.add_argument("--truth", default="",
+                        help="JSON file for the whole ground truth (default: --labels with "
+                             "the suffix .json)")
+    parser.add_argument("--faults", choices=FAULT_KINDS, default="realistic",
+                        help="kind of faults: realistic, or easy (the original ones)")
+    parser.add_argument("--sudden-share", type=float, default=0.2,
+                        help="with realistic faults: share of failures with no precursor")
     parser.add_argument("--interval", type=float, default=1.0, help="seconds between samples")
     parser.add_argument("--duration", type=float, default=0.0,
                         help="seconds of live running (0: until interrupted)")
@@ -55,11 +71,18 @@ def run(args: argparse.Namespace) -> int:
     now_ms = int(time.time() * 1000)
     history_ms = int(args.backfill_days * DAY_MS)
     # The plan spans the history and 30 days ahead, so live runs see faults develop too.
-    specs = plan_fleet(args.devices, seed=args.seed, start_ms=now_ms - history_ms - DAY_MS,
-                       end_ms=now_ms + 30 * DAY_MS, fault_fraction=args.fault_fraction,
-                       models=[m for m in args.models.split(",") if m], prefix=args.prefix)
+    scenario = plan_scenario(args.devices, seed=args.seed,
+                             start_ms=now_ms - history_ms - DAY_MS, end_ms=now_ms + 30 * DAY_MS,
+                             fault_fraction=args.fault_fraction,
+                             models=[m for m in args.models.split(",") if m], prefix=args.prefix,
+                             faults=args.faults, sudden_share=args.sudden_share)
+    specs = scenario.specs
     n_labels = write_labels(args.labels, specs)
-    print(f"{len(specs)} devices, {n_labels} injected faults -> {args.labels}")
+    truth_path = args.truth or str(Path(args.labels).with_suffix(".json"))
+    truth = write_ground_truth(truth_path, scenario)
+    print(f"{len(specs)} devices, {n_labels} injected {args.faults} faults -> {args.labels}; "
+          f"{len(truth['site_episodes'])} site episodes, {len(truth['glitches'])} glitches, "
+          f"{len(truth['maintenance'])} maintenance windows -> {truth_path}")
     broker = BrokerSettings(host=host or "127.0.0.1", port=int(port or 1883),
                             password=args.password, ca_file=args.ca_file)
     fleet = Fleet(specs, seed=args.seed, broker=broker, outbox_path=Path(args.outbox),

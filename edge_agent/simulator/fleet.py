@@ -41,6 +41,7 @@ class VirtualDevice:
     next_due: float = 0.0
     fast_until: float = 0.0
     state: str = "online"
+    planned_state: str = "online"
     recent_events: list[str] = field(default_factory=list)
 
 
@@ -151,7 +152,14 @@ class Fleet:
                                      lambda: int(time.time() * 1000))
 
         def self_test(args: dict[str, Any]) -> dict[str, Any]:
-            severities = device.sim.severities(int(time.time() * 1000))
+            now_ms = int(time.time() * 1000)
+            if device.spec.realism is not None:
+                # A real self-test finds a failed part, not the wear that leads to it.
+                ok = not any(f.broken(now_ms) for f in device.spec.faults)
+                return {"passed": ok, "checks": {
+                    "outbox": {"ok": True, "depth": self.outbox.depth(device.spec.device_id)},
+                    "hardware": {"ok": ok}}}
+            severities = device.sim.severities(now_ms)
             worst = max(severities.values(), default=0.0)
             return {"passed": worst < 0.6, "checks": {
                 "outbox": {"ok": True, "depth": self.outbox.depth(device.spec.device_id)},
@@ -196,6 +204,8 @@ class Fleet:
             if device.fast_until and mono >= device.fast_until:
                 device.fast_until = 0.0
                 device.interval_s = self.interval_s
+            if device.spec.realism is not None and device.spec.realism.maintenance:
+                self._follow_plan(device, now_ms)
             rows.append((device.spec.device_id, now_ms, device.sim.sample(now_ms)))
             for event in device.sim.events(now_ms):
                 self.outbox.add_event(device.spec.device_id, now_ms, event.code, event.severity,
@@ -209,6 +219,13 @@ class Fleet:
         if rows:
             self.samples_queued += self.outbox.add_samples(rows)
         return len(rows)
+
+    def _follow_plan(self, device: VirtualDevice, now_ms: int) -> None:
+        """Enter and leave the plan's maintenance windows as the service engineer would."""
+        planned = "maintenance" if device.spec.in_maintenance(now_ms) else "online"
+        if planned != device.planned_state:
+            device.planned_state = planned
+            self.set_state(device.spec.device_id, planned)
 
     def step(self) -> None:
         """One pass of the loop: network, sampling when due, publishing, status."""

@@ -73,21 +73,39 @@ class Site:
 
 @dataclass(frozen=True, slots=True)
 class Fault:
-    """Ground truth of one injected degradation (epoch milliseconds)."""
+    """Ground truth of one injected degradation (epoch milliseconds).
+
+    A sudden failure (``predictable=False``) has its onset at the failure: no
+    precursor at all. After ``repaired_ms`` the device is healthy again.
+    """
 
     device: str
     model: str
     fault_type: str
     onset_ms: int
     failure_ms: int
+    predictable: bool = True
+    repaired_ms: int | None = None
 
     def severity(self, t_ms: int) -> float:
-        """0 before onset, growing convexly to 1 at failure (wear accelerates), 1 after."""
-        if t_ms <= self.onset_ms:
+        """0 before onset, growing convexly to 1 at failure (wear accelerates), 1 until repair."""
+        if t_ms <= self.onset_ms or (self.repaired_ms is not None and t_ms >= self.repaired_ms):
             return 0.0
         if t_ms >= self.failure_ms:
             return 1.0
         return ((t_ms - self.onset_ms) / (self.failure_ms - self.onset_ms)) ** 2
+
+    def progress(self, t_ms: int) -> float:
+        """Linear share of the way from onset to failure: what the noise grows with."""
+        if t_ms <= self.onset_ms or (self.repaired_ms is not None and t_ms >= self.repaired_ms):
+            return 0.0
+        if t_ms >= self.failure_ms:
+            return 1.0
+        return (t_ms - self.onset_ms) / (self.failure_ms - self.onset_ms)
+
+    def broken(self, t_ms: int) -> bool:
+        """Failed and not yet repaired: out of clinical service."""
+        return t_ms >= self.failure_ms and (self.repaired_ms is None or t_ms < self.repaired_ms)
 
 
 def local_hour(t_ms: int, site: Site) -> float:

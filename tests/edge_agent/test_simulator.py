@@ -207,6 +207,9 @@ def test_vigil_simulate_command_runs_backfill_then_live(mosquitto: Mosquitto,
     assert stats["outbox_depth"] <= 6 and stats["samples_queued"] >= 432 + 6
     labels = read_labels(tmp_path / "labels.csv")
     assert len(labels) == 6 and all(r["device"].startswith(prefix) for r in labels)
+    truth = json.loads((tmp_path / "labels.json").read_text())
+    assert truth["kind"] == "realistic" and truth["seed"] == 4
+    assert [f["device"] for f in truth["faults"]] == [r["device"] for r in labels]
 
 
 def test_vigil_agent_check_reports_bad_settings_clearly(tmp_path: Path) -> None:

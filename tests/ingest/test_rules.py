@@ -431,3 +431,26 @@ def test_a_decoder_gap_is_a_dead_letter_not_a_crash() -> None:
 def test_metric_names_the_store_reserves_are_rejected() -> None:
     r = rejection("vigil/v1/dev/pump-1/telemetry", telemetry(temp=1.0, time=2.0))
     assert r.kind is RejectReason.SCHEMA and "'time' is reserved" in r.reason
+
+
+# --- the one reader of paho's internals ----------------------------------------
+
+
+def test_a_topic_that_is_not_utf8_is_shown_with_escapes() -> None:
+    import paho.mqtt.client as mqtt
+
+    from ingest.subscriber import readable_topic
+
+    assert readable_topic(mqtt.MQTTMessage(1, b"vigil/v1/dev/a/status")) == "vigil/v1/dev/a/status"
+    message = mqtt.MQTTMessage(1, b"vigil/v1/dev/\xff/telemetry")
+    assert readable_topic(message) == "vigil/v1/dev/\\xff/telemetry"
+
+
+def test_the_paho_internals_the_burst_reading_client_overrides_exist() -> None:
+    """BurstReadingClient replaces paho's private socket reads; a paho that renames them
+    fails here rather than silently reading packet by packet."""
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
+    for name in ("_sock", "_sock_recv", "_packet_read", "_loop_rc_handle", "loop_read"):
+        assert hasattr(client, name), name

@@ -80,14 +80,27 @@ class PredictionOut(BaseModel):
     drivers: dict[str, object]
 
 
+class PlanOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    title: str
+    interval_days: int | None
+    interval_usage_hours: float | None
+    last_done_at: datetime | None
+    next_due_at: datetime | None
+
+
 class DeviceDetail(DeviceOut):
-    """One device's page: its health, latest readings, recent events, tickets and predictions."""
+    """One device's page: health, latest readings, recent events, tickets, predictions, plans."""
 
     readings: dict[str, float | None]
     readings_at: datetime | None
     events: list[EventOut]
     tickets: list[TicketBrief]
     predictions: list[PredictionOut]
+    plans: list[PlanOut] = Field(description="active maintenance and calibration plans")
 
 
 class TelemetryOut(BaseModel):
