@@ -7,7 +7,7 @@ caller may not see is never loaded.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, case, func, nulls_last, select, true
@@ -153,3 +153,13 @@ def deadline_window(ticket: Ticket) -> tuple[str, datetime | None]:
         if met is None:
             return name, due
     return "done", None
+
+
+def tickets_near_breach(session: Session, principal: Principal, *, within: timedelta,
+                        now: datetime, limit: int = 25) -> list[Ticket]:
+    """Open tickets whose next deadline has passed or falls within ``within``, soonest first."""
+    due = next_deadline()
+    return list(session.scalars(
+        select(Ticket).where(ticket_visible(principal), Ticket.state.not_in(_FINAL),
+                             due.is_not(None), due <= now + within)
+        .order_by(due.asc(), Ticket.id).limit(limit)))

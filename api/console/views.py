@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from api import auth as auth_api
 from api import devices as devices_api
+from api import predictions as predictions_api
 from api import tickets as tickets_api
 from api import users as users_api
 from api.console import queries
@@ -156,7 +157,9 @@ def acting_role(ctx: Ctx) -> ActorRole:
 
 def home_of(roles: set[str] | frozenset[str] | list[str]) -> str:
     """Where a person lands after signing in: a customer on their own devices."""
-    if RoleName.ADMIN in roles or RoleName.MANAGER in roles:
+    if RoleName.MANAGER in roles:
+        return f"{PREFIX}/dashboard"
+    if RoleName.ADMIN in roles:
         return f"{PREFIX}/fleet"
     if RoleName.ENGINEER in roles:
         return f"{PREFIX}/tickets"
@@ -164,11 +167,12 @@ def home_of(roles: set[str] | frozenset[str] | list[str]) -> str:
 
 
 def _nav(ctx: Ctx) -> list[tuple[str, str]]:
+    staff = [("Dashboard", f"{PREFIX}/dashboard"), ("Fleet", f"{PREFIX}/fleet"),
+             ("Tickets", f"{PREFIX}/tickets")]
     if ctx.principal.is_admin:
-        return [("Fleet", f"{PREFIX}/fleet"), ("Tickets", f"{PREFIX}/tickets"),
-                ("Administration", f"{PREFIX}/admin")]
+        return [*staff, ("Administration", f"{PREFIX}/admin")]
     if ctx.principal.is_staff:
-        return [("Fleet", f"{PREFIX}/fleet"), ("Tickets", f"{PREFIX}/tickets")]
+        return staff
     return [("My devices", f"{PREFIX}/portal"), ("Tickets", f"{PREFIX}/tickets")]
 
 
@@ -343,6 +347,44 @@ def latest_readings(request: Request, device_id: DeviceId, ctx: SignedIn) -> HTM
     """The device page's latest readings, which it polls."""
     detail = devices_api.get_device(device_id, ctx, request)
     return render(request, ctx, "_latest_readings.html", {"device": detail})
+
+
+# --- the manager's dashboard ---------------------------------------------------------
+
+# Tickets whose next deadline falls within this time are "at risk" on the dashboard.
+AT_RISK_WITHIN = timedelta(hours=4)
+
+
+def _main_driver(drivers: dict[str, Any]) -> str | None:
+    """The reading that pushed a prediction most."""
+    numeric = {k: float(v) for k, v in drivers.items()
+               if isinstance(v, int | float) and not isinstance(v, bool)}
+    return max(numeric, key=lambda k: abs(numeric[k])) if numeric else None
+
+
+@router.get("/dashboard", response_class=HTMLResponse)
+def dashboard(
+    request: Request,
+    ctx: SignedIn,
+    model: Annotated[str | None, Query(max_length=64)] = None,
+) -> HTMLResponse:
+    """Predicted failures ranked by risk (the API's ranking) and the tickets nearest breach."""
+    if not ctx.principal.is_staff:
+        raise NotFound("this page is for the service organisation")
+    ranked = predictions_api.ranked(ctx, min_probability=0.0, model=model or None, limit=25)
+    at_risk = queries.tickets_near_breach(ctx.db, ctx.principal, within=AT_RISK_WITHIN,
+                                          now=utcnow())
+    drivers = {p.device_id: _main_driver(p.drivers) for p in ranked}
+    return render(request, ctx, "dashboard.html", {
+        "ranked": ranked, "drivers": drivers, "model": model or "",
+        "models": queries.models(ctx.db, ctx.principal),
+        "site_names": {s.id: s.name for s in queries.sites(ctx.db, ctx.principal)},
+        "at_risk": [(t, *queries.deadline_window(t)) for t in at_risk],
+        "summary": queries.fleet_summary(ctx.db, ctx.principal),
+        "breached": sum(1 for t in at_risk if (queries.deadline_window(t)[1] or utcnow())
+                        < utcnow()),
+        "within_h": int(AT_RISK_WITHIN.total_seconds() // 3600), "now": utcnow(),
+    })
 
 
 # --- tickets --------------------------------------------------------------------------

@@ -64,7 +64,7 @@ class Tab:
         page.get_by_label("User name").fill(username)
         page.get_by_label("Password").fill(PASSWORD)
         page.get_by_role("button", name="Sign in").click()
-        page.wait_for_url(re.compile(r"/console/(portal|fleet|tickets)"))
+        page.wait_for_url(re.compile(r"/console/(portal|fleet|tickets|dashboard)"))
 
     def shot(self, name: str) -> Path:
         """The whole page, and what a tablet shows of it first (``-view``, for the README)."""
@@ -121,7 +121,7 @@ def test_sign_in_page_works_from_the_keyboard(tab: Tab) -> None:
 @pytest.mark.parametrize(("username", "home", "heading"), [
     ("customer-a", "/console/portal", "Your devices and tickets"),
     ("engineer", "/console/tickets", "Tickets"),
-    ("manager", "/console/fleet", "Fleet"),
+    ("manager", "/console/dashboard", "Dashboard"),
     ("admin", "/console/fleet", "Fleet"),
 ])
 def test_each_role_lands_on_its_home(tab: Tab, username: str, home: str, heading: str) -> None:
@@ -134,7 +134,7 @@ def test_each_role_lands_on_its_home(tab: Tab, username: str, home: str, heading
 
 def test_fleet_lists_devices_most_at_risk_first_and_filters(tab: Tab, server: Running) -> None:
     tab.sign_in("manager")
-    page = tab.page
+    page = tab.go("/console/fleet")
     rows = page.locator("#fleet-results tbody tr")
     expect(rows).to_have_count(50)
     risks = [int(t.replace("\u202f%", "")) for t in
@@ -278,7 +278,8 @@ def test_a_customer_device_page_and_fleet_pass_the_accessibility_check(
 
 
 @pytest.mark.parametrize("width", [768, 1024])
-@pytest.mark.parametrize("path", ["/console/fleet", "/console/tickets", "/console/portal"])
+@pytest.mark.parametrize("path", ["/console/fleet", "/console/tickets", "/console/portal",
+                                  "/console/dashboard"])
 def test_pages_fit_a_tablet_either_way_up(browser: Browser, server: Running, screenshots: Path,
                                           path: str, width: int) -> None:
     """On a tablet, upright or sideways, neither the page nor a table scrolls sideways."""
@@ -297,6 +298,13 @@ def test_pages_fit_a_tablet_either_way_up(browser: Browser, server: Running, scr
         assert tab.errors == []
     finally:
         context.close()
+
+
+def test_the_managers_dashboard(tab: Tab) -> None:
+    tab.sign_in("manager")
+    expect(tab.page.locator("table.ranked tbody tr")).to_have_count(25)
+    expect(tab.page.locator("#near-h")).to_be_visible()
+    tab.check("14-dashboard")
 
 
 def test_an_admin_registers_a_device_in_the_browser(tab: Tab) -> None:

@@ -35,7 +35,7 @@ def test_pages_need_a_session(client: TestClient) -> None:
 
 @pytest.mark.parametrize(("username", "home"), [
     ("customer-a", "/console/portal"), ("engineer", "/console/tickets"),
-    ("manager", "/console/fleet"), ("admin", "/console/fleet")])
+    ("manager", "/console/dashboard"), ("admin", "/console/fleet")])
 def test_each_role_lands_on_its_home(client: TestClient, username: str, home: str) -> None:
     assert sign_in(client, username) == home
     page = client.get(home)
@@ -52,7 +52,7 @@ def test_a_wrong_password_is_refused_with_a_message(client: TestClient) -> None:
 def test_sign_in_returns_only_to_console_paths(client: TestClient) -> None:
     answer = client.post("/console/sign-in", data={
         "username": "manager", "password": PASSWORD, "next": "//evil.example/console/"})
-    assert answer.headers["location"] == "/console/fleet"
+    assert answer.headers["location"] == "/console/dashboard"
 
 
 def test_sign_in_from_another_site_is_refused(client: TestClient) -> None:
@@ -189,3 +189,19 @@ def test_an_admin_adds_a_customer_user_who_sees_only_its_site(
     assert answer.status_code == 303 and answer.headers["location"] == "/console/portal"
     portal = client.get("/console/portal").text
     assert server.world.devices["b"][0] in portal and server.world.devices["a"][0] not in portal
+
+
+def test_the_dashboard_ranks_predicted_failures_and_lists_tickets_near_breach(
+    client: TestClient, server: Running
+) -> None:
+    sign_in(client, "manager")
+    page = client.get("/console/dashboard").text
+    ranked = re.findall(r'<th scope="row"><a href="/console/devices/([^"]+)"', page)
+    assert ranked[:1] == ["pm7-a025"]  # the highest probability of the seeded fleet (0.95)
+    assert "motor_current_a" in page  # its main driver
+    near = re.findall(r'<li><a href="/console/tickets/(\d+)"', page)
+    assert near  # seeded tickets past their respond deadline
+    vt3 = client.get("/console/dashboard", params={"model": "VT-3"}).text
+    assert set(re.findall(r'<span class="muted serial">([^<]+)</span>', vt3)) == {"VT-3"}
+    sign_in(client, "customer-a")
+    assert client.get("/console/dashboard").status_code == 404
