@@ -83,6 +83,15 @@
     setInterval(tick, 1000);
   });
   document.addEventListener("htmx:afterSettle", function (event) { init(event.target); });
+  // A periodic refresh waits while the keyboard focus is inside what it would replace,
+  // so someone tabbing through the queue does not lose their place.
+  document.addEventListener("htmx:beforeRequest", function (event) {
+    const elt = event.detail.elt;
+    if (elt.hasAttribute("hx-trigger") && elt.getAttribute("hx-trigger").startsWith("every ")
+        && elt.contains(document.activeElement)) {
+      event.preventDefault();
+    }
+  });
   // A refused write answers 4xx with a message to show; anything else is a real failure.
   document.addEventListener("htmx:responseError", function () {
     const live = document.getElementById("live");
