@@ -18,6 +18,7 @@ from api import (
     customers,
     devices,
     health,
+    knowledge,
     predictions,
     problems,
     tickets,
@@ -37,6 +38,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "auth", "description": "Signing in: access and refresh tokens, the console's "
                                     "session cookie, API tokens."},
     {"name": "devices", "description": "Devices and their health, readings and telemetry."},
+    {"name": "knowledge", "description": "Known faults and their fixes (service organisation)."},
     {"name": "customers", "description": "Customers (hospitals) and their sites."},
     {"name": "users", "description": "Users and their roles (administrators)."},
     {"name": "predictions", "description": "Failure predictions ranked by risk."},
@@ -99,7 +101,7 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, prefix=API_PREFIX)
 
     app.include_router(health.router)
-    for module in (auth, devices, predictions, tickets, customers, users, audit):
+    for module in (auth, devices, predictions, tickets, knowledge, customers, users, audit):
         app.include_router(module.router, prefix=API_PREFIX)
     console.install(app)
 
