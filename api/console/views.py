@@ -28,6 +28,7 @@ from sqlalchemy import select
 
 from api import auth as auth_api
 from api import devices as devices_api
+from api import knowledge as knowledge_api
 from api import predictions as predictions_api
 from api import tickets as tickets_api
 from api import users as users_api
@@ -494,6 +495,8 @@ def _ticket_context(ctx: Ctx, ticket_id: int, message: str | None = None,
     latest = (row.evidence or {}).get("latest") or {}
     return {
         "chart_json": _evidence_chart(row), "latest_evidence": latest.get("summary"),
+        # The knowledge base is the service organisation's (the API's route says so too).
+        "articles": knowledge_api.suggestions(ticket_id, ctx) if ctx.principal.is_staff else [],
         "ticket": detail, "row": row,
         # The customer closes by signing off, in its own panel.
         "moves": [m for m in _moves(row, role) if not (customer and m["to"] == "closed")],

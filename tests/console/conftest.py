@@ -29,6 +29,7 @@ from vigil.db import migrations
 from vigil.db.enums import Category, TicketSource
 from vigil.db.models import Customer, Device, DeviceEvent, Prediction, Role, Site, User
 from vigil.db.session import make_engine, make_session_factory, transaction
+from vigil.knowledge.models import KnowledgeArticle
 from vigil.telemetry.embedded import EmbeddedStore
 from vigil.telemetry.store import Point
 from vigil.tickets import service
@@ -122,6 +123,13 @@ def seed(sessions: sessionmaker[Session], store: EmbeddedStore, now: datetime) -
                               ("engineer", "Eli Engineer")):
             world.user_ids[role] = _user(session, role, display, role, digest).id
         _user(session, "engineer-2", "Noor Engineer", "engineer", digest)
+        session.add_all([
+            KnowledgeArticle(title="Occlusion alarms on IP-100 without a real occlusion",
+                             body="Check the pressure sensor's seat; replace the pump segment "
+                                  "if it is worn.", category="mechanical", device_model="IP-100"),
+            KnowledgeArticle(title="Noisy fans", body="Clean the filter; replace the fan.",
+                             category="mechanical"),
+        ])
         session.flush()
         openings = [  # device index, hours ago, emergency, title, category
             (0, 0.4, True, "Occlusion alarm without occlusion", "mechanical"),

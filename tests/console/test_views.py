@@ -205,3 +205,15 @@ def test_the_dashboard_ranks_predicted_failures_and_lists_tickets_near_breach(
     assert set(re.findall(r'<span class="muted serial">([^<]+)</span>', vt3)) == {"VT-3"}
     sign_in(client, "customer-a")
     assert client.get("/console/dashboard").status_code == 404
+
+
+def test_staff_see_knowledge_base_suggestions_and_customers_do_not(
+    client: TestClient, server: Running
+) -> None:
+    tid = server.world.tickets["a"][0]  # a mechanical fault on an IP-100
+    sign_in(client, "engineer")
+    page = client.get(f"/console/tickets/{tid}").text
+    assert page.index("Occlusion alarms on IP-100") < page.index("Noisy fans")
+    sign_in(client, "customer-a")
+    page = client.get(f"/console/tickets/{tid}").text
+    assert "Knowledge base" not in page and "Noisy fans" not in page
