@@ -648,6 +648,8 @@ def _portal_context(ctx: Ctx, device: str | None = None) -> dict[str, Any]:
         "site_names": {s.id: s.name for s in queries.sites(ctx.db, ctx.principal)},
         "categories": [c.value for c in Category],
         "awaiting": [t for t in tickets if t.state == TicketState.VERIFIED],
+        "survey": [t for t in tickets
+                   if t.state == TicketState.CLOSED and t.satisfaction_score is None],
         "report_error": None, "report": {"device_id": device},
     }
 

@@ -235,6 +235,10 @@ def test_a_ticket_goes_from_open_to_closed_with_the_customers_sign_off(
     page.get_by_role("button", name="Accept the repair and close").click()
     expect(page.locator(".state").first).to_have_text("closed")
     expect(page.get_by_role("status")).to_contain_text("signed off")
+    customer.go("/console/portal")  # the portal links to the survey
+    page.get_by_role("link", name=re.compile("Pump stops mid-infusion")).first.click()
+    expect(page.get_by_role("heading", name="How satisfied are you with this repair?")
+           ).to_be_visible()
     page.get_by_text("4", exact=True).click()
     page.get_by_label("Comment (optional)").fill("Quick and clear.")
     page.get_by_role("button", name="Send").click()

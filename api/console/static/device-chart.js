@@ -45,7 +45,7 @@
     return chosen ? table[chosen.value] : fallback;
   }
 
-  function draw(box, config, data, markers) {
+  function draw(box, config, data, markers, start, end) {
     box.innerHTML = "";
     const syncKey = "device-" + config.device;
     const times = data.rows.map(function (r) { return r[0] / 1000; });
@@ -70,6 +70,9 @@
         series: [{}, { label: metric, stroke: COLOURS[i % COLOURS.length], width: 2, spanGaps: false }],
         plugins: [markerPlugin(markers)],
       }, [times, values], figure);
+      // Show the whole window asked for, not only the part with data, so markers in a
+      // quiet stretch stay visible; a double-click zooms back out to the data.
+      plot.setScale("x", { min: start.getTime() / 1000, max: end.getTime() / 1000 });
       plot.root.setAttribute("aria-label", "Chart of " + metric);
       plot.root.setAttribute("role", "img");
       charts.push(plot);
@@ -104,7 +107,7 @@
         if (!r.ok) throw new Error("status " + r.status);
         return r.json();
       })
-      .then(function (data) { draw(box, config, data, config.markers); })
+      .then(function (data) { draw(box, config, data, config.markers, start, end); })
       .catch(function () {
         box.innerHTML = "<p class=\"notice error\" role=\"alert\">The readings could not be loaded.</p>";
         box.dataset.drawn = "error";
