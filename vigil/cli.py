@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("vigil.doctor", "check that the broker, InfluxDB and SQL database are usable"),
     "db": ("vigil.db.cli", "manage the SQL database schema"),
     "ingest": ("ingest.cli", "run the MQTT-to-telemetry-store ingest service"),
+    "jobs": ("analytics.jobs.cli", "run the scheduled jobs: scoring, ticket rules, watchdog"),
     "simulate": ("edge_agent.simulator.cli", "run a fleet of simulated devices"),
     "api": ("api.cli", "serve the HTTP API"),
     "users": ("vigil.users.cli", "manage users (create the first administrator)"),
@@ -32,6 +33,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.bench", "ingest throughput and end-to-end latency"),
     "nab": ("analytics.bench.nab", "score the streaming detector on NAB data"),
     "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),
+    "scoring": ("analytics.jobs.bench", "streaming scoring job: device-days scored per CPU second"),
     "api": ("api.bench", "API requests per second and latency under concurrent clients"),
     "desk": ("vigil.tickets.bench", "SLA watchdog pass over a large service desk"),
 }

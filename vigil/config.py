@@ -93,6 +93,64 @@ class IngestSettings(BaseModel):
     metrics_port: int = Field(9108, ge=0, le=65535)
 
 
+class ScoringSettings(BaseModel):
+    """Streaming scoring: the fixed step each device model's metrics are resampled to.
+
+    The detectors count samples and were tuned on 5-minute data, so the step is
+    what gives their memory its duration: 500 samples of 5 minutes are about
+    42 hours whatever the device's own sampling rate. ``settle_s`` is how long
+    after a step ends it is scored, so samples still in transit arrive first.
+    """
+
+    default_step_s: int = Field(300, ge=1)
+    step_s: dict[str, int] = Field(default_factory=dict)
+    settle_s: int = Field(120, ge=0)
+    max_steps_per_pass: int = Field(2016, ge=1)
+    measurement: str = "telemetry"
+    scores_measurement: str = "scores"
+
+    def step_for(self, model: str) -> int:
+        return self.step_s.get(model, self.default_step_s)
+
+
+class TicketRuleSettings(BaseModel):
+    """When anomaly alarms become a ticket: ``min_alarms`` on one metric within ``window_s``,
+    more after an engineer cancelled the same device's ticket as a false alarm."""
+
+    min_alarms: int = Field(3, ge=1)
+    window_s: int = Field(24 * 3600, ge=60)
+    # After a ticket of the same device and signature was cancelled as a false alarm within
+    # ``damping_days``, ``min_alarms`` is multiplied by ``damping_factor``.
+    damping_days: float = Field(30.0, ge=0)
+    damping_factor: int = Field(2, ge=1)
+
+
+class JobsSettings(BaseModel):
+    """`vigil jobs`: which jobs run how often, the leases that share work, the metrics port.
+
+    A job's interval is how often it is due; a worker polls at most every
+    ``poll_s`` seconds. The service desk's watchdog and notification delivery
+    run at the intervals of the [desk] section. ``lease_ttl_s`` is how long a
+    dead worker's devices stay claimed before another worker takes them over.
+    The jobs named in ``intervals_s`` are the analytics jobs that run: setting it
+    replaces the whole table, and a job left out does not run.
+    """
+
+    intervals_s: dict[str, float] = Field(
+        default_factory=lambda: {"scoring": 60.0, "ticket_rules": 60.0, "retrain": 86400.0}
+    )
+    poll_s: float = Field(10.0, gt=0)
+    worker_id: str | None = None
+    lease_ttl_s: float = Field(120.0, ge=1)
+    claim_batch: int = Field(20, ge=1)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(9109, ge=0, le=65535)
+    # History the retraining job learns each device model's healthy behaviour from.
+    retrain_days: float = Field(30.0, gt=0)
+    scoring: ScoringSettings = ScoringSettings()
+    ticket_rules: TicketRuleSettings = TicketRuleSettings()
+
+
 class DeskSettings(BaseModel):
     """The service desk: its rules file, the watchdog, and where escalations are sent.
 
@@ -137,6 +195,7 @@ class Settings(BaseSettings):
     influxdb: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
+    jobs: JobsSettings = JobsSettings()
     desk: DeskSettings = DeskSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 

@@ -26,6 +26,7 @@ from vigil.diagnosis.models import DiagnosisSession, TranscriptEntry
 from vigil.engineers.models import Engineer, Qualification
 from vigil.knowledge.models import KnowledgeArticle
 from vigil.maintenance.models import MaintenancePlan
+from vigil.scoring.models import AnomalyAlarm, JobLease, ModelVersion, StreamState
 from vigil.tickets.models import (
     OPEN_TICKET_PREDICATE,
     Contract,
@@ -42,6 +43,7 @@ __all__ = [
     "DEAD_LETTER_REASON_CHARS",
     "DEAD_LETTER_TOPIC_CHARS",
     "OPEN_TICKET_PREDICATE",
+    "AnomalyAlarm",
     "ApiToken",
     "AuditLog",
     "AuthSession",
@@ -54,14 +56,17 @@ __all__ = [
     "DiagnosisSession",
     "Engineer",
     "InvalidValue",
+    "JobLease",
     "KnowledgeArticle",
     "MaintenancePlan",
+    "ModelVersion",
     "Notification",
     "Prediction",
     "Qualification",
     "Role",
     "SignInAttempt",
     "Site",
+    "StreamState",
     "Ticket",
     "TicketAlert",
     "TicketEvent",

@@ -1,0 +1,1 @@
+"""The scheduled jobs run by `vigil jobs`: scoring, ticket rules, the desk's own jobs."""

@@ -1,0 +1,173 @@
+"""Ticket rules: repeated alarms become one ticket per device and metric through the desk."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import func, select
+
+from analytics.jobs.ticket_rules import AlarmView, findings, ticket_rules_pass
+from tests.jobs.conftest import T0, add_fleet
+from vigil.config import TicketRuleSettings
+from vigil.db.models import Device, Ticket
+from vigil.db.session import transaction
+from vigil.scoring.models import AnomalyAlarm
+from vigil.tickets.priority import TicketRules
+
+RULES = TicketRules.load()
+SETTINGS = TicketRuleSettings(min_alarms=3, window_s=24 * 3600)
+HOUR = timedelta(hours=1)
+
+
+def alarm(i: int, hours: float, metric: str = "flow", device: str = "dev-000") -> AlarmView:
+    return AlarmView(i, device, metric, T0 + hours * HOUR, 0.7, 1.0)
+
+
+def test_findings_need_enough_alarms_of_one_metric_inside_the_window() -> None:
+    new = [alarm(3, 30), alarm(4, 30, metric="temp")]
+    recent = [alarm(1, 0), alarm(2, 10)]  # the first is more than a day before the newest
+    assert findings(new, recent, min_alarms=3, window=24 * HOUR) == []
+    found = findings(new, [*recent, alarm(5, 20)], min_alarms=3, window=24 * HOUR)
+    assert [(f.signature, [a.id for a in f.alarms]) for f in found] == [("anomaly:flow", [2, 5, 3])]
+
+
+def add_alarms(factory, device: str, metric: str, hours: list[float], score: float = 0.7) -> None:
+    with transaction(factory) as session:
+        session.add_all(AnomalyAlarm(device_id=device, metric=metric, ts=T0 + h * HOUR, score=score,
+                                     value=99.0, detected_at=T0) for h in hours)
+
+
+def run(factory, now=T0):
+    with transaction(factory) as session:
+        return ticket_rules_pass(session, now=now, settings=SETTINGS, rules=RULES)
+
+
+def tickets(factory) -> list[Ticket]:
+    with factory() as session:
+        return list(session.scalars(select(Ticket).order_by(Ticket.id)))
+
+
+def test_alarms_open_one_ticket_and_later_alarms_join_it(factory) -> None:
+    add_fleet(factory, 2)
+    add_alarms(factory, "dev-000", "flow", [1, 2])
+    assert run(factory)["tickets_opened"] == 0  # two alarms are not yet a pattern
+    add_alarms(factory, "dev-000", "flow", [3], score=0.9)
+    add_alarms(factory, "dev-001", "flow", [3])  # one alarm on another device: nothing
+    assert run(factory)["tickets_opened"] == 1
+    [ticket] = tickets(factory)
+    assert (ticket.device_id, ticket.signature) == ("dev-000", "anomaly:flow")
+    assert ticket.source == "analytics"
+    assert ticket.peak_score == pytest.approx(0.9)
+    assert len(ticket.evidence["latest"]["data"]["alarms"]) == 3
+    add_alarms(factory, "dev-000", "flow", [5])
+    outcome = run(factory)
+    assert (outcome["tickets_opened"], outcome["tickets_joined"]) == (0, 1)
+    [ticket] = tickets(factory)
+    assert ticket.evidence_count == 2
+    assert run(factory)["alarms"] == 0  # every alarm was considered once
+    with factory() as session:
+        linked = session.scalar(select(func.count()).select_from(AnomalyAlarm).where(
+            AnomalyAlarm.ticket_id == ticket.id))
+    assert linked == 4
+
+
+def test_the_category_follows_the_metric(factory) -> None:
+    add_fleet(factory, 1)
+    add_alarms(factory, "dev-000", "supply_voltage", [1, 2, 3])
+    run(factory)
+    [ticket] = tickets(factory)
+    assert ticket.category == "electrical"
+
+
+def test_a_device_in_maintenance_raises_nothing(factory) -> None:
+    add_fleet(factory, 1)
+    with transaction(factory) as session:
+        session.get(Device, "dev-000").state = "maintenance"
+    add_alarms(factory, "dev-000", "flow", [1, 2, 3, 4])
+    outcome = run(factory)
+    assert outcome["in_maintenance"] == 4 and outcome["tickets_opened"] == 0
+    assert tickets(factory) == []
+
+
+def test_scoring_then_ticket_rules_end_to_end(factory, embedded) -> None:
+    """Spikes in the telemetry store become one ticket through the worker's two jobs."""
+    from analytics.jobs.metrics import JobMetrics
+    from analytics.jobs.runner import Worker
+    from analytics.jobs.service import fleet_tasks
+    from tests.jobs.conftest import FakeClock, readings
+    from vigil.config import JobsSettings, Settings
+    from vigil.telemetry.store import Point
+
+    add_fleet(factory, 2)
+    for device in ("dev-000", "dev-001"):
+        embedded.write(readings(device, T0 - timedelta(days=4), T0))
+    # Three spikes on dev-000 within a day, each beyond anything seen before.
+    for hours, height in ((30, 200.0), (20, 400.0), (10, 800.0)):
+        at = int((T0 - hours * HOUR).timestamp() * 1000)
+        embedded.write([Point("dev-000", at + minute * 60_000, {"flow": 50 + height},
+                              model="infusion_pump", site="Ward 3") for minute in range(5)])
+    settings = Settings(jobs=JobsSettings(intervals_s={"scoring": 60.0, "ticket_rules": 60.0}))
+    worker = Worker(factory=factory, store=embedded, settings=settings.jobs,
+                    fleet_tasks=fleet_tasks(settings, embedded, RULES, factory),
+                    metrics=JobMetrics(), clock=FakeClock())
+    assert worker.run("scoring").detail["alarms"] >= 3
+    assert worker.run("ticket_rules").units == 1
+    flow = [t for t in tickets(factory) if t.signature == "anomaly:flow"]
+    assert [t.device_id for t in flow] == ["dev-000"]
+    assert flow[0].peak_score > 0.9
+    # The evidence shows the 5-minute readings and scores from 6 h before the peak alarm to
+    # 2 h after it: the peak's spike is in it, with its score.
+    data = flow[0].evidence["latest"]["data"]
+    peak = max(data["alarms"], key=lambda alarm: alarm["score"])
+    window = data["window"]
+    assert window["step_s"] == 300 and len(window["readings"]) == 96
+    assert [peak["ts"], round(peak["value"], 6)] in window["readings"]
+    assert max(score for _, score in window["scores"]) == pytest.approx(peak["score"], abs=1e-4)
+
+
+def test_a_finding_the_desk_refuses_does_not_block_the_others(factory, monkeypatch) -> None:
+    from analytics.jobs import ticket_rules
+    from vigil.errors import Conflict
+
+    add_fleet(factory, 2)
+    add_alarms(factory, "dev-000", "flow", [1, 2, 3])
+    add_alarms(factory, "dev-001", "flow", [1, 2, 3])
+    real = ticket_rules.open_or_join
+
+    def refuse_dev_000(session, **kwargs):
+        if kwargs["device_id"] == "dev-000":
+            real(session, **kwargs)  # writes, then fails: the savepoint must undo the write
+            raise Conflict("changed three times in a row")
+        return real(session, **kwargs)
+
+    monkeypatch.setattr(ticket_rules, "open_or_join", refuse_dev_000)
+    outcome = run(factory)
+    assert (outcome["tickets_opened"], outcome["refused"]) == (1, 1)
+    assert [t.device_id for t in tickets(factory)] == ["dev-001"]
+    assert run(factory)["alarms"] == 0
+
+
+def test_a_false_alarm_damps_the_same_pattern_on_the_same_device(factory) -> None:
+    from vigil.db.models import TicketEvent
+
+    add_fleet(factory, 2)
+    add_alarms(factory, "dev-000", "flow", [1, 2, 3])
+    run(factory)
+    [ticket] = tickets(factory)
+    with transaction(factory) as session:  # the engineer cancels it as a false alarm
+        row = session.get(Ticket, ticket.id)
+        row.state, row.cancel_reason = "cancelled", "false alarm"
+        session.add(TicketEvent(ticket_id=row.id, actor="eng1", kind="transition",
+                                from_state="open", to_state="cancelled", at=T0 + 4 * HOUR))
+    later = T0 + 2 * 24 * HOUR
+    add_alarms(factory, "dev-000", "flow", [49, 50, 51])  # the same pattern again
+    add_alarms(factory, "dev-001", "flow", [49, 50, 51])  # on another device: not damped
+    assert run(factory, later)["tickets_opened"] == 1
+    assert [t.device_id for t in tickets(factory) if t.state == "open"] == ["dev-001"]
+    add_alarms(factory, "dev-000", "flow", [52, 53, 54])  # twice as many: a ticket after all
+    assert run(factory, later)["tickets_opened"] == 1
+    with factory() as session:
+        from analytics.jobs.ticket_rules import cancellations_by_rule
+
+        assert cancellations_by_rule(session, since=T0) == {"anomaly:flow": 1}

@@ -1,0 +1,1 @@
+"""Scheduled jobs' shared tables: leases, scoring state, alarms and the model registry."""
