@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 from api import (
     audit,
     auth,
+    console,
     customers,
     devices,
     health,
@@ -102,6 +103,7 @@ def create_app(
     app.include_router(health.router)
     for module in (auth, devices, predictions, tickets, knowledge, customers, users, audit):
         app.include_router(module.router, prefix=API_PREFIX)
+    console.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

@@ -199,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         children.append(Supervised("ingest", _vigil_command("ingest"), env, logs / "ingest.log"))
         children.append(Supervised("jobs", _vigil_command("jobs"), env, logs / "jobs.log"))
         children.append(Supervised("api", _vigil_command("api"), env, logs / "api.log"))
+        print(f"Console: http://{settings.api.host}:{settings.api.port}/console/", flush=True)
         if args.simulate > 0:
             added = register_fleet(settings, simulated_devices(args.simulate))
             log.info("%d simulated devices registered (%d new)", args.simulate, added)

@@ -42,10 +42,16 @@ def test_up_runs_broker_ingest_and_simulator_and_stops_cleanly(tmp_path: Path) -
             with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=1) as r:
                 api_answered = r.status == 200
         time.sleep(0.3)
+    console_answered = False
+    if api_answered:
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/console/sign-in",
+                                    timeout=5) as r:
+            console_answered = r.status == 200 and b"Sign in to Vigil" in r.read()
     stdout, stderr = process.communicate(timeout=180)
     done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert done.returncode == 0, done.stderr[-3000:]
     assert api_answered, "vigil api never answered under vigil up"
+    assert console_answered and f"Console: http://127.0.0.1:{api_port}/console/" in done.stdout
     # The first administrator's password is printed once, and stored only as a hash.
     assert "First administrator 'admin' created" in done.stdout
     password = done.stdout.split("shown only this once:\n", 1)[1].split()[0]
