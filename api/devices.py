@@ -53,7 +53,7 @@ def device_out(item: health.DeviceHealth) -> DeviceOut:
         online=d.online, state=d.state, last_seen=d.last_seen, open_tickets=item.open_tickets,
         risk=item.risk, risk_horizon_days=item.risk_horizon_days,
         has_credential=d.credential_hash is not None, install_date=d.install_date,
-        warranty_end=d.warranty_end,
+        warranty_end=d.warranty_end, udi=d.udi,
     )
 
 

@@ -76,6 +76,8 @@ class Device(Base):
     install_date: Mapped[date | None]
     warranty_end: Mapped[date | None]
     firmware: Mapped[str | None] = mapped_column(String(64))
+    # The Unique Device Identifier as its label prints it (human-readable form), where known.
+    udi: Mapped[str | None] = mapped_column(String(255))
     # A hash of the device's MQTT credential, never the credential itself.
     credential_hash: Mapped[str | None] = mapped_column(String(255))
     online: Mapped[bool] = mapped_column(default=False)
