@@ -14,7 +14,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
 from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, selectinload
 
 from api.deps import SignedIn
 from api.devices import latest_readings
@@ -22,7 +22,7 @@ from api.problems import responses
 from vigil.db.base import utcnow
 from vigil.db.enums import MaintenanceKind
 from vigil.devices import fhir, health
-from vigil.devices.models import Device
+from vigil.devices.models import Device, Site
 from vigil.errors import NotFound
 from vigil.maintenance.models import MaintenancePlan
 
@@ -60,6 +60,10 @@ def _resources(db: Session, request: Request, devices: Sequence[Device]) -> list
     latest = latest_readings(request.app.state.telemetry(), [d.id for d in devices]) \
         if devices else {}
     plans = _calibration_plans(db, devices)
+    # Loaded at once and held, the sites and customers are in the identity map, not read per device.
+    site_ids = sorted({d.site_id for d in devices if d.site_id is not None})
+    sites = list(db.scalars(select(Site).options(selectinload(Site.customer))
+                            .where(Site.id.in_(site_ids)))) if site_ids else []
     now = utcnow()
     resources = []
     for device in devices:
@@ -69,6 +73,7 @@ def _resources(db: Session, request: Request, devices: Sequence[Device]) -> list
             metrics=[name for name, value in readings.items() if value is not None],
             calibration=fhir.calibration_of(device, plans, now=now),
         ))
+    del sites
     return resources
 
 

@@ -11,6 +11,7 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.device import Device as FhirDevice
 from fhir.resources.R4B.devicemetric import DeviceMetric
+from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.api.conftest import World, write_readings
@@ -316,3 +317,47 @@ def test_the_searchset_pages_by_its_next_link_and_filters_by_model(
     assert empty.entry is None
     assert client.get("/api/v1/fhir/Device?_count=0",
                       headers=headers("engineer")).status_code == 422
+
+
+def test_the_searchset_reads_sites_once_not_per_device(
+    client: TestClient, headers: Headers, world: World, engine: Engine
+) -> None:
+    statements: list[str] = []
+
+    def count(*args: Any) -> None:
+        statements.append(args[2])
+
+    h = headers("engineer")
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        read(client, "Device?_count=1", h)
+        one = len(statements)
+        statements.clear()
+        read(client, "Device?_count=6", h)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == one
+
+
+def test_an_admin_records_a_devices_udi_and_the_export_carries_it(
+    client: TestClient, headers: Headers, world: World
+) -> None:
+    h = headers("admin")
+    created = client.post("/api/v1/devices", headers=h, json={
+        "id": "pump_new", "serial": "SN-new", "model": "IP-100", "udi": f"  {UDI} "})
+    assert created.status_code == 201, created.text
+    assert created.json()["device"]["udi"] == UDI
+    resource = FhirDevice.model_validate_json(read(client, "Device/pump.5fnew", h))
+    assert resource.udiCarrier[0].deviceIdentifier == "00844588003288"
+
+    changed = client.patch("/api/v1/devices/pump_new", headers=h, json={"udi": "+H123PQ3C201"})
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["udi"] == "+H123PQ3C201"
+    resource = FhirDevice.model_validate_json(read(client, "Device/pump.5fnew", h))
+    assert [c.carrierHRF for c in resource.udiCarrier] == ["+H123PQ3C201"]
+
+    too_long = client.patch("/api/v1/devices/pump_new", headers=h, json={"udi": "9" * 256})
+    assert too_long.status_code == 422
+    cleared = client.patch("/api/v1/devices/pump_new", headers=h, json={"udi": None})
+    assert cleared.json()["udi"] is None
+    assert FhirDevice.model_validate_json(read(client, "Device/pump.5fnew", h)).udiCarrier is None
