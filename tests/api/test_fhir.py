@@ -11,7 +11,8 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.device import Device as FhirDevice
 from fhir.resources.R4B.devicemetric import DeviceMetric
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, event, text
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.api.conftest import World, write_readings
@@ -361,3 +362,16 @@ def test_an_admin_records_a_devices_udi_and_the_export_carries_it(
     cleared = client.patch("/api/v1/devices/pump_new", headers=h, json={"udi": None})
     assert cleared.json()["udi"] is None
     assert FhirDevice.model_validate_json(read(client, "Device/pump.5fnew", h)).udiCarrier is None
+
+
+def test_the_migrated_database_refuses_a_udi_over_255_characters(
+    sessions: sessionmaker[Session], world: World
+) -> None:
+    """SQLite ignores VARCHAR(255): migration 0007's CHECK constraint is what refuses there."""
+    change = text("UPDATE devices SET udi = :udi WHERE id = 'pump-a1'")
+    with pytest.raises((IntegrityError, DataError)), transaction(sessions) as session:
+        session.execute(change, {"udi": "é" * 256})
+    with transaction(sessions) as session:
+        session.execute(change, {"udi": "é" * 255})
+    with sessions() as session:
+        assert session.scalar(text("SELECT udi FROM devices WHERE id = 'pump-a1'")) == "é" * 255
