@@ -182,6 +182,7 @@ def test_calibration_state_comes_from_the_calibration_plans(
     ("pump-1", "pump-1"),
     ("pump_1", "pump.5f1"),
     ("v2.pump_a.b", "v2.2epump.5fa.2eb"),
+    ("a_" * 32, "a.5f" * 32),
 ])
 def test_device_ids_map_to_fhir_ids_and_back(device_id: str, logical_id: str) -> None:
     assert fhir.fhir_id(device_id) == logical_id
@@ -189,7 +190,8 @@ def test_device_ids_map_to_fhir_ids_and_back(device_id: str, logical_id: str) ->
     assert reparsed(fhir.device_resource(a_device(id=device_id))).id == logical_id
 
 
-@pytest.mark.parametrize("logical_id", ["pump.1", "pump_1", "a.5F", "", "x" * 65, "a/b"])
+@pytest.mark.parametrize("logical_id", ["pump.1", "pump_1", "a.5F", "", "x" * 65, "a/b",
+                                        "a.5f" * 48 + "a"])
 def test_a_logical_id_no_device_maps_to_is_refused(logical_id: str) -> None:
     assert fhir.device_id_of(logical_id) is None
 

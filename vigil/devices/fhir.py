@@ -27,6 +27,7 @@ from fhir.resources.R4B.identifier import Identifier
 from fhir.resources.R4B.reference import Reference
 from fhir.resources.R4B.resource import Resource
 
+from edge_agent.protocol import DEVICE_ID_RE
 from vigil.db.enums import DeviceState, MaintenanceKind
 from vigil.devices.models import Device
 from vigil.maintenance.models import MaintenancePlan
@@ -49,9 +50,10 @@ CalibrationState = Literal["not-calibrated", "calibration-required", "calibrated
 
 # FHIR ids allow letters, digits, '-' and '.'; device ids also allow '_'. Escaping '.' and '_'
 # as '.' and two hex digits keeps the mapping reversible and leaves most ids as they are.
+# A 64-character device id full of them escapes to more than FHIR's 64: still answered.
 _ESCAPES = {".": ".2e", "_": ".5f"}
 _ESCAPED = re.compile(r"\.(2e|5f)")
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+_ESCAPED_ID = re.compile(r"^[A-Za-z0-9\-.]{1,192}$")
 
 
 def fhir_id(device_id: str) -> str:
@@ -61,10 +63,12 @@ def fhir_id(device_id: str) -> str:
 
 def device_id_of(logical_id: str) -> str | None:
     """The device id behind a FHIR logical id, or None if no device id maps to it."""
-    if not _FHIR_ID.fullmatch(logical_id):
+    if not _ESCAPED_ID.fullmatch(logical_id):
         return None
     device_id = _ESCAPED.sub(lambda m: chr(int(m.group(1), 16)), logical_id)
-    return device_id if fhir_id(device_id) == logical_id else None
+    if fhir_id(device_id) != logical_id or not DEVICE_ID_RE.fullmatch(device_id):
+        return None
+    return device_id
 
 
 @dataclass(frozen=True, slots=True)
