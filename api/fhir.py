@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import Response
+from fhir.resources.R4B.device import Device as FhirDevice
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -43,8 +44,6 @@ class FhirResponse(Response):
 
 
 def _calibration_plans(db: Session, devices: Sequence[Device]) -> list[MaintenancePlan]:
-    if not devices:
-        return []
     ids = sorted({d.id for d in devices})
     models = sorted({d.model for d in devices})
     return list(db.scalars(
@@ -55,15 +54,16 @@ def _calibration_plans(db: Session, devices: Sequence[Device]) -> list[Maintenan
         .order_by(MaintenancePlan.id)))
 
 
-def _resources(db: Session, request: Request, devices: Sequence[Device]) -> list[Any]:
+def _resources(db: Session, request: Request, devices: Sequence[Device]) -> list[FhirDevice]:
     """Each device's resource, with its reported metrics and calibration."""
-    latest = latest_readings(request.app.state.telemetry(), [d.id for d in devices]) \
-        if devices else {}
+    if not devices:
+        return []
+    latest = latest_readings(request.app.state.telemetry(), [d.id for d in devices])
     plans = _calibration_plans(db, devices)
     # Loaded at once and held, the sites and customers are in the identity map, not read per device.
     site_ids = sorted({d.site_id for d in devices if d.site_id is not None})
     sites = list(db.scalars(select(Site).options(selectinload(Site.customer))
-                            .where(Site.id.in_(site_ids)))) if site_ids else []
+                            .where(Site.id.in_(site_ids))))
     now = utcnow()
     resources = []
     for device in devices:
