@@ -17,6 +17,7 @@ from api import (
     console,
     customers,
     devices,
+    fhir,
     health,
     knowledge,
     predictions,
@@ -44,6 +45,7 @@ TAGS: list[dict[str, str]] = [
     {"name": "predictions", "description": "Failure predictions ranked by risk."},
     {"name": "tickets", "description": "The service desk's tickets."},
     {"name": "audit", "description": "The audit log (administrators)."},
+    {"name": "fhir", "description": "Devices as HL7 FHIR R4 resources, for hospitals' systems."},
     {"name": "health", "description": "Liveness, readiness and metrics, for operators."},
 ]
 
@@ -101,7 +103,8 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, prefix=API_PREFIX)
 
     app.include_router(health.router)
-    for module in (auth, devices, predictions, tickets, knowledge, customers, users, audit):
+    for module in (auth, devices, predictions, tickets, knowledge, customers, users, audit,
+                   fhir):
         app.include_router(module.router, prefix=API_PREFIX)
     console.install(app)
 

@@ -72,12 +72,13 @@ class Device(Base):
                                     info={"rule": validate_device_id})
     serial: Mapped[str] = mapped_column(String(64), unique=True)
     model: Mapped[str] = mapped_column(String(64), index=True)
-    # Unique Device Identifier (EU MDR / FDA UDI), where the manufacturer assigned one.
-    udi: Mapped[str | None] = mapped_column(String(100))
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
     install_date: Mapped[date | None]
     warranty_end: Mapped[date | None]
     firmware: Mapped[str | None] = mapped_column(String(64))
+    # The Unique Device Identifier (EU MDR / FDA UDI) as its label prints it (human-readable
+    # form), where the manufacturer assigned one.
+    udi: Mapped[str | None] = mapped_column(String(255))
     # A hash of the device's MQTT credential, never the credential itself.
     credential_hash: Mapped[str | None] = mapped_column(String(255))
     online: Mapped[bool] = mapped_column(default=False)

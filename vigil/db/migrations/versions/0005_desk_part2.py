@@ -206,8 +206,8 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_ticket_parts_ticket_id'), ['ticket_id'], unique=False)
 
     with op.batch_alter_table('devices', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('udi', sa.String(length=100), nullable=True))
-        batch_op.create_check_constraint(batch_op.f('ck_devices_udi_length'), 'length(udi) <= 100')
+        batch_op.add_column(sa.Column('udi', sa.String(length=255), nullable=True))
+        batch_op.create_check_constraint(batch_op.f('ck_devices_udi_length'), 'length(udi) <= 255')
 
 
 def downgrade() -> None:
