@@ -11,7 +11,20 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine
 
-from api import audit, auth, customers, devices, health, problems, tickets, users
+from api import (
+    audit,
+    auth,
+    console,
+    customers,
+    devices,
+    fhir,
+    health,
+    knowledge,
+    predictions,
+    problems,
+    tickets,
+    users,
+)
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from vigil.config import Settings
@@ -26,10 +39,13 @@ TAGS: list[dict[str, str]] = [
     {"name": "auth", "description": "Signing in: access and refresh tokens, the console's "
                                     "session cookie, API tokens."},
     {"name": "devices", "description": "Devices and their health, readings and telemetry."},
+    {"name": "knowledge", "description": "Known faults and their fixes (service organisation)."},
     {"name": "customers", "description": "Customers (hospitals) and their sites."},
     {"name": "users", "description": "Users and their roles (administrators)."},
+    {"name": "predictions", "description": "Failure predictions ranked by risk."},
     {"name": "tickets", "description": "The service desk's tickets."},
     {"name": "audit", "description": "The audit log (administrators)."},
+    {"name": "fhir", "description": "Devices as HL7 FHIR R4 resources, for hospitals' systems."},
     {"name": "health", "description": "Liveness, readiness and metrics, for operators."},
 ]
 
@@ -87,8 +103,10 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, prefix=API_PREFIX)
 
     app.include_router(health.router)
-    for module in (auth, devices, tickets, customers, users, audit):
+    for module in (auth, devices, predictions, tickets, knowledge, customers, users, audit,
+                   fhir):
         app.include_router(module.router, prefix=API_PREFIX)
+    console.install(app)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

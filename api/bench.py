@@ -144,7 +144,12 @@ async def drive(base: str, path: str, headers: dict[str, str], clients: int,
             nonlocal errors
             while time.perf_counter() < deadline:
                 started = time.perf_counter()
-                answer = await client.get(path)
+                try:
+                    answer = await client.get(path)
+                except httpx.TransportError:
+                    # A connection the server closed (keep-alive race): counted, not fatal.
+                    errors += 1
+                    continue
                 latencies.append(time.perf_counter() - started)
                 if answer.status_code != 200:
                     errors += 1
@@ -208,10 +213,13 @@ def run(args: argparse.Namespace) -> int:
         results: dict[str, dict[str, float]] = {}
         for name, path in endpoints.items():
             results[name] = asyncio.run(drive(base, path, headers, args.clients, args.seconds))
+            if process.poll() is not None:
+                stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
+                raise RuntimeError(f"the API died during {name}: {stderr[-2000:]}")
             r = results[name]
             print(f"{name:14s} {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
                   f"p99 {r['p99_ms']:7.1f} ms  ({int(r['requests'])} requests, "
-                  f"{int(r['errors'])} not 200)")
+                  f"{int(r['errors'])} failed or not 200)")
         bare = results["bare"]["rps"]
         load = os.getloadavg()[0]
         figures: dict[str, Any] = {"bare_rps": round(bare, 1), "clients": args.clients,

@@ -5,13 +5,14 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from api.deps import AdminOnly, SignedIn, after_commit
@@ -28,12 +29,14 @@ from vigil.devices.schemas import (
     DevicePage,
     DevicePatch,
     EventOut,
+    PlanOut,
     PredictionOut,
     TelemetryOut,
     TicketBrief,
 )
 from vigil.errors import InvalidRequest
-from vigil.telemetry.store import AGGREGATES
+from vigil.maintenance.models import MaintenancePlan
+from vigil.telemetry.store import AGGREGATES, TelemetryStore
 from vigil.tickets.models import Ticket
 
 router = APIRouter(prefix="/devices", tags=["devices"])
@@ -51,8 +54,30 @@ def device_out(item: health.DeviceHealth) -> DeviceOut:
         online=d.online, state=d.state, last_seen=d.last_seen, open_tickets=item.open_tickets,
         risk=item.risk, risk_horizon_days=item.risk_horizon_days,
         has_credential=d.credential_hash is not None, install_date=d.install_date,
-        warranty_end=d.warranty_end,
+        warranty_end=d.warranty_end, udi=d.udi,
     )
+
+
+def latest_readings(
+    store: TelemetryStore, device_ids: Sequence[str]
+) -> dict[str, tuple[dict[str, float | None], datetime | None]]:
+    """Each device's newest value per metric and their time, for the devices with readings.
+
+    A metric without a number is None: with several devices, that includes the
+    metrics only other devices report.
+    """
+    latest = store.latest(list(device_ids))
+    found: dict[str, tuple[dict[str, float | None], datetime | None]] = {}
+    for device_id, row in latest.iterrows():
+        readings: dict[str, float | None] = {}
+        readings_at = None
+        for name, value in row.items():
+            if name == "time":
+                readings_at = value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
+            else:
+                readings[str(name)] = None if value is None or math.isnan(value) else float(value)
+        found[str(device_id)] = (readings, readings_at)
+    return found
 
 
 @router.get("", response_model=DevicePage, responses=responses(401, 403, 422),
@@ -83,27 +108,26 @@ def list_devices(
             summary="One device: health, latest readings, events, tickets and predictions")
 def get_device(device_id: DeviceId, ctx: SignedIn, request: Request) -> DeviceDetail:
     item = health.get_device_health(ctx.db, principal=ctx.principal, device_id=device_id)
-    latest = request.app.state.telemetry().latest([device_id])
-    readings: dict[str, float | None] = {}
-    readings_at = None
-    if device_id in latest.index:
-        row = latest.loc[device_id]
-        for name, value in row.items():
-            if name == "time":
-                readings_at = value.to_pydatetime() if hasattr(value, "to_pydatetime") else value
-            else:
-                readings[str(name)] = None if value is None or math.isnan(value) else float(value)
+    readings, readings_at = latest_readings(request.app.state.telemetry(), [device_id]).get(
+        device_id, ({}, None))
     events = ctx.db.scalars(select(DeviceEvent).where(DeviceEvent.device_id == device_id)
                             .order_by(DeviceEvent.ts.desc()).limit(20))
     tickets = ctx.db.scalars(select(Ticket).where(Ticket.device_id == device_id)
                              .order_by(Ticket.created_at.desc()).limit(20))
     predictions = ctx.db.scalars(select(Prediction).where(Prediction.device_id == device_id)
                                  .order_by(Prediction.made_at.desc()).limit(5))
+    plans = ctx.db.scalars(
+        select(MaintenancePlan)
+        .where(MaintenancePlan.active.is_(True),
+               or_(MaintenancePlan.device_id == device_id,
+                   MaintenancePlan.device_model == item.device.model))
+        .order_by(MaintenancePlan.next_due_at, MaintenancePlan.id))
     return DeviceDetail(
         **device_out(item).model_dump(), readings=readings, readings_at=readings_at,
         events=[EventOut.model_validate(e) for e in events],
         tickets=[TicketBrief.model_validate(t) for t in tickets],
         predictions=[PredictionOut.model_validate(p) for p in predictions],
+        plans=[PlanOut.model_validate(p) for p in plans],
     )
 
 

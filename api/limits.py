@@ -1,4 +1,8 @@
-"""Refuse request bodies over a size limit before any of them is read into memory."""
+"""Refuse, before any route runs, request bodies over a size limit and NUL in URLs.
+
+A NUL character is never meaningful in a path or query, PostgreSQL refuses it in
+text and SQLite cuts strings at it, so it is refused here once for every route.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +25,11 @@ class BodyLimitMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        target = scope.get("raw_path", b"") + b"?" + scope.get("query_string", b"")
+        if b"%00" in target or b"\x00" in target:
+            await problem(400, "the URL contains a NUL character", kind="nul-in-url")(
+                scope, receive, send)
             return
         refusal = problem(413, f"the request body exceeds {self.max_bytes} bytes",
                           kind="body-too-large")

@@ -112,7 +112,9 @@ class IngestService:
     def ready(self) -> tuple[bool, dict[str, object]]:
         failing = self.pipeline.store_failing_since
         detail: dict[str, object] = {
-            "broker": self.subscriber.connected,
+            # Subscribed, not merely connected: on a first start the broker keeps no
+            # session for ingest yet, and drops what is published before the subscription.
+            "broker": self.subscriber.subscribed,
             "registry": self.registry.loaded,
             "store": failing is None,
             "sql": self.pipeline.sql_failing_since is None,

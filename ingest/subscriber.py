@@ -180,6 +180,11 @@ class Subscriber:
         return self._connected.is_set()
 
     @property
+    def subscribed(self) -> bool:
+        """Connected with the subscriptions granted: messages published from now on reach us."""
+        return self._connected.is_set() and self._subscribed.is_set()
+
+    @property
     def epoch(self) -> int:
         return self._epoch
 

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("edge_agent.simulator.cli", "run a fleet of simulated devices"),
     "api": ("api.cli", "serve the HTTP API"),
     "users": ("vigil.users.cli", "manage users (create the first administrator)"),
+    "demo-data": ("vigil.demo", "create a demo service organisation, plans and knowledge base"),
 }
 
 # `vigil bench NAME` -> (module, one-line help)
@@ -35,7 +36,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),
     "scoring": ("analytics.jobs.bench", "streaming scoring job: device-days scored per CPU second"),
     "api": ("api.bench", "API requests per second and latency under concurrent clients"),
-    "desk": ("vigil.tickets.bench", "SLA watchdog pass over a large service desk"),
+    "desk": ("vigil.tickets.bench", "SLA watchdog pass and quality report over a large desk"),
     "fleet": ("analytics.bench.fleet", "end to end on a simulated fleet: tickets days ahead"),
 }
 

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -176,6 +176,17 @@ class DeskSettings(BaseModel):
     smtp_username: str | None = None
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
+    # Service records are kept this many years (at least 3: a shorter setting is refused).
+    retention_years: int = 3
+    retention_interval_s: float = Field(24 * 3600.0, gt=0)
+    maintenance_interval_s: float = Field(3600.0, gt=0)
+
+    @field_validator("retention_years")
+    @classmethod
+    def _at_least_three_years(cls, years: int) -> int:
+        if years < 3:
+            raise ValueError(f"service records are kept at least 3 years; {years} is refused")
+        return years
 
 
 class ApiSettings(BaseModel):

@@ -20,8 +20,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Sequence
+import urllib.request
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
@@ -60,6 +62,9 @@ class Supervised:
     restarts: int = 0
     next_start: float = 0.0
     backoff_s: float = 1.0
+    # Started only once this says so: the simulator waits for ingest's subscription, or
+    # a backfill published before it would be acknowledged by the broker and dropped.
+    requires: Callable[[], bool] | None = None
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,6 +77,9 @@ class Supervised:
         """Restart the child if it died; the backoff doubles up to a minute."""
         if self.process is None:
             if now >= self.next_start:
+                if self.requires is not None and not self.requires():
+                    self.next_start = now + 1.0
+                    return
                 self.start()
             return
         code = self.process.poll()
@@ -191,6 +199,7 @@ def run(args: argparse.Namespace) -> int:
         children.append(Supervised("ingest", _vigil_command("ingest"), env, logs / "ingest.log"))
         children.append(Supervised("jobs", _vigil_command("jobs"), env, logs / "jobs.log"))
         children.append(Supervised("api", _vigil_command("api"), env, logs / "api.log"))
+        print(f"Console: http://{settings.api.host}:{settings.api.port}/console/", flush=True)
         if args.simulate > 0:
             added = register_fleet(settings, simulated_devices(args.simulate))
             log.info("%d simulated devices registered (%d new)", args.simulate, added)
@@ -203,7 +212,7 @@ def run(args: argparse.Namespace) -> int:
                     "--outbox", str(settings.data_dir / "simulator-outbox.db"),
                     "--labels", str(settings.data_dir / "simulator-labels.csv"),
                     "--backfill-days", str(args.backfill_days)),
-                env, logs / "simulator.log"))
+                env, logs / "simulator.log", requires=partial(ingest_ready, settings)))
         return _supervise(children, args.duration)
     finally:
         for child in reversed(children):
@@ -211,6 +220,16 @@ def run(args: argparse.Namespace) -> int:
         if broker is not None:
             broker.stop()
             log.info("Mosquitto stopped")
+
+
+def ingest_ready(settings: Settings) -> bool:
+    """Whether ingest answers ready: connected, subscribed, its stores usable."""
+    url = f"http://{settings.ingest.metrics_host}:{settings.ingest.metrics_port}/readyz"
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+    except OSError:
+        return False
 
 
 def _supervise(children: list[Supervised], duration: float) -> int:

@@ -30,14 +30,21 @@ log = logging.getLogger("analytics.jobs")
 PER_DEVICE_JOBS = ("scoring",)
 
 
-def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any
-               ) -> tuple[dict[str, FleetTask], dict[str, LocalTask]]:
-    """The service desk's jobs: the SLA watchdog and the fault-code intake once per interval for
-    the whole fleet (under a lease), the notification outbox's delivery in every worker (SKIP
-    LOCKED shares it)."""
+def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any,
+               store: TelemetryStore) -> tuple[dict[str, FleetTask], dict[str, LocalTask]]:
+    """The service desk's jobs: the SLA watchdog, the fault-code intake, maintenance plans and
+    retention once per interval for the whole fleet (under a lease), the notification outbox's
+    delivery in every worker (SKIP LOCKED shares it)."""
+    from vigil.maintenance.scheduled import plan_usage, usage_from_store
+    from vigil.maintenance.service import refresh
     from vigil.tickets.intake import handle_device_events
+    from vigil.tickets.retention import check_years, purge
     from vigil.tickets.scheduled import delivery_job
     from vigil.tickets.watchdog import run_pass
+
+    # A retention period under the three-year minimum stops the worker here, at start.
+    years = check_years(settings.desk.retention_years)
+    usage_source = usage_from_store(store)
 
     def watchdog(session: Session, now: datetime) -> dict[str, Any]:
         report = run_pass(session, now=now, policy=desk.policy, recipients=desk.recipients,
@@ -47,13 +54,23 @@ def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any
     def intake(session: Session, now: datetime) -> dict[str, Any]:
         return dataclasses.asdict(handle_device_events(session, now=now, rules=desk.rules))
 
+    def maintenance(session: Session, now: datetime) -> dict[str, Any]:
+        report = refresh(session, now=now, ticket_rules=desk.rules,
+                         usage=plan_usage(session, usage_source))
+        return dataclasses.asdict(report)
+
+    def retention(session: Session, now: datetime) -> dict[str, Any]:
+        report = purge(session, now=now, years=years)
+        return {"tickets": report.tickets, "maintenance_records": report.maintenance_records}
+
     def delivery() -> dict[str, Any]:
         report = delivery_job(factory, desk)
         if not (report.sent or report.retried or report.failed):
             return {}
         return {"sent": report.sent, "retried": report.retried, "failed": report.failed}
 
-    return {"watchdog": watchdog, "intake": intake}, {"delivery": delivery}
+    return ({"watchdog": watchdog, "intake": intake, "maintenance": maintenance,
+             "retention": retention}, {"delivery": delivery})
 
 
 def fleet_tasks(settings: Settings, store: TelemetryStore, rules: TicketRules,
@@ -140,12 +157,14 @@ def open_service(settings: Settings, *, metrics_port: int | None = None,
     factory = make_session_factory(engine)
     store = open_store(settings)
     desk = Desk.from_settings(settings.desk)
-    fleet, local = desk_tasks(settings, factory, desk)
+    fleet, local = desk_tasks(settings, factory, desk, store)
     tasks: dict[str, FleetTask | TwoPhaseTask] = {**fleet}
     tasks.update(fleet_tasks(settings, store, desk.rules, factory))
     intervals = {"watchdog": settings.desk.watchdog_interval_s,
                  "intake": settings.desk.intake_interval_s,
-                 "delivery": settings.desk.delivery_interval_s, **settings.jobs.intervals_s}
+                 "delivery": settings.desk.delivery_interval_s,
+                 "maintenance": settings.desk.maintenance_interval_s,
+                 "retention": settings.desk.retention_interval_s, **settings.jobs.intervals_s}
     jobs = settings.jobs.model_copy(update={"intervals_s": intervals})
     worker = Worker(factory=factory, store=store, settings=jobs, fleet_tasks=tasks,
                     local_tasks=local, metrics=JobMetrics(), stop=stop)

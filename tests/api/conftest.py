@@ -20,6 +20,7 @@ from vigil.config import Settings
 from vigil.db import migrations
 from vigil.db.models import Customer, Device, Prediction, Role, Site, Ticket, User
 from vigil.db.session import make_engine, make_session_factory, transaction
+from vigil.knowledge.models import KnowledgeArticle
 from vigil.telemetry.embedded import EmbeddedStore
 from vigil.telemetry.store import Point
 
@@ -42,6 +43,7 @@ class World:
     devices: dict[str, list[str]] = field(default_factory=dict)
     ticket_ids: dict[str, int] = field(default_factory=dict)
     user_ids: dict[str, int] = field(default_factory=dict)
+    article_id: int = 0
 
 
 @pytest.fixture
@@ -95,6 +97,13 @@ def world(sessions: sessionmaker[Session]) -> World:
             w.user_ids[f"customer-{key}"] = user.id
         for role in ("admin", "manager", "engineer"):
             w.user_ids[role] = add_user(session, role, role).id
+        article = KnowledgeArticle(title="Occlusion alarm: check the pressure sensor",
+                                   body="Clean the sensor, recalibrate.", category="mechanical",
+                                   device_model="IP-100", symptoms=["occlusion"])
+        session.add_all([article, KnowledgeArticle(title="Any pump: fuse", body="Swap it.",
+                                                   category="electrical")])
+        session.flush()
+        w.article_id = article.id
     return w
 
 

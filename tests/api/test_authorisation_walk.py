@@ -47,6 +47,7 @@ QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("get", "/api/v1/devices/{device_id}/telemetry"): {
         "start": "2026-11-01T00:00:00Z", "end": "2026-11-01T01:00:00Z"},
 }
+STAFF_ONLY = re.compile(r"^get /api/v1/(knowledge|tickets/\{ticket_id\}/suggestions)")
 ADMIN_ONLY = re.compile(r"^(post|patch|delete) /api/v1/(customers|sites|users|devices)"
                         r"|^get /api/v1/(users|audit)")
 # Routes that change the caller's own sign-in state, walked last (and not as customer A).
@@ -64,11 +65,13 @@ def other_ids(world: World, client: TestClient, headers: Headers) -> dict[str, s
         "user_id": str(world.user_ids["customer-b"]),
         "ticket_id": str(world.ticket_ids["b"]),
         "token_id": str(token["id"]),
+        "article_id": str(world.article_id),
     }
 
 
 MISSING = {"device_id": "nosuch-device", "customer_id": "999999", "site_id": "999999",
-           "user_id": "999999", "ticket_id": "999999", "token_id": "999999"}
+           "user_id": "999999", "ticket_id": "999999", "token_id": "999999",
+           "article_id": "999999"}
 
 
 def operations(client: TestClient) -> list[tuple[str, str]]:
@@ -116,6 +119,8 @@ def test_every_route_with_another_customers_ids(
         assert answer.status_code < 500 or path == "/readyz", where
         public = path in ("/healthz", "/readyz", "/metrics") or path.startswith("/api/v1/auth/")
         if ADMIN_ONLY.search(f"{method} {path}") and role != "admin":
+            assert answer.status_code == 403, where
+        if STAFF_ONLY.search(f"{method} {path}") and role == "customer-a":
             assert answer.status_code == 403, where
         if role != "customer-a" or public:
             continue

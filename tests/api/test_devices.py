@@ -11,8 +11,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.api.conftest import World, write_readings
-from vigil.db.models import Device
+from vigil.db.models import Device, Prediction
 from vigil.db.session import transaction
+from vigil.maintenance.models import MaintenancePlan
 from vigil.telemetry.embedded import EmbeddedStore
 
 Headers = Callable[[str], dict[str, str]]
@@ -104,6 +105,7 @@ def test_one_device_has_readings_events_tickets_predictions(
     tickets = client.get("/api/v1/devices/pump-a0", headers=headers("customer-a")).json()[
         "tickets"]
     assert [t["title"] for t in tickets] == ["Pump a alarms"]
+    assert body["plans"] == []
 
 
 def test_another_customers_device_is_not_found_like_a_missing_one(
@@ -181,3 +183,41 @@ def test_a_device_without_a_site_is_staff_only(
         session.add(Device(id="spare-1", serial="SN-spare", model="IP-100"))
     assert client.get("/api/v1/devices/spare-1", headers=headers("engineer")).status_code == 200
     assert client.get("/api/v1/devices/spare-1", headers=headers("customer-a")).status_code == 404
+
+
+def test_a_device_page_lists_its_own_and_its_models_plans(
+    client: TestClient, headers: Headers, sessions: sessionmaker[Session]
+) -> None:
+    with transaction(sessions) as session:
+        session.add_all([
+            MaintenancePlan(device_id="pump-a1", kind="calibration", title="Flow calibration",
+                            interval_days=180),
+            MaintenancePlan(device_model="IP-100", kind="preventive", title="Seal check",
+                            interval_days=365),
+            MaintenancePlan(device_model="CT-9", kind="preventive", title="Tube",
+                            interval_days=90),
+        ])
+    plans = client.get("/api/v1/devices/pump-a1", headers=headers("engineer")).json()["plans"]
+    assert sorted(p["title"] for p in plans) == ["Flow calibration", "Seal check"]
+
+
+def test_predictions_ranked_by_risk_for_what_the_caller_sees(
+    client: TestClient, headers: Headers, sessions: sessionmaker[Session]
+) -> None:
+    now = datetime.now(UTC)
+    with transaction(sessions) as session:
+        session.add_all([
+            Prediction(device_id="pump-a1", made_at=now, horizon_days=30, probability=0.9,
+                       rul_days=12, rul_lower_days=8, rul_upper_days=20,
+                       model_version="t2", drivers={"motor_current": 0.7}),
+            Prediction(device_id="pump-a2", made_at=now, horizon_days=30, probability=0.2,
+                       model_version="t2"),
+        ])
+    staff = client.get("/api/v1/predictions", headers=headers("manager")).json()
+    assert [(p["device_id"], p["probability"]) for p in staff] == [
+        ("pump-a1", 0.9), ("pump-b1", 0.4), ("pump-a2", 0.2)]
+    assert staff[0]["rul_band_days"] == [8, 20]
+    assert staff[0]["drivers"] == {"motor_current": 0.7}
+    mine = client.get("/api/v1/predictions?min_probability=0.3",
+                      headers=headers("customer-a")).json()
+    assert [p["device_id"] for p in mine] == ["pump-a1"]

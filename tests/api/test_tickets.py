@@ -92,3 +92,17 @@ def test_another_customers_ticket_looks_missing(
     comment = client.post(f"/api/v1/tickets/{world.ticket_ids['b']}/comments",
                           json={"text": "peek"}, headers=headers("customer-a"))
     assert comment.status_code == 404
+
+
+def test_knowledge_suggestions_for_a_ticket_are_for_staff(
+    client: TestClient, headers: Headers, world: World
+) -> None:
+    tid = world.ticket_ids["a"]
+    found = client.get(f"/api/v1/tickets/{tid}/suggestions", headers=headers("engineer")).json()
+    assert [a["id"] for a in found] == [world.article_id]
+    assert client.get(f"/api/v1/tickets/{tid}/suggestions",
+                      headers=headers("customer-a")).status_code == 403
+    search = client.get("/api/v1/knowledge?q=occlusion", headers=headers("manager")).json()
+    assert [a["id"] for a in search] == [world.article_id]
+    assert client.get("/api/v1/knowledge?category=electrical&model=IP-100",
+                      headers=headers("manager")).json()[0]["title"] == "Any pump: fuse"

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,8 @@ def test_up_runs_broker_ingest_and_simulator_and_stops_cleanly(tmp_path: Path) -
         "VIGIL_API__PORT": str(api_port := free_port()),
     }
     process = subprocess.Popen(
-        [sys.executable, "-m", "vigil.cli", "up", "--simulate", "4", "--duration", "15"],
+        [sys.executable, "-m", "vigil.cli", "up", "--simulate", "4", "--backfill-days", "0.5",
+         "--duration", "15"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )
     api_answered = False
@@ -40,10 +42,16 @@ def test_up_runs_broker_ingest_and_simulator_and_stops_cleanly(tmp_path: Path) -
             with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/healthz", timeout=1) as r:
                 api_answered = r.status == 200
         time.sleep(0.3)
+    console_answered = False
+    if api_answered:
+        with urllib.request.urlopen(f"http://127.0.0.1:{api_port}/console/sign-in",
+                                    timeout=5) as r:
+            console_answered = r.status == 200 and b"Sign in to Vigil" in r.read()
     stdout, stderr = process.communicate(timeout=180)
     done = subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
     assert done.returncode == 0, done.stderr[-3000:]
     assert api_answered, "vigil api never answered under vigil up"
+    assert console_answered and f"Console: http://127.0.0.1:{api_port}/console/" in done.stdout
     # The first administrator's password is printed once, and stored only as a hash.
     assert "First administrator 'admin' created" in done.stdout
     password = done.stdout.split("shown only this once:\n", 1)[1].split()[0]
@@ -61,3 +69,10 @@ def test_up_runs_broker_ingest_and_simulator_and_stops_cleanly(tmp_path: Path) -
     assert dead == 0
     with open_store(Settings(data_dir=tmp_path)) as store:
         assert set(store.devices()) == {device for device, _ in devices}
+        # The half-day backfill arrived: the simulator waited for ingest's subscription, so
+        # the broker had a subscriber to hand the history to (a first start has no session).
+        now = datetime.now(UTC)
+        for device, _ in devices:
+            history = store.query(device, now - timedelta(days=1), now - timedelta(hours=1))
+            assert len(history) > 0, device
+            assert history.index.min() < now - timedelta(hours=11), device

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from vigil.auth.models import ADDRESS_CHARS, ApiToken, AuthSession, SessionKind, SignInAttempt
 from vigil.auth.passwords import hash_password, needs_rehash, verify_password
@@ -226,7 +226,9 @@ def principal_from_access_token(
 ) -> Principal:
     """The principal of a live session's access token of this kind, or Unauthenticated."""
     now = now or utcnow()
-    row = session.scalar(select(AuthSession).where(AuthSession.access_digest == digest(token)))
+    row = session.scalar(select(AuthSession)
+                         .options(joinedload(AuthSession.user).selectinload(User.roles))
+                         .where(AuthSession.access_digest == digest(token)))
     if (row is None or row.kind != kind or row.revoked_at is not None
             or row.access_expires_at <= now or not row.user.active):
         raise Unauthenticated("the access token is not valid or has expired")
@@ -244,7 +246,9 @@ def principal_from_api_token(
     session: Session, *, token: str, now: datetime | None = None
 ) -> Principal:
     now = now or utcnow()
-    row = session.scalar(select(ApiToken).where(ApiToken.digest == digest(token)))
+    row = session.scalar(select(ApiToken)
+                         .options(joinedload(ApiToken.user).selectinload(User.roles))
+                         .where(ApiToken.digest == digest(token)))
     if (row is None or row.revoked_at is not None
             or (row.expires_at is not None and row.expires_at <= now) or not row.user.active):
         raise Unauthenticated("the API token is not valid, expired or revoked")

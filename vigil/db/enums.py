@@ -140,3 +140,11 @@ class Milestone(StrEnum):
     RESPOND = "respond"
     DIAGNOSE = "diagnose"
     RESTORE = "restore"
+
+
+class ArticleStatus(StrEnum):
+    """A knowledge-base article is suggested only once published; a draft awaits review."""
+
+    DRAFT = "draft"
+    PUBLISHED = "published"
+    RETIRED = "retired"

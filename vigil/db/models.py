@@ -24,16 +24,19 @@ from vigil.devices.models import (
 )
 from vigil.diagnosis.models import DiagnosisSession, TranscriptEntry
 from vigil.engineers.models import Engineer, Qualification
-from vigil.knowledge.models import KnowledgeArticle
-from vigil.maintenance.models import MaintenancePlan
+from vigil.knowledge.models import ArticleVersion, KnowledgeArticle, TicketArticle
+from vigil.maintenance.models import MaintenanceDue, MaintenancePlan, MaintenanceRecord
 from vigil.scoring.models import AnomalyAlarm, JobLease, ModelVersion, StreamState
 from vigil.tickets.models import (
     OPEN_TICKET_PREDICATE,
     Contract,
     Notification,
+    SatisfactionSurvey,
+    ServiceReport,
     Ticket,
     TicketAlert,
     TicketEvent,
+    TicketPart,
     TicketPause,
 )
 from vigil.users.models import Role, User, user_roles, user_sites
@@ -45,6 +48,7 @@ __all__ = [
     "OPEN_TICKET_PREDICATE",
     "AnomalyAlarm",
     "ApiToken",
+    "ArticleVersion",
     "AuditLog",
     "AuthSession",
     "Base",
@@ -58,18 +62,24 @@ __all__ = [
     "InvalidValue",
     "JobLease",
     "KnowledgeArticle",
+    "MaintenanceDue",
     "MaintenancePlan",
+    "MaintenanceRecord",
     "ModelVersion",
     "Notification",
     "Prediction",
     "Qualification",
     "Role",
+    "SatisfactionSurvey",
+    "ServiceReport",
     "SignInAttempt",
     "Site",
     "StreamState",
     "Ticket",
     "TicketAlert",
+    "TicketArticle",
     "TicketEvent",
+    "TicketPart",
     "TicketPause",
     "TranscriptEntry",
     "UTCDateTime",

@@ -76,6 +76,9 @@ class Device(Base):
     install_date: Mapped[date | None]
     warranty_end: Mapped[date | None]
     firmware: Mapped[str | None] = mapped_column(String(64))
+    # The Unique Device Identifier (EU MDR / FDA UDI) as its label prints it (human-readable
+    # form), where the manufacturer assigned one.
+    udi: Mapped[str | None] = mapped_column(String(255))
     # A hash of the device's MQTT credential, never the credential itself.
     credential_hash: Mapped[str | None] = mapped_column(String(255))
     online: Mapped[bool] = mapped_column(default=False)

@@ -12,6 +12,8 @@ from vigil.schemas import DbId, not_null
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64, strip_whitespace=True)]
+Udi = Annotated[str, StringConstraints(min_length=1, max_length=255, strip_whitespace=True)]
+UDI_DESCRIPTION = "Unique Device Identifier, human-readable form, e.g. GS1 (01)...(21)..."
 
 
 class DeviceOut(BaseModel):
@@ -39,6 +41,7 @@ class DeviceOut(BaseModel):
     has_credential: bool = Field(description="the device holds a live MQTT credential")
     install_date: date | None
     warranty_end: date | None
+    udi: str | None = Field(default=None, description=UDI_DESCRIPTION)
 
 
 class DevicePage(BaseModel):
@@ -80,14 +83,27 @@ class PredictionOut(BaseModel):
     drivers: dict[str, object]
 
 
+class PlanOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    kind: str
+    title: str
+    interval_days: int | None
+    interval_usage_hours: float | None
+    last_done_at: datetime | None
+    next_due_at: datetime | None
+
+
 class DeviceDetail(DeviceOut):
-    """One device's page: its health, latest readings, recent events, tickets and predictions."""
+    """One device's page: health, latest readings, recent events, tickets, predictions, plans."""
 
     readings: dict[str, float | None]
     readings_at: datetime | None
     events: list[EventOut]
     tickets: list[TicketBrief]
     predictions: list[PredictionOut]
+    plans: list[PlanOut] = Field(description="active maintenance and calibration plans")
 
 
 class TelemetryOut(BaseModel):
@@ -115,6 +131,7 @@ class DeviceIn(BaseModel):
     install_date: date | None = None
     warranty_end: date | None = None
     firmware: ShortText | None = None
+    udi: Udi | None = Field(default=None, description=UDI_DESCRIPTION)
 
 
 class DevicePatch(BaseModel):
@@ -126,6 +143,7 @@ class DevicePatch(BaseModel):
     site_id: DbId | None = None
     install_date: date | None = None
     warranty_end: date | None = None
+    udi: Udi | None = Field(default=None, description=UDI_DESCRIPTION)
 
 
 class DeviceCredential(BaseModel):

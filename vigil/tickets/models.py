@@ -11,6 +11,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     SmallInteger,
     String,
     UniqueConstraint,
@@ -153,6 +154,11 @@ class Ticket(Base):
     diagnosed_at: Mapped[datetime | None]
     restored_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    # Service time each milestone took (minutes on the contract's calendar; restore without
+    # pauses), kept when it is met so reports aggregate them in SQL.
+    respond_minutes: Mapped[float | None] = mapped_column(Float)
+    diagnose_minutes: Mapped[float | None] = mapped_column(Float)
+    restore_minutes: Mapped[float | None] = mapped_column(Float)
     # Set while the restore clock is paused (waiting on the customer or on parts).
     paused_at: Mapped[datetime | None]
     pause_reason: Mapped[str | None] = enum_column(PauseReason)
@@ -269,3 +275,58 @@ class Notification(Base):
     next_attempt_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
     last_error: Mapped[str | None] = mapped_column(String(1000))
+
+
+class SatisfactionSurvey(Base):
+    """The customer's survey on a closed ticket: a single-use link that expires.
+
+    Only a hash of the link's token is kept, so the table cannot answer on anyone's
+    behalf; the answer itself is on the ticket (``satisfaction_score``/``_comment``).
+    """
+
+    __tablename__ = "satisfaction_surveys"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), unique=True)
+    # SHA-256 of the token, hex.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    issued_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    answered_at: Mapped[datetime | None]
+
+    ticket: Mapped[Ticket] = relationship()
+
+
+class TicketPart(Base):
+    """A spare part used on a ticket: part number and quantity, for the service voucher."""
+
+    __tablename__ = "ticket_parts"
+    __table_args__ = (CheckConstraint("quantity > 0", name="quantity_positive"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    part_number: Mapped[str] = mapped_column(String(64))
+    description: Mapped[str] = mapped_column(String(200), default="")
+    quantity: Mapped[int] = mapped_column(Integer)
+    recorded_at: Mapped[datetime]
+    recorded_by: Mapped[str] = mapped_column(String(128))
+
+
+class ServiceReport(Base):
+    """The service voucher of a ticket as issued: the HTML and its PDF, kept with the ticket.
+
+    Issuing again (after a correction) adds a version; an issued voucher never changes.
+    """
+
+    __tablename__ = "service_reports"
+    __table_args__ = (UniqueConstraint("ticket_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    ticket_id: Mapped[int] = mapped_column(ForeignKey("tickets.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    issued_at: Mapped[datetime]
+    issued_by: Mapped[str] = mapped_column(String(128))
+    html: Mapped[str] = mapped_column(String(500_000))
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary)
+    # SHA-256 of the HTML, printed on the voucher, so a copy can be checked against the record.
+    digest: Mapped[str] = mapped_column(String(64))

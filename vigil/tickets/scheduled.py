@@ -1,4 +1,5 @@
-"""The service desk's scheduled jobs: fault-code intake, the SLA watchdog, the notification outbox.
+"""The service desk's scheduled jobs: fault-code intake, the SLA watchdog, the notification
+outbox, and retention.
 
 ``register`` adds them to an APScheduler scheduler (``vigil jobs`` runs it);
 each job opens its own transaction, so a failed pass leaves nothing half done
@@ -23,6 +24,7 @@ from vigil.tickets.escalation import EscalationPolicy
 from vigil.tickets.intake import IntakeReport, handle_device_events
 from vigil.tickets.notifiers import Notifier, SmtpNotifier, WebhookNotifier
 from vigil.tickets.priority import DEFAULT_RULES_FILE, TicketRules, read_rules_document
+from vigil.tickets.retention import PurgeReport, check_years, purge
 from vigil.tickets.watchdog import DeliveryReport, PassReport, Recipients, deliver_due, run_pass
 
 log = logging.getLogger(__name__)
@@ -113,3 +115,21 @@ def register(scheduler: BaseScheduler, factory: sessionmaker[Session],
                       args=(factory, desk), id="desk.delivery", max_instances=1,
                       coalesce=True, replace_existing=True)
     return desk
+
+
+def retention_job(factory: sessionmaker[Session], years: int,
+                  clock: Callable[[], datetime] = utc_now) -> PurgeReport:
+    with transaction(factory) as session:
+        report = purge(session, now=clock(), years=years)
+    log.info("retention: %d tickets and %d maintenance records finished before %s removed",
+             report.tickets, report.maintenance_records, report.cutoff.isoformat())
+    return report
+
+
+def register_retention(scheduler: BaseScheduler, factory: sessionmaker[Session],
+                       settings: DeskSettings) -> None:
+    """Add the daily retention job; a period under three years fails here, at start."""
+    years = check_years(settings.retention_years)
+    scheduler.add_job(retention_job, "interval", seconds=settings.retention_interval_s,
+                      args=(factory, years), id="desk.retention", max_instances=1,
+                      coalesce=True, replace_existing=True)

@@ -129,6 +129,14 @@ def terms_of(ticket: Ticket) -> tuple[sla.ServiceLevels, sla.ServiceCalendar]:
     return levels_of(ticket.contract), calendar_of(ticket.contract, ticket.site)
 
 
+def service_minutes(ticket: Ticket, milestone: Milestone, met_at: datetime) -> float:
+    """Service time from opening to meeting a milestone; the restore clock skips pauses."""
+    _levels, calendar = terms_of(ticket)
+    pauses = pauses_of(ticket) if milestone is Milestone.RESTORE else []
+    taken = sla.service_time_between(ticket.created_at, met_at, calendar, pauses)
+    return round(taken.total_seconds() / 60, 3)
+
+
 def _set_deadlines(ticket: Ticket) -> None:
     levels, calendar = terms_of(ticket)
     due = sla.deadlines(ticket.created_at, ticket.priority, levels, calendar, pauses_of(ticket))
@@ -234,6 +242,17 @@ def _raise_priority(session: Session, ticket: Ticket, priority: Priority, actor:
     record_event(session, ticket, kind=TicketEventKind.COMMENT, actor=actor, at=now,
            note=f"priority raised from {current} to {priority} by new evidence",
            data={"priority_from": current.value, "priority_to": priority.value})
+
+
+def escalate(session: Session, *, ticket_id: int, priority: Priority, actor: Actor,
+             now: datetime, note: str) -> Ticket:
+    """Make a ticket more urgent for a reason beyond its evidence (overdue planned work)."""
+    ticket = get_ticket(session, ticket_id=ticket_id, lock=True)
+    _raise_priority(session, ticket, priority, actor, now)
+    ticket.updated_at = now
+    record_event(session, ticket, kind=TicketEventKind.ESCALATION, actor=actor, at=now,
+                 note=note, data={"priority": ticket.priority})
+    return ticket
 
 
 def open_or_join(session: Session, *, device_id: str, signature: str, signal: Signal,
@@ -360,6 +379,7 @@ def transition(session: Session, *, ticket_id: int, to: TicketState, actor: Acto
     for milestone in outcome.meets:
         if getattr(ticket, _MET_COLUMN[milestone]) is None:
             setattr(ticket, _MET_COLUMN[milestone], now)
+            setattr(ticket, f"{milestone.value}_minutes", service_minutes(ticket, milestone, now))
     if TicketState(to) in FINAL_TICKET_STATES:
         ticket.closed_at = now
         _end_pause(session, ticket, actor=actor, now=now)
@@ -367,6 +387,7 @@ def transition(session: Session, *, ticket_id: int, to: TicketState, actor: Acto
         ticket.reopen_count += 1
         ticket.closed_at = None
         ticket.restored_at = None
+        ticket.restore_minutes = None
         ticket.verification_result = None
         ticket.signed_off_at = None
         ticket.signed_off_by_id = None

@@ -1,0 +1,219 @@
+"""The console's pages over HTTP, without a browser: sign-in, isolation, CSRF, escaping."""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from tests.console.conftest import PASSWORD, Running
+from vigil.db.models import Device
+
+
+@pytest.fixture
+def client(server: Running) -> Iterator[TestClient]:
+    # https, so the Secure session cookie comes back as a browser would send it.
+    with TestClient(server.app, base_url="https://testserver", follow_redirects=False) as client:
+        yield client
+
+
+def sign_in(client: TestClient, username: str) -> str:
+    answer = client.post("/console/sign-in", data={"username": username, "password": PASSWORD})
+    assert answer.status_code == 303, answer.text
+    return answer.headers["location"]
+
+
+def test_pages_need_a_session(client: TestClient) -> None:
+    answer = client.get("/console/fleet")
+    assert answer.status_code == 303
+    assert answer.headers["location"] == "/console/sign-in?next=%2Fconsole%2Ffleet"
+
+
+@pytest.mark.parametrize(("username", "home"), [
+    ("customer-a", "/console/portal"), ("engineer", "/console/tickets"),
+    ("manager", "/console/dashboard"), ("admin", "/console/fleet")])
+def test_each_role_lands_on_its_home(client: TestClient, username: str, home: str) -> None:
+    assert sign_in(client, username) == home
+    page = client.get(home)
+    assert page.status_code == 200
+    assert "Content-Security-Policy" in page.headers
+
+
+def test_a_wrong_password_is_refused_with_a_message(client: TestClient) -> None:
+    answer = client.post("/console/sign-in", data={"username": "engineer", "password": "nope"})
+    assert answer.status_code == 401
+    assert "wrong" in answer.text and "vigil_session" not in answer.headers.get("set-cookie", "")
+
+
+def test_sign_in_returns_only_to_console_paths(client: TestClient) -> None:
+    answer = client.post("/console/sign-in", data={
+        "username": "manager", "password": PASSWORD, "next": "//evil.example/console/"})
+    assert answer.headers["location"] == "/console/dashboard"
+
+
+def test_sign_in_from_another_site_is_refused(client: TestClient) -> None:
+    answer = client.post("/console/sign-in", headers={"Origin": "https://evil.example"},
+                         data={"username": "manager", "password": PASSWORD})
+    assert answer.status_code == 403
+
+
+def test_a_customer_sees_only_its_own_devices(client: TestClient, server: Running) -> None:
+    sign_in(client, "customer-a")
+    fleet = client.get("/console/fleet").text
+    assert server.world.devices["a"][0] in fleet
+    assert not any(d in fleet for d in server.world.devices["b"])
+    other = client.get(f"/console/devices/{server.world.devices['b'][0]}")
+    assert other.status_code == 404
+    assert server.world.devices["b"][0] in other.text  # it names what was asked, nothing more
+    assert "Riverside" not in other.text
+    ticket = client.get(f"/console/tickets/{server.world.tickets['b'][0]}")
+    assert ticket.status_code == 404
+
+
+def test_writes_need_the_csrf_token(client: TestClient, server: Running) -> None:
+    sign_in(client, "engineer")
+    tid = server.world.tickets["b"][-1]
+    refused = client.post(f"/console/tickets/{tid}/comments", data={"text": "no token"})
+    assert refused.status_code == 403
+    token = client.cookies.get("vigil_csrf")
+    assert token
+    done = client.post(f"/console/tickets/{tid}/comments", data={"text": "with <b>token</b>"},
+                       headers={"X-CSRF-Token": token, "HX-Request": "true"})
+    assert done.status_code == 200
+    assert "with &lt;b&gt;token&lt;/b&gt;" in done.text
+
+
+def test_a_refused_move_says_why_and_changes_nothing(client: TestClient, server: Running) -> None:
+    sign_in(client, "engineer")
+    tid = server.world.tickets["b"][-2]
+    token = client.cookies.get("vigil_csrf") or ""
+    answer = client.post(f"/console/tickets/{tid}/transitions", data={"to": "closed"},
+                         headers={"X-CSRF-Token": token, "HX-Request": "true"})
+    assert answer.status_code in (403, 409)
+    assert 'role="alert"' in answer.text
+    page = client.get(f"/console/tickets/{tid}").text
+    assert 'class="state state-open"' in page
+
+
+def test_fleet_filters_and_pages(client: TestClient, server: Running) -> None:
+    sign_in(client, "manager")
+    first = client.get("/console/fleet", params={"model": "PM-7"}).text
+    assert "pm7-" in first and "ip100-" not in first.split("<tbody>")[1]
+    seen: list[str] = []
+    url: str | None = "/console/fleet?sort=risk"
+    while url:
+        page = client.get(url).text
+        seen += re.findall(r'<th scope="row"><a href="/console/devices/([^"]+)"', page)
+        found = re.search(r'<a href="([^"]+)"[^>]*rel="next"', page)
+        url = html.unescape(found.group(1)) if found else None
+    with server.sessions() as session:  # other tests may have registered devices
+        everyone = list(session.scalars(select(Device.id)))
+    assert len(everyone) > 50  # more than one page
+    assert len(seen) == len(everyone) and set(seen) == set(everyone)
+
+
+def test_odd_ids_are_clear_answers_not_errors(client: TestClient) -> None:
+    sign_in(client, "manager")
+    assert client.get("/console/tickets/99999999999999999999").status_code == 422
+    assert client.get("/console/tickets/0").status_code == 422
+    assert client.get("/console/tickets/987654").status_code == 404
+    assert client.get("/console/devices/no-such-device").status_code == 404
+    assert client.get("/console/fleet", params={"site": "9" * 12}).status_code == 200
+
+
+def test_the_device_page_polls_its_latest_readings(client: TestClient, server: Running) -> None:
+    sign_in(client, "engineer")
+    device = server.world.devices["a"][1]
+    page = client.get(f"/console/devices/{device}").text
+    assert f'hx-get="/console/devices/{device}/latest"' in page
+    latest = client.get(f"/console/devices/{device}/latest", headers={"HX-Request": "true"})
+    assert latest.status_code == 200
+    assert "temperature_c" in latest.text and "<html" not in latest.text
+    sign_in(client, "customer-b")
+    assert client.get(f"/console/devices/{device}/latest").status_code == 404
+
+
+def test_only_administrators_reach_administration(client: TestClient) -> None:
+    sign_in(client, "manager")
+    assert client.get("/console/admin").status_code == 403
+    token = client.cookies.get("vigil_csrf") or ""
+    refused = client.post("/console/admin/devices", headers={"X-CSRF-Token": token},
+                          data={"device_id": "pump-x1", "serial": "X1", "model": "IP-100"})
+    assert refused.status_code == 403
+    sign_in(client, "admin")
+    assert "Register a device" in client.get("/console/admin").text
+
+
+def test_an_admin_registers_a_device_sees_its_credential_once_and_revokes_it(
+    client: TestClient, server: Running
+) -> None:
+    sign_in(client, "admin")
+    headers = {"X-CSRF-Token": client.cookies.get("vigil_csrf") or "", "HX-Request": "true"}
+    done = client.post("/console/admin/devices", headers=headers, data={
+        "device_id": "ip100-new01", "serial": "IP-100-NEW01", "model": "IP-100"})
+    assert done.status_code == 200, done.text
+    password = re.search(r"<dt>Password</dt><dd><code>([^<]+)</code>", done.text)
+    assert password and len(password.group(1)) >= 16
+    assert password.group(1) not in client.get("/console/admin").text  # shown once only
+    again = client.post("/console/admin/devices", headers=headers, data={
+        "device_id": "ip100-new01", "serial": "IP-100-NEW02", "model": "IP-100"})
+    assert again.status_code == 409 and 'role="alert"' in again.text
+    revoked = client.post("/console/admin/devices/revoke", headers=headers,
+                          data={"device_id": "ip100-new01"})
+    assert revoked.status_code == 200 and "is revoked" in revoked.text
+    missing = client.post("/console/admin/devices/revoke", headers=headers,
+                          data={"device_id": "no-such-device"})
+    assert missing.status_code == 404
+
+
+def test_an_admin_adds_a_customer_user_who_sees_only_its_site(
+    client: TestClient, server: Running
+) -> None:
+    sign_in(client, "admin")
+    headers = {"X-CSRF-Token": client.cookies.get("vigil_csrf") or "", "HX-Request": "true"}
+    admin_page = client.get("/console/admin").text
+    site = re.search(r'<option value="(\d+)">Theatre 2', admin_page)
+    assert site
+    done = client.post("/console/admin/users", headers=headers, data={
+        "username": "nurse-b", "display_name": "Nina Nurse", "role": "customer",
+        "sites": [site.group(1)]})
+    assert done.status_code == 200, done.text
+    password = re.search(r"<p><code>([^<]+)</code>", done.text)
+    assert password
+    answer = client.post("/console/sign-in",
+                         data={"username": "nurse-b", "password": password.group(1)})
+    assert answer.status_code == 303 and answer.headers["location"] == "/console/portal"
+    portal = client.get("/console/portal").text
+    assert server.world.devices["b"][0] in portal and server.world.devices["a"][0] not in portal
+
+
+def test_the_dashboard_ranks_predicted_failures_and_lists_tickets_near_breach(
+    client: TestClient, server: Running
+) -> None:
+    sign_in(client, "manager")
+    page = client.get("/console/dashboard").text
+    ranked = re.findall(r'<th scope="row"><a href="/console/devices/([^"]+)"', page)
+    assert ranked[:1] == ["pm7-a025"]  # the highest probability of the seeded fleet (0.95)
+    assert "motor_current_a" in page  # its main driver
+    near = re.findall(r'<li><a href="/console/tickets/(\d+)"', page)
+    assert near  # seeded tickets past their respond deadline
+    vt3 = client.get("/console/dashboard", params={"model": "VT-3"}).text
+    assert set(re.findall(r'<span class="muted serial">([^<]+)</span>', vt3)) == {"VT-3"}
+    sign_in(client, "customer-a")
+    assert client.get("/console/dashboard").status_code == 404
+
+
+def test_staff_see_knowledge_base_suggestions_and_customers_do_not(
+    client: TestClient, server: Running
+) -> None:
+    tid = server.world.tickets["a"][0]  # a mechanical fault on an IP-100
+    sign_in(client, "engineer")
+    page = client.get(f"/console/tickets/{tid}").text
+    assert page.index("Occlusion alarms on IP-100") < page.index("Noisy fans")
+    sign_in(client, "customer-a")
+    page = client.get(f"/console/tickets/{tid}").text
+    assert "Knowledge base" not in page and "Noisy fans" not in page

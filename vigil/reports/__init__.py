@@ -1,0 +1,1 @@
+"""Reports on how well the service keeps its promises: the service-quality report."""

@@ -1,0 +1,445 @@
+"""The service-quality report: how well the desk kept its promises over a period.
+
+For tickets opened in ``[start, end)`` and worked on their own (device tickets
+grouped under a site ticket are counted through it), grouped by site, device
+model, engineer or priority, with a total row:
+
+- tickets opened, by source;
+- response, diagnosis and restore times in service hours (median and 90th
+  percentile), from the service time kept on each ticket when it met the
+  milestone (the contract's calendar; restore without pauses);
+- compliance per milestone: met by its deadline, out of the milestones met or
+  past their deadline by ``as_of`` (a cancelled ticket's unmet milestones do not count);
+- MTTR (mean restore time, failures only), first-time-fix rate (finished
+  failures never reopened), remote-fix rate (finished failures resolved remotely);
+- satisfaction mean, and answers out of surveys sent;
+- predicted failures: analytics tickets confirmed by a diagnosis or cancelled as
+  false alarms, with the lead time the prediction gave (``hours_to_failure`` in
+  the first evidence piece's data).
+
+Beside the rows: MTBF per device model (operating hours over failures) and
+planned-maintenance completion, high-risk devices separately.
+
+Counts and sums are one grouped SQL query on either database. Percentiles are
+``percentile_cont`` with grouping sets on PostgreSQL; SQLite has neither, so
+there the duration columns are read and ``metrics.percentile`` (the same
+interpolation) computes them.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import ColumnElement, Float, and_, case, exists, func, or_, select, tuple_
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.orm import Session
+
+from vigil.db.enums import MaintenanceKind, Milestone, TicketSource, TicketState
+from vigil.devices.models import Device, Site
+from vigil.errors import InvalidRequest
+from vigil.maintenance.models import MaintenanceDue, MaintenancePlan, MaintenanceRecord
+from vigil.maintenance.service import HIGH_RISK_CLASSES
+from vigil.reports import metrics
+from vigil.tickets.models import SatisfactionSurvey, Ticket
+from vigil.tickets.priority import TicketRules
+from vigil.users.models import User
+
+FINISHED = (TicketState.CLOSED.value, TicketState.RESOLVED_REMOTELY.value)
+TOTAL = "(all)"
+
+
+class GroupBy(StrEnum):
+    SITE = "site"
+    MODEL = "model"
+    ENGINEER = "engineer"
+    PRIORITY = "priority"
+
+
+@dataclass(frozen=True, slots=True)
+class Times:
+    """Hours of service time: how many tickets met the milestone, median and 90th percentile."""
+
+    count: int
+    median_h: float | None
+    p90_h: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Compliance:
+    met: int
+    decided: int
+    rate: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Predicted:
+    opened: int
+    confirmed: int
+    false_alarms: int
+    pending: int
+    precision: float | None
+    median_lead_h: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    group: str
+    opened: int
+    by_source: dict[str, int]
+    times: dict[str, Times]
+    compliance: dict[str, Compliance]
+    mttr_h: float | None
+    finished: int
+    first_time_fix_rate: float | None
+    remote_fix_rate: float | None
+    satisfaction_mean: float | None
+    satisfaction_answers: int
+    surveys_sent: int
+    survey_response_rate: float | None
+    predicted: Predicted
+
+
+@dataclass(frozen=True, slots=True)
+class Reliability:
+    model: str
+    devices: int
+    device_hours: float
+    failures: int
+    mtbf_h: float | None
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    start: datetime
+    end: datetime
+    as_of: datetime
+    group_by: GroupBy
+    rows: list[Row]
+    total: Row
+    reliability: list[Reliability]
+    maintenance: dict[str, metrics.Completion] = field(default_factory=dict)
+
+
+# --- the counts: one grouped query ------------------------------------------------
+
+_MET = {Milestone.RESPOND: ("responded_at", "respond_by"),
+        Milestone.DIAGNOSE: ("diagnosed_at", "diagnose_by"),
+        Milestone.RESTORE: ("restored_at", "restore_by")}
+
+
+def _key(group_by: GroupBy) -> tuple[Any, Any]:
+    """The grouping key and its label."""
+    if group_by is GroupBy.SITE:
+        return Ticket.site_id, Site.name
+    if group_by is GroupBy.MODEL:
+        return Device.model, Device.model
+    if group_by is GroupBy.ENGINEER:
+        return Ticket.assigned_to_id, User.display_name
+    return Ticket.priority, Ticket.priority
+
+
+def _scope(query: Any, group_by: GroupBy, start: datetime, end: datetime) -> Any:
+    query = query.where(Ticket.created_at >= start, Ticket.created_at < end,
+                        Ticket.parent_id.is_(None))
+    if group_by is GroupBy.SITE:
+        query = query.outerjoin(Site, Site.id == Ticket.site_id)
+    elif group_by is GroupBy.MODEL:
+        query = query.outerjoin(Device, Device.id == Ticket.device_id)
+    elif group_by is GroupBy.ENGINEER:
+        query = query.outerjoin(User, User.id == Ticket.assigned_to_id)
+    return query
+
+
+def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.count(case((condition, 1)))
+
+
+def _lead_hours() -> ColumnElement[Any]:
+    """The lead time a confirmed prediction gave, in hours; NULL for any other ticket."""
+    lead = Ticket.evidence[("recent", 0, "data", "hours_to_failure")].as_float()
+    return case((_confirmed_prediction(), lead))
+
+
+def _confirmed_prediction() -> ColumnElement[bool]:
+    return and_(Ticket.source == TicketSource.ANALYTICS.value,
+                Ticket.state != TicketState.CANCELLED.value, Ticket.diagnosed_at.is_not(None))
+
+
+def _count_columns(as_of: datetime) -> list[ColumnElement[Any]]:
+    failure = Ticket.source != TicketSource.MAINTENANCE_PLAN.value
+    finished = and_(Ticket.state.in_(FINISHED), failure)
+    analytics = Ticket.source == TicketSource.ANALYTICS.value
+    # One survey per ticket at most, found through its unique index.
+    surveyed = exists().where(SatisfactionSurvey.ticket_id == Ticket.id)
+    columns: list[ColumnElement[Any]] = [
+        func.count(Ticket.id).label("opened"),
+        *(_count(Ticket.source == s.value).label(f"source_{s.value}") for s in TicketSource),
+        func.sum(case((failure, Ticket.restore_minutes))).label("mttr_sum"),
+        _count(and_(failure, Ticket.restore_minutes.is_not(None))).label("mttr_n"),
+        _count(finished).label("finished"),
+        _count(and_(finished, Ticket.reopen_count == 0)).label("first_time"),
+        _count(and_(finished, Ticket.state == TicketState.RESOLVED_REMOTELY.value))
+        .label("remote"),
+        func.sum(Ticket.satisfaction_score).label("score_sum"),
+        func.count(Ticket.satisfaction_score).label("answers"),
+        _count(surveyed).label("surveys"),
+        _count(analytics).label("predicted"),
+        _count(_confirmed_prediction()).label("confirmed"),
+        _count(and_(analytics, Ticket.state == TicketState.CANCELLED.value)).label("false"),
+    ]
+    for milestone, (met_at, due_at) in _MET.items():
+        met, due = getattr(Ticket, met_at), getattr(Ticket, due_at)
+        columns.append(_count(and_(met.is_not(None), met <= due)).label(f"{milestone}_met"))
+        columns.append(_count(or_(met.is_not(None), and_(
+            due < as_of, Ticket.state != TicketState.CANCELLED.value)))
+            .label(f"{milestone}_decided"))
+    return columns
+
+
+def _counts(session: Session, group_by: GroupBy, start: datetime, end: datetime,
+            as_of: datetime) -> dict[Any, dict[str, Any]]:
+    """Every count and sum per group, in one grouped query (any database)."""
+    key, label = _key(group_by)
+    query = select(key.label("key"), label.label("label"), *_count_columns(as_of))
+    query = _scope(query.select_from(Ticket), group_by, start, end).group_by(key, label)
+    return {row.key: row._asdict() for row in session.connection().execute(query)}
+
+
+# --- the percentiles -------------------------------------------------------------
+
+_DURATIONS = ("respond_minutes", "diagnose_minutes", "restore_minutes", "lead")
+
+
+def _percentile_columns() -> list[ColumnElement[Any]]:
+    values = {name: getattr(Ticket, name) for name in _DURATIONS[:3]}
+    values["lead"] = _lead_hours()
+    columns: list[ColumnElement[Any]] = []
+    for name, value in values.items():
+        columns.append(func.count(value).label(f"{name}_n"))
+        # Both quantiles from one sort of the group's values.
+        columns.append(func.percentile_cont(postgresql.array([0.5, 0.9]),
+                                            type_=postgresql.ARRAY(Float))
+                       .within_group(value).label(f"{name}_q"))
+    return columns
+
+
+def _everything_sql(session: Session, group_by: GroupBy, start: datetime, end: datetime,
+                    as_of: datetime) -> tuple[dict[Any, dict[str, Any]],
+                                              dict[Any, dict[str, float | None]]]:
+    """PostgreSQL: counts and percentiles of every group and of the total in one pass.
+
+    Grouping sets give the total row its own percentiles (they cannot be summed
+    from the groups'); one scan of the period's tickets instead of two.
+    """
+    key, label = _key(group_by)
+    spread_names = {c.name for c in _percentile_columns()}
+    query = select(key.label("key"), label.label("label"),
+                   func.grouping(key).label("is_total"), *_count_columns(as_of),
+                   *_percentile_columns())
+    query = _scope(query.select_from(Ticket), group_by, start, end)
+    query = query.group_by(func.grouping_sets(tuple_(key, label), tuple_()))
+    counts: dict[Any, dict[str, Any]] = {}
+    spread: dict[Any, dict[str, float | None]] = {}
+    for row in session.connection().execute(query):
+        values = row._asdict()
+        group = TOTAL if values.pop("is_total") else values["key"]
+        spread[group] = {}
+        for name in _DURATIONS:
+            median, p90 = values[f"{name}_q"] or (None, None)
+            spread[group].update({f"{name}_n": float(values[f"{name}_n"]),
+                                  f"{name}_50": median, f"{name}_90": p90})
+        counts[group] = {k: v for k, v in values.items() if k not in spread_names}
+    return counts, spread
+
+
+def _percentiles_python(session: Session, group_by: GroupBy, start: datetime,
+                        end: datetime) -> dict[Any, dict[str, float | None]]:
+    """SQLite: read the durations and interpolate as ``percentile_cont`` does."""
+    key, _label = _key(group_by)
+    lead = _lead_hours()
+    query = _scope(select(key.label("key"), Ticket.respond_minutes, Ticket.diagnose_minutes,
+                          Ticket.restore_minutes, lead.label("lead")).select_from(Ticket),
+                   group_by, start, end)
+    query = query.where(or_(Ticket.respond_minutes.is_not(None), lead.is_not(None)))
+    samples: dict[Any, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
+    for row in session.connection().execute(query):
+        for name, value in zip(_DURATIONS, row[1:], strict=True):
+            if value is not None:
+                samples[row.key][name].append(float(value))
+                samples[TOTAL][name].append(float(value))
+    found: dict[Any, dict[str, float | None]] = {}
+    for group, by_name in samples.items():
+        found[group] = {}
+        for name in _DURATIONS:
+            seen = by_name.get(name, [])
+            found[group][f"{name}_n"] = float(len(seen))
+            found[group][f"{name}_50"] = metrics.percentile(seen, 0.5)
+            found[group][f"{name}_90"] = metrics.percentile(seen, 0.9)
+    return found
+
+
+# --- rows ----------------------------------------------------------------------------
+
+
+def _hours(minutes: float | None) -> float | None:
+    return None if minutes is None else round(minutes / 60, 3)
+
+
+# Plain strings: an enum member's ``.value`` costs a descriptor call, per group and field.
+_SOURCES = tuple(s.value for s in TicketSource)
+_MILESTONES = tuple(m.value for m in Milestone)
+
+
+def _row(group: str, counts: Mapping[str, Any], spread: Mapping[str, float | None]) -> Row:
+    def times(name: str) -> Times:
+        return Times(count=int(spread.get(f"{name}_n") or 0),
+                     median_h=_hours(spread.get(f"{name}_50")),
+                     p90_h=_hours(spread.get(f"{name}_90")))
+
+    compliance = {}
+    for milestone in _MILESTONES:
+        met, decided = counts[f"{milestone}_met"], counts[f"{milestone}_decided"]
+        compliance[milestone] = Compliance(met, decided, metrics.rate(met, decided))
+    predicted, confirmed, false = counts["predicted"], counts["confirmed"], counts["false"]
+    score_sum = counts["score_sum"]
+    return Row(
+        group=group, opened=counts["opened"],
+        by_source={source: counts[f"source_{source}"] for source in _SOURCES},
+        times={milestone: times(f"{milestone}_minutes") for milestone in _MILESTONES},
+        compliance=compliance,
+        mttr_h=_hours(metrics.mean(counts["mttr_sum"], counts["mttr_n"])),
+        finished=counts["finished"],
+        first_time_fix_rate=metrics.rate(counts["first_time"], counts["finished"]),
+        remote_fix_rate=metrics.rate(counts["remote"], counts["finished"]),
+        satisfaction_mean=metrics.mean(None if score_sum is None else float(score_sum),
+                                       counts["answers"]),
+        satisfaction_answers=counts["answers"], surveys_sent=counts["surveys"],
+        survey_response_rate=metrics.rate(counts["answers"], counts["surveys"]),
+        predicted=Predicted(
+            opened=predicted, confirmed=confirmed, false_alarms=false,
+            pending=predicted - confirmed - false,
+            precision=metrics.rate(confirmed, confirmed + false),
+            median_lead_h=spread.get("lead_50")),
+    )
+
+
+def _summed(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    total: dict[str, Any] = {}
+    for row in rows:
+        for name, value in row.items():
+            if name in ("key", "label"):
+                continue
+            if value is not None:
+                total[name] = (total.get(name) or 0) + value
+            else:
+                total.setdefault(name, None)
+    return total
+
+
+# --- beside the rows: reliability per model and planned maintenance ------------------
+
+
+def _reliability(session: Session, start: datetime, end: datetime) -> list[Reliability]:
+    failures: dict[str, int] = {model: count for model, count in session.connection().execute(
+        select(Device.model, func.count(Ticket.id)).select_from(Ticket)
+        .join(Device, Device.id == Ticket.device_id)
+        .where(Ticket.created_at >= start, Ticket.created_at < end,
+               Ticket.source != TicketSource.MAINTENANCE_PLAN.value,
+               Ticket.state != TicketState.CANCELLED.value)
+        .group_by(Device.model))}
+    whole: dict[str, int] = {model: count for model, count in session.connection().execute(
+        select(Device.model, func.count()).where(
+            or_(Device.install_date.is_(None), Device.install_date <= start.date()))
+        .group_by(Device.model))}
+    partial: dict[str, list[Any]] = defaultdict(list)
+    for model, day in session.connection().execute(select(Device.model, Device.install_date).where(
+            Device.install_date > start.date(), Device.install_date < end.date())):
+        partial[model].append(day)
+    hours = (end - start).total_seconds() / 3600
+    result = []
+    for model in sorted(set(whole) | set(partial)):
+        device_hours = whole.get(model, 0) * hours + metrics.service_hours(
+            start, end, partial.get(model, []))
+        count = failures.get(model, 0)
+        result.append(Reliability(model=model, devices=whole.get(model, 0) + len(partial[model]),
+                                  device_hours=round(device_hours, 1), failures=count,
+                                  mtbf_h=metrics.mtbf_hours(device_hours, count)))
+    return result
+
+
+def _maintenance(session: Session, rules: TicketRules, start: datetime, end: datetime,
+                 as_of: datetime) -> dict[str, metrics.Completion]:
+    """Work that fell due in the period: done (records by the due date they answered) or not
+    (plans' devices still due, past ``as_of``). Counted in SQL per kind and model."""
+    done = session.connection().execute(
+        select(MaintenanceRecord.kind, Device.model, func.count(),
+               _count(MaintenanceRecord.performed_at <= MaintenanceRecord.due_at))
+        .select_from(MaintenanceRecord).join(Device, Device.id == MaintenanceRecord.device_id)
+        .where(MaintenanceRecord.due_at >= start, MaintenanceRecord.due_at < end)
+        .group_by(MaintenanceRecord.kind, Device.model))
+    outstanding = session.connection().execute(
+        select(MaintenancePlan.kind, Device.model, func.count()).select_from(MaintenanceDue)
+        .join(MaintenancePlan, MaintenancePlan.id == MaintenanceDue.plan_id)
+        .join(Device, Device.id == MaintenanceDue.device_id)
+        .where(MaintenancePlan.active.is_(True), MaintenanceDue.next_due_at >= start,
+               MaintenanceDue.next_due_at < min(end, as_of))
+        .group_by(MaintenancePlan.kind, Device.model))
+    tallies: list[metrics.Tally] = []
+    for kind, model, count, on_time in done:
+        high = rules.risk_class(model) in HIGH_RISK_CLASSES
+        tallies.append(metrics.Tally(kind, high, due=count, done=count, on_time=on_time))
+    for kind, model, count in outstanding:
+        high = rules.risk_class(model) in HIGH_RISK_CLASSES
+        tallies.append(metrics.Tally(kind, high, due=count, done=0, on_time=0))
+    result = {}
+    for kind in MaintenanceKind:
+        of_kind = [t for t in tallies if t.kind == kind]
+        result[kind.value] = metrics.combined(of_kind)
+        result[f"{kind.value}_high_risk"] = metrics.combined(t for t in of_kind if t.high_risk)
+    return result
+
+
+def service_quality(session: Session, *, start: datetime, end: datetime, group_by: GroupBy,
+                    rules: TicketRules, as_of: datetime | None = None) -> QualityReport:
+    """The report for tickets opened in ``[start, end)``, as things stood at ``as_of``."""
+    if end <= start:
+        raise InvalidRequest("a report period ends after it starts")
+    as_of = as_of or end
+    group_by = GroupBy(group_by)
+    if session.get_bind().dialect.name == "postgresql":
+        counts, spread = _everything_sql(session, group_by, start, end, as_of)
+        totals = counts.pop(TOTAL, None)
+    else:
+        counts = _counts(session, group_by, start, end, as_of)
+        spread = _percentiles_python(session, group_by, start, end)
+        totals = _summed(counts.values())
+    rows = [_row(_label(key, values["label"]), values, spread.get(key, {}))
+            for key, values in counts.items()]
+    rows.sort(key=lambda r: r.group)
+    empty: dict[str, Any] = {name: 0 for name in _counts_names()}
+    empty.update(mttr_sum=None, score_sum=None)
+    total = _row(TOTAL, {**empty, **(totals or {})}, spread.get(TOTAL, {}))
+    return QualityReport(start=start, end=end, as_of=as_of, group_by=group_by, rows=rows,
+                         total=total, reliability=_reliability(session, start, end),
+                         maintenance=_maintenance(session, rules, start, end, as_of))
+
+
+def _label(key: Any, label: Any) -> str:
+    if label is not None:
+        return str(label)
+    return "(none)" if key is None else str(key)
+
+
+def _counts_names() -> list[str]:
+    names = ["opened", "finished", "first_time", "remote", "answers", "surveys", "predicted",
+             "confirmed", "false", "mttr_n"]
+    names += [f"source_{s.value}" for s in TicketSource]
+    names += [f"{m}_{part}" for m in Milestone for part in ("met", "decided")]
+    return names
+
+
