@@ -347,7 +347,8 @@ def replay(factory: Any, store: Any, truth: dict[str, Any], args: argparse.Names
                             scoring=scoring)
 
     def ticket_rules(session: Any, now: datetime) -> dict[str, Any]:
-        return ticket_rules_pass(session, now=now, settings=settings.ticket_rules, rules=rules)
+        return ticket_rules_pass(session, now=now, settings=settings.ticket_rules, rules=rules,
+                                 store=store, scoring=scoring)
 
     start_ms, end_ms = int(truth["start_ms"]), int(truth["end_ms"])
     clock = _Clock(_utc(start_ms))
