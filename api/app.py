@@ -10,12 +10,14 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from api import (
     audit,
     auth,
     customers,
     devices,
+    diagnosis,
     health,
     knowledge,
     predictions,
@@ -28,6 +30,8 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from vigil.config import Settings
 from vigil.db.session import ensure_sqlite_folder, make_engine, make_session_factory
 from vigil.devices.credentials import BrokerFiles, sync_broker
+from vigil.diagnosis.bus import DiagnosisBus, default_client_id
+from vigil.diagnosis.rules import AllowList
 from vigil.telemetry import open_store
 from vigil.telemetry.store import TelemetryStore
 
@@ -42,6 +46,8 @@ TAGS: list[dict[str, str]] = [
     {"name": "users", "description": "Users and their roles (administrators)."},
     {"name": "predictions", "description": "Failure predictions ranked by risk."},
     {"name": "tickets", "description": "The service desk's tickets."},
+    {"name": "diagnosis", "description": "Remote-diagnosis sessions: commands to a device "
+                                         "and its answers (service organisation)."},
     {"name": "audit", "description": "The audit log (administrators)."},
     {"name": "health", "description": "Liveness, readiness and metrics, for operators."},
 ]
@@ -54,6 +60,16 @@ def broker_files(settings: Settings) -> BrokerFiles | None:
         return None
     return BrokerFiles(mqtt.password_file, mqtt.acl_file, mqtt.service_password_file,
                        mqtt.pid_file)
+
+
+def diagnosis_bus(settings: Settings, sessions: sessionmaker[Session]) -> DiagnosisBus | None:
+    """This process's MQTT link for remote diagnosis, unless the settings switch it off."""
+    if not settings.api.diagnosis:
+        return None
+    return DiagnosisBus(settings.mqtt, sessions,
+                        client_id=settings.api.diagnosis_client_id
+                        or default_client_id(settings.api.port),
+                        sweep_s=settings.api.diagnosis_sweep_s)
 
 
 def create_app(
@@ -74,7 +90,14 @@ def create_app(
         if app.state.broker_files is not None:
             # The broker may have missed changes while no API ran.
             sync_broker(app.state.sessions, app.state.broker_files)
-        yield
+        bus: DiagnosisBus | None = app.state.diagnosis
+        if bus is not None:
+            bus.start()
+        try:
+            yield
+        finally:
+            if bus is not None:
+                bus.stop()
         if telemetry is None:
             store_opener().close()
         owned_engine.dispose()
@@ -95,12 +118,15 @@ def create_app(
     app.state.telemetry = store_opener
     app.state.metrics = ApiMetrics()
     app.state.broker_files = broker_files(settings)
+    app.state.allow_list = AllowList.load()
+    app.state.diagnosis = diagnosis_bus(settings, app.state.sessions)
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, prefix=API_PREFIX)
 
     app.include_router(health.router)
-    for module in (auth, devices, predictions, tickets, knowledge, customers, users, audit):
+    for module in (auth, devices, predictions, tickets, diagnosis, knowledge, customers, users,
+                   audit):
         app.include_router(module.router, prefix=API_PREFIX)
 
     def openapi() -> dict[str, Any]:

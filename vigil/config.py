@@ -179,8 +179,19 @@ class DeskSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
+    """The HTTP API, and its MQTT link for remote diagnosis.
+
+    ``diagnosis_client_id`` must be stable across restarts and distinct per API
+    process (the broker keeps results for it meanwhile); by default it is
+    derived from the host name and ``port``. Without ``diagnosis`` the API
+    sends no commands and records no results (an API run without a broker).
+    """
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    diagnosis: bool = True
+    diagnosis_client_id: str | None = None
+    diagnosis_sweep_s: float = Field(1.0, gt=0)
 
 
 class Settings(BaseSettings):

@@ -182,6 +182,16 @@ def record_timeouts(db: Session, *, now: datetime) -> list[TranscriptEntry]:
     return written
 
 
+def sweep_due(db: Session, *, now: datetime) -> bool:
+    """Whether a command has timed out or a session has expired, unrecorded yet."""
+    now_ms = rules.epoch_ms(now)
+    if any(int(c.payload.get("expires", 0)) <= now_ms for c in pending_commands(db)):
+        return True
+    return db.scalar(select(DiagnosisSession.id).where(
+        DiagnosisSession.closed_at.is_(None), DiagnosisSession.expires_at <= now).limit(1)
+    ) is not None
+
+
 def close_session(db: Session, *, session: DiagnosisSession, caller: Caller, now: datetime,
                   reason: str = "closed by the engineer") -> DiagnosisSession:
     """Close an open session; closing a closed one changes nothing."""
