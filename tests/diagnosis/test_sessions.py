@@ -224,3 +224,27 @@ def test_a_repeated_result_is_recorded_once_and_a_strangers_not_at_all(
         kinds = list(db.scalars(select(TranscriptEntry.kind).where(
             TranscriptEntry.command_id == sent["command_id"])))
     assert sorted(kinds) == ["command", "result"]
+
+
+def test_with_two_api_processes_each_result_is_recorded_once_and_seen_by_both(
+    app: FastAPI, client: TestClient, headers: Headers, world: World,
+    devices: Callable[..., SimulatedDevice], sessions: sessionmaker[Session],
+) -> None:
+    device_id = world.devices["a"][1]
+    devices(device_id)
+    other = serve(make_app(app.state.settings, app.state.engine, app.state.telemetry(),
+                           app.state.diagnosis.shared_group, client_id="second-api"))
+    try:
+        session = open_session(client, headers, device_id)
+        sent = [client.post(f"{BASE}/{session['id']}/commands", headers=headers("engineer"),
+                            json={"cmd": "self_test"}).json()["command_id"] for _ in range(6)]
+        for command_id in sent:
+            outcome(other, headers, session["id"], command_id)
+        entries = transcript(client, headers, session["id"])
+        results = [e["command_id"] for e in entries if e["kind"] == "result"]
+        assert sorted(results) == sorted(sent)
+        # The broker shared the results between the two processes.
+        assert app.state.diagnosis.recorded > 0 and other.app.state.diagnosis.recorded > 0
+        assert app.state.diagnosis.recorded + other.app.state.diagnosis.recorded == len(sent)
+    finally:
+        other.__exit__(None, None, None)

@@ -96,6 +96,8 @@ class DiagnosisBus:
         self._subscribed = threading.Event()
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
+        # Results this process wrote to a transcript (a repeat or a stranger's is not counted).
+        self.recorded = 0
         self.client = mqtt_client(settings, client_id, manual_ack=True)
         self.client.reconnect_delay_set(min_delay=1, max_delay=15)
         self.client.on_connect = self._on_connect
@@ -167,7 +169,8 @@ class DiagnosisBus:
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         for attempt in range(WRITE_ATTEMPTS):
             try:
-                store_result(self.sessions, message.topic, bytes(message.payload))
+                if store_result(self.sessions, message.topic, bytes(message.payload)):
+                    self.recorded += 1
             except Exception:
                 log.exception("could not record a command result (attempt %d)", attempt + 1)
                 time.sleep(min(0.2 * 2 ** attempt, 2.0))
