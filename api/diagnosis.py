@@ -148,7 +148,7 @@ def session_events(
     principal: Annotated[Principal, Depends(current_principal)],
     after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0,
     wait_s: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 60.0,
-    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+    last_event_id: Annotated[str | None, Header(pattern=r"^[0-9]{1,18}$")] = None,
 ) -> StreamingResponse:
     """Each event's id is the entry's; a reconnecting client resumes with ``Last-Event-ID``.
 
@@ -160,7 +160,7 @@ def session_events(
     factory = session_factory(request)
     with factory() as db, db.begin():
         service.get_session(db, session_id=session_id)
-    cursor = int(last_event_id) if last_event_id and last_event_id.isdigit() else after
+    cursor = after if last_event_id is None else int(last_event_id)
 
     def stream() -> Iterator[str]:
         position = cursor
