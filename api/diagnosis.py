@@ -10,8 +10,10 @@ after a cursor, so it works whichever API process wrote them.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, status
@@ -41,6 +43,9 @@ router = APIRouter(prefix="/diagnosis", tags=["diagnosis"])
 
 POLL_S = 0.25
 MAX_WAIT_S = 300
+# The live readings start at most this far back, and take device clocks this far ahead.
+READINGS_BACKLOG = timedelta(minutes=10)
+READINGS_SKEW = timedelta(minutes=5)
 
 
 def _caller(principal: Principal) -> service.Caller:
@@ -155,11 +160,8 @@ def session_events(
     The stream ends when the session is over and everything is sent, or after
     ``wait_s`` seconds (the client reconnects with its cursor).
     """
-    if not principal.is_staff:
-        raise Forbidden("only the service organisation may do this")
+    _live(request, principal, session_id)
     factory = session_factory(request)
-    with factory() as db, db.begin():
-        service.get_session(db, session_id=session_id)
     cursor = after if last_event_id is None else int(last_event_id)
 
     def stream() -> Iterator[str]:
@@ -179,6 +181,69 @@ def session_events(
             if over or time.monotonic() >= deadline:
                 return
             time.sleep(POLL_S)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+
+def _live(request: Request, principal: Principal, session_id: int) -> None:
+    """Check, before a stream starts, that the caller may follow this session."""
+    if not principal.is_staff:
+        raise Forbidden("only the service organisation may do this")
+    with session_factory(request)() as db, db.begin():
+        service.get_session(db, session_id=session_id)
+
+
+@router.get("/sessions/{session_id}/readings", response_class=StreamingResponse,
+            responses={200: {"description": "The device's readings as Server-Sent Events",
+                             "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                       **responses(401, 403, 404, 422)},
+            summary="The device's readings live, as Server-Sent Events, from the telemetry store")
+def session_readings(
+    session_id: PathId,
+    request: Request,
+    principal: Annotated[Principal, Depends(current_principal)],
+    since: Annotated[int, Query(ge=0, le=4_102_444_800_000)] = 0,
+    wait_s: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 60.0,
+    last_event_id: Annotated[str | None, Header(pattern=r"^[0-9]{1,13}$")] = None,
+) -> StreamingResponse:
+    """Readings newer than ``since`` (epoch ms; each event's id is its time), as ingest stores
+    them: a ``set_sampling`` capture shows here at its own rate.
+
+    The stream starts at most ten minutes back and ends with the session or after ``wait_s``.
+    """
+    _live(request, principal, session_id)
+    factory = session_factory(request)
+    with factory() as db, db.begin():
+        device_id = service.get_session(db, session_id=session_id).device_id
+    store = request.app.state.telemetry()
+    cursor = since if last_event_id is None else int(last_event_id)
+
+    def stream() -> Iterator[str]:
+        position = max(cursor, rules.epoch_ms(utcnow() - READINGS_BACKLOG))
+        deadline = time.monotonic() + wait_s
+        while True:
+            end = rules.epoch_ms(utcnow() + READINGS_SKEW)
+            frame = store.query(device_id, position + 1, end) if position + 1 < end else None
+            if frame is not None and len(frame):
+                times = frame.index.as_unit("ms").asi8.tolist()
+                columns = [str(c) for c in frame.columns]
+                chunks = []
+                for ts, row in zip(times, frame.to_numpy(dtype="float64").tolist(), strict=True):
+                    metrics = {c: v for c, v in zip(columns, row, strict=True)
+                               if not math.isnan(v)}
+                    data = json.dumps({"ts": ts, "metrics": metrics}, separators=(",", ":"))
+                    chunks.append(f"id: {ts}\nevent: reading\ndata: {data}\n\n")
+                position = times[-1]
+                yield "".join(chunks)
+                continue
+            with factory() as db, db.begin():
+                session = service.get_session(db, session_id=session_id)
+                over = not rules.is_active(expires_at=session.expires_at,
+                                           closed_at=session.closed_at, now=utcnow())
+            if over or time.monotonic() >= deadline:
+                return
+            time.sleep(POLL_S * 2)
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

@@ -50,6 +50,7 @@ QUERIES: dict[tuple[str, str], dict[str, str]] = {
         "start": "2026-11-01T00:00:00Z", "end": "2026-11-01T01:00:00Z"},
     # The live transcript answers what there is and ends, rather than waiting for more.
     ("get", "/api/v1/diagnosis/sessions/{session_id}/events"): {"wait_s": "0"},
+    ("get", "/api/v1/diagnosis/sessions/{session_id}/readings"): {"wait_s": "0"},
 }
 STAFF_ONLY = re.compile(r"^get /api/v1/(knowledge|tickets/\{ticket_id\}/suggestions)"
                         r"|^(get|post) /api/v1/diagnosis/")

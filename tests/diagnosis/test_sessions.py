@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +19,8 @@ from vigil.audit.models import AuditLog
 from vigil.diagnosis import rules
 from vigil.diagnosis.bus import store_result
 from vigil.diagnosis.models import TranscriptEntry
+from vigil.telemetry.embedded import EmbeddedStore
+from vigil.telemetry.store import Point
 
 Headers = Callable[[str], dict[str, str]]
 BASE = "/api/v1/diagnosis/sessions"
@@ -248,3 +251,29 @@ def test_with_two_api_processes_each_result_is_recorded_once_and_seen_by_both(
         assert app.state.diagnosis.recorded + other.app.state.diagnosis.recorded == len(sent)
     finally:
         other.__exit__(None, None, None)
+
+
+def test_live_readings_stream_from_the_telemetry_store(
+    client: TestClient, headers: Headers, world: World, store: EmbeddedStore,
+) -> None:
+    device_id = world.devices["a"][1]
+    session = open_session(client, headers, device_id)
+    now = int(time.time() * 1000)
+    store.write([Point(device=device_id, ts=now - 200 + i * 100, metrics={"flow": float(i)})
+                 for i in range(3)])
+    store.write([Point(device=world.devices["b"][1], ts=now, metrics={"flow": 9.0})])
+    url = f"{BASE}/{session['id']}/readings"
+
+    live = client.get(url, params={"wait_s": 0}, headers=headers("engineer"))
+    assert live.status_code == 200
+    assert live.headers["content-type"].startswith("text/event-stream")
+    blocks = [dict(line.split(": ", 1) for line in b.splitlines())
+              for b in live.text.strip().split("\n\n")]
+    assert [json.loads(b["data"]) for b in blocks] == [
+        {"ts": now - 200 + i * 100, "metrics": {"flow": float(i)}} for i in range(3)]
+    assert [int(b["id"]) for b in blocks] == [now - 200, now - 100, now]
+    resumed = client.get(url, params={"wait_s": 0},
+                         headers={**headers("engineer"), "Last-Event-ID": str(now - 100)})
+    assert resumed.text.count("event: reading") == 1 and f"id: {now}\n" in resumed.text
+    assert client.get(url, params={"wait_s": 0},
+                      headers=headers("customer-a")).status_code == 403
