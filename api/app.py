@@ -69,7 +69,8 @@ def diagnosis_bus(settings: Settings, sessions: sessionmaker[Session]) -> Diagno
     return DiagnosisBus(settings.mqtt, sessions,
                         client_id=settings.api.diagnosis_client_id
                         or default_client_id(settings.api.port),
-                        sweep_s=settings.api.diagnosis_sweep_s)
+                        sweep_s=settings.api.diagnosis_sweep_s,
+                        session_expiry_s=settings.api.diagnosis_session_expiry_s)
 
 
 def create_app(

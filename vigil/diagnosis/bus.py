@@ -10,8 +10,14 @@ which every process reads, so the engineer sees it whichever serves them.
 A result is acknowledged to the broker only once its transcript entry is
 committed, and the session at the broker persists (a stable client id, no
 clean start), so a result that arrives while the API restarts is delivered
-when it is back. The same thread-owning bus sweeps, every ``sweep_s``, the
-commands past their expiry into timeout entries and closes expired sessions.
+when it is back. Mosquitto also gives a stopped member of a shared group its
+share of the messages, queued until it returns: with two processes, half the
+results of the time one is down wait for it (and may show as timeouts first,
+then as late results). So the session at the broker lasts minutes, not days:
+a process retired for good strands its share only that long.
+
+The bus also sweeps, every ``sweep_s``, the commands past their expiry into
+timeout entries, and closes expired sessions.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from vigil.net import mqtt_client
 log = logging.getLogger(__name__)
 
 SHARED_GROUP = "diagnosis"
-SESSION_EXPIRY_S = 24 * 3600
+SESSION_EXPIRY_S = 120
 PUBLISH_TIMEOUT_S = 5.0
 # Attempts to write one result before it is left unacknowledged (redelivered on reconnect).
 WRITE_ATTEMPTS = 5
@@ -87,12 +93,14 @@ class DiagnosisBus:
     """The API process's MQTT link for diagnosis: publish commands, record results, sweep."""
 
     def __init__(self, settings: MqttSettings, sessions: sessionmaker[Session], *,
-                 client_id: str, shared_group: str = SHARED_GROUP, sweep_s: float = 1.0) -> None:
+                 client_id: str, shared_group: str = SHARED_GROUP, sweep_s: float = 1.0,
+                 session_expiry_s: int = SESSION_EXPIRY_S) -> None:
         self.settings = settings
         self.sessions = sessions
         self.client_id = client_id
         self.shared_group = shared_group
         self.sweep_s = sweep_s
+        self.session_expiry_s = session_expiry_s
         self._subscribed = threading.Event()
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
@@ -107,7 +115,7 @@ class DiagnosisBus:
 
     def start(self) -> None:
         props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = SESSION_EXPIRY_S
+        props.SessionExpiryInterval = self.session_expiry_s
         self.client.connect_async(self.settings.host, self.settings.port,
                                   keepalive=self.settings.keepalive, clean_start=False,
                                   properties=props)
