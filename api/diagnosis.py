@@ -124,7 +124,7 @@ def send_command(session_id: PathId, body: CommandIn, ctx: StaffOnly,
     outgoing = service.send_command(ctx.db, session=session, name=body.cmd, args=body.args,
                                     caller=_caller(ctx.principal), now=utcnow(),
                                     allow_list=_allow_list(request))
-    after_commit(ctx.db, lambda: bus.publish(outgoing))
+    after_commit(ctx.db, lambda: bus.deliver(outgoing))
     return _entry(outgoing.entry)
 
 

@@ -277,3 +277,20 @@ def test_live_readings_stream_from_the_telemetry_store(
     assert resumed.text.count("event: reading") == 1 and f"id: {now}\n" in resumed.text
     assert client.get(url, params={"wait_s": 0},
                       headers=headers("customer-a")).status_code == 403
+
+
+def test_a_command_the_broker_never_took_is_closed_at_once(
+    app: FastAPI, client: TestClient, headers: Headers, world: World,
+    sessions: sessionmaker[Session],
+) -> None:
+    """With its bus disconnected the API cannot publish: the command is recorded as undelivered."""
+    session = open_session(client, headers, world.devices["a"][1])
+    app.state.diagnosis.client.disconnect()
+    wait_for(lambda: not app.state.diagnosis.client.is_connected(), what="the bus to disconnect")
+    sent = client.post(f"{BASE}/{session['id']}/commands", headers=headers("engineer"),
+                       json={"cmd": "self_test"})
+    assert sent.status_code == 202, sent.text
+    entries = transcript(client, headers, session["id"])
+    assert [e["kind"] for e in entries] == ["command", "timeout"]
+    assert "not connected" in entries[1]["payload"]["undelivered"]
+    assert audit_actions(sessions, session["id"])[-1] == "diagnosis.undelivered"

@@ -135,6 +135,22 @@ class DiagnosisBus:
     def wait_subscribed(self, timeout: float) -> bool:
         return self._subscribed.wait(timeout)
 
+    def deliver(self, outgoing: service.Outgoing) -> bool:
+        """Publish a committed command; if the broker does not take it, say so in the transcript.
+
+        Runs after the commit that put the command on record, so a failure here is
+        recorded in a transaction of its own, and the engineer need not wait for the expiry.
+        """
+        try:
+            self.publish(outgoing)
+        except BrokerUnavailable as exc:
+            log.warning("command %s not delivered: %s", outgoing.message.id, exc)
+            with transaction(self.sessions) as db:
+                service.record_undelivered(db, command_id=outgoing.message.id, reason=str(exc),
+                                           now=utcnow())
+            return False
+        return True
+
     def publish(self, outgoing: service.Outgoing) -> None:
         """Send a committed command at QoS 1 and wait for the broker to take it."""
         info = self.client.publish(outgoing.topic, protocol.encode(outgoing.message), qos=1)

@@ -157,6 +157,25 @@ def pending_commands(db: Session) -> list[TranscriptEntry]:
         .order_by(TranscriptEntry.id)))
 
 
+def _timeout(db: Session, command: TranscriptEntry, *, now: datetime, action: str,
+             details: dict[str, Any]) -> TranscriptEntry | None:
+    """A timeout entry for ``command`` unless it has an outcome already (checked under lock)."""
+    session = get_session(db, session_id=command.session_id, lock=True)
+    again = db.scalar(select(TranscriptEntry.id).where(
+        TranscriptEntry.command_id == command.command_id, TranscriptEntry.kind.in_(_OUTCOMES)))
+    if again is not None:
+        return None
+    entry = TranscriptEntry(session_id=session.id, at=now, kind=TranscriptKind.TIMEOUT,
+                            command_id=command.command_id,
+                            payload={"cmd": command.payload.get("cmd"), **details})
+    db.add(entry)
+    db.flush()
+    _audit(db, actor="system", action=action, session=session, at=now,
+           details={"command_id": command.command_id, "cmd": command.payload.get("cmd"),
+                    **details})
+    return entry
+
+
 def record_timeouts(db: Session, *, now: datetime) -> list[TranscriptEntry]:
     """A timeout entry for each command past its expiry with no answer."""
     now_ms = rules.epoch_ms(now)
@@ -164,22 +183,23 @@ def record_timeouts(db: Session, *, now: datetime) -> list[TranscriptEntry]:
     for command in pending_commands(db):
         if int(command.payload.get("expires", 0)) > now_ms:
             continue
-        session = get_session(db, session_id=command.session_id, lock=True)
-        again = db.scalar(select(TranscriptEntry.id).where(
-            TranscriptEntry.command_id == command.command_id,
-            TranscriptEntry.kind.in_(_OUTCOMES)))
-        if again is not None:
-            continue
-        entry = TranscriptEntry(session_id=session.id, at=now, kind=TranscriptKind.TIMEOUT,
-                                command_id=command.command_id,
-                                payload={"cmd": command.payload.get("cmd"),
-                                         "expired": command.payload.get("expires")})
-        db.add(entry)
-        db.flush()
-        _audit(db, actor="system", action="timeout", session=session, at=now,
-               details={"command_id": command.command_id, "cmd": command.payload.get("cmd")})
-        written.append(entry)
+        entry = _timeout(db, command, now=now, action="timeout",
+                         details={"expired": command.payload.get("expires")})
+        if entry is not None:
+            written.append(entry)
     return written
+
+
+def record_undelivered(db: Session, *, command_id: str, reason: str,
+                       now: datetime) -> TranscriptEntry | None:
+    """The command never reached the broker: its outcome, at once rather than at its expiry."""
+    command = db.scalar(select(TranscriptEntry).where(
+        TranscriptEntry.command_id == command_id,
+        TranscriptEntry.kind == TranscriptKind.COMMAND.value))
+    if command is None:
+        return None
+    return _timeout(db, command, now=now, action="undelivered",
+                    details={"undelivered": reason[:500]})
 
 
 def sweep_due(db: Session, *, now: datetime) -> bool:
