@@ -9,14 +9,16 @@ after a cursor, so it works whichever API process wrote them.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
 from api.deps import StaffOnly, after_commit, current_principal, session_factory
@@ -164,25 +166,41 @@ def session_events(
     factory = session_factory(request)
     cursor = after if last_event_id is None else int(last_event_id)
 
-    def stream() -> Iterator[str]:
-        position = cursor
-        deadline = time.monotonic() + wait_s
-        while True:
-            with factory() as db, db.begin():
-                session = service.get_session(db, session_id=session_id)
-                over = not rules.is_active(expires_at=session.expires_at,
-                                           closed_at=session.closed_at, now=utcnow())
-                entries = service.entries_after(db, session_id=session_id, after_id=position)
-                chunks = [_sse(e) for e in entries]
-            if entries:
-                position = entries[-1].id
-                yield "".join(chunks)
-                continue
-            if over or time.monotonic() >= deadline:
-                return
-            time.sleep(POLL_S)
+    def step(position: int) -> tuple[str, int, bool]:
+        with factory() as db, db.begin():
+            session = service.get_session(db, session_id=session_id)
+            over = not rules.is_active(expires_at=session.expires_at,
+                                       closed_at=session.closed_at, now=utcnow())
+            entries = service.entries_after(db, session_id=session_id, after_id=position)
+            last = entries[-1].id if entries else position
+            return "".join(_sse(e) for e in entries), last, over
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
+    return _stream(request, step, cursor, wait_s)
+
+
+async def _poll(request: Request, step: Callable[[int], tuple[str, int, bool]], cursor: int,
+                wait_s: float, poll_s: float) -> AsyncIterator[str]:
+    """Events from ``step`` until it says the session is over, the client goes or time is up.
+
+    Async, with each database or store read in a worker thread, so a waiting stream
+    holds no thread of the server's pool.
+    """
+    position = cursor
+    deadline = time.monotonic() + wait_s
+    while True:
+        chunk, position, over = await run_in_threadpool(step, position)
+        if chunk:
+            yield chunk
+            continue
+        if over or time.monotonic() >= deadline or await request.is_disconnected():
+            return
+        await asyncio.sleep(poll_s)
+
+
+def _stream(request: Request, step: Callable[[int], tuple[str, int, bool]], cursor: int,
+            wait_s: float, poll_s: float = POLL_S) -> StreamingResponse:
+    return StreamingResponse(_poll(request, step, cursor, wait_s, poll_s),
+                             media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
 
@@ -219,31 +237,23 @@ def session_readings(
     store = request.app.state.telemetry()
     cursor = since if last_event_id is None else int(last_event_id)
 
-    def stream() -> Iterator[str]:
-        position = max(cursor, rules.epoch_ms(utcnow() - READINGS_BACKLOG))
-        deadline = time.monotonic() + wait_s
-        while True:
-            end = rules.epoch_ms(utcnow() + READINGS_SKEW)
-            frame = store.query(device_id, position + 1, end) if position + 1 < end else None
-            if frame is not None and len(frame):
-                times = frame.index.as_unit("ms").asi8.tolist()
-                columns = [str(c) for c in frame.columns]
-                chunks = []
-                for ts, row in zip(times, frame.to_numpy(dtype="float64").tolist(), strict=True):
-                    metrics = {c: v for c, v in zip(columns, row, strict=True)
-                               if not math.isnan(v)}
-                    data = json.dumps({"ts": ts, "metrics": metrics}, separators=(",", ":"))
-                    chunks.append(f"id: {ts}\nevent: reading\ndata: {data}\n\n")
-                position = times[-1]
-                yield "".join(chunks)
-                continue
-            with factory() as db, db.begin():
-                session = service.get_session(db, session_id=session_id)
-                over = not rules.is_active(expires_at=session.expires_at,
-                                           closed_at=session.closed_at, now=utcnow())
-            if over or time.monotonic() >= deadline:
-                return
-            time.sleep(POLL_S * 2)
+    def step(position: int) -> tuple[str, int, bool]:
+        position = max(position, rules.epoch_ms(utcnow() - READINGS_BACKLOG))
+        end = rules.epoch_ms(utcnow() + READINGS_SKEW)
+        frame = store.query(device_id, position + 1, end) if position + 1 < end else None
+        if frame is not None and len(frame):
+            times = frame.index.as_unit("ms").asi8.tolist()
+            columns = [str(c) for c in frame.columns]
+            chunks = []
+            for ts, row in zip(times, frame.to_numpy(dtype="float64").tolist(), strict=True):
+                metrics = {c: v for c, v in zip(columns, row, strict=True) if not math.isnan(v)}
+                data = json.dumps({"ts": ts, "metrics": metrics}, separators=(",", ":"))
+                chunks.append(f"id: {ts}\nevent: reading\ndata: {data}\n\n")
+            return "".join(chunks), times[-1], False
+        with factory() as db, db.begin():
+            session = service.get_session(db, session_id=session_id)
+            over = not rules.is_active(expires_at=session.expires_at,
+                                       closed_at=session.closed_at, now=utcnow())
+        return "", position, over
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return _stream(request, step, cursor, wait_s, POLL_S * 2)

@@ -294,3 +294,22 @@ def test_a_command_the_broker_never_took_is_closed_at_once(
     assert [e["kind"] for e in entries] == ["command", "timeout"]
     assert "not connected" in entries[1]["payload"]["undelivered"]
     assert audit_actions(sessions, session["id"])[-1] == "diagnosis.undelivered"
+
+
+def test_the_live_transcript_shows_a_result_that_arrives_while_it_waits(
+    client: TestClient, headers: Headers, world: World,
+    devices: Callable[..., SimulatedDevice],
+) -> None:
+    device_id = world.devices["a"][1]
+    device = devices(device_id)
+    device.processor.register("self_test", lambda args: time.sleep(1.0) or {"passed": True})
+    session = open_session(client, headers, device_id)
+    sent = client.post(f"{BASE}/{session['id']}/commands", headers=headers("engineer"),
+                       json={"cmd": "self_test"}).json()
+    assert [e["kind"] for e in transcript(client, headers, session["id"])] == ["command"]
+    started = time.monotonic()
+    live = client.get(f"{BASE}/{session['id']}/events", params={"wait_s": 4},
+                      headers=headers("engineer"))
+    assert [(e["kind"], e["command_id"]) for e in sse_events(live.text)] == [
+        ("command", sent["command_id"]), ("result", sent["command_id"])]
+    assert time.monotonic() - started >= 4  # it stayed open for its wait

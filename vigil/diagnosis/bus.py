@@ -114,6 +114,7 @@ class DiagnosisBus:
         self.client.on_message = self._on_message
 
     def start(self) -> None:
+        self._stop.clear()
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = self.session_expiry_s
         self.client.connect_async(self.settings.host, self.settings.port,
