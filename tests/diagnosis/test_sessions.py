@@ -40,11 +40,11 @@ def transcript(client: TestClient, headers: Headers, session_id: int) -> list[di
 
 
 def outcome(client: TestClient, headers: Headers, session_id: int, command_id: str,
-            kind: str = "result") -> dict[str, Any]:
+            kind: str = "result", timeout: float = 20.0) -> dict[str, Any]:
     """The result (or timeout) entry of a command, once it is in the transcript."""
     return wait_for(lambda: next((e for e in transcript(client, headers, session_id)
                                   if e["command_id"] == command_id and e["kind"] == kind), None),
-                    what=f"the {kind} of command {command_id}")
+                    timeout=timeout, what=f"the {kind} of command {command_id}")
 
 
 def audit_actions(sessions: sessionmaker[Session], session_id: int) -> list[str]:
