@@ -84,3 +84,15 @@ def test_closing_twice_changes_nothing_the_second_time(
         service.close_session(db, session=session, caller=caller(world),
                               now=NOW + timedelta(minutes=1), reason="again")
         assert (session.closed_at, session.close_reason) == (NOW, "fixed")
+
+
+def test_the_sweep_looks_back_only_so_far(sessions: sessionmaker[Session], world: World) -> None:
+    with transaction(sessions) as db:
+        session = service.open_session(db, device_id=world.devices["a"][1], ticket_id=None,
+                                       caller=caller(world), now=NOW)
+        service.send_command(db, session=session, name="self_test", args={},
+                             caller=caller(world), now=NOW, allow_list=ALLOW)
+    too_late = session.expires_at + service.SWEEP_LOOKBACK + timedelta(seconds=1)
+    with transaction(sessions) as db:
+        assert service.pending_commands(db, now=too_late) == []
+        assert len(service.pending_commands(db, now=too_late - timedelta(seconds=2))) == 1

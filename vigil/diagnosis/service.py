@@ -30,6 +30,8 @@ from vigil.errors import InvalidRequest, NotFound
 from vigil.tickets.models import Ticket
 
 _OUTCOMES = (TranscriptKind.RESULT.value, TranscriptKind.TIMEOUT.value)
+# How far back the sweep looks for unanswered commands (by their session's end).
+SWEEP_LOOKBACK = timedelta(days=7)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,12 +149,20 @@ def record_result(db: Session, *, device_id: str, result: protocol.CommandResult
     return entry
 
 
-def pending_commands(db: Session) -> list[TranscriptEntry]:
-    """Commands with neither a result nor a timeout yet."""
+def pending_commands(db: Session, *, now: datetime) -> list[TranscriptEntry]:
+    """Commands with neither a result nor a timeout yet, in sessions that ended recently at most.
+
+    A command expires by its session's end at the latest, so older sessions have
+    none left unless the sweep was stopped longer than ``SWEEP_LOOKBACK``; looking
+    no further keeps each sweep from reading the whole history.
+    """
     outcome = aliased(TranscriptEntry)
     answered = exists().where(and_(outcome.command_id == TranscriptEntry.command_id,
                                    outcome.kind.in_(_OUTCOMES)))
+    recent = select(DiagnosisSession.id).where(
+        DiagnosisSession.expires_at >= now - SWEEP_LOOKBACK)
     return list(db.scalars(select(TranscriptEntry).where(
+        TranscriptEntry.session_id.in_(recent),
         TranscriptEntry.kind == TranscriptKind.COMMAND.value, ~answered)
         .order_by(TranscriptEntry.id)))
 
@@ -180,7 +190,7 @@ def record_timeouts(db: Session, *, now: datetime) -> list[TranscriptEntry]:
     """A timeout entry for each command past its expiry with no answer."""
     now_ms = rules.epoch_ms(now)
     written = []
-    for command in pending_commands(db):
+    for command in pending_commands(db, now=now):
         if int(command.payload.get("expires", 0)) > now_ms:
             continue
         entry = _timeout(db, command, now=now, action="timeout",
@@ -205,7 +215,7 @@ def record_undelivered(db: Session, *, command_id: str, reason: str,
 def sweep_due(db: Session, *, now: datetime) -> bool:
     """Whether a command has timed out or a session has expired, unrecorded yet."""
     now_ms = rules.epoch_ms(now)
-    if any(int(c.payload.get("expires", 0)) <= now_ms for c in pending_commands(db)):
+    if any(int(c.payload.get("expires", 0)) <= now_ms for c in pending_commands(db, now=now)):
         return True
     return db.scalar(select(DiagnosisSession.id).where(
         DiagnosisSession.closed_at.is_(None), DiagnosisSession.expires_at <= now).limit(1)
