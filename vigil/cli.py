@@ -37,6 +37,7 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "scoring": ("analytics.jobs.bench", "streaming scoring job: device-days scored per CPU second"),
     "api": ("api.bench", "API requests per second and latency under concurrent clients"),
     "desk": ("vigil.tickets.bench", "SLA watchdog pass and quality report over a large desk"),
+    "fleet": ("analytics.bench.fleet", "end to end on a simulated fleet: tickets days ahead"),
 }
 
 

@@ -220,8 +220,8 @@ class Settings(BaseSettings):
     influxdb: InfluxSettings = InfluxSettings()
     ingest: IngestSettings = IngestSettings()
     api: ApiSettings = ApiSettings()
-    jobs: JobsSettings = JobsSettings()
     desk: DeskSettings = DeskSettings()
+    jobs: JobsSettings = JobsSettings()
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     @classmethod

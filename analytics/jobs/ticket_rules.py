@@ -16,6 +16,8 @@ Each alarm is considered once (``handled_at``), in the transaction that files
 its ticket, so a pass after a restart neither repeats evidence nor loses any.
 A finding the desk refuses is logged and its alarms marked handled, so it
 cannot block every later pass.
+A pass considers alarms up to its ``now`` only, so a replay of history (``vigil
+bench fleet``) files each ticket at the time live operation would have.
 """
 
 from __future__ import annotations
@@ -183,7 +185,7 @@ def ticket_rules_pass(
     With ``store``, each ticket's evidence holds the readings and scores around its peak alarm.
     """
     pending = list(session.scalars(
-        select(AnomalyAlarm).where(AnomalyAlarm.handled_at.is_(None))
+        select(AnomalyAlarm).where(AnomalyAlarm.handled_at.is_(None), AnomalyAlarm.ts <= now)
         .order_by(AnomalyAlarm.detected_at, AnomalyAlarm.id).limit(BATCH)))
     if not pending:
         return {"alarms": 0, "tickets_opened": 0, "tickets_joined": 0}
