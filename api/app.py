@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from api import (
     audit,
@@ -17,6 +18,7 @@ from api import (
     console,
     customers,
     devices,
+    diagnosis,
     fhir,
     health,
     knowledge,
@@ -30,6 +32,8 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from vigil.config import Settings
 from vigil.db.session import ensure_sqlite_folder, make_engine, make_session_factory
 from vigil.devices.credentials import BrokerFiles, sync_broker
+from vigil.diagnosis.bus import DiagnosisBus, default_client_id
+from vigil.diagnosis.rules import AllowList
 from vigil.telemetry import open_store
 from vigil.telemetry.store import TelemetryStore
 
@@ -44,6 +48,8 @@ TAGS: list[dict[str, str]] = [
     {"name": "users", "description": "Users and their roles (administrators)."},
     {"name": "predictions", "description": "Failure predictions ranked by risk."},
     {"name": "tickets", "description": "The service desk's tickets."},
+    {"name": "diagnosis", "description": "Remote-diagnosis sessions: commands to a device "
+                                         "and its answers (service organisation)."},
     {"name": "audit", "description": "The audit log (administrators)."},
     {"name": "fhir", "description": "Devices as HL7 FHIR R4 resources, for hospitals' systems."},
     {"name": "health", "description": "Liveness, readiness and metrics, for operators."},
@@ -57,6 +63,17 @@ def broker_files(settings: Settings) -> BrokerFiles | None:
         return None
     return BrokerFiles(mqtt.password_file, mqtt.acl_file, mqtt.service_password_file,
                        mqtt.pid_file)
+
+
+def diagnosis_bus(settings: Settings, sessions: sessionmaker[Session]) -> DiagnosisBus | None:
+    """This process's MQTT link for remote diagnosis, unless the settings switch it off."""
+    if not settings.api.diagnosis:
+        return None
+    return DiagnosisBus(settings.mqtt, sessions,
+                        client_id=settings.api.diagnosis_client_id
+                        or default_client_id(settings.api.port),
+                        sweep_s=settings.api.diagnosis_sweep_s,
+                        session_expiry_s=settings.api.diagnosis_session_expiry_s)
 
 
 def create_app(
@@ -77,7 +94,14 @@ def create_app(
         if app.state.broker_files is not None:
             # The broker may have missed changes while no API ran.
             sync_broker(app.state.sessions, app.state.broker_files)
-        yield
+        bus: DiagnosisBus | None = app.state.diagnosis
+        if bus is not None:
+            bus.start()
+        try:
+            yield
+        finally:
+            if bus is not None:
+                bus.stop()
         if telemetry is None:
             store_opener().close()
         owned_engine.dispose()
@@ -98,13 +122,15 @@ def create_app(
     app.state.telemetry = store_opener
     app.state.metrics = ApiMetrics()
     app.state.broker_files = broker_files(settings)
+    app.state.allow_list = AllowList.load()
+    app.state.diagnosis = diagnosis_bus(settings, app.state.sessions)
     problems.install(app)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, prefix=API_PREFIX)
 
     app.include_router(health.router)
-    for module in (auth, devices, predictions, tickets, knowledge, customers, users, audit,
-                   fhir):
+    for module in (auth, devices, predictions, tickets, diagnosis, knowledge, customers, users,
+                   audit, fhir):
         app.include_router(module.router, prefix=API_PREFIX)
     console.install(app)
 

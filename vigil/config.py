@@ -190,8 +190,22 @@ class DeskSettings(BaseModel):
 
 
 class ApiSettings(BaseModel):
+    """The HTTP API, and its MQTT link for remote diagnosis.
+
+    ``diagnosis_client_id`` must be stable across restarts and distinct per API
+    process (the broker keeps results for it meanwhile); by default it is
+    derived from the host name and ``port``. The broker keeps a stopped
+    process's share of the results for ``diagnosis_session_expiry_s``. Without ``diagnosis`` the API
+    sends no commands and records no results (an API run without a broker).
+    """
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    diagnosis: bool = True
+    diagnosis_client_id: str | None = None
+    diagnosis_sweep_s: float = Field(1.0, gt=0)
+    # How long the broker keeps a stopped API process's results (see api/README.md).
+    diagnosis_session_expiry_s: int = Field(120, ge=0, le=7 * 24 * 3600)
 
 
 class Settings(BaseSettings):

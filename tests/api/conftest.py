@@ -16,10 +16,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from vigil.auth.passwords import hash_password
-from vigil.config import Settings
+from vigil.config import ApiSettings, Settings
 from vigil.db import migrations
 from vigil.db.models import Customer, Device, Prediction, Role, Site, Ticket, User
 from vigil.db.session import make_engine, make_session_factory, transaction
+from vigil.diagnosis.models import DiagnosisSession
 from vigil.knowledge.models import KnowledgeArticle
 from vigil.telemetry.embedded import EmbeddedStore
 from vigil.telemetry.store import Point
@@ -44,6 +45,8 @@ class World:
     ticket_ids: dict[str, int] = field(default_factory=dict)
     user_ids: dict[str, int] = field(default_factory=dict)
     article_id: int = 0
+    # A diagnosis session on customer B's online device.
+    diagnosis_session_id: int = 0
 
 
 @pytest.fixture
@@ -97,6 +100,12 @@ def world(sessions: sessionmaker[Session]) -> World:
             w.user_ids[f"customer-{key}"] = user.id
         for role in ("admin", "manager", "engineer"):
             w.user_ids[role] = add_user(session, role, role).id
+        diagnosis = DiagnosisSession(device_id=w.devices["b"][1],
+                                     engineer_id=w.user_ids["engineer"],
+                                     expires_at=now + timedelta(hours=1))
+        session.add(diagnosis)
+        session.flush()
+        w.diagnosis_session_id = diagnosis.id
         article = KnowledgeArticle(title="Occlusion alarm: check the pressure sensor",
                                    body="Clean the sensor, recalibrate.", category="mechanical",
                                    device_model="IP-100", symptoms=["occlusion"])
@@ -116,7 +125,8 @@ def store(tmp_path: Path) -> Iterator[EmbeddedStore]:
 
 @pytest.fixture
 def settings(tmp_path: Path) -> Settings:
-    return Settings(data_dir=tmp_path)
+    # No broker runs for these tests: the diagnosis tests start one with the bus.
+    return Settings(data_dir=tmp_path, api=ApiSettings(diagnosis=False))
 
 
 @pytest.fixture

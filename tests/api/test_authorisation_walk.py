@@ -42,12 +42,18 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
     ("post", "/api/v1/tickets/{ticket_id}/comments"): {"text": "walked"},
     ("put", "/api/v1/tickets/{ticket_id}/assignment"): {"assignee_id": None},
     ("post", "/api/v1/tickets/{ticket_id}/pause"): {"reason": "parts"},
+    ("post", "/api/v1/diagnosis/sessions"): {"device_id": "{device_id}"},
+    ("post", "/api/v1/diagnosis/sessions/{session_id}/commands"): {"cmd": "self_test"},
 }
 QUERIES: dict[tuple[str, str], dict[str, str]] = {
     ("get", "/api/v1/devices/{device_id}/telemetry"): {
         "start": "2026-11-01T00:00:00Z", "end": "2026-11-01T01:00:00Z"},
+    # The live transcript answers what there is and ends, rather than waiting for more.
+    ("get", "/api/v1/diagnosis/sessions/{session_id}/events"): {"wait_s": "0"},
+    ("get", "/api/v1/diagnosis/sessions/{session_id}/readings"): {"wait_s": "0"},
 }
-STAFF_ONLY = re.compile(r"^get /api/v1/(knowledge|tickets/\{ticket_id\}/suggestions)")
+STAFF_ONLY = re.compile(r"^get /api/v1/(knowledge|tickets/\{ticket_id\}/suggestions)"
+                        r"|^(get|post) /api/v1/diagnosis/")
 ADMIN_ONLY = re.compile(r"^(post|patch|delete) /api/v1/(customers|sites|users|devices)"
                         r"|^get /api/v1/(users|audit)")
 # Routes that change the caller's own sign-in state, walked last (and not as customer A).
@@ -66,12 +72,13 @@ def other_ids(world: World, client: TestClient, headers: Headers) -> dict[str, s
         "ticket_id": str(world.ticket_ids["b"]),
         "token_id": str(token["id"]),
         "article_id": str(world.article_id),
+        "session_id": str(world.diagnosis_session_id),
     }
 
 
 MISSING = {"device_id": "nosuch-device", "customer_id": "999999", "site_id": "999999",
            "user_id": "999999", "ticket_id": "999999", "token_id": "999999",
-           "article_id": "999999"}
+           "article_id": "999999", "session_id": "999999"}
 
 
 def operations(client: TestClient) -> list[tuple[str, str]]:
