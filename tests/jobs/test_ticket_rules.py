@@ -35,10 +35,11 @@ def test_findings_need_enough_alarms_of_one_metric_inside_the_window() -> None:
 def add_alarms(factory, device: str, metric: str, hours: list[float], score: float = 0.7) -> None:
     with transaction(factory) as session:
         session.add_all(AnomalyAlarm(device_id=device, metric=metric, ts=T0 + h * HOUR, score=score,
-                                     value=99.0, detected_at=T0) for h in hours)
+                                     value=99.0, detected_at=T0 + h * HOUR) for h in hours)
 
 
-def run(factory, now=T0):
+# A pass considers only alarms up to its own time; these tests' alarms lie in the hours after T0.
+def run(factory, now=T0 + 12 * HOUR):
     with transaction(factory) as session:
         return ticket_rules_pass(session, now=now, settings=SETTINGS, rules=RULES)
 
@@ -160,7 +161,7 @@ def test_a_false_alarm_damps_the_same_pattern_on_the_same_device(factory) -> Non
         row.state, row.cancel_reason = "cancelled", "false alarm"
         session.add(TicketEvent(ticket_id=row.id, actor="eng1", kind="transition",
                                 from_state="open", to_state="cancelled", at=T0 + 4 * HOUR))
-    later = T0 + 2 * 24 * HOUR
+    later = T0 + 3 * 24 * HOUR
     add_alarms(factory, "dev-000", "flow", [49, 50, 51])  # the same pattern again
     add_alarms(factory, "dev-001", "flow", [49, 50, 51])  # on another device: not damped
     assert run(factory, later)["tickets_opened"] == 1
@@ -171,3 +172,11 @@ def test_a_false_alarm_damps_the_same_pattern_on_the_same_device(factory) -> Non
         from analytics.jobs.ticket_rules import cancellations_by_rule
 
         assert cancellations_by_rule(session, since=T0) == {"anomaly:flow": 1}
+
+
+def test_a_pass_considers_only_alarms_up_to_its_time(factory) -> None:
+    """A replay of history files each ticket when live operation would have, not earlier."""
+    add_fleet(factory, 1)
+    add_alarms(factory, "dev-000", "flow", [1, 2, 3])
+    assert run(factory, T0 + 2.5 * HOUR)["tickets_opened"] == 0  # the third is still to come
+    assert run(factory, T0 + 4 * HOUR)["tickets_opened"] == 1
