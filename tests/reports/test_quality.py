@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -185,3 +186,30 @@ def test_an_empty_period_reports_nothing_as_unknown(
     assert (report.total.opened, report.total.mttr_h, report.total.satisfaction_mean) == (
         0, None, None)
     assert report.total.compliance["respond"].rate is None
+
+
+def test_the_report_command_writes_csv_and_the_published_pdf(
+        factory: sessionmaker[Session], desk: Org, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from vigil.cli import main
+    from vigil.config import get_settings
+
+    url = factory.kw["bind"].url.render_as_string(hide_password=False)
+    monkeypatch.setenv("VIGIL_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        period = ["--from", "2026-12-01", "--to", "2027-01-01"]
+        assert main(["report", *period, "--group-by", "site", "--out",
+                     str(tmp_path / "q.csv")]) == 0
+        lines = list(csv.DictReader(io.StringIO((tmp_path / "q.csv").read_text())))
+        assert [line["group"] for line in lines] == ["Central ICU", "Ward 7", "(all)"]
+        assert lines[-1]["opened"] == "5"
+        assert main(["report", *period, "--format", "pdf", "--out",
+                     str(tmp_path / "q.pdf")]) == 0
+        assert (tmp_path / "q.pdf").read_bytes().startswith(b"%PDF")
+        # Sites are not named in public: refused, and nothing written.
+        assert main(["report", *period, "--group-by", "site", "--format", "pdf", "--out",
+                     str(tmp_path / "no.pdf")]) == 2
+        assert not (tmp_path / "no.pdf").exists()
+    finally:
+        get_settings.cache_clear()
