@@ -104,9 +104,13 @@ def write_pairs(path: Path, pairs: Mapping[str, str]) -> None:
     write_secret(path, "".join(f"{name}:{value}\n" for name, value in sorted(pairs.items())))
 
 
+def service_passwords_file(settings: Settings) -> Path:
+    return secrets_dir(settings) / "mqtt-services"
+
+
 def service_passwords(settings: Settings) -> dict[str, str]:
     """Each platform service's MQTT password: generated once, then read from the secrets folder."""
-    path = secrets_dir(settings) / "mqtt-services"
+    path = service_passwords_file(settings)
     known = read_pairs(path)
     passwords = {user: known.get(user) or secrets.token_urlsafe(32) for user in SERVICE_USERS}
     if passwords != known:

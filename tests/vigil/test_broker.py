@@ -221,3 +221,21 @@ def test_the_shipped_acl_holds_the_rules_vigil_writes() -> None:
                 if line.strip() and not line.lstrip().startswith("#")]
 
     assert rules((REPO / "deploy" / "mosquitto" / "acl").read_text()) == rules(render_acl())
+
+
+def test_doctor_recognises_the_secured_broker_and_still_catches_wrong_passwords(
+    settings: Settings, broker: Mosquitto, service_passwords: dict[str, str]
+) -> None:
+    from pydantic import SecretStr
+
+    from vigil.doctor import check_broker
+
+    settings.mqtt.port = broker.port
+    anonymous = check_broker(settings)
+    assert anonymous.ok and "refuses anonymous clients" in anonymous.detail
+    settings.mqtt.username = INGEST_USER
+    settings.mqtt.password = SecretStr("not-its-password")
+    assert not check_broker(settings).ok
+    elsewhere = Settings(data_dir=settings.data_dir / "elsewhere")
+    elsewhere.mqtt.port = broker.port
+    assert not check_broker(elsewhere).ok, "no vigil up here: anonymous refusal is a failure"
