@@ -232,11 +232,11 @@ def simulated_devices(count: int) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    settings = get_settings()
-    configure_logging(settings.log_level)
     from vigil.broker import secrets_dir, service_env
     from vigil.devices.credentials import API_USER, INGEST_USER
 
+    settings = get_settings()
+    configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logs = settings.data_dir / "logs"
     upgrade_schema(settings)
