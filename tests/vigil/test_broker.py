@@ -19,8 +19,8 @@ import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.api.test_credentials import Peer, connect_eventually
 from tests.conftest import start_or_skip
+from tests.mqtt_peer import Peer, connect_eventually
 from vigil.broker import (
     broker_dir,
     local_broker_files,
