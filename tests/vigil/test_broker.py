@@ -239,3 +239,31 @@ def test_doctor_recognises_the_secured_broker_and_still_catches_wrong_passwords(
     elsewhere = Settings(data_dir=settings.data_dir / "elsewhere")
     elsewhere.mqtt.port = broker.port
     assert not check_broker(elsewhere).ok, "no vigil up here: anonymous refusal is a failure"
+
+
+def test_simulated_devices_keep_their_credentials_across_starts_and_revocation_sticks(
+    settings: Settings, sessions: sessionmaker[Session]
+) -> None:
+    from vigil.db.models import Device
+    from vigil.up import register_fleet
+
+    file = secrets_dir(settings) / "simulator-credentials"
+    with transaction(sessions) as session:  # as `vigil demo-data` leaves it: no credential
+        session.add(Device(id="sim-0", serial="SIM-sim-0", model="ct"))
+    fleet = [("sim-0", "ct"), ("sim-1", "mri")]
+    assert register_fleet(settings, fleet, file) == 1
+    first = read_pairs(file)
+    assert set(first) == {"sim-0", "sim-1"}
+    assert stat.S_IMODE(file.stat().st_mode) == 0o600
+    with transaction(sessions) as session:
+        hashes = {d.id: d.credential_hash for d in session.query(Device)}
+    assert all(check_mosquitto_hash(str(hashes[d]), first[d]) for d in first)
+
+    assert register_fleet(settings, fleet, file) == 0
+    assert read_pairs(file) == first, "a second start re-issued credentials"
+    with transaction(sessions) as session:
+        revoke_credential(session, device_id="sim-1", actor="admin", now=datetime.now(UTC))
+    register_fleet(settings, [*fleet, ("sim-2", "ct")], file)
+    with transaction(sessions) as session:
+        assert session.get(Device, "sim-1").credential_hash is None, "revocation undone"
+        assert session.get(Device, "sim-2").credential_hash is not None
