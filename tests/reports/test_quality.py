@@ -146,6 +146,23 @@ def test_groups_reliability_and_maintenance(factory: sessionmaker[Session], desk
     assert pm["calibration_high_risk"].due == 0
 
 
+def test_devices_count_from_installation_and_later_ones_not_at_all(
+        factory: sessionmaker[Session], desk: Org) -> None:
+    from vigil.devices.models import Device
+
+    with factory() as s, s.begin():
+        s.get_one(Device, "vent-4").install_date = (START + timedelta(days=21)).date()
+        s.get_one(Device, "vent-5").install_date = (END + timedelta(days=1)).date()
+        s.get_one(Device, "mri-1").install_date = (START - timedelta(days=400)).date()
+    with factory() as s:
+        report = service_quality(s, start=START, end=END, group_by=GroupBy.MODEL, rules=RULES)
+    reliability = {r.model: r for r in report.reliability}
+    # Three ventilators all month, one for its last ten days (240 h), one not yet installed.
+    assert reliability["ventilator"].devices == 4
+    assert reliability["ventilator"].device_hours == 3 * 744 + 240
+    assert reliability["mri"].device_hours == 744
+
+
 def test_milestones_met_through_the_service_keep_their_service_time(
         factory: sessionmaker[Session]) -> None:
     seed(factory)
