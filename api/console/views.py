@@ -42,7 +42,14 @@ from vigil.auth.visibility import ticket_visible
 from vigil.db.base import utcnow
 from vigil.db.enums import FINAL_TICKET_STATES, Category, RoleName, TicketScope, TicketState
 from vigil.devices.schemas import DeviceIn
-from vigil.errors import Conflict, DomainError, Forbidden, InvalidTransition, NotFound
+from vigil.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    InvalidRequest,
+    InvalidTransition,
+    NotFound,
+)
 from vigil.schemas import MAX_ID
 from vigil.telemetry.store import TelemetryError
 from vigil.tickets.models import Ticket
@@ -281,40 +288,65 @@ def _bool_or_none(value: str | None) -> bool | None:
     return {"yes": True, "no": False}.get(value or "")
 
 
+def _filters(request: Request, **longest: int) -> dict[str, str]:
+    """A list page's filters as typed ("" for any), each within its length, for links too."""
+    filters = {}
+    for name, limit in longest.items():
+        value = request.query_params.get(name, "")
+        if len(value) > limit:
+            raise InvalidRequest(f"{name}: at most {limit} characters")
+        filters[name] = value
+    return filters
+
+
+# A list page's template and the one of its results, which htmx swaps alone when a filter changes.
+LIST_PAGES = {"fleet": ("fleet.html", "_fleet_results.html", "fleet-results"),
+              "tickets": ("tickets.html", "_queue_results.html", "queue-results")}
+
+
+def _list_url(name: str, filters: dict[str, str], **more: str | int | None) -> str | None:
+    """The list page with its filters and a cursor or page number; None without one."""
+    extra = {k: v for k, v in more.items() if v is not None}
+    if more and not extra:
+        return None
+    return f"{PREFIX}/{name}?" + urlencode({**filters, **extra})
+
+
+def _list_page(request: Request, ctx: Ctx, name: str, context: dict[str, Any],
+               whole_page: Callable[[], dict[str, Any]] | None = None) -> HTMLResponse:
+    """A list page, or only its results when htmx asks (``whole_page`` adds what they skip)."""
+    page, results, target = LIST_PAGES[name]
+    if _is_htmx(request) and request.headers.get("hx-target") == target:
+        return render(request, ctx, results, context)
+    return render(request, ctx, page, {**context, **(whole_page() if whole_page else {})})
+
+
 @router.get("/fleet", response_class=HTMLResponse)
 def fleet(
     request: Request,
     ctx: SignedIn,
-    site: Annotated[str | None, Query(max_length=12)] = None,
-    model: Annotated[str | None, Query(max_length=64)] = None,
-    online: Annotated[str | None, Query(max_length=3)] = None,
-    tickets: Annotated[str | None, Query(max_length=3)] = None,
-    q: Annotated[str | None, Query(max_length=64)] = None,
     sort: FleetSort = "risk",
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> HTMLResponse:
     """Devices most at risk first, filtered, a page at a time (keyset pages stay fast)."""
+    filters = {**_filters(request, site=12, model=64, online=3, tickets=3, q=64), "sort": sort}
     page = devices_api.list_devices(
-        ctx, site_id=_int_or_none(site), model=model or None, online=_bool_or_none(online),
-        has_open_tickets=_bool_or_none(tickets), q=(q or "").strip() or None, sort=sort,
-        order="desc" if _ORDER[sort] == "desc" else "asc", limit=FLEET_PAGE, cursor=cursor)
-    filters = {"site": site or "", "model": model or "", "online": online or "",
-               "tickets": tickets or "", "q": q or "", "sort": sort}
-    next_url = None
-    if page.next_cursor:
-        next_url = f"{PREFIX}/fleet?" + urlencode({**filters, "cursor": page.next_cursor})
+        ctx, site_id=_int_or_none(filters["site"]), model=filters["model"] or None,
+        online=_bool_or_none(filters["online"]),
+        has_open_tickets=_bool_or_none(filters["tickets"]), q=filters["q"].strip() or None,
+        sort=sort, order="desc" if _ORDER[sort] == "desc" else "asc", limit=FLEET_PAGE,
+        cursor=cursor)
     context: dict[str, Any] = {
-        "devices": page.items, "filters": filters, "next_url": next_url,
-        "first_url": f"{PREFIX}/fleet?" + urlencode(filters) if cursor else None,
+        "devices": page.items, "filters": filters,
+        "next_url": _list_url("fleet", filters, cursor=page.next_cursor),
+        "first_url": _list_url("fleet", filters) if cursor else None,
         "site_names": {s.id: s.name for s in queries.sites(ctx.db, ctx.principal)},
         "sites": queries.sites(ctx.db, ctx.principal),
         "models": queries.models(ctx.db, ctx.principal),
         "now": utcnow(),
     }
-    if _is_htmx(request) and request.headers.get("hx-target") == "fleet-results":
-        return render(request, ctx, "_fleet_results.html", context)
-    context["summary"] = queries.fleet_summary(ctx.db, ctx.principal)
-    return render(request, ctx, "fleet.html", context)
+    return _list_page(request, ctx, "fleet", context, lambda: {
+        "summary": queries.fleet_summary(ctx.db, ctx.principal)})
 
 
 DeviceId = Annotated[str, PathParam(max_length=64)]
@@ -395,33 +427,25 @@ def dashboard(
 def ticket_queue(
     request: Request,
     ctx: SignedIn,
-    priority: Annotated[str | None, Query(max_length=2)] = None,
-    state: Annotated[str | None, Query(max_length=20)] = None,
-    mine: Annotated[str | None, Query(max_length=3)] = None,
-    closed: Annotated[str | None, Query(max_length=3)] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> HTMLResponse:
     """The queue by the deadline closest to breach; countdowns tick in the browser."""
-    f = queries.QueueFilter(priority=priority or None, state=state or None, mine=mine == "yes",
-                            include_closed=closed == "yes")
+    filters = _filters(request, priority=2, state=20, mine=3, closed=3)
+    f = queries.QueueFilter(
+        priority=filters["priority"] or None, state=filters["state"] or None,
+        mine=filters["mine"] == "yes", include_closed=filters["closed"] == "yes")
     result = queries.ticket_queue(ctx.db, ctx.principal, f, page)
-    filters = {"priority": priority or "", "state": state or "", "mine": mine or "",
-               "closed": closed or ""}
     context = {
         "tickets": [(t, *queries.deadline_window(t)) for t in result.tickets],
         "filters": filters, "page": result.page,
-        "next_url": f"{PREFIX}/tickets?" + urlencode({**filters, "page": page + 1})
-        if result.has_next else None,
-        "prev_url": f"{PREFIX}/tickets?" + urlencode({**filters, "page": page - 1})
-        if page > 1 else None,
+        "next_url": _list_url("tickets", filters, page=page + 1) if result.has_next else None,
+        "prev_url": _list_url("tickets", filters, page=page - 1) if page > 1 else None,
         "names": queries.user_names(ctx.db, {t.assigned_to_id for t in result.tickets}),
         "site_names": queries.site_names(ctx.db, ctx.principal,
                                          {t.site_id for t in result.tickets}),
         "states": [s.value for s in TicketState], "now": utcnow(),
     }
-    if _is_htmx(request) and request.headers.get("hx-target") == "queue-results":
-        return render(request, ctx, "_queue_results.html", context)
-    return render(request, ctx, "tickets.html", context)
+    return _list_page(request, ctx, "tickets", context)
 
 
 # What the buttons say: the move, not the state it leads to.

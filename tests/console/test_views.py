@@ -123,6 +123,21 @@ def test_odd_ids_are_clear_answers_not_errors(client: TestClient) -> None:
     assert client.get("/console/tickets/987654").status_code == 404
     assert client.get("/console/devices/no-such-device").status_code == 404
     assert client.get("/console/fleet", params={"site": "9" * 12}).status_code == 200
+    too_long = client.get("/console/fleet", params={"q": "x" * 65})
+    assert too_long.status_code == 422 and "q: at most 64 characters" in too_long.text
+    assert client.get("/console/tickets", params={"state": "x" * 21}).status_code == 422
+
+
+def test_list_filters_survive_paging_and_htmx_gets_only_the_results(client: TestClient) -> None:
+    sign_in(client, "manager")
+    page = client.get("/console/tickets", params={"closed": "yes", "priority": ""}).text
+    assert "<h1>" in page
+    part = client.get("/console/fleet", params={"sort": "model", "q": ""},
+                      headers={"HX-Request": "true", "HX-Target": "fleet-results"})
+    assert part.status_code == 200 and "<h1>" not in part.text and 'id="fleet-results"' in part.text
+    found = re.search(r'<a href="([^"]+)"[^>]*rel="next"', part.text)
+    assert found and "sort=model" in html.unescape(found.group(1))
+    assert "cursor=" in html.unescape(found.group(1))
 
 
 def test_the_device_page_polls_its_latest_readings(client: TestClient, server: Running) -> None:
