@@ -28,7 +28,6 @@ from sqlalchemy import select
 
 from api import auth as auth_api
 from api import devices as devices_api
-from api import knowledge as knowledge_api
 from api import predictions as predictions_api
 from api import tickets as tickets_api
 from api import users as users_api
@@ -50,6 +49,7 @@ from vigil.errors import (
     InvalidTransition,
     NotFound,
 )
+from vigil.knowledge import service as knowledge
 from vigil.schemas import MAX_ID
 from vigil.telemetry.store import TelemetryError
 from vigil.tickets.models import Ticket
@@ -519,8 +519,12 @@ def _ticket_context(ctx: Ctx, ticket_id: int, message: str | None = None,
     latest = (row.evidence or {}).get("latest") or {}
     return {
         "chart_json": _evidence_chart(row), "latest_evidence": latest.get("summary"),
-        # The knowledge base is the service organisation's (the API's route says so too).
-        "articles": knowledge_api.suggestions(ticket_id, ctx) if ctx.principal.is_staff else [],
+        # The knowledge base is the service organisation's; engineers and managers rate it.
+        "articles": knowledge.suggest(ctx.db, ticket_id=ticket_id)
+        if ctx.principal.is_staff else [],
+        "verdicts": queries.article_verdicts(ctx.db, ticket_id) if ctx.principal.is_staff
+        else {},
+        "can_rate": role in RATING_ROLES,
         "ticket": detail, "row": row,
         # The customer closes by signing off, in its own panel.
         "moves": [m for m in _moves(row, role) if not (customer and m["to"] == "closed")],
@@ -534,6 +538,10 @@ def _ticket_context(ctx: Ctx, ticket_id: int, message: str | None = None,
         "is_open": TicketState(detail.state) not in FINAL_TICKET_STATES,
         "message": message, "error": error, "now": utcnow(),
     }
+
+
+# Who may say whether a suggested article helped (``knowledge.service.feedback`` decides too).
+RATING_ROLES = frozenset({ActorRole.ENGINEER, ActorRole.MANAGER})
 
 
 @router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
@@ -643,6 +651,23 @@ def sign_off(request: Request, ticket_id: PathId, ctx: SignedIn,
             to="closed", note=note.strip() or "repair accepted by the customer"), ctx)
 
     return _after_write(request, ctx, ticket_id, "Repair signed off; the ticket is closed.",
+                        _apply(ctx, act))
+
+
+@router.post("/tickets/{ticket_id}/articles/{article_id}/feedback", response_class=HTMLResponse)
+def article_feedback(request: Request, ticket_id: PathId, article_id: PathId, ctx: SignedIn,
+                     helpful: Annotated[str, Form(max_length=3)] = "") -> HTMLResponse:
+    """An engineer's verdict on a suggested article, which moves its rank for later tickets."""
+    def act() -> None:
+        tickets_api.get_ticket(ticket_id, ctx)  # the caller must see it
+        if helpful not in ("yes", "no"):
+            raise InvalidRequest("helpful: yes or no")
+        knowledge.feedback(ctx.db, ticket_id=ticket_id, article_id=article_id,
+                           helpful=helpful == "yes", actor=tickets_api.actor_of(ctx.principal),
+                           now=utcnow())
+
+    verdict = "helpful" if helpful == "yes" else "not helpful"
+    return _after_write(request, ctx, ticket_id, f"Article marked {verdict}; thank you.",
                         _apply(ctx, act))
 
 

@@ -29,11 +29,13 @@ from vigil.db import migrations
 from vigil.db.enums import Category, TicketSource
 from vigil.db.models import Customer, Device, DeviceEvent, Prediction, Role, Site, User
 from vigil.db.session import make_engine, make_session_factory, transaction
-from vigil.knowledge.models import KnowledgeArticle
+from vigil.knowledge import service as knowledge
+from vigil.knowledge.service import Content
 from vigil.telemetry.embedded import EmbeddedStore
 from vigil.telemetry.store import Point
 from vigil.tickets import service
 from vigil.tickets.priority import Signal, TicketRules
+from vigil.tickets.transitions import Actor, ActorRole
 
 PASSWORD = "correct horse battery staple"
 MODELS = ("IP-100", "PM-7", "VT-3")
@@ -123,14 +125,18 @@ def seed(sessions: sessionmaker[Session], store: EmbeddedStore, now: datetime) -
                               ("engineer", "Eli Engineer")):
             world.user_ids[role] = _user(session, role, display, role, digest).id
         _user(session, "engineer-2", "Noor Engineer", "engineer", digest)
-        session.add_all([
-            KnowledgeArticle(title="Occlusion alarms on IP-100 without a real occlusion",
-                             body="Check the pressure sensor's seat; replace the pump segment "
-                                  "if it is worn.", category="mechanical", device_model="IP-100"),
-            KnowledgeArticle(title="Noisy fans", body="Clean the filter; replace the fan.",
-                             category="mechanical"),
-        ])
-        session.flush()
+        author = Actor("Eli Engineer", ActorRole.ENGINEER)
+        for content in (
+            Content(title="Occlusion alarms on IP-100 without a real occlusion",
+                    symptoms="Occlusion alarm while the line is clear.",
+                    cause="The pressure sensor is not seated.",
+                    fix="Check the pressure sensor's seat; replace the pump segment if it is "
+                        "worn.", device_models=["IP-100"], categories=[Category.MECHANICAL]),
+            Content(title="Noisy fans", symptoms="Fan noise.", cause="A clogged filter.",
+                    fix="Clean the filter; replace the fan.",
+                    categories=[Category.MECHANICAL]),
+        ):
+            knowledge.create_article(session, content=content, actor=author, now=now)
         openings = [  # device index, hours ago, emergency, title, category
             (0, 0.4, True, "Occlusion alarm without occlusion", "mechanical"),
             (1, 3.5, False, "Display flickers after warm-up", "electrical"),

@@ -323,3 +323,24 @@ def test_an_admin_registers_a_device_in_the_browser(tab: Tab) -> None:
     form.get_by_role("button", name="Register and issue its credential").click()
     expect(page.locator("#new-credential")).to_contain_text("vt3-browser1 is registered")
     tab.check("13-admin-credential")
+
+
+def test_an_engineer_rates_a_suggested_article(tab: Tab, server: Running) -> None:
+    ticket = server.world.tickets["a"][4]  # fan noise: the fan article fits it
+    tab.sign_in("engineer")
+    page = tab.go(f"/console/tickets/{ticket}")
+    kb = page.locator("#kb")
+    article = kb.locator("article").filter(has_text="Noisy fans")
+    article.get_by_text("Noisy fans").click()  # open it to read the fix
+    expect(article.get_by_text("Clean the filter; replace the fan.")).to_be_visible()
+    rate = article.get_by_role("group", name=re.compile("Did .Noisy fans. help"))
+    rate.get_by_role("button", name="Helpful", exact=True).click()
+    expect(page.get_by_role("status")).to_have_text("Article marked helpful; thank you.")
+    article = page.locator("#kb article").filter(has_text="Noisy fans")
+    expect(article.get_by_role("button", name="Helpful", exact=True)).to_have_attribute(
+        "aria-pressed", "true")
+    expect(article.get_by_role("button", name="Not helpful")).to_have_attribute(
+        "aria-pressed", "false")
+    expect(page.locator(".history")).to_contain_text("marked helpful")
+    tab.check("15-ticket-knowledge-feedback")
+    page.locator("#kb").screenshot(path=str(tab.folder / "15-ticket-knowledge-feedback-kb.png"))

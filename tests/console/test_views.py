@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -12,6 +13,7 @@ from sqlalchemy import select
 
 from tests.console.conftest import PASSWORD, Running
 from vigil.db.models import Device
+from vigil.knowledge.models import KnowledgeArticle
 
 
 @pytest.fixture
@@ -232,3 +234,41 @@ def test_staff_see_knowledge_base_suggestions_and_customers_do_not(
     sign_in(client, "customer-a")
     page = client.get(f"/console/tickets/{tid}").text
     assert "Knowledge base" not in page and "Noisy fans" not in page
+
+
+def _write(client: TestClient, path: str, data: dict[str, str]) -> Any:
+    token = client.cookies.get("vigil_csrf") or ""
+    return client.post(path, data=data, headers={"X-CSRF-Token": token, "HX-Request": "true"})
+
+
+def test_engineers_rate_suggested_articles_and_the_counts_follow(
+    client: TestClient, server: Running
+) -> None:
+    tid = server.world.tickets["b"][0]  # a mechanical fault on an IP-100
+    with server.sessions() as session:
+        article = session.scalars(select(KnowledgeArticle).where(
+            KnowledgeArticle.title.startswith("Occlusion alarms"))).one().id
+    path = f"/console/tickets/{tid}/articles/{article}/feedback"
+    sign_in(client, "engineer")
+    page = client.get(f"/console/tickets/{tid}").text
+    assert f'hx-post="{path}"' in page
+    done = _write(client, path, {"helpful": "yes"})
+    assert done.status_code == 200 and "Article marked helpful" in done.text
+    assert "1 found it helpful, 0 did not" in done.text
+    assert 'aria-pressed="true">Helpful</button>' in done.text
+    flipped = _write(client, path, {"helpful": "no"})
+    assert "0 found it helpful, 1 did not" in flipped.text
+    assert "article #%d marked not helpful" % article in flipped.text  # in the history
+    assert _write(client, path, {"helpful": "maybe"}).status_code == 422
+    sign_in(client, "admin")  # sees the articles, but rating is the engineers' and managers'
+    page = client.get(f"/console/tickets/{tid}").text
+    assert "Noisy fans" in page and f'hx-post="{path}"' not in page
+    refused = _write(client, path, {"helpful": "yes"})
+    assert refused.status_code == 403 and 'role="alert"' in refused.text
+    sign_in(client, "customer-b")
+    assert _write(client, path, {"helpful": "yes"}).status_code == 403
+    sign_in(client, "customer-a")  # another customer's ticket does not exist for it
+    assert _write(client, path, {"helpful": "yes"}).status_code == 404
+    with server.sessions() as session:
+        counts = session.get(KnowledgeArticle, article)
+        assert counts is not None and (counts.helpful_count, counts.not_helpful_count) == (0, 1)
