@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
-from datetime import UTC, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit
@@ -39,7 +40,14 @@ from vigil.auth.schemas import ConsoleSession, Credentials
 from vigil.auth.service import Throttled, Unauthenticated
 from vigil.auth.visibility import ticket_visible
 from vigil.db.base import utcnow
-from vigil.db.enums import FINAL_TICKET_STATES, Category, RoleName, TicketScope, TicketState
+from vigil.db.enums import (
+    FINAL_TICKET_STATES,
+    Category,
+    Milestone,
+    RoleName,
+    TicketScope,
+    TicketState,
+)
 from vigil.devices.schemas import DeviceIn
 from vigil.errors import (
     Conflict,
@@ -50,6 +58,9 @@ from vigil.errors import (
     NotFound,
 )
 from vigil.knowledge import service as knowledge
+from vigil.reports import render as report_render
+from vigil.reports.quality import GroupBy, QualityReport, service_quality
+from vigil.reports.render import PUBLISHABLE_GROUPS
 from vigil.schemas import MAX_ID
 from vigil.telemetry.store import TelemetryError
 from vigil.tickets.models import Ticket
@@ -177,6 +188,8 @@ def home_of(roles: set[str] | frozenset[str] | list[str]) -> str:
 def _nav(ctx: Ctx) -> list[tuple[str, str]]:
     staff = [("Dashboard", f"{PREFIX}/dashboard"), ("Fleet", f"{PREFIX}/fleet"),
              ("Tickets", f"{PREFIX}/tickets")]
+    if _sees_quality(ctx):
+        staff.append(("Service quality", f"{PREFIX}/reports/quality"))
     if ctx.principal.is_admin:
         return [*staff, ("Administration", f"{PREFIX}/admin")]
     if ctx.principal.is_staff:
@@ -216,6 +229,12 @@ def _same_origin(request: Request) -> bool:
 @root.get("/", include_in_schema=False)
 def root_page() -> RedirectResponse:
     return RedirectResponse(f"{PREFIX}/", status_code=307)
+
+
+@root.get("/favicon.ico", include_in_schema=False)
+def favicon() -> RedirectResponse:
+    """Browsers ask for it on pages without an icon link, such as the published report."""
+    return RedirectResponse(f"{PREFIX}/static/favicon.svg", status_code=308)
 
 
 @router.get("/")
@@ -417,7 +436,129 @@ def dashboard(
         "breached": sum(1 for t in at_risk if (queries.deadline_window(t)[1] or utcnow())
                         < utcnow()),
         "within_h": int(AT_RISK_WITHIN.total_seconds() // 3600), "now": utcnow(),
+        "quality_url": f"{PREFIX}/reports/quality" if _sees_quality(ctx) else None,
     })
+
+
+# --- the service-quality report ---------------------------------------------------------
+
+REPORT_DAYS = 30
+REPORT_MAX_DAYS = 731
+GROUP_LABELS = {GroupBy.SITE: "site", GroupBy.MODEL: "device model",
+                GroupBy.ENGINEER: "engineer", GroupBy.PRIORITY: "priority"}
+# Who the published report names as its publisher: the service organisation running Vigil.
+PUBLISHER = "the service organisation"
+# The published document is a standalone page with its own inline style and no script.
+PUBLISHED_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                 "frame-ancestors 'none'; form-action 'none'; base-uri 'none'")
+
+
+def _sees_quality(ctx: Ctx) -> bool:
+    return bool(ctx.principal.roles & {RoleName.MANAGER, RoleName.ADMIN})
+
+
+def _quality_reader(ctx: Ctx) -> None:
+    """Managers and administrators. The report covers every customer, so no customer sees it."""
+    if not ctx.principal.is_staff:
+        raise NotFound("this page is for the service organisation")
+    if not _sees_quality(ctx):
+        raise Forbidden("the service-quality report is for managers and administrators")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportPeriod:
+    """The form's period (whole days, ``last`` included) and grouping, checked."""
+
+    first: date
+    last: date
+    group: GroupBy
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.first, time.min, tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.combine(self.last + timedelta(days=1), time.min, tzinfo=UTC)
+
+    def query(self, group: GroupBy | None = None) -> str:
+        return urlencode({"from": self.first.isoformat(), "to": self.last.isoformat(),
+                          "group": (group or self.group).value})
+
+
+def _report_period(first: str, last: str, group: str) -> ReportPeriod:
+    """The period asked for; an empty field means the last ``REPORT_DAYS`` days to today."""
+    today = utcnow().date()
+    try:
+        end = date.fromisoformat(last) if last else today
+        start = date.fromisoformat(first) if first else end - timedelta(days=REPORT_DAYS - 1)
+    except ValueError:
+        raise InvalidRequest("dates are written YYYY-MM-DD") from None
+    if group and group not in GroupBy.__members__.values():
+        raise InvalidRequest(f"group: one of {', '.join(g.value for g in GroupBy)}")
+    if end < start:
+        raise InvalidRequest("the period ends before it starts")
+    if (end - start).days >= REPORT_MAX_DAYS:
+        raise InvalidRequest(f"a report covers at most {REPORT_MAX_DAYS} days")
+    return ReportPeriod(start, end, GroupBy(group or GroupBy.SITE))
+
+
+def _quality(ctx: Ctx, period: ReportPeriod, group: GroupBy | None = None) -> QualityReport:
+    """The report as things stand now (a period running into the future is counted to now)."""
+    return service_quality(ctx.db, start=period.start, end=period.end,
+                           group_by=group or period.group, rules=tickets_api.ticket_rules(),
+                           as_of=min(period.end, utcnow()))
+
+
+ReportField = Annotated[str, Query(max_length=20)]
+
+
+@router.get("/reports/quality", response_class=HTMLResponse)
+def quality_page(request: Request, ctx: SignedIn, first: Annotated[str, Query(
+        alias="from", max_length=20)] = "", to: ReportField = "", group: ReportField = ""
+                 ) -> HTMLResponse:
+    """The service-quality report for a period and grouping, with its CSV and published form."""
+    _quality_reader(ctx)
+    form = {"from": first, "to": to, "group": group or GroupBy.SITE.value}
+    context: dict[str, Any] = {"form": form, "groups": GROUP_LABELS, "report": None,
+                               "error": None}
+    try:
+        period = _report_period(first, to, group)
+    except InvalidRequest as exc:
+        context["error"] = str(exc)
+        return render(request, ctx, "quality.html", context, status_code=422)
+    published_group = period.group if period.group in PUBLISHABLE_GROUPS else GroupBy.MODEL
+    context.update(
+        form={"from": period.first.isoformat(), "to": period.last.isoformat(),
+              "group": period.group.value},
+        report=_quality(ctx, period), period=period,
+        csv_url=f"{PREFIX}/reports/quality.csv?{period.query()}",
+        published_url=f"{PREFIX}/reports/quality/published?{period.query(published_group)}",
+        published_group=GROUP_LABELS[published_group],
+        milestones=[m.value for m in Milestone])
+    return render(request, ctx, "quality.html", context)
+
+
+@router.get("/reports/quality.csv")
+def quality_csv(ctx: SignedIn, first: Annotated[str, Query(alias="from", max_length=20)] = "",
+                to: ReportField = "", group: ReportField = "") -> Response:
+    """The report's rows and total as CSV: rates are shares (0..1), times hours."""
+    _quality_reader(ctx)
+    period = _report_period(first, to, group)
+    name = f"service-quality-{period.first}-{period.last}-by-{period.group.value}.csv"
+    return Response(report_render.as_csv(_quality(ctx, period)), media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/reports/quality/published", response_class=HTMLResponse)
+def quality_published(ctx: SignedIn,
+                      first: Annotated[str, Query(alias="from", max_length=20)] = "",
+                      to: ReportField = "", group: ReportField = "") -> HTMLResponse:
+    """The version to publish: by device model or priority, naming no customer, site or person."""
+    _quality_reader(ctx)
+    period = _report_period(first, to, group or GroupBy.MODEL.value)
+    document = report_render.publishable_html(_quality(ctx, period), organisation=PUBLISHER)
+    return HTMLResponse(document, headers={"Content-Security-Policy": PUBLISHED_CSP})
 
 
 # --- tickets --------------------------------------------------------------------------

@@ -344,3 +344,39 @@ def test_an_engineer_rates_a_suggested_article(tab: Tab, server: Running) -> Non
     expect(page.locator(".history")).to_contain_text("marked helpful")
     tab.check("15-ticket-knowledge-feedback")
     page.locator("#kb").screenshot(path=str(tab.folder / "15-ticket-knowledge-feedback-kb.png"))
+
+
+def test_the_manager_reads_and_exports_the_quality_report(tab: Tab) -> None:
+    tab.sign_in("manager")
+    page = tab.page
+    page.get_by_role("navigation", name="Main").get_by_role("link", name="Service quality").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Service quality")
+    page.get_by_label("Group by").select_option(label="device model")
+    page.get_by_role("button", name="Show the report").click()
+    expect(page).to_have_url(re.compile(r"group=model"))
+    levels = page.locator("#levels tbody tr")
+    expect(levels.last).to_contain_text("All tickets")
+    assert {"IP-100", "PM-7", "VT-3"} <= set(page.locator("#levels tbody th").all_inner_texts())
+    expect(page.locator("#mtbf tbody tr")).to_have_count(3)
+    tab.check("16-quality-report")
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download CSV").click()
+    path = download.value.path()
+    assert download.value.suggested_filename.endswith("-by-model.csv")
+    lines = path.read_text().splitlines()
+    assert lines[0].startswith("group,opened,") and lines[-1].startswith("(all),")
+    page.get_by_role("link", name=re.compile("^Published version")).click()
+    expect(page.get_by_role("heading", level=1)).to_contain_text("Service quality report")
+    assert "St. Anna" not in page.content()
+    tab.shot("17-quality-published")
+    assert tab.errors == []
+
+
+def test_an_engineer_is_refused_the_quality_report(tab: Tab, server: Running) -> None:
+    tab.sign_in("engineer")
+    assert tab.page.get_by_role("link", name="Service quality").count() == 0
+    page = tab.go("/console/reports/quality")
+    expect(page.get_by_role("heading", level=1)).to_have_text("Not allowed")
+    # The 403 itself is what this test asks for, and the browser logs it as an error.
+    assert f"HTTP 403 {server.url}/console/reports/quality" in tab.errors
+    assert all("403" in e for e in tab.errors)

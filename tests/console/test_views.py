@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -272,3 +275,65 @@ def test_engineers_rate_suggested_articles_and_the_counts_follow(
     with server.sessions() as session:
         counts = session.get(KnowledgeArticle, article)
         assert counts is not None and (counts.helpful_count, counts.not_helpful_count) == (0, 1)
+
+
+def test_the_quality_report_for_managers_and_admins_only(client: TestClient) -> None:
+    sign_in(client, "manager")
+    page = client.get("/console/reports/quality")
+    assert page.status_code == 200, page.text
+    text = page.text
+    for heading in ("Service levels", "Outcomes", "Reliability by device model",
+                    "Planned maintenance"):
+        assert heading in text
+    assert "St. Anna Hospital" not in text  # sites are named, their customers not needed
+    rows = re.findall(r'<th scope="row">([^<]+)</th>', text.split('id="levels"')[1]
+                      .split("</table>")[0])
+    assert {"ICU North", "Cardiology", "Theatre 2", "All tickets"} <= set(rows)
+    by_model = client.get("/console/reports/quality", params={"group": "model"}).text
+    levels = by_model.split('id="levels"')[1].split("</table>")[0]
+    assert {"IP-100", "PM-7", "VT-3"} <= set(re.findall(r'<th scope="row">([^<]+)</th>', levels))
+    assert client.get("/console/dashboard").text.count('href="/console/reports/quality"') == 2
+    sign_in(client, "admin")
+    assert client.get("/console/reports/quality").status_code == 200
+    sign_in(client, "engineer")
+    assert client.get("/console/reports/quality").status_code == 403
+    assert client.get("/console/reports/quality.csv").status_code == 403
+    assert 'href="/console/reports/quality"' not in client.get("/console/dashboard").text
+    sign_in(client, "customer-a")
+    for path in ("/console/reports/quality", "/console/reports/quality.csv",
+                 "/console/reports/quality/published"):
+        assert client.get(path).status_code == 404
+
+
+def test_the_quality_report_form_refuses_odd_periods_clearly(client: TestClient) -> None:
+    sign_in(client, "manager")
+    for params, says in (({"from": "2026-05-02", "to": "2026-05-01"}, "ends before it starts"),
+                         ({"from": "yesterday"}, "YYYY-MM-DD"),
+                         ({"group": "customer"}, "group: one of"),
+                         ({"from": "2020-01-01", "to": "2026-01-01"}, "at most 731 days")):
+        answer = client.get("/console/reports/quality", params=params)
+        assert answer.status_code == 422 and says in answer.text, params
+        assert 'role="alert"' in answer.text
+
+
+def test_the_quality_csv_and_the_published_version(client: TestClient) -> None:
+    sign_in(client, "manager")
+    today = datetime.now(UTC).date()
+    period = {"from": (today - timedelta(days=6)).isoformat(), "to": today.isoformat()}
+    answer = client.get("/console/reports/quality.csv", params={**period, "group": "site"})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    assert "attachment" in answer.headers["content-disposition"]
+    lines = list(csv.DictReader(io.StringIO(answer.text)))
+    assert lines[-1]["group"] == "(all)" and int(lines[-1]["opened"]) >= 14
+    assert {"ICU North", "Theatre 2"} <= {line["group"] for line in lines}
+    page = client.get("/console/reports/quality", params={**period, "group": "site"}).text
+    link = html.unescape(re.search(r'id="published-link" href="([^"]+)"', page).group(1))
+    assert "group=model" in link  # sites are not named in public
+    published = client.get(link)
+    assert published.status_code == 200 and "Reliability by device model" in published.text
+    assert "script-src" not in published.headers["content-security-policy"]
+    for private in ("St. Anna", "Riverside", "ICU North", "Theatre 2", "Eli Engineer",
+                    "ip100-a000"):
+        assert private not in published.text
+    assert client.get("/console/reports/quality/published",
+                      params={**period, "group": "site"}).status_code == 422
