@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -29,12 +29,13 @@ from sqlalchemy import select
 
 from api import auth as auth_api
 from api import devices as devices_api
+from api import diagnosis as diagnosis_api
 from api import predictions as predictions_api
 from api import tickets as tickets_api
 from api import users as users_api
 from api.console import queries
 from api.console.survey import record_survey
-from api.deps import Ctx, Db, SignedIn
+from api.deps import Ctx, Db, SignedIn, after_commit
 from api.params import PathId
 from vigil.auth.schemas import ConsoleSession, Credentials
 from vigil.auth.service import Throttled, Unauthenticated
@@ -49,6 +50,10 @@ from vigil.db.enums import (
     TicketState,
 )
 from vigil.devices.schemas import DeviceIn
+from vigil.diagnosis import service as diagnosis_service
+from vigil.diagnosis.bus import DiagnosisBus
+from vigil.diagnosis.rules import DIAGNOSING_ROLES
+from vigil.diagnosis.schemas import CommandIn, SessionIn
 from vigil.errors import (
     Conflict,
     DomainError,
@@ -202,7 +207,15 @@ def render(request: Request, ctx: Ctx, name: str, context: dict[str, Any],
     user = ctx.db.get(User, ctx.principal.user_id)
     return templates.TemplateResponse(request, name, {
         "user": user, "role": acting_role(ctx), "nav": _nav(ctx), "path": request.url.path,
-        "is_staff": ctx.principal.is_staff, **context}, status_code=status_code)
+        "is_staff": ctx.principal.is_staff, "may_diagnose": _may_diagnose(ctx), **context},
+        status_code=status_code)
+
+
+async def _form_fields(request: Request) -> dict[str, str]:
+    """A form's text fields, for a form whose fields depend on what it sends (a command's
+    arguments)."""
+    form = await request.form()
+    return {name: value for name, value in form.items() if isinstance(value, str)}
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -395,10 +408,158 @@ def device_page(
 
 
 @router.get("/devices/{device_id}/latest", response_class=HTMLResponse)
-def latest_readings(request: Request, device_id: DeviceId, ctx: SignedIn) -> HTMLResponse:
-    """The device page's latest readings, which it polls."""
+def latest_readings(request: Request, device_id: DeviceId, ctx: SignedIn,
+                    every: Literal["3s", "30s"] = "30s") -> HTMLResponse:
+    """The latest readings, which the device page polls, and a diagnosis session faster."""
     detail = devices_api.get_device(device_id, ctx, request)
-    return render(request, ctx, "_latest_readings.html", {"device": detail})
+    return render(request, ctx, "_latest_readings.html", {"device": detail,
+                                                          "readings_every": every})
+
+
+# --- remote diagnosis -----------------------------------------------------------------
+
+# The transcript is polled this often while the session is active; readings a little slower.
+TRANSCRIPT_POLL = "1s"
+READINGS_POLL = "3s"
+
+
+def _may_diagnose(ctx: Ctx) -> bool:
+    return bool(DIAGNOSING_ROLES & ctx.principal.roles)
+
+
+def _diagnoser(ctx: Ctx) -> None:
+    """Engineers and managers; customers do not learn the page exists."""
+    if not ctx.principal.is_staff:
+        raise NotFound("this page is for the service organisation")
+    if not _may_diagnose(ctx):
+        raise Forbidden("only engineers and managers run diagnosis sessions")
+
+
+def _diagnosis_start(request: Request, ctx: Ctx, device_id: str, ticket: int | None = None,
+                     error: str | None = None, status_code: int = 200,
+                     template: str = "diagnosis_start.html") -> HTMLResponse:
+    detail = devices_api.get_device(device_id, ctx, request)
+    open_tickets = [t for t in detail.tickets
+                    if TicketState(t.state) not in FINAL_TICKET_STATES]
+    sessions = queries.diagnosis_sessions(ctx.db, device_id)
+    return render(request, ctx, template, {
+        "device": detail, "tickets": open_tickets, "ticket": ticket, "error": error,
+        "sessions": sessions, "now": utcnow(),
+        "names": queries.user_names(ctx.db, {s.engineer_id for s in sessions}),
+    }, status_code=status_code)
+
+
+@router.get("/devices/{device_id}/diagnosis", response_class=HTMLResponse)
+def diagnosis_start(request: Request, device_id: DeviceId, ctx: SignedIn,
+                    ticket: Annotated[str | None, Query(max_length=12)] = None) -> HTMLResponse:
+    """Open a session on a device, for one of its open tickets or standalone."""
+    _diagnoser(ctx)
+    return _diagnosis_start(request, ctx, device_id, _int_or_none(ticket))
+
+
+@router.post("/diagnosis", response_class=HTMLResponse)
+def open_diagnosis(request: Request, ctx: SignedIn,
+                   device_id: Annotated[str, Form(max_length=64)] = "",
+                   ticket: Annotated[str, Form(max_length=12)] = "") -> Response:
+    _diagnoser(ctx)
+    opened: list[int] = []
+
+    def act() -> None:
+        body = SessionIn(device_id=device_id, ticket_id=_int_or_none(ticket))
+        opened.append(diagnosis_api.open_session(body, ctx).id)
+
+    error, status = _apply(ctx, act)
+    if error is None:
+        return Response(status_code=204,
+                        headers={"HX-Redirect": f"{PREFIX}/diagnosis/{opened[0]}"})
+    return _diagnosis_start(request, ctx, device_id, _int_or_none(ticket), error, status,
+                            "_diagnosis_open.html")
+
+
+def _session_context(request: Request, ctx: Ctx, session_id: int) -> dict[str, Any]:
+    detail = diagnosis_api.get_session(session_id, ctx)
+    commands = diagnosis_api.list_commands(session_id, ctx, request)
+    return {"session": detail, "commands": commands, "entries": detail.transcript,
+            "after": max((e.id for e in detail.transcript), default=0),
+            "names": queries.user_names(ctx.db, {detail.engineer_id}),
+            "poll": TRANSCRIPT_POLL, "message": None, "error": None, "now": utcnow()}
+
+
+@router.get("/diagnosis/{session_id}", response_class=HTMLResponse)
+def diagnosis_page(request: Request, session_id: PathId, ctx: SignedIn) -> HTMLResponse:
+    """The session: the allowed commands as buttons, the transcript and readings as they come."""
+    _diagnoser(ctx)
+    context = _session_context(request, ctx, session_id)
+    device = devices_api.get_device(context["session"].device_id, ctx, request)
+    return render(request, ctx, "diagnosis.html", {
+        **context, "device": device, "readings_every": READINGS_POLL})
+
+
+@router.get("/diagnosis/{session_id}/transcript", response_class=HTMLResponse)
+def diagnosis_transcript(request: Request, session_id: PathId, ctx: SignedIn,
+                         after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0) -> Response:
+    """What the transcript gained after ``after``: nothing (204), the new entries, or a reload
+    once the session is over, so the page shows it closed."""
+    _diagnoser(ctx)
+    detail = diagnosis_api.get_session(session_id, ctx)
+    entries = [e for e in detail.transcript if e.id > after]
+    if not entries and not detail.active:
+        return Response(status_code=204, headers={"HX-Refresh": "true"})
+    if not entries:
+        return Response(status_code=204)
+    return render(request, ctx, "_diagnosis_entries.html", {
+        "session": detail, "entries": entries, "after": max(e.id for e in entries),
+        "poll": TRANSCRIPT_POLL})
+
+
+@router.post("/diagnosis/{session_id}/commands", response_class=HTMLResponse)
+def diagnosis_command(request: Request, session_id: PathId, ctx: SignedIn,
+                      fields: Annotated[dict[str, str], Depends(_form_fields)]) -> HTMLResponse:
+    """Send one allowed command; its answer (or timeout) reaches the transcript on its own."""
+    _diagnoser(ctx)
+    cmd = fields.get("cmd", "")
+    outgoing: list[diagnosis_service.Outgoing] = []
+
+    def act() -> None:
+        spec = {c.name: c for c in diagnosis_api.list_commands(session_id, ctx, request)}.get(cmd)
+        if spec is None:
+            raise InvalidRequest(f"cmd: {cmd[:64]!r} is not allowed for this device")
+        args: dict[str, float | int] = {}
+        for arg in spec.args:
+            value = fields.get(arg.name, "").strip()
+            if value:
+                try:
+                    args[arg.name] = int(value) if arg.type == "integer" else float(value)
+                except ValueError:
+                    raise InvalidRequest(f"{arg.name}: must be a number") from None
+        body = CommandIn(cmd=cmd, args=args)
+        if bus is None:
+            raise Conflict("remote diagnosis is switched off on this server")
+        session = diagnosis_service.get_session(ctx.db, session_id=session_id, lock=True)
+        outgoing.append(diagnosis_service.send_command(
+            ctx.db, session=session, name=body.cmd, args=body.args,
+            caller=diagnosis_service.Caller(ctx.principal.user_id, ctx.principal.username,
+                                            ctx.principal.roles), now=utcnow(),
+            allow_list=request.app.state.allow_list))
+
+    # As the API's route does, but publishing after the request's commit: an after-commit
+    # hook set inside ``_apply``'s savepoint would run when the savepoint ends, before it.
+    bus: DiagnosisBus | None = request.app.state.diagnosis
+    error, status = _apply(ctx, act)
+    if outgoing and bus is not None:
+        after_commit(ctx.db, lambda: bus.deliver(outgoing[0]))
+    context = _session_context(request, ctx, session_id)
+    context.update(error=error, message=None if error else
+                   f"{cmd} sent; its answer appears in the transcript.")
+    return render(request, ctx, "_diagnosis_commands.html", context, status_code=status)
+
+
+@router.post("/diagnosis/{session_id}/close")
+def diagnosis_close(session_id: PathId, ctx: SignedIn) -> Response:
+    _diagnoser(ctx)
+    diagnosis_api.close_session(session_id, ctx)
+    return Response(status_code=204,
+                    headers={"HX-Redirect": f"{PREFIX}/diagnosis/{session_id}"})
 
 
 # --- the manager's dashboard ---------------------------------------------------------

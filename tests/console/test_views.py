@@ -149,7 +149,7 @@ def test_the_device_page_polls_its_latest_readings(client: TestClient, server: R
     sign_in(client, "engineer")
     device = server.world.devices["a"][1]
     page = client.get(f"/console/devices/{device}").text
-    assert f'hx-get="/console/devices/{device}/latest"' in page
+    assert f'hx-get="/console/devices/{device}/latest?every=30s"' in page
     latest = client.get(f"/console/devices/{device}/latest", headers={"HX-Request": "true"})
     assert latest.status_code == 200
     assert "temperature_c" in latest.text and "<html" not in latest.text
@@ -337,3 +337,72 @@ def test_the_quality_csv_and_the_published_version(client: TestClient) -> None:
         assert private not in published.text
     assert client.get("/console/reports/quality/published",
                       params={**period, "group": "site"}).status_code == 422
+
+
+def test_remote_diagnosis_without_a_broker_says_the_command_was_not_delivered(
+    client: TestClient, server: Running
+) -> None:
+    device, ticket = server.world.devices["a"][1], server.world.tickets["a"][1]
+    sign_in(client, "engineer")
+    start = client.get(f"/console/devices/{device}/diagnosis", params={"ticket": ticket}).text
+    assert f'<option value="{ticket}" selected>' in start
+    assert f'href="/console/devices/{device}/diagnosis?ticket={ticket}"' in client.get(
+        f"/console/tickets/{ticket}").text
+    assert f'href="/console/devices/{device}/diagnosis"' in client.get(
+        f"/console/devices/{device}").text
+    opened = _write(client, "/console/diagnosis", {"device_id": device, "ticket": str(ticket)})
+    assert opened.status_code == 204, opened.text
+    page_url = opened.headers["hx-redirect"]
+    session_id = int(page_url.rsplit("/", 1)[1])
+    page = client.get(page_url).text
+    assert "Run self_test" in page and f'href="/console/tickets/{ticket}"' in page
+    # set_sampling changes the device: refused outside the maintenance state, and says why.
+    assert re.search(r'id="cmd-set_sampling-button" class="danger" disabled', page)
+    assert "Not now: set_sampling changes the device" in page
+    commands = f"/console/diagnosis/{session_id}/commands"
+    refused = _write(client, commands, {"cmd": "set_sampling", "interval_s": "0.5"})
+    assert refused.status_code == 409 and 'role="alert"' in refused.text
+    assert "needs the maintenance state" in refused.text
+    bad = _write(client, commands, {"cmd": "get_logs", "lines": "many"})
+    assert bad.status_code == 422 and "lines: must be a number" in bad.text
+    assert _write(client, commands, {"cmd": "reboot"}).status_code == 422
+    sent = _write(client, commands, {"cmd": "get_logs", "lines": "20"})
+    assert sent.status_code == 200, sent.text
+    assert "get_logs sent" in sent.text
+    # This server's diagnosis bus is not connected: the transcript says so at once.
+    more = client.get(f"/console/diagnosis/{session_id}/transcript", params={"after": 0},
+                      headers={"HX-Request": "true"})
+    assert more.status_code == 200
+    assert "Sent <code>get_logs</code>" in more.text and "lines=20" in more.text
+    assert "Not delivered" in more.text and 'hx-swap-oob="beforeend:#transcript"' in more.text
+    last = int(re.search(r"transcript\?after=(\d+)", more.text).group(1))
+    nothing = client.get(f"/console/diagnosis/{session_id}/transcript", params={"after": last})
+    assert nothing.status_code == 204 and "hx-refresh" not in nothing.headers
+    closed = _write(client, f"/console/diagnosis/{session_id}/close", {})
+    assert closed.status_code == 204
+    over = client.get(f"/console/diagnosis/{session_id}/transcript", params={"after": last})
+    assert over.status_code == 204 and over.headers["hx-refresh"] == "true"
+    page = client.get(page_url).text
+    assert "Closed" in page and "transcript?after=" not in page
+    late = _write(client, commands, {"cmd": "self_test"})
+    assert late.status_code == 409 and "the session is closed" in late.text
+
+
+def test_remote_diagnosis_refuses_an_offline_device_and_other_roles(
+    client: TestClient, server: Running
+) -> None:
+    offline = server.world.devices["a"][13]
+    sign_in(client, "manager")
+    start = client.get(f"/console/devices/{offline}/diagnosis").text
+    assert "The device is offline" in start
+    refused = _write(client, "/console/diagnosis", {"device_id": offline})
+    assert refused.status_code == 409 and 'role="alert"' in refused.text
+    assert "the device is offline; a session needs an online device" in refused.text
+    sign_in(client, "admin")
+    assert client.get(f"/console/devices/{offline}/diagnosis").status_code == 403
+    assert 'id="diagnosis-link"' not in client.get(f"/console/devices/{offline}").text
+    sign_in(client, "customer-a")
+    assert client.get(f"/console/devices/{offline}/diagnosis").status_code == 404
+    assert _write(client, "/console/diagnosis", {"device_id": offline}).status_code == 404
+    assert client.get("/console/diagnosis/1").status_code == 404
+    assert 'id="diagnosis-link"' not in client.get(f"/console/devices/{offline}").text
