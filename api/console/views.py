@@ -90,6 +90,11 @@ from vigil.users.schemas import NewUser, UserIn
 PREFIX = "/console"
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+# A device's answer as it sent it: readable JSON (the page escapes it like any text).
+templates.env.filters["pretty_json"] = lambda value: json.dumps(
+    value, indent=2, sort_keys=True, ensure_ascii=False)
+templates.env.filters["reject_keys"] = lambda value, *keys: {
+    k: v for k, v in value.items() if k not in keys}
 
 # Scripts and styles come from this origin only; nothing on a page runs inline code.
 SECURITY_HEADERS = {
