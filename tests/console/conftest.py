@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
 import threading
 import time
@@ -19,10 +20,12 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from tests.conftest import IN_CI
 from vigil.auth.passwords import hash_password
 from vigil.config import Settings
 from vigil.db import migrations
@@ -235,3 +238,22 @@ def screenshots() -> Path:
     folder = Path(os.environ.get("VIGIL_SCREENSHOTS", ROOT / "build" / "console-screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("VIGIL_CHROMIUM") or shutil.which("chromium") or shutil.which(
+        "chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for every browser test of the session (Playwright allows one)."""
+    path = chromium_path()
+    if path is None:
+        if IN_CI:
+            pytest.fail("Chromium is missing: scripts/setup installs Debian's package")
+        pytest.skip("Chromium is not installed (scripts/setup installs it)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        yield browser
+        browser.close()

@@ -7,39 +7,18 @@ critical violation), and saved as a screenshot in the folder of the
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, ViewportSize, expect, sync_playwright
+from playwright.sync_api import Browser, Page, ViewportSize, expect
 
-from tests.conftest import IN_CI
 from tests.console.conftest import PASSWORD, Running
 
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 TABLET: ViewportSize = {"width": 1024, "height": 768}
-
-
-def chromium_path() -> str | None:
-    return os.environ.get("VIGIL_CHROMIUM") or shutil.which("chromium") or shutil.which(
-        "chromium-browser")
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    path = chromium_path()
-    if path is None:
-        if IN_CI:
-            pytest.fail("Chromium is missing: scripts/setup installs Debian's package")
-        pytest.skip("Chromium is not installed (scripts/setup installs it)")
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
-        yield browser
-        browser.close()
 
 
 class Tab:

@@ -22,7 +22,7 @@ from sqlalchemy import Engine
 
 from api.app import create_app
 from tests.console.conftest import Running, World, free_port
-from tests.console.test_browser import TABLET, Tab, browser  # noqa: F401 (a fixture)
+from tests.console.test_browser import TABLET, Tab
 from tests.diagnosis.conftest import SimulatedDevice
 from vigil.config import ApiSettings, MqttSettings, Settings
 from vigil.diagnosis.bus import DiagnosisBus
@@ -65,7 +65,7 @@ def live(engine: Engine, store: EmbeddedStore, world: World, mosquitto: Mosquitt
 
 
 @pytest.fixture
-def tab(browser: Browser, live: Running, screenshots: Path) -> Iterator[Tab]:  # noqa: F811
+def tab(browser: Browser, live: Running, screenshots: Path) -> Iterator[Tab]:
     context = browser.new_context(viewport=TABLET, bypass_csp=True)  # CSP would block axe
     yield Tab(context.new_page(), live.url, screenshots)
     context.close()
