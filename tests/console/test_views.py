@@ -327,7 +327,9 @@ def test_the_quality_csv_and_the_published_version(client: TestClient) -> None:
     assert lines[-1]["group"] == "(all)" and int(lines[-1]["opened"]) >= 14
     assert {"ICU North", "Theatre 2"} <= {line["group"] for line in lines}
     page = client.get("/console/reports/quality", params={**period, "group": "site"}).text
-    link = html.unescape(re.search(r'id="published-link" href="([^"]+)"', page).group(1))
+    found = re.search(r'id="published-link" href="([^"]+)"', page)
+    assert found
+    link = html.unescape(found.group(1))
     assert "group=model" in link  # sites are not named in public
     published = client.get(link)
     assert published.status_code == 200 and "Reliability by device model" in published.text
@@ -375,7 +377,9 @@ def test_remote_diagnosis_without_a_broker_says_the_command_was_not_delivered(
     assert more.status_code == 200
     assert "Sent <code>get_logs</code>" in more.text and "lines=20" in more.text
     assert "Not delivered" in more.text and 'hx-swap-oob="beforeend:#transcript"' in more.text
-    last = int(re.search(r"transcript\?after=(\d+)", more.text).group(1))
+    cursor = re.search(r"transcript\?after=(\d+)", more.text)
+    assert cursor
+    last = int(cursor.group(1))
     nothing = client.get(f"/console/diagnosis/{session_id}/transcript", params={"after": last})
     assert nothing.status_code == 204 and "hx-refresh" not in nothing.headers
     closed = _write(client, f"/console/diagnosis/{session_id}/close", {})
