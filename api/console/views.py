@@ -40,6 +40,7 @@ from api.params import PathId
 from vigil.auth.schemas import ConsoleSession, Credentials
 from vigil.auth.service import Throttled, Unauthenticated
 from vigil.auth.visibility import ticket_visible
+from vigil.config import Settings
 from vigil.db.base import utcnow
 from vigil.db.enums import (
     FINAL_TICKET_STATES,
@@ -69,6 +70,7 @@ from vigil.reports.render import PUBLISHABLE_GROUPS
 from vigil.schemas import MAX_ID
 from vigil.telemetry.store import TelemetryError
 from vigil.tickets.models import Ticket
+from vigil.tickets.priority import DEFAULT_RULES_FILE, TicketRules
 from vigil.tickets.schemas import (
     AssignmentIn,
     CommentIn,
@@ -612,8 +614,8 @@ REPORT_DAYS = 30
 REPORT_MAX_DAYS = 731
 GROUP_LABELS = {GroupBy.SITE: "site", GroupBy.MODEL: "device model",
                 GroupBy.ENGINEER: "engineer", GroupBy.PRIORITY: "priority"}
-# Who the published report names as its publisher: the service organisation running Vigil.
-PUBLISHER = "the service organisation"
+# Who the published report names as its publisher (as ``vigil report`` does by default).
+PUBLISHER = "Vigil service"
 # The published document is a standalone page with its own inline style and no script.
 PUBLISHED_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
                  "frame-ancestors 'none'; form-action 'none'; base-uri 'none'")
@@ -669,20 +671,23 @@ def _report_period(first: str, last: str, group: str) -> ReportPeriod:
     return ReportPeriod(start, end, GroupBy(group or GroupBy.SITE))
 
 
-def _quality(ctx: Ctx, period: ReportPeriod, group: GroupBy | None = None) -> QualityReport:
-    """The report as things stand now (a period running into the future is counted to now)."""
-    return service_quality(ctx.db, start=period.start, end=period.end,
-                           group_by=group or period.group, rules=tickets_api.ticket_rules(),
-                           as_of=min(period.end, utcnow()))
+def _quality(request: Request, ctx: Ctx, period: ReportPeriod) -> QualityReport:
+    """The report as things stand now (a period running into the future is counted to now),
+    with the service desk's own rules file for the devices' risk classes."""
+    settings: Settings = request.app.state.settings
+    rules = TicketRules.load(settings.desk.rules_file or DEFAULT_RULES_FILE)
+    return service_quality(ctx.db, start=period.start, end=period.end, group_by=period.group,
+                           rules=rules, as_of=min(period.end, utcnow()))
 
 
 ReportField = Annotated[str, Query(max_length=20)]
+# ``from`` is a Python keyword: the form's field has its own name here.
+ReportFrom = Annotated[str, Query(alias="from", max_length=20)]
 
 
 @router.get("/reports/quality", response_class=HTMLResponse)
-def quality_page(request: Request, ctx: SignedIn, first: Annotated[str, Query(
-        alias="from", max_length=20)] = "", to: ReportField = "", group: ReportField = ""
-                 ) -> HTMLResponse:
+def quality_page(request: Request, ctx: SignedIn, first: ReportFrom = "",
+                 to: ReportField = "", group: ReportField = "") -> HTMLResponse:
     """The service-quality report for a period and grouping, with its CSV and published form."""
     _quality_reader(ctx)
     form = {"from": first, "to": to, "group": group or GroupBy.SITE.value}
@@ -697,7 +702,7 @@ def quality_page(request: Request, ctx: SignedIn, first: Annotated[str, Query(
     context.update(
         form={"from": period.first.isoformat(), "to": period.last.isoformat(),
               "group": period.group.value},
-        report=_quality(ctx, period), period=period,
+        report=_quality(request, ctx, period), period=period,
         csv_url=f"{PREFIX}/reports/quality.csv?{period.query()}",
         published_url=f"{PREFIX}/reports/quality/published?{period.query(published_group)}",
         published_group=GROUP_LABELS[published_group],
@@ -706,24 +711,24 @@ def quality_page(request: Request, ctx: SignedIn, first: Annotated[str, Query(
 
 
 @router.get("/reports/quality.csv")
-def quality_csv(ctx: SignedIn, first: Annotated[str, Query(alias="from", max_length=20)] = "",
-                to: ReportField = "", group: ReportField = "") -> Response:
+def quality_csv(request: Request, ctx: SignedIn, first: ReportFrom = "", to: ReportField = "",
+                group: ReportField = "") -> Response:
     """The report's rows and total as CSV: rates are shares (0..1), times hours."""
     _quality_reader(ctx)
     period = _report_period(first, to, group)
     name = f"service-quality-{period.first}-{period.last}-by-{period.group.value}.csv"
-    return Response(report_render.as_csv(_quality(ctx, period)), media_type="text/csv",
+    return Response(report_render.as_csv(_quality(request, ctx, period)), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 
 @router.get("/reports/quality/published", response_class=HTMLResponse)
-def quality_published(ctx: SignedIn,
-                      first: Annotated[str, Query(alias="from", max_length=20)] = "",
+def quality_published(request: Request, ctx: SignedIn, first: ReportFrom = "",
                       to: ReportField = "", group: ReportField = "") -> HTMLResponse:
     """The version to publish: by device model or priority, naming no customer, site or person."""
     _quality_reader(ctx)
     period = _report_period(first, to, group or GroupBy.MODEL.value)
-    document = report_render.publishable_html(_quality(ctx, period), organisation=PUBLISHER)
+    document = report_render.publishable_html(_quality(request, ctx, period),
+                                              organisation=PUBLISHER)
     return HTMLResponse(document, headers={"Content-Security-Policy": PUBLISHED_CSP})
 
 
