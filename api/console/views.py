@@ -34,7 +34,6 @@ from api import predictions as predictions_api
 from api import tickets as tickets_api
 from api import users as users_api
 from api.console import queries
-from api.console.survey import record_survey
 from api.deps import Ctx, Db, SignedIn, after_commit
 from api.params import PathId
 from vigil.auth.schemas import ConsoleSession, Credentials
@@ -69,6 +68,7 @@ from vigil.reports.quality import GroupBy, QualityReport, service_quality
 from vigil.reports.render import PUBLISHABLE_GROUPS
 from vigil.schemas import MAX_ID
 from vigil.telemetry.store import TelemetryError
+from vigil.tickets import survey as survey_service
 from vigil.tickets.models import Ticket
 from vigil.tickets.priority import DEFAULT_RULES_FILE, TicketRules
 from vigil.tickets.schemas import (
@@ -989,10 +989,49 @@ def survey(request: Request, ticket_id: PathId, ctx: SignedIn,
            text: Annotated[str, Form(max_length=2000)] = "") -> HTMLResponse:
     def act() -> None:
         tickets_api.get_ticket(ticket_id, ctx)  # the caller must see it
-        record_survey(ctx.db, ticket_id=ticket_id, score=int(score) if score.isdigit() else 0,
-                      comment=text, actor=tickets_api.actor_of(ctx.principal), now=utcnow())
+        survey_service.answer_in_portal(
+            ctx.db, ticket_id=ticket_id, score=int(score) if score.isdigit() else 0,
+            comment=text, actor=tickets_api.actor_of(ctx.principal), now=utcnow())
 
     return _after_write(request, ctx, ticket_id, "Thank you for your answer.", _apply(ctx, act))
+
+
+def _survey_page(request: Request, db: Db, token: str, *, done: str | None = None,
+                 error: str | None = None, status: int = 200) -> HTMLResponse:
+    """The question behind a survey link: which repair, when it closed; nothing else."""
+    found = survey_service.find(db, token=token)
+    ticket = found.ticket
+    model = ticket.device.model if ticket.device is not None else None
+    return templates.TemplateResponse(request, "survey.html", {
+        "ticket": ticket, "model": model, "survey": found, "token": token, "done": done,
+        "error": error, "expired": utcnow() >= found.expires_at, "user": None, "nav": []},
+        status_code=status)
+
+
+@router.get("/survey/{token}", response_class=HTMLResponse)
+def survey_by_link(request: Request, db: Db,
+                   token: Annotated[str, PathParam(min_length=20, max_length=100)]
+                   ) -> HTMLResponse:
+    """The e-mailed link: answered without signing in, the token being the permission."""
+    return _survey_page(request, db, token)
+
+
+@router.post("/survey/{token}", response_class=HTMLResponse)
+def answer_by_link(request: Request, db: Db,
+                   token: Annotated[str, PathParam(min_length=20, max_length=100)],
+                   score: Annotated[str, Form(max_length=1)] = "",
+                   text: Annotated[str, Form(max_length=2000)] = "") -> HTMLResponse:
+    if not _same_origin(request):
+        return _survey_page(request, db, token, error="This form must be sent from Vigil's "
+                            "own survey page.", status=403)
+    try:
+        with db.begin_nested():
+            survey_service.answer(db, token=token, score=int(score) if score.isdigit() else 0,
+                                  comment=text, now=utcnow())
+    except (InvalidRequest, Conflict, Forbidden) as exc:
+        status, _title = _status_of(exc)
+        return _survey_page(request, db, token, error=str(exc), status=status)
+    return _survey_page(request, db, token, done="Thank you for your answer.")
 
 
 # --- the customer's portal ------------------------------------------------------------

@@ -15,8 +15,10 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from tests.console.conftest import PASSWORD, Running
-from vigil.db.models import Device
+from tests.tickets.test_survey import closed_ticket
+from vigil.db.models import Device, Ticket
 from vigil.knowledge.models import KnowledgeArticle
+from vigil.tickets import survey
 
 
 @pytest.fixture
@@ -410,3 +412,25 @@ def test_remote_diagnosis_refuses_an_offline_device_and_other_roles(
     assert _write(client, "/console/diagnosis", {"device_id": offline}).status_code == 404
     assert client.get("/console/diagnosis/1").status_code == 404
     assert 'id="diagnosis-link"' not in client.get(f"/console/devices/{offline}").text
+
+
+def test_the_survey_link_is_answered_once_without_signing_in(
+        client: TestClient, server: Running) -> None:
+    device = server.world.devices["a"][1]
+    with server.sessions() as s, s.begin():
+        ticket_id = closed_ticket(s, device=device, at=datetime.now(UTC))
+        token = survey.issue(s, ticket_id=ticket_id, now=datetime.now(UTC)).token
+    page = client.get(f"/console/survey/{token}")
+    assert page.status_code == 200 and f"Ticket #{ticket_id}" in page.text
+    assert "Riverside" not in page.text and "vigil_session" not in page.headers.get(
+        "set-cookie", "")
+    refused = client.post(f"/console/survey/{token}", data={"score": "9"})
+    assert refused.status_code == 422 and "1 to 5" in refused.text
+    done = client.post(f"/console/survey/{token}", data={"score": "5", "text": "Fast."})
+    assert done.status_code == 200 and "Thank you for your answer." in done.text
+    again = client.post(f"/console/survey/{token}", data={"score": "1"})
+    assert "has been answered" in again.text
+    with server.sessions() as s:
+        assert s.get(Ticket, ticket_id).satisfaction_score == 5  # type: ignore[union-attr]
+    unknown = client.get(f"/console/survey/{'x' * 43}")
+    assert unknown.status_code == 404
