@@ -52,7 +52,7 @@ from vigil.db.enums import (
 from vigil.devices.schemas import DeviceIn
 from vigil.diagnosis import service as diagnosis_service
 from vigil.diagnosis.bus import DiagnosisBus
-from vigil.diagnosis.rules import DIAGNOSING_ROLES
+from vigil.diagnosis.rules import DIAGNOSING_ROLES, is_active
 from vigil.diagnosis.schemas import CommandIn, SessionIn
 from vigil.errors import (
     Conflict,
@@ -508,15 +508,14 @@ def diagnosis_transcript(request: Request, session_id: PathId, ctx: SignedIn,
     """What the transcript gained after ``after``: nothing (204), the new entries, or a reload
     once the session is over, so the page shows it closed."""
     _diagnoser(ctx)
-    detail = diagnosis_api.get_session(session_id, ctx)
-    entries = [e for e in detail.transcript if e.id > after]
-    if not entries and not detail.active:
-        return Response(status_code=204, headers={"HX-Refresh": "true"})
+    session = diagnosis_service.get_session(ctx.db, session_id=session_id)
+    active = is_active(expires_at=session.expires_at, closed_at=session.closed_at, now=utcnow())
+    entries = diagnosis_service.entries_after(ctx.db, session_id=session_id, after_id=after)
     if not entries:
-        return Response(status_code=204)
+        return Response(status_code=204, headers={} if active else {"HX-Refresh": "true"})
     return render(request, ctx, "_diagnosis_entries.html", {
-        "session": detail, "entries": entries, "after": max(e.id for e in entries),
-        "poll": TRANSCRIPT_POLL})
+        "session": {"id": session_id, "active": active}, "entries": entries,
+        "after": entries[-1].id, "poll": TRANSCRIPT_POLL})
 
 
 @router.post("/diagnosis/{session_id}/commands", response_class=HTMLResponse)
