@@ -548,8 +548,7 @@ def diagnosis_command(request: Request, session_id: PathId, ctx: SignedIn,
                                             ctx.principal.roles), now=utcnow(),
             allow_list=request.app.state.allow_list))
 
-    # As the API's route does, but publishing after the request's commit: an after-commit
-    # hook set inside ``_apply``'s savepoint would run when the savepoint ends, before it.
+    # As the API's route does: the command is published once the request has committed.
     bus: DiagnosisBus | None = request.app.state.diagnosis
     error, status = _apply(ctx, act)
     if outgoing and bus is not None:
