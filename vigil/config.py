@@ -106,6 +106,11 @@ class ScoringSettings(BaseModel):
     step_s: dict[str, int] = Field(default_factory=dict)
     settle_s: int = Field(120, ge=0)
     max_steps_per_pass: int = Field(2016, ge=1)
+    # A stream raises no alarm (its scores are still written) before it has scored this many
+    # steps: two days at 5 minutes. A fresh baseline, a new device or one just repaired, has
+    # not seen its daily cycle twice; the evaluation fleet of `vigil bench fleet` filed 88
+    # tickets in its first week with the detectors' own warm-up of 150 steps only.
+    alarm_after_steps: int = Field(576, ge=0)
     measurement: str = "telemetry"
     scores_measurement: str = "scores"
 
