@@ -96,7 +96,9 @@ class ShapeScale:
             "block_count": self.block_count,
             "recent": list(self.recent),
             "pending": [list(s) for s in self.pending],
-            "shapes": self.shapes[:, :known].T.tolist(),
+            # one flat list (block by block), which the jobs pack as one blob of
+            # doubles rather than one per shape
+            "shapes": self.shapes[:, :known].ravel().tolist(),
             "stored": self.stored,
         }
 
@@ -106,9 +108,8 @@ class ShapeScale:
         self.block_count = int(learned["block_count"])
         self.recent.extend(float(v) for v in learned["recent"])
         self.pending.extend([float(v) for v in s] for s in learned["pending"])
-        shapes = learned["shapes"]
-        if shapes:
-            self.shapes[:, : len(shapes)] = np.array(shapes, dtype=float).T
+        shapes = np.array(learned["shapes"], dtype=float).reshape(self.blocks, -1)
+        self.shapes[:, : shapes.shape[1]] = shapes
         self.stored = int(learned["stored"])
 
 
