@@ -163,14 +163,7 @@ async def drive(base: str, path: str, headers: dict[str, str], clients: int,
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - began
-    latencies.sort()
-    return {
-        "rps": len(latencies) / elapsed,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p99_ms": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-        "requests": float(len(latencies)),
-        "errors": float(errors),
-    }
+    return _figures(latencies, errors, elapsed)
 
 
 async def drive_paced(base: str, path: str, headers: dict[str, str], clients: int,
@@ -210,7 +203,11 @@ async def drive_paced(base: str, path: str, headers: dict[str, str], clients: in
 
         await asyncio.gather(*(worker() for _ in range(clients)))
         elapsed = time.perf_counter() - began
-    latencies.sort()
+    return _figures(latencies, errors, elapsed)
+
+
+def _figures(latencies: list[float], errors: int, elapsed: float) -> dict[str, float]:
+    latencies = sorted(latencies)
     return {
         "rps": len(latencies) / elapsed,
         "p50_ms": statistics.median(latencies) * 1000,
