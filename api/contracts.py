@@ -20,7 +20,7 @@ router = APIRouter(prefix="/contracts", tags=["contracts"])
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, strip_whitespace=True)]
 Zone = Annotated[str, StringConstraints(min_length=1, max_length=64)]
 Weekday = Annotated[int, Field(ge=0, le=6)]
-Minutes = Annotated[float, Field(gt=0, le=60 * 24 * 366, allow_inf_nan=False)]
+Minutes = Annotated[int, Field(gt=0, le=60 * 24 * 366)]
 Levels = dict[Literal["P1", "P2", "P3"], dict[Literal["respond", "diagnose", "restore"], Minutes]]
 LEVELS_DESCRIPTION = ("minutes per priority and milestone; what is left out keeps the "
                       "defaults (P1 60/240/1440, P2 120/1440/4320, P3 240/2880/10080)")
