@@ -325,9 +325,10 @@ def visible_plans(session: Session, *, device_ids: Any | None, device_id: str | 
                                 MaintenancePlan.device_model.in_(models)))
     if device_id is not None:
         device = session.get(Device, device_id)
-        model = device.model if device is not None else None
-        query = query.where(or_(MaintenancePlan.device_id == device_id,
-                                MaintenancePlan.device_model == model))
+        if device is None:
+            return []
+        query = query.where(or_(MaintenancePlan.device_id == device.id,
+                                MaintenancePlan.device_model == device.model))
     if device_model is not None:
         query = query.where(or_(MaintenancePlan.device_model == device_model,
                                 MaintenancePlan.device_id.in_(
