@@ -55,9 +55,10 @@ def _checked(session: Session, values: Mapping[str, Any]) -> dict[str, Any]:
                 for d in doc.get("holidays") or []]
     workdays = list(doc.get("workdays") or [])
     zone = doc.get("timezone") or (site.timezone if site is not None else "UTC")
+    hours = None if start is None or end is None else (start, end)
     try:
-        sla.ServiceCalendar(timezone=zone, hours=None if start is None or end is None else (start, end),
-                            workdays=frozenset(workdays), holidays=frozenset(holidays))
+        sla.ServiceCalendar(timezone=zone, hours=hours, workdays=frozenset(workdays),
+                            holidays=frozenset(holidays))
         sla.ServiceLevels.from_minutes(doc.get("levels") or {})
     except ValueError as exc:
         raise InvalidRequest(str(exc)) from None
