@@ -72,10 +72,10 @@ def _check_calendar(values: Mapping[str, Any]) -> dict[str, Any]:
     start, end = doc.get("hours_start"), doc.get("hours_end")
     if (start is None) != (end is None):
         raise InvalidRequest("hours_end: give both working hours or neither (on call)")
-    days_off = [d if isinstance(d, date) else date.fromisoformat(str(d))
-                for d in doc.get("days_off") or []]
     workdays = sorted(set(doc.get("workdays") or []))
     try:
+        days_off = [d if isinstance(d, date) else date.fromisoformat(str(d))
+                    for d in doc.get("days_off") or []]
         ServiceCalendar(timezone=doc.get("timezone") or "UTC",
                         hours=None if start is None or end is None else (start, end),
                         workdays=frozenset(workdays), holidays=frozenset(days_off))

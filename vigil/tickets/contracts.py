@@ -51,12 +51,12 @@ def _checked(session: Session, values: Mapping[str, Any]) -> dict[str, Any]:
     start, end = doc.get("hours_start"), doc.get("hours_end")
     if (start is None) != (end is None):
         raise InvalidRequest("hours_end: give both working hours or neither (24 hours)")
-    holidays = [date.fromisoformat(str(d)) if not isinstance(d, date) else d
-                for d in doc.get("holidays") or []]
     workdays = list(doc.get("workdays") or [])
     zone = doc.get("timezone") or (site.timezone if site is not None else "UTC")
     hours = None if start is None or end is None else (start, end)
     try:
+        holidays = [date.fromisoformat(str(d)) if not isinstance(d, date) else d
+                    for d in doc.get("holidays") or []]
         sla.ServiceCalendar(timezone=zone, hours=hours, workdays=frozenset(workdays),
                             holidays=frozenset(holidays))
         sla.ServiceLevels.from_minutes(doc.get("levels") or {})
