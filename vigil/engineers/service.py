@@ -157,9 +157,10 @@ def add_qualification(session: Session, *, engineer_id: int, device_model: str,
             Qualification.device_model == device_model)) is not None:
         raise Conflict(f"device_model: the engineer is qualified on {device_model!r} already; "
                        "change that qualification")
-    qualification = Qualification(engineer_id=engineer.id, device_model=device_model,
-                                  qualified_on=qualified_on, expires_on=expires_on)
-    session.add(qualification)
+    qualification = Qualification(device_model=device_model, qualified_on=qualified_on,
+                                  expires_on=expires_on)
+    # Through the relationship, so an engineer already loaded in this session sees it.
+    engineer.qualifications.append(qualification)
     session.flush()
     record(session, actor=actor, action="qualification.create", object_type="engineer",
            object_id=engineer.id, at=now,
