@@ -180,6 +180,14 @@ class DeskSettings(BaseModel):
     retention_years: int = 3
     retention_interval_s: float = Field(24 * 3600.0, gt=0)
     maintenance_interval_s: float = Field(3600.0, gt=0)
+    # Satisfaction surveys: tickets closed in the last ``survey_window_days`` get one, whose
+    # link works for ``survey_valid_days``; e-mailed when ``smtp_host`` is set.
+    survey_interval_s: float = Field(300.0, gt=0)
+    survey_window_days: float = Field(7.0, gt=0)
+    survey_valid_days: float = Field(30.0, gt=0)
+    # The console's address as customers reach it, for the links in e-mails; empty means
+    # the API's own ``http://host:port``.
+    public_url: str | None = None
 
     @field_validator("retention_years")
     @classmethod
@@ -187,6 +195,13 @@ class DeskSettings(BaseModel):
         if years < 3:
             raise ValueError(f"service records are kept at least 3 years; {years} is refused")
         return years
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("https://", "http://")):
+            raise ValueError(f"public_url is an http(s) address, not {url!r}")
+        return url.rstrip("/") if url else None
 
 
 class ApiSettings(BaseModel):

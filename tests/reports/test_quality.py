@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -146,6 +147,23 @@ def test_groups_reliability_and_maintenance(factory: sessionmaker[Session], desk
     assert pm["calibration_high_risk"].due == 0
 
 
+def test_devices_count_from_installation_and_later_ones_not_at_all(
+        factory: sessionmaker[Session], desk: Org) -> None:
+    from vigil.devices.models import Device
+
+    with factory() as s, s.begin():
+        s.get_one(Device, "vent-4").install_date = (START + timedelta(days=21)).date()
+        s.get_one(Device, "vent-5").install_date = (END + timedelta(days=1)).date()
+        s.get_one(Device, "mri-1").install_date = (START - timedelta(days=400)).date()
+    with factory() as s:
+        report = service_quality(s, start=START, end=END, group_by=GroupBy.MODEL, rules=RULES)
+    reliability = {r.model: r for r in report.reliability}
+    # Three ventilators all month, one for its last ten days (240 h), one not yet installed.
+    assert reliability["ventilator"].devices == 4
+    assert reliability["ventilator"].device_hours == 3 * 744 + 240
+    assert reliability["mri"].device_hours == 744
+
+
 def test_milestones_met_through_the_service_keep_their_service_time(
         factory: sessionmaker[Session]) -> None:
     seed(factory)
@@ -229,3 +247,30 @@ def test_a_customer_filter_counts_only_that_customers_sites_and_devices(
         ("ventilator", 1, 2)]
     assert (theirs.maintenance["preventive"].done, theirs.maintenance["preventive"].on_time) == (
         1, 0)
+
+
+def test_the_report_command_writes_csv_and_the_published_pdf(
+        factory: sessionmaker[Session], desk: Org, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from vigil.cli import main
+    from vigil.config import get_settings
+
+    url = factory.kw["bind"].url.render_as_string(hide_password=False)
+    monkeypatch.setenv("VIGIL_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        period = ["--from", "2026-12-01", "--to", "2027-01-01"]
+        assert main(["report", *period, "--group-by", "site", "--out",
+                     str(tmp_path / "q.csv")]) == 0
+        lines = list(csv.DictReader(io.StringIO((tmp_path / "q.csv").read_text())))
+        assert [line["group"] for line in lines] == ["Central ICU", "Ward 7", "(all)"]
+        assert lines[-1]["opened"] == "5"
+        assert main(["report", *period, "--format", "pdf", "--out",
+                     str(tmp_path / "q.pdf")]) == 0
+        assert (tmp_path / "q.pdf").read_bytes().startswith(b"%PDF")
+        # Sites are not named in public: refused, and nothing written.
+        assert main(["report", *period, "--group-by", "site", "--format", "pdf", "--out",
+                     str(tmp_path / "no.pdf")]) == 2
+        assert not (tmp_path / "no.pdf").exists()
+    finally:
+        get_settings.cache_clear()

@@ -11,15 +11,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from vigil.audit.service import record
-from vigil.db.enums import FINAL_TICKET_STATES, Priority, RoleName, TicketState
+from vigil.db.enums import OPEN_TICKET_STATES, Priority, RoleName
 from vigil.engineers.assignment import Candidate, rank
 from vigil.engineers.models import Engineer, Qualification
 from vigil.errors import Conflict, InvalidRequest, NotFound
 from vigil.tickets.models import Ticket
 from vigil.tickets.sla import ServiceCalendar
 from vigil.users.models import User
-
-_OPEN_STATES = [s.value for s in TicketState if s not in FINAL_TICKET_STATES]
 
 
 def calendar_of(engineer: Engineer) -> ServiceCalendar:
@@ -38,7 +36,7 @@ def candidates(session: Session) -> list[Candidate]:
         .options(selectinload(Engineer.qualifications), selectinload(Engineer.user))).all()
     load: dict[int, list[Priority]] = defaultdict(list)
     rows = session.execute(select(Ticket.assigned_to_id, Ticket.priority).where(
-        Ticket.assigned_to_id.is_not(None), Ticket.state.in_(_OPEN_STATES)))
+        Ticket.assigned_to_id.is_not(None), Ticket.state.in_(OPEN_TICKET_STATES)))
     for user_id, priority in rows:
         if user_id is not None:
             load[user_id].append(Priority(priority))

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from vigil.audit.service import record
 from vigil.db.enums import (
     FINAL_TICKET_STATES,
+    OPEN_TICKET_STATES,
     Category,
     Milestone,
     PauseReason,
@@ -40,7 +41,6 @@ from vigil.tickets.transitions import Actor, ActorRole
 # Pieces of evidence kept on the ticket row; every piece is also a ticket event.
 RECENT_EVIDENCE = 20
 
-_OPEN_STATES = [s.value for s in TicketState if s not in FINAL_TICKET_STATES]
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +176,7 @@ def get_ticket(session: Session, *, ticket_id: int, lock: bool = False) -> Ticke
 def _find_open(session: Session, *, scope: TicketScope, signature: str,
                device_id: str | None = None, site_id: int | None = None) -> Ticket | None:
     query = select(Ticket).where(Ticket.scope == scope, Ticket.signature == signature,
-                                 Ticket.state.in_(_OPEN_STATES))
+                                 Ticket.state.in_(OPEN_TICKET_STATES))
     if scope is TicketScope.DEVICE:
         query = query.where(Ticket.device_id == device_id)
     elif scope is TicketScope.SITE:
@@ -311,7 +311,7 @@ def _group_at_site(session: Session, *, ticket: Ticket, site: Site, grouping: Si
     siblings = list(session.scalars(
         select(Ticket).where(Ticket.scope == TicketScope.DEVICE, Ticket.site_id == site.id,
                              Ticket.signature == ticket.signature,
-                             Ticket.state.in_(_OPEN_STATES), Ticket.parent_id.is_(None),
+                             Ticket.state.in_(OPEN_TICKET_STATES), Ticket.parent_id.is_(None),
                              Ticket.created_at >= now - grouping.window)
         .with_for_update()))
     if len({t.device_id for t in siblings}) < grouping.min_devices:
@@ -408,7 +408,7 @@ def _follow_parent(session: Session, parent: Ticket, *, actor: Actor, now: datet
     if parent.scope == TicketScope.DEVICE or TicketState(parent.state) not in FINAL_TICKET_STATES:
         return
     children = session.scalars(select(Ticket).where(Ticket.parent_id == parent.id,
-                                                    Ticket.state.in_(_OPEN_STATES)))
+                                                    Ticket.state.in_(OPEN_TICKET_STATES)))
     for child in children:
         before = child.state
         child.state = parent.state
@@ -540,4 +540,4 @@ def sign_off(session: Session, *, ticket_id: int, actor: Actor, user_id: int,
 
 def open_count(session: Session) -> int:
     return session.scalar(select(func.count()).select_from(Ticket)
-                          .where(Ticket.state.in_(_OPEN_STATES))) or 0
+                          .where(Ticket.state.in_(OPEN_TICKET_STATES))) or 0
