@@ -1,7 +1,7 @@
 """What a satisfaction-survey link asks about, read by its token (no sign-in).
 
-Kept apart from ``survey`` (issuing and answering) so the answering page can
-show its question; it says only what the customer who got the link already
+Beside ``survey`` (issuing, finding and answering): the API's survey page shows
+its question from this; it says only what the customer who got the link already
 knows (the ticket's title, the device, when the ticket closed), and refuses
 an unknown, answered or expired link exactly as ``survey.answer`` does.
 """
@@ -11,12 +11,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from vigil.errors import Conflict, Forbidden, NotFound
-from vigil.tickets.models import SatisfactionSurvey
-from vigil.tickets.survey import token_hash
+from vigil.errors import Conflict, Forbidden
+from vigil.tickets.survey import find
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +27,7 @@ class SurveyQuestion:
 
 
 def question(session: Session, *, token: str, now: datetime) -> SurveyQuestion:
-    survey = session.scalars(select(SatisfactionSurvey).where(
-        SatisfactionSurvey.token_hash == token_hash(token))).first()
-    if survey is None:
-        raise NotFound("no survey has this link")
+    survey = find(session, token=token)
     if survey.answered_at is not None:
         raise Conflict("this survey was answered already")
     if now >= survey.expires_at:
