@@ -12,14 +12,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Request, status
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from sqlalchemy import Select, select
 
 from api.deps import Ctx, FieldStaff, ManagersOnly, SignedIn
 from api.params import PathId, QueryId
 from api.problems import responses
-from api.tickets import actor_of, ticket_rules
+from api.tickets import actor_of, desk_rules
 from vigil.auth.visibility import device_visible
 from vigil.db.base import utcnow
 from vigil.db.enums import MaintenanceKind
@@ -250,12 +250,13 @@ def list_records(
              status_code=status.HTTP_201_CREATED, responses=responses(401, 403, 404, 422),
              summary="Record work done on a plan for one of its devices (engineers and "
                      "managers); sets the next due date")
-def record_work(plan_id: PathId, body: RecordIn, ctx: FieldStaff) -> RecordOut:
+def record_work(plan_id: PathId, body: RecordIn, ctx: FieldStaff,
+                request: Request) -> RecordOut:
     performed_at = _aware(body.performed_at, "performed_at")
     assert performed_at is not None
     entry = service.complete(
         ctx.db, plan_id=plan_id, device_id=body.device_id, actor=actor_of(ctx.principal),
-        performed_at=performed_at, now=utcnow(), ticket_rules=ticket_rules(),
+        performed_at=performed_at, now=utcnow(), ticket_rules=desk_rules(request),
         results=body.results, measurements=body.measurements, usage_hours=body.usage_hours,
         engineer_user_id=ctx.principal.user_id)
     return RecordOut.model_validate(entry)

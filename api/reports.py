@@ -1,32 +1,38 @@
 """The service-quality report: as JSON, as CSV, and the published version (HTML or PDF).
 
-The service organisation sees every customer, or one with ``customer_id``; a
+Managers and administrators see every customer, or one with ``customer_id``; a
 customer's users see their own customer only: the filter is part of the
 report's queries (``vigil.reports.quality``), never applied to its results.
+Engineers work the tickets the report judges; it is not theirs (as in the console).
 The published version names no customer, site, engineer or device
 (``vigil.reports.render``).
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict
 
 from api.deps import Ctx, SignedIn
 from api.params import QueryId
 from api.problems import responses
-from api.tickets import ticket_rules
+from api.tickets import DOCUMENT_CSP, desk_rules
 from vigil.db.base import utcnow
+from vigil.db.enums import RoleName
 from vigil.devices import registry
 from vigil.errors import Forbidden, InvalidRequest
 from vigil.reports import render
 from vigil.reports.quality import GroupBy, QualityReport, service_quality
 
 router = APIRouter(prefix="/reports", tags=["reports"])
+
+# As the console's report page: two years at most.
+MAX_PERIOD = timedelta(days=731)
+PUBLISHER = "Vigil service"
 
 GroupByLiteral = Literal["site", "model", "engineer", "priority"]
 PublishableLiteral = Literal["model", "priority"]
@@ -123,8 +129,12 @@ def _aware(value: datetime, name: str) -> datetime:
 
 
 def customer_scope(ctx: Ctx, customer_id: int | None) -> int | None:
-    """The customer the report covers: any (or one) for the service organisation; a
+    """The customer the report covers: any (or one) for managers and administrators; a
     customer's users get their own, and another's id answers 404 like a missing one."""
+    roles = ctx.principal.roles
+    if ctx.principal.is_staff and not roles & {RoleName.MANAGER, RoleName.ADMIN}:
+        raise Forbidden("the service-quality report is for managers, administrators and "
+                        "customers")
     if customer_id is not None:
         return registry.get_customer(ctx.db, principal=ctx.principal,
                                      customer_id=customer_id).id
@@ -138,15 +148,17 @@ def customer_scope(ctx: Ctx, customer_id: int | None) -> int | None:
     return own[0].id
 
 
-def _report(ctx: Ctx, start: datetime, end: datetime, group_by: str,
+def _report(request: Request, ctx: Ctx, start: datetime, end: datetime, group_by: str,
             customer_id: int | None) -> tuple[QualityReport, int | None]:
     """The report and the customer it covers (None: all of them)."""
+    scope = customer_scope(ctx, customer_id)
     start, end = _aware(start, "start"), _aware(end, "end")
     if end <= start:
         raise InvalidRequest("end: must be after start")
-    scope = customer_scope(ctx, customer_id)
+    if end - start > MAX_PERIOD:
+        raise InvalidRequest(f"end: a report covers at most {MAX_PERIOD.days} days")
     return service_quality(ctx.db, start=start, end=end, group_by=GroupBy(group_by),
-                           rules=ticket_rules(), as_of=min(end, utcnow()),
+                           rules=desk_rules(request), as_of=min(end, utcnow()),
                            customer_id=scope), scope
 
 
@@ -162,9 +174,11 @@ def _name(report: QualityReport, extension: str) -> str:
                200: {"content": {"application/json": {}, "text/csv": {}},
                      "description": "the report, as JSON or as CSV (one line per group and "
                                     "a total line)"}},
-    summary="Service quality over a period: SLA compliance, times, MTTR, fixes, satisfaction",
+    summary="Service quality over a period: SLA compliance, times, MTTR, fixes, satisfaction "
+            "(managers, administrators, and customers for their own)",
 )
 def quality(
+    request: Request,
     ctx: SignedIn,
     start: datetime,
     end: datetime,
@@ -172,7 +186,7 @@ def quality(
     customer_id: QueryId = None,
     format: Literal["json", "csv"] = "json",
 ) -> QualityReportOut | Response:
-    report, scope = _report(ctx, start, end, group_by, customer_id)
+    report, scope = _report(request, ctx, start, end, group_by, customer_id)
     if format == "csv":
         return Response(render.as_csv(report), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition":
@@ -194,18 +208,20 @@ def quality(
             "engineer or device; HTML or PDF",
 )
 def published(
+    request: Request,
     ctx: SignedIn,
     start: datetime,
     end: datetime,
-    organisation: Organisation = "Vigil service organisation",
+    organisation: Organisation = PUBLISHER,
     group_by: PublishableLiteral = "model",
     customer_id: QueryId = None,
     format: Literal["html", "pdf"] = "html",
 ) -> Response:
-    report, _scope = _report(ctx, start, end, group_by, customer_id)
+    report, _scope = _report(request, ctx, start, end, group_by, customer_id)
     html = render.publishable_html(report, organisation=organisation)
     if format == "pdf":
         return Response(render.pdf_from_html(html), media_type="application/pdf",
                         headers={"Content-Disposition":
                                  f'inline; filename="{_name(report, "pdf")}"'})
-    return Response(html, media_type="text/html; charset=utf-8")
+    return Response(html, media_type="text/html; charset=utf-8",
+                    headers={"Content-Security-Policy": DOCUMENT_CSP})

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 from functools import cache
+from pathlib import Path
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
+from fastapi import Request as HttpRequest
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
@@ -21,6 +23,7 @@ from api.problems import responses
 from vigil import pdf
 from vigil.auth.service import Principal
 from vigil.auth.visibility import device_visible, ticket_visible
+from vigil.config import Settings
 from vigil.db.base import utcnow
 from vigil.db.enums import (
     FINAL_TICKET_STATES,
@@ -35,7 +38,7 @@ from vigil.devices.models import Device
 from vigil.errors import InvalidRequest, NotFound
 from vigil.tickets import service, voucher
 from vigil.tickets.models import ServiceReport, Ticket
-from vigil.tickets.priority import Signal, TicketRules
+from vigil.tickets.priority import DEFAULT_RULES_FILE, Signal, TicketRules
 from vigil.tickets.schemas import (
     AssignmentIn,
     CommentIn,
@@ -58,8 +61,14 @@ _ROLE_ORDER = (RoleName.ADMIN, RoleName.MANAGER, RoleName.ENGINEER, RoleName.CUS
 
 
 @cache
-def ticket_rules() -> TicketRules:
-    return TicketRules.load()
+def ticket_rules(path: Path = DEFAULT_RULES_FILE) -> TicketRules:
+    return TicketRules.load(path)
+
+
+def desk_rules(request: HttpRequest) -> TicketRules:
+    """The service desk's rules as configured (``desk.rules_file``), as the jobs apply them."""
+    settings: Settings = request.app.state.settings
+    return ticket_rules(settings.desk.rules_file or DEFAULT_RULES_FILE)
 
 
 def actor_of(principal: Principal) -> Actor:
@@ -208,6 +217,11 @@ def sign_off(ticket_id: PathId, ctx: SignedIn) -> TicketOut:
                                  user_id=ctx.principal.user_id, now=utcnow()))
 
 
+# A voucher or published report is a standalone page with inline style and no script.
+DOCUMENT_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                "frame-ancestors 'none'; form-action 'none'; base-uri 'none'")
+
+
 class VoucherOut(BaseModel):
     """An issued service voucher; the document itself is at GET .../voucher."""
 
@@ -263,7 +277,8 @@ def get_voucher(
         name = f"service-report_{ticket_id}_v{report.version}.pdf"
         return Response(body, media_type="application/pdf",
                         headers={**digest, "Content-Disposition": f'inline; filename="{name}"'})
-    return Response(report.html, media_type="text/html; charset=utf-8", headers=digest)
+    return Response(report.html, media_type="text/html; charset=utf-8",
+                    headers={**digest, "Content-Security-Policy": DOCUMENT_CSP})
 
 
 @router.post("/{ticket_id}/voucher", response_model=VoucherOut,
