@@ -95,6 +95,8 @@ MANAGERS_ONLY = re.compile(r"^(post|patch) /api/v1/maintenance/plans(/\{plan_id\
 FIELD_ONLY = re.compile(r"^put /api/v1/tickets/\{ticket_id\}/suggestions/"
                         r"|^post /api/v1/tickets/\{ticket_id\}/voucher"
                         r"|^post /api/v1/maintenance/plans/\{plan_id\}/records")
+# The service-quality report: managers, admins and customers (their own), not engineers.
+NOT_ENGINEERS = re.compile(r"^get /api/v1/reports/")
 # The survey link's token is its own permission: whoever holds it may read and answer.
 PUBLIC = re.compile(r"^/(healthz|readyz|metrics)$|^/api/v1/(auth|surveys)/")
 SURVEY_TOKEN = "walk-survey-token-of-customer-b-0123456789abcdef"
@@ -219,6 +221,8 @@ def test_every_route_with_another_customers_ids(
         if MANAGERS_ONLY.search(operation) and role not in ("admin", "manager"):
             assert answer.status_code == 403, where
         if FIELD_ONLY.search(operation) and role not in ("engineer", "manager"):
+            assert answer.status_code == 403, where
+        if NOT_ENGINEERS.search(operation) and role == "engineer":
             assert answer.status_code == 403, where
         if role != "customer-a" or public:
             continue

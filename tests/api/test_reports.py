@@ -21,10 +21,10 @@ def period() -> dict[str, str]:
             "end": (now + timedelta(days=1)).isoformat()}
 
 
-def test_the_service_organisation_sees_every_customer_or_one(
+def test_managers_see_every_customer_or_one(
     client: TestClient, headers: Headers, world: World
 ) -> None:
-    for role in ("admin", "manager", "engineer"):
+    for role in ("admin", "manager"):
         body = client.get(URL, params={**period(), "group_by": "site"},
                           headers=headers(role)).json()
         assert [(r["group"], r["opened"]) for r in body["rows"]] == [("ICU A", 1), ("ICU B", 1)]
@@ -34,6 +34,9 @@ def test_the_service_organisation_sees_every_customer_or_one(
                      headers=headers("manager")).json()
     assert [r["group"] for r in one["rows"]] == ["ICU B"]
     assert one["customer_id"] == world.customer_ids["b"]
+    # The report judges the engineers' work; it is not theirs.
+    for url in (URL, f"{URL}/published"):
+        assert client.get(url, params=period(), headers=headers("engineer")).status_code == 403
 
 
 def test_a_customer_sees_only_its_own_customer(
@@ -70,6 +73,7 @@ def test_the_published_version_names_no_one(client: TestClient, headers: Headers
                       headers=headers("manager"))
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
     assert "Example Medical" in html.text and "IP-100" in html.text
+    assert "default-src 'none'" in html.headers["content-security-policy"]
     for private in ("Hospital A", "Hospital B", "ICU A", "ICU B", "pump-a", "SN-a", "Engineer"):
         assert private not in html.text
     pdf = client.get(url, params={**period(), "format": "pdf"}, headers=headers("manager"))
@@ -89,4 +93,7 @@ def test_periods_are_checked(client: TestClient, headers: Headers) -> None:
     assert backwards.status_code == 422 and "end" in backwards.json()["detail"]
     assert client.get(URL, params={**period(), "group_by": "nonsense"},
                       headers=h).status_code == 422
+    too_long = client.get(URL, params={"start": "2024-01-01T00:00:00Z",
+                                       "end": "2026-01-02T00:00:00Z"}, headers=h)
+    assert too_long.status_code == 422 and "731 days" in too_long.json()["detail"]
     assert client.get(URL, params=period()).status_code == 401

@@ -24,6 +24,8 @@ def test_issue_then_read_as_html_and_pdf(client: TestClient, headers: Headers,
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
     assert "SN-a0" in html.text and "ICU A" in html.text
     assert html.headers["x-voucher-digest"] == issued.json()["digest"]
+    assert "script-src" not in html.headers["content-security-policy"]
+    assert "default-src 'none'" in html.headers["content-security-policy"]
     pdf = client.get(url, params={"format": "pdf"}, headers=headers("customer-a"))
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF")
     assert pdf.headers["content-type"] == "application/pdf"
