@@ -34,6 +34,7 @@ from vigil.auth.service import (
     principal_from_access_token,
     principal_from_api_token,
 )
+from vigil.db.enums import RoleName
 from vigil.db.session import transaction
 from vigil.errors import Forbidden
 
@@ -144,10 +145,30 @@ def admin_only(
     yield from _context(request, principal)
 
 
+def managers_only(
+    request: Request, principal: Annotated[Principal, Depends(current_principal)]
+) -> Iterator[Ctx]:
+    """Those who plan the service: admins and managers."""
+    if not principal.roles & {RoleName.ADMIN, RoleName.MANAGER}:
+        raise Forbidden("only managers and administrators may do this")
+    yield from _context(request, principal)
+
+
+def field_staff(
+    request: Request, principal: Annotated[Principal, Depends(current_principal)]
+) -> Iterator[Ctx]:
+    """Those who do the service work: engineers and managers."""
+    if not principal.roles & {RoleName.ENGINEER, RoleName.MANAGER}:
+        raise Forbidden("only engineers and managers may do this")
+    yield from _context(request, principal)
+
+
 Db = Annotated[Session, Depends(get_db, scope="function")]
 SignedIn = Annotated[Ctx, Depends(signed_in, scope="function")]
 StaffOnly = Annotated[Ctx, Depends(staff_only, scope="function")]
 AdminOnly = Annotated[Ctx, Depends(admin_only, scope="function")]
+ManagersOnly = Annotated[Ctx, Depends(managers_only, scope="function")]
+FieldStaff = Annotated[Ctx, Depends(field_staff, scope="function")]
 
 
 def after_commit(session: Session, action: Callable[[], object]) -> None:
