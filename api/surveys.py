@@ -17,7 +17,7 @@ from api.deps import Db
 from api.problems import responses
 from vigil.db.base import utcnow
 from vigil.tickets import survey
-from vigil.tickets.survey_question import question
+from vigil.tickets.survey import question
 
 router = APIRouter(prefix="/surveys", tags=["surveys"])
 

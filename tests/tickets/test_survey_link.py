@@ -11,7 +11,7 @@ from tests.tickets.support import seed
 from tests.tickets.test_survey import T0, closed_ticket
 from vigil.errors import Conflict, Forbidden, NotFound
 from vigil.tickets import survey
-from vigil.tickets.survey_question import question
+from vigil.tickets.survey import question
 
 
 def test_the_question_then_the_refusals_of_answered_unknown_and_expired_links(
