@@ -73,22 +73,15 @@ def get_article(article_id: PathId, ctx: StaffOnly) -> ArticleOut:
 
 @router.get("/tickets/{ticket_id}/suggestions", response_model=list[ArticleOut],
             responses=responses(401, 403, 404),
-            summary="Articles for a ticket: same fault category, for its device's model first")
+            summary="Articles for a ticket, best first (model, code, category, text, feedback)")
 def suggestions(ticket_id: PathId, ctx: StaffOnly) -> list[ArticleOut]:
-    ticket = ctx.db.scalar(select(Ticket).where(Ticket.id == ticket_id,
-                                                ticket_visible(ctx.principal)))
+    ticket = ctx.db.scalar(select(Ticket.id).where(Ticket.id == ticket_id,
+                                                   ticket_visible(ctx.principal)))
     if ticket is None:
         raise NotFound(f"ticket {ticket_id} not found")
-    model = ticket.device.model if ticket.device is not None else None
-    query = select(KnowledgeArticle).where(KnowledgeArticle.category == ticket.category)
-    if model is not None:
-        query = query.where(or_(KnowledgeArticle.device_model == model,
-                                KnowledgeArticle.device_model.is_(None)))
-        query = query.order_by(KnowledgeArticle.device_model.is_(None),
-                               KnowledgeArticle.updated_at.desc())
-    else:
-        query = query.order_by(KnowledgeArticle.updated_at.desc())
-    return [ArticleOut.model_validate(a) for a in ctx.db.scalars(query.limit(10))]
+    # The console's ranking: model, fault code, category, text similarity and feedback.
+    return [ArticleOut.model_validate(s.article)
+            for s in service.suggest(ctx.db, ticket_id=ticket_id, limit=10)]
 
 
 class ArticleVersionOut(BaseModel):

@@ -83,3 +83,17 @@ def test_feedback_counts_once_per_ticket_and_can_change(
     history = client.get(f"/api/v1/tickets/{world.ticket_ids['a']}",
                          headers=headers("engineer")).json()
     assert any("marked not helpful" in e["note"] for e in history["events"])
+
+
+def test_suggestions_are_the_knowledge_services_ranking(
+    client: TestClient, headers: Headers, world: World, article_id: int,
+    sessions: sessionmaker[Session]
+) -> None:
+    url = f"/api/v1/tickets/{world.ticket_ids['a']}/suggestions"
+    answer = client.get(url, headers=headers("engineer"))
+    assert answer.status_code == 200, answer.text
+    with sessions() as s:
+        ranked = [r.article.id for r in service.suggest(s, ticket_id=world.ticket_ids["a"],
+                                                        limit=10)]
+    assert [a["id"] for a in answer.json()] == ranked and ranked[0] == article_id
+    assert client.get(url, headers=headers("customer-a")).status_code == 403
