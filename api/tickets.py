@@ -136,7 +136,7 @@ def get_ticket(ticket_id: PathId, ctx: SignedIn) -> TicketDetail:
 @router.post("", response_model=TicketOut, status_code=status.HTTP_201_CREATED,
              responses=responses(401, 403, 404, 409, 422),
              summary="Report a fault on a device; a report of the same open fault joins it")
-def report_fault(body: FaultReport, ctx: SignedIn) -> TicketOut:
+def report_fault(body: FaultReport, ctx: SignedIn, request: HttpRequest) -> TicketOut:
     device = ctx.db.scalar(select(Device).where(Device.id == body.device_id,
                                                 device_visible(ctx.principal)))
     if device is None:
@@ -149,7 +149,7 @@ def report_fault(body: FaultReport, ctx: SignedIn) -> TicketOut:
         signal=signal, title=body.title, description=body.description,
         evidence=service.Evidence(at=now, summary=body.title,
                                   data={"description": body.description[:2000]}),
-        now=now, rules=ticket_rules(), actor=actor_of(ctx.principal))
+        now=now, rules=desk_rules(request), actor=actor_of(ctx.principal))
     return _out(opened.ticket)
 
 

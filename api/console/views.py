@@ -1075,7 +1075,7 @@ def report_fault(
         body = FaultReport.model_validate({
             "device_id": device_id, "title": title.strip(), "description": description.strip(),
             "category": category or None, "emergency": emergency == "yes"})
-        opened.append(tickets_api.report_fault(body, ctx).id)
+        opened.append(tickets_api.report_fault(body, ctx, request).id)
 
     try:
         error, status = _apply(ctx, act)
