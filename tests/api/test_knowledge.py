@@ -95,5 +95,5 @@ def test_suggestions_are_the_knowledge_services_ranking(
     with sessions() as s:
         ranked = [r.article.id for r in service.suggest(s, ticket_id=world.ticket_ids["a"],
                                                         limit=10)]
-    assert [a["id"] for a in answer.json()] == ranked and ranked[0] == article_id
+    assert [a["id"] for a in answer.json()] == ranked and article_id in ranked
     assert client.get(url, headers=headers("customer-a")).status_code == 403
