@@ -191,7 +191,11 @@ class FailurePredictor:
                 [np.asarray(r) for r in cal["residuals"]], self.settings.horizon_days)
         return out
 
-    def band(self, rows: pd.DataFrame, predicted: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def band(self, rows: pd.DataFrame, predicted: np.ndarray, coverage: float | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
+        """The central ``coverage`` band of the residual distribution around each prediction;
+        ``coverage`` 0 gives its median twice."""
+        coverage = self.settings.coverage if coverage is None else coverage
         lower, upper = np.zeros(len(rows)), np.zeros(len(rows))
         groups = np.array([self._group(str(m)) for m in rows["model"]])
         for group in set(groups.tolist()):
@@ -199,7 +203,7 @@ class FailurePredictor:
             cal = self.calibration[group]
             lower[mask], upper[mask] = band(
                 predicted[mask], np.asarray(cal["edges"]),
-                [np.asarray(r) for r in cal["residuals"]], self.settings.coverage)
+                [np.asarray(r) for r in cal["residuals"]], coverage)
         return lower, upper
 
     def contributions(self, rows: pd.DataFrame) -> list[dict[str, float]]:
@@ -208,12 +212,15 @@ class FailurePredictor:
         parts = (x - self.reference) / self.scale * self.weights
         columns = design_columns(self.features, self.models)
         raw = x[:, :len(self.features)]
+        # A reading the device does not have (another model's) contributes nothing.
+        present = np.isfinite(rows.reindex(columns=self.features).to_numpy(dtype=float))
         kinds = [kind_of(f) for f in self.features]
         out = []
         for i in range(len(rows)):
             per: dict[str, float] = {}
             for j, name in enumerate(columns):
-                if name.startswith(MODEL_PREFIX):
+                if name.startswith(MODEL_PREFIX) or (j < len(self.features)
+                                                     and not present[i, j]):
                     continue
                 if name.startswith(STRONGEST + SEPARATOR):
                     kind = kind_of(name)
@@ -243,7 +250,12 @@ class FailurePredictor:
         """An assessment for each row (a device's latest window)."""
         predicted = self.predict_rul(rows)
         probability = self.probability(rows, predicted)
-        lower, upper = self.band(rows, predicted)
+        cap = self.settings.cap_days
+        # The band's ends are capped too: an upper end at the cap reads "the cap or more".
+        lower, upper = (np.minimum(b, cap) for b in self.band(rows, predicted))
+        # The life reported is the residual distribution's median, so it lies inside its band:
+        # a healthy device's capped prediction sits below the cap, its residuals above it.
+        median = np.minimum(self.band(rows, predicted, coverage=0.0)[0], cap)
         faults = self.fault_type(rows)
         out = []
         for i, (per, model) in enumerate(zip(self.contributions(rows), rows["model"].astype(str),
@@ -251,7 +263,7 @@ class FailurePredictor:
             down = sorted((v, k) for k, v in per.items() if v < 0)[: self.settings.top_drivers]
             history = self.history.get(model, {"failures": 0, "devices": 0})
             out.append(Assessment(
-                rul_days=float(predicted[i]), rul_lower_days=float(lower[i]),
+                rul_days=float(median[i]), rul_lower_days=float(lower[i]),
                 rul_upper_days=float(upper[i]), probability=float(probability[i]),
                 horizon_days=self.settings.horizon_days,
                 drivers={k: round(v, 2) for v, k in down}, fault_type=faults[i],

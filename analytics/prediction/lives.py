@@ -10,8 +10,9 @@ such a life is **censored**, its failure lies somewhere after the data. The
 time between a failure and its repair is no life at all (the device is out of
 service), and a failure without a repair yet ends the device's usable data.
 
-Each life's first ``baseline_days`` are its normal: every later row compares a
-window of readings (the last ``window_days``) with that baseline, per reading,
+Each life's first ``baseline_days`` are its normal (in a long life, the
+``baseline_days`` that started ``baseline_lag_days`` before the row): every
+row compares a window of readings (the last ``window_days``) with that baseline, per reading,
 in four ways that need no knowledge of the device model:
 
 - ``level``: the window's median against the baseline's, in robust standard deviations;
@@ -69,6 +70,10 @@ class RowSettings:
     """How rows are cut from a life."""
 
     baseline_days: float = 3.0
+    # A long life's baseline slides: at most this long before the window. Slow benign drift
+    # (seasons, sensor ageing) then stays within a month's change, and a live device needs
+    # no more than this much history read per prediction.
+    baseline_lag_days: float = 30.0
     window_days: float = 1.0
     row_every_days: float = 1.0
     # A baseline or window with fewer steps of data than this share of its length is too thin.
@@ -238,21 +243,28 @@ def life_rows(
     stamps = _stamps(frame.index)
     values = frame.to_numpy(dtype=float)
     lo, hi = np.searchsorted(stamps, [_stamp(life.start), _stamp(life.end)])
-    baseline_end = life.start + timedelta(days=settings.baseline_days)
-    base_hi = int(np.searchsorted(stamps, _stamp(baseline_end)))
-    base = values[lo:min(base_hi, hi)]
-    if not _enough(base, settings.baseline_days, step, settings.min_coverage):
-        return pd.DataFrame(columns=columns)
-    baseline = baseline_of(pd.DataFrame(base, columns=frame.columns))
+    base_days = timedelta(days=settings.baseline_days)
+    window = timedelta(days=settings.window_days)
+    lag = timedelta(days=settings.baseline_lag_days)
     if at is None:
         every = timedelta(days=settings.row_every_days)
-        first = baseline_end + timedelta(days=settings.window_days)
+        first = life.start + base_days + window
         count = max(0, math.ceil((life.end - first) / every))
         at = [first + k * every for k in range(count)]
-    window = timedelta(days=settings.window_days)
+    baselines: dict[datetime, Baseline | None] = {}
     rows = []
     for t in at:
-        if t < baseline_end or t > life.end:
+        base_start = max(life.start, t - lag)
+        if t - window < base_start + base_days or t > life.end:
+            continue
+        if base_start not in baselines:
+            a, b = np.searchsorted(stamps, [_stamp(base_start), _stamp(base_start + base_days)])
+            base = values[max(a, lo):min(b, hi)]
+            baselines[base_start] = (
+                baseline_of(pd.DataFrame(base, columns=frame.columns))
+                if _enough(base, settings.baseline_days, step, settings.min_coverage) else None)
+        baseline = baselines[base_start]
+        if baseline is None:
             continue
         a, b = np.searchsorted(stamps, [_stamp(t - window), _stamp(t)])
         chunk = values[max(a, lo):min(b, hi)]
