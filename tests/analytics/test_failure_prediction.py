@@ -184,3 +184,30 @@ def test_plain_parameters_rebuild_the_same_predictor() -> None:
     assert again.assess(sample) == predictor.assess(sample)
     with pytest.raises(ValueError):
         FailurePredictor.from_params({**stored, "class": "os.system"})
+
+
+def test_a_long_lifes_baseline_slides_so_a_slow_benign_drift_stays_small() -> None:
+    """Flow drifts by 1 a day for 80 days: against the life's first days the last window would
+    be 80 units off; against a baseline at most 30 days back, about 30."""
+    frame = steps(80)
+    frame["flow"] += np.arange(len(frame)) / 144.0
+    life = Life("d", "pump", T, T + 80 * DAY, False)
+    sliding = life_rows(frame, life, step=timedelta(minutes=10),
+                        settings=RowSettings(baseline_lag_days=30))
+    fixed = life_rows(frame, life, step=timedelta(minutes=10),
+                      settings=RowSettings(baseline_lag_days=1000))
+    assert sliding["flow__level"].iloc[-1] < 0.5 * fixed["flow__level"].iloc[-1]
+    assert sliding["flow__level"].iloc[:20].equals(fixed["flow__level"].iloc[:20])
+
+
+def test_a_reading_the_device_does_not_have_never_drives_its_prediction() -> None:
+    rows = synthetic_rows({"pump": 6})
+    rows["pressure__level"] = np.where(rows["failed"], 3.0, 0.0)
+    for kind in ("spread", "relation", "missing"):
+        rows[f"pressure__{kind}"] = 0.0
+    other = synthetic_rows({"monitor": 6}, seed=3)  # monitors have no pressure reading
+    predictor, _ = fit_predictor(pd.concat([rows, other], ignore_index=True))
+    monitors = other[other["left_days"] == 2.0]
+    assert all("pressure" not in a.drivers for a in predictor.assess(monitors))
+    pumps = rows[rows["failed"] & (rows["left_days"] == 2.0)]
+    assert any("pressure" in a.drivers for a in predictor.assess(pumps))

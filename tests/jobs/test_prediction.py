@@ -200,3 +200,34 @@ def test_devices_heading_to_failure_get_the_highest_probabilities_once_per_pass(
         per_device = dict(session.execute(select(Prediction.device_id, func.count())
                                           .group_by(Prediction.device_id)).all())
     assert set(per_device.values()) == {2} and len(per_device) == len(rows)
+
+
+def test_a_retrained_predictor_is_promoted_only_if_at_least_as_good(
+    factory: sessionmaker[Session]
+) -> None:
+    from analytics.jobs.prediction import KIND
+    from analytics.prediction.failure import fit_predictor
+    from tests.analytics.test_failure_prediction import synthetic_rows
+
+    def candidate(rows) -> Candidate:  # type: ignore[no-untyped-def]
+        predictor, figures = fit_predictor(rows)
+        return Candidate(registry.Trained(
+            name=NAME, kind=KIND, params=predictor.to_params(), score=figures["cv_brier"],
+            higher_is_better=False, metrics=figures, data_start=T0 - 60 * DAY, data_end=T0),
+            rows)
+
+    rows = synthetic_rows({"pump": 6, "monitor": 6})
+    # The same devices with their readings shuffled between rows: nothing left to learn.
+    shuffled = rows.copy()
+    features = [c for c in rows.columns if "__" in c]
+    shuffled[features] = rows[features].sample(frac=1.0, random_state=0).to_numpy()
+    with transaction(factory) as session:
+        assert register_predictor(session, candidate=candidate(rows), now=T0).promoted
+        worse = register_predictor(session, candidate=candidate(shuffled), now=T0)
+        assert (worse.version, worse.promoted) == (2, False)
+        again = register_predictor(session, candidate=candidate(rows), now=T0)
+        assert (again.version, again.promoted) == (3, True)
+    with factory() as session:
+        row = registry.promoted(session, name=NAME)
+        assert row is not None and row.version == 3
+        assert registry.load(row).assess(rows.head(3))[0].horizon_days == 7.0
