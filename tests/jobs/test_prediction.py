@@ -116,6 +116,17 @@ def settings() -> Settings:
                                       scoring=scoring, prediction=PredictionSettings()))
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sql(request: pytest.FixtureRequest) -> Iterator[sessionmaker[Session]]:
+    from tests.jobs.conftest import migrated
+    from vigil.db.session import make_session_factory
+
+    url = request.getfixturevalue("pg_url" if request.param == "postgresql" else "sqlite_url")
+    engine = migrated(url)
+    yield make_session_factory(engine)
+    engine.dispose()
+
+
 @pytest.fixture
 def influx(request: pytest.FixtureRequest) -> Iterator[TelemetryStore]:
     from tests.telemetry.conftest import influx_store
@@ -132,8 +143,9 @@ def predictions(factory: sessionmaker[Session]) -> list[Prediction]:
 
 
 def test_devices_heading_to_failure_get_the_highest_probabilities_once_per_pass(
-    factory: sessionmaker[Session], influx: TelemetryStore
+    sql: sessionmaker[Session], influx: TelemetryStore
 ) -> None:
+    factory = sql
     load(factory, influx)
     config = settings()
     with factory() as session:
