@@ -65,6 +65,8 @@ MIN_DEVICES = 4
 MIN_FAILURES = 2
 # Unseen rows needed to measure the promoted version again (with at least one failure).
 MIN_UNSEEN_ROWS = 50
+# Failures this long before the data read still count: their repair may start the first life.
+BEFORE = timedelta(days=30)
 
 
 def row_settings(s: PredictionSettings) -> RowSettings:
@@ -132,7 +134,7 @@ def training_rows(session: Session, *, store: TelemetryStore, now: datetime,
     start = now - timedelta(days=settings.prediction.train_days)
     devices = list(session.scalars(select(Device).order_by(Device.id)))
     ids = [d.id for d in devices]
-    failed = failures(session, device_ids=ids, start=start, end=now)
+    failed = failures(session, device_ids=ids, start=start - BEFORE, end=now)
     fixed = repairs(session, device_ids=ids)
     cut = row_settings(settings.prediction)
     parts = []
@@ -245,7 +247,7 @@ def assess_fleet(session: Session, *, store: TelemetryStore, now: datetime,
     devices = list(session.scalars(select(Device).order_by(Device.id)))
     ids = [d.id for d in devices]
     lag = timedelta(days=settings.prediction.baseline_lag_days)
-    failed = failures(session, device_ids=ids, start=now - lag - timedelta(days=1), end=now)
+    failed = failures(session, device_ids=ids, start=now - lag - BEFORE, end=now)
     fixed = repairs(session, device_ids=ids)
     for device in devices:
         result = assess_device(store, device, predictor=predictor, now=now, settings=settings,

@@ -101,11 +101,20 @@ def lives(
     device: str, model: str, *, start: datetime, end: datetime, failures: Iterable[Failure],
     repairs: Iterable[datetime],
 ) -> list[Life]:
-    """Cut ``[start, end)`` into lives at the device's failures, resuming at the next repair."""
+    """Cut ``[start, end)`` into lives at the device's failures, resuming at the next repair.
+
+    A failure before ``start`` whose repair came after it starts the first life at that
+    repair: the device was out of service until then. One before ``start`` with no repair
+    recorded says nothing about the data, which shows the device at work.
+    """
     failed = sorted((f for f in failures if f.device == device), key=lambda f: f.at)
     fixed = sorted(repairs)
     out: list[Life] = []
     cursor: datetime | None = start
+    for failure in (f for f in failed if f.at < start):
+        repair = next((r for r in fixed if r > failure.at), None)
+        if cursor is not None and repair is not None and repair > cursor:
+            cursor = repair
     for failure in failed:
         if cursor is None or failure.at < cursor:
             continue  # before the data, or a second report of a failure awaiting repair

@@ -44,6 +44,15 @@ def test_lives_end_at_failures_resume_at_repairs_and_end_censored() -> None:
     assert current_life(cut, now=T + 40 * DAY) == cut[1]
 
 
+def test_a_repair_after_a_failure_before_the_data_starts_the_first_life() -> None:
+    before = [Failure("d", T - 2 * DAY, "E-PSU")]
+    assert lives("d", "pump", start=T, end=T + 9 * DAY, failures=before,
+                 repairs=[T + DAY]) == [Life("d", "pump", T + DAY, T + 9 * DAY, False)]
+    # No repair recorded: the data shows the device at work, so the data stands.
+    assert lives("d", "pump", start=T, end=T + 9 * DAY, failures=before,
+                 repairs=[]) == [Life("d", "pump", T, T + 9 * DAY, False)]
+
+
 def test_a_failure_not_repaired_yet_ends_the_usable_history() -> None:
     cut = lives("d", "pump", start=T, end=T + 40 * DAY,
                 failures=[Failure("d", T + 20 * DAY, "E-PSU")], repairs=[T + 5 * DAY])
