@@ -401,7 +401,16 @@ def fit_predictor(rows: pd.DataFrame, settings: PredictorSettings | None = None
     mean, scale, weights, intercept = _fit_once(train, y, features, models, settings)
     x = design(train, features, models)
     healthy = y >= settings.cap_days
-    reference = np.median(x[healthy] if healthy.any() else x, axis=0)
+    if not healthy.any():
+        healthy = np.ones(len(y), dtype=bool)
+    reference = np.median(x[healthy], axis=0)
+    # A reading's typical healthy value among the devices that have it, not the zeros of the
+    # models that lack it.
+    present = np.isfinite(train.reindex(columns=features).to_numpy(dtype=float))
+    for j in range(len(features)):
+        rows_with = healthy & present[:, j]
+        if rows_with.any():
+            reference[j] = np.median(x[rows_with, j])
     fault_features = features
     fault_scale, centroids, fault_models = _fault_centroids(train, fault_features,
                                                             settings.horizon_days)
