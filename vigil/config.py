@@ -106,6 +106,11 @@ class ScoringSettings(BaseModel):
     step_s: dict[str, int] = Field(default_factory=dict)
     settle_s: int = Field(120, ge=0)
     max_steps_per_pass: int = Field(2016, ge=1)
+    # A stream raises no alarm (its scores are still written) before it has scored this many
+    # steps: two days at 5 minutes. A fresh baseline, a new device or one just repaired, has
+    # not seen its daily cycle twice; the evaluation fleet of `vigil bench fleet` filed 88
+    # tickets in its first week with the detectors' own warm-up of 150 steps only.
+    alarm_after_steps: int = Field(576, ge=0)
     measurement: str = "telemetry"
     scores_measurement: str = "scores"
 
@@ -202,6 +207,14 @@ class DeskSettings(BaseModel):
     retention_years: int = 3
     retention_interval_s: float = Field(24 * 3600.0, gt=0)
     maintenance_interval_s: float = Field(3600.0, gt=0)
+    # Satisfaction surveys: tickets closed in the last ``survey_window_days`` get one, whose
+    # link works for ``survey_valid_days``; e-mailed when ``smtp_host`` is set.
+    survey_interval_s: float = Field(300.0, gt=0)
+    survey_window_days: float = Field(7.0, gt=0)
+    survey_valid_days: float = Field(30.0, gt=0)
+    # The console's address as customers reach it, for the links in e-mails; empty means
+    # the API's own ``http://host:port``.
+    public_url: str | None = None
 
     @field_validator("retention_years")
     @classmethod
@@ -209,6 +222,13 @@ class DeskSettings(BaseModel):
         if years < 3:
             raise ValueError(f"service records are kept at least 3 years; {years} is refused")
         return years
+
+    @field_validator("public_url")
+    @classmethod
+    def _web_address(cls, url: str | None) -> str | None:
+        if url and not url.startswith(("https://", "http://")):
+            raise ValueError(f"public_url is an http(s) address, not {url!r}")
+        return url.rstrip("/") if url else None
 
 
 class ApiSettings(BaseModel):

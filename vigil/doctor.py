@@ -53,6 +53,10 @@ def check_broker(settings: Settings, timeout: float = 5.0) -> Check:
             return Check(name, False, f"{where} accepted the connection but did not answer MQTT "
                          f"within {timeout:.0f} s", "is this port really an MQTT broker?")
         reason = outcome["reason"]
+        if getattr(reason, "is_failure", False) and _up_broker_refused_anonymous(settings):
+            return Check(name, True, f"{where} answers and refuses anonymous clients, as the "
+                         "broker `vigil up` starts does: its services log in with their own "
+                         "passwords")
         if getattr(reason, "is_failure", False):
             return Check(name, False, f"{where} refused the connection: {reason}",
                          "check VIGIL_MQTT__USERNAME / VIGIL_MQTT__PASSWORD and the broker's ACL")
@@ -60,6 +64,13 @@ def check_broker(settings: Settings, timeout: float = 5.0) -> Check:
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+def _up_broker_refused_anonymous(settings: Settings) -> bool:
+    """Whether an anonymous check met the broker `vigil up` secures (its secrets are here)."""
+    from vigil.broker import service_passwords_file
+
+    return settings.mqtt.username is None and service_passwords_file(settings).is_file()
 
 
 def check_telemetry(settings: Settings) -> Check:

@@ -195,9 +195,12 @@ class Mosquitto(LocalServer):
     binaries = ["mosquitto", "/usr/sbin/mosquitto"]
 
     def __init__(self, workdir: Path, port: int | None = None,
-                 extra_config: list[str] | None = None, host: str = LOOPBACK) -> None:
+                 extra_config: list[str] | None = None, host: str = LOOPBACK,
+                 allow_anonymous: bool = True) -> None:
         super().__init__(workdir, port)
         self.extra_config = extra_config or []
+        # Tests and benchmarks connect without credentials; `vigil up` does not allow it.
+        self.allow_anonymous = allow_anonymous
         self.config_path = self.workdir / "mosquitto.conf"
         self._host = host
 
@@ -208,7 +211,7 @@ class Mosquitto(LocalServer):
     def _prepare(self, binary: str) -> None:
         lines = [
             f"listener {self.port} {self.host}",
-            "allow_anonymous true",
+            f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             "persistence true",
             f"persistence_location {self.workdir}/",
             # Keep everything queued for a disconnected persistent session:

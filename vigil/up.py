@@ -1,13 +1,15 @@
 """Run the platform on this machine: broker, schema, ingest, API, and optionally a demo fleet.
 
-With the default (embedded) settings nothing needs configuring: a Mosquitto
-broker is started on the configured loopback port if none answers there, the
-SQL schema is brought to the newest revision (and, on an empty database, the
-first administrator is created and its password printed once), and `vigil
-ingest` and `vigil api` run under supervision (restarted with backoff if they
-die). `--simulate N` registers N
-virtual devices and runs `vigil simulate` against the same broker, so
-telemetry flows end to end. Ctrl-C or SIGTERM stops everything in order.
+With the default (embedded) settings nothing needs configuring: the SQL schema
+is brought to the newest revision (and, on an empty database, the first
+administrator is created and its password printed once), a Mosquitto broker is
+started on the configured loopback port if none answers there, requiring
+credentials and applying the device ACL as in production (``vigil/broker.py``),
+and `vigil ingest`, `vigil jobs` and `vigil api` run under supervision
+(restarted with backoff if they die). `--simulate N` registers N virtual
+devices as an administrator would, each with a credential of its own, and runs
+`vigil simulate` with those credentials against the same broker, so telemetry
+flows end to end. Ctrl-C or SIGTERM stops everything in order.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ log = logging.getLogger(__name__)
 
 SIMULATOR_SEED = 1
 SIMULATOR_FAULT_FRACTION = 0.2
+# Who registers the simulated devices, in the audit log.
+UP_ACTOR = "vigil-up"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -110,18 +114,23 @@ def _vigil_command(*args: str) -> list[str]:
 def ensure_broker(settings: Settings) -> Mosquitto | None:
     """Start Mosquitto on the configured port if the broker is local and not yet running.
 
-    Returns the started server (to stop on exit) or None when a broker already answers.
+    The broker refuses anonymous clients and applies the device ACL; its files
+    must be in place (``vigil.broker.prepare``). Returns the started server (to
+    stop on exit) or None when a broker already answers.
     """
+    from vigil.broker import broker_dir, local_broker_files, mosquitto_config
     from vigil.servers import Mosquitto, ServerUnavailable, port_open
 
     host, port = settings.mqtt.host, settings.mqtt.port
     if port_open(port, host):
-        log.info("MQTT broker already answering at %s:%d", host, port)
+        log.warning("MQTT broker already answering at %s:%d; it is not started by vigil up, "
+                    "so its own users and ACL apply", host, port)
         return None
     if not is_loopback_host(host):
         raise SystemExit(f"the MQTT broker at {host}:{port} does not answer; start it, or unset "
                          "VIGIL_MQTT__HOST so `vigil up` runs one on this machine")
-    broker = Mosquitto(settings.data_dir / "mosquitto", port=port, host=host)
+    broker = Mosquitto(broker_dir(settings), port=port, host=host, allow_anonymous=False,
+                       extra_config=mosquitto_config(local_broker_files(settings)))
     try:
         broker.start()
     except ServerUnavailable as exc:
@@ -160,19 +169,56 @@ def ensure_first_admin(settings: Settings) -> None:
               f"this once:\n{password}", flush=True)
 
 
-def register_fleet(settings: Settings, device_ids: Sequence[tuple[str, str]]) -> int:
-    """Add the simulated devices missing from the registry; returns how many were added."""
-    from vigil.db.session import make_engine, make_session_factory, transaction
-    from vigil.devices.service import NewDevice, register_missing
+def prepare_broker(settings: Settings) -> dict[str, str]:
+    """The broker's password and ACL files from the registry; the services' MQTT passwords."""
+    from vigil.broker import prepare
+    from vigil.db.session import make_engine, make_session_factory
 
     engine = make_engine(settings.sql_url)
     try:
-        with transaction(make_session_factory(engine)) as session:
-            return register_missing(session, devices=(
-                NewDevice(device_id=device_id, model=model, serial=f"SIM-{device_id}")
-                for device_id, model in device_ids))
+        return prepare(settings, make_session_factory(engine))
     finally:
         engine.dispose()
+
+
+def register_fleet(settings: Settings, device_ids: Sequence[tuple[str, str]],
+                   credentials_file: Path) -> int:
+    """Register the simulated devices missing from the registry, as an administrator would.
+
+    Each new device, and each known one the simulator holds no password for, is
+    issued a credential, kept in ``credentials_file`` (only its owner may read
+    it) for the simulator. A device whose credential an administrator revoked
+    or rotated keeps that state: the simulator's old password is refused.
+    Returns how many devices were added.
+    """
+    from datetime import UTC, datetime
+
+    from vigil.broker import read_pairs, write_pairs
+    from vigil.db.session import make_engine, make_session_factory, transaction
+    from vigil.devices import registry
+    from vigil.devices.credentials import issue_credential
+    from vigil.devices.models import Device
+
+    passwords = read_pairs(credentials_file)
+    now = datetime.now(UTC)
+    added = 0
+    engine = make_engine(settings.sql_url)
+    try:
+        with transaction(make_session_factory(engine)) as session:
+            for device_id, model in device_ids:
+                if session.get(Device, device_id) is None:
+                    registry.create_device(
+                        session, device_id=device_id, actor=UP_ACTOR, now=now,
+                        fields={"serial": f"SIM-{device_id}", "model": model})
+                    added += 1
+                elif device_id in passwords:
+                    continue
+                passwords[device_id] = issue_credential(session, device_id=device_id,
+                                                        actor=UP_ACTOR, now=now)
+    finally:
+        engine.dispose()
+    write_pairs(credentials_file, passwords)
+    return added
 
 
 def simulated_devices(count: int) -> list[tuple[str, str]]:
@@ -186,29 +232,45 @@ def simulated_devices(count: int) -> list[tuple[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vigil.broker import secrets_dir, service_env
+    from vigil.devices.credentials import API_USER, INGEST_USER
+
     settings = get_settings()
     configure_logging(settings.log_level)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     logs = settings.data_dir / "logs"
+    upgrade_schema(settings)
+    ensure_first_admin(settings)
+    credentials_file = secrets_dir(settings) / "simulator-credentials"
+    if args.simulate > 0:
+        added = register_fleet(settings, simulated_devices(args.simulate), credentials_file)
+        log.info("%d simulated devices registered (%d new)", args.simulate, added)
+    passwords = prepare_broker(settings)
     broker = ensure_broker(settings)
     children: list[Supervised] = []
     try:
-        upgrade_schema(settings)
-        ensure_first_admin(settings)
         env = dict(os.environ)
-        children.append(Supervised("ingest", _vigil_command("ingest"), env, logs / "ingest.log"))
+
+        def as_user(user: str) -> dict[str, str]:
+            """The services log in with their own credentials on the broker started here."""
+            if broker is None:
+                return env
+            return env | service_env(settings, user, passwords[user])
+
+        children.append(Supervised("ingest", _vigil_command("ingest"), as_user(INGEST_USER),
+                                   logs / "ingest.log"))
         children.append(Supervised("jobs", _vigil_command("jobs"), env, logs / "jobs.log"))
-        children.append(Supervised("api", _vigil_command("api"), env, logs / "api.log"))
+        children.append(Supervised("api", _vigil_command("api"), as_user(API_USER),
+                                   logs / "api.log"))
         print(f"Console: http://{settings.api.host}:{settings.api.port}/console/", flush=True)
         if args.simulate > 0:
-            added = register_fleet(settings, simulated_devices(args.simulate))
-            log.info("%d simulated devices registered (%d new)", args.simulate, added)
             children.append(Supervised(
                 "simulator",
                 _vigil_command(
                     "simulate", "--devices", str(args.simulate), "--seed", str(SIMULATOR_SEED),
                     "--fault-fraction", str(SIMULATOR_FAULT_FRACTION),
                     "--broker", f"{settings.mqtt.host}:{settings.mqtt.port}",
+                    "--credentials", str(credentials_file),
                     "--outbox", str(settings.data_dir / "simulator-outbox.db"),
                     "--labels", str(settings.data_dir / "simulator-labels.csv"),
                     "--backfill-days", str(args.backfill_days)),

@@ -32,19 +32,22 @@ PER_DEVICE_JOBS = ("scoring",)
 
 def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any,
                store: TelemetryStore) -> tuple[dict[str, FleetTask], dict[str, LocalTask]]:
-    """The service desk's jobs: the SLA watchdog, the fault-code intake, maintenance plans and
-    retention once per interval for the whole fleet (under a lease), the notification outbox's
-    delivery in every worker (SKIP LOCKED shares it)."""
+    """The service desk's jobs: the SLA watchdog, the fault-code intake, maintenance plans,
+    satisfaction surveys and retention once per interval for the whole fleet (under a lease),
+    the notification outbox's delivery in every worker (SKIP LOCKED shares it)."""
+    from vigil.auth.service import purge_auth_records
     from vigil.maintenance.scheduled import plan_usage, usage_from_store
     from vigil.maintenance.service import refresh
     from vigil.tickets.intake import handle_device_events
     from vigil.tickets.retention import check_years, purge
     from vigil.tickets.scheduled import delivery_job
+    from vigil.tickets.survey import issue_due
     from vigil.tickets.watchdog import run_pass
 
     # A retention period under the three-year minimum stops the worker here, at start.
     years = check_years(settings.desk.retention_years)
     usage_source = usage_from_store(store)
+    public_url = settings.desk.public_url or f"http://{settings.api.host}:{settings.api.port}"
 
     def watchdog(session: Session, now: datetime) -> dict[str, Any]:
         report = run_pass(session, now=now, policy=desk.policy, recipients=desk.recipients,
@@ -59,9 +62,18 @@ def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any,
                          usage=plan_usage(session, usage_source))
         return dataclasses.asdict(report)
 
+    def surveys(session: Session, now: datetime) -> dict[str, Any]:
+        report = issue_due(session, now=now, link_base=f"{public_url}/console/survey",
+                           email=desk.recipients.email,
+                           window=timedelta(days=settings.desk.survey_window_days),
+                           valid_for=timedelta(days=settings.desk.survey_valid_days))
+        return dataclasses.asdict(report)
+
     def retention(session: Session, now: datetime) -> dict[str, Any]:
         report = purge(session, now=now, years=years)
-        return {"tickets": report.tickets, "maintenance_records": report.maintenance_records}
+        auth = purge_auth_records(session, now=now)
+        return {"tickets": report.tickets, "maintenance_records": report.maintenance_records,
+                "sign_in_attempts": auth.attempts, "auth_sessions": auth.sessions}
 
     def delivery() -> dict[str, Any]:
         report = delivery_job(factory, desk)
@@ -70,7 +82,7 @@ def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any,
         return {"sent": report.sent, "retried": report.retried, "failed": report.failed}
 
     return ({"watchdog": watchdog, "intake": intake, "maintenance": maintenance,
-             "retention": retention}, {"delivery": delivery})
+             "surveys": surveys, "retention": retention}, {"delivery": delivery})
 
 
 def fleet_tasks(settings: Settings, store: TelemetryStore, rules: TicketRules,
@@ -189,6 +201,7 @@ def open_service(settings: Settings, *, metrics_port: int | None = None,
                  "intake": settings.desk.intake_interval_s,
                  "delivery": settings.desk.delivery_interval_s,
                  "maintenance": settings.desk.maintenance_interval_s,
+                 "surveys": settings.desk.survey_interval_s,
                  "retention": settings.desk.retention_interval_s, **settings.jobs.intervals_s}
     jobs = settings.jobs.model_copy(update={"intervals_s": intervals})
     worker = Worker(factory=factory, store=store, settings=jobs, fleet_tasks=tasks,

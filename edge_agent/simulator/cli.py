@@ -35,6 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1, help="same seed, same fleet and readings")
     parser.add_argument("--broker", default="127.0.0.1:1883", help="HOST:PORT of the MQTT broker")
     parser.add_argument("--password", default="", help="MQTT password shared by the devices")
+    parser.add_argument("--credentials", default="",
+                        help="file of DEVICE_ID:PASSWORD lines: each device's own MQTT password "
+                             "(devices not in it use --password)")
     parser.add_argument("--ca-file", default="", help="CA certificate for TLS")
     parser.add_argument("--outbox", default="vigil-simulator-outbox.db",
                         help="outbox database shared by the virtual devices")
@@ -63,6 +66,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="with --backfill-days: skip the live phase")
 
 
+def read_credentials(path: Path) -> dict[str, str]:
+    """Each device's password from ``DEVICE_ID:PASSWORD`` lines (a device id has no colon)."""
+    pairs = (line.split(":", 1) for line in path.read_text().splitlines() if ":" in line)
+    return {device_id: password for device_id, password in pairs}
+
+
 def run(args: argparse.Namespace) -> int:
     from edge_agent.simulator.fleet import Fleet
 
@@ -86,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
     broker = BrokerSettings(host=host or "127.0.0.1", port=int(port or 1883),
                             password=args.password, ca_file=args.ca_file)
     fleet = Fleet(specs, seed=args.seed, broker=broker, outbox_path=Path(args.outbox),
-                  interval_s=args.interval)
+                  interval_s=args.interval,
+                  passwords=read_credentials(Path(args.credentials)) if args.credentials else None)
     try:
         fleet.connect()
         if not fleet.wait_connected(120):

@@ -13,8 +13,8 @@ from __future__ import annotations
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -50,7 +50,9 @@ class Fleet:
 
     def __init__(self, specs: Sequence[DeviceSpec], *, seed: int, broker: BrokerSettings,
                  outbox_path: str | Path, interval_s: float = 1.0, window: int = 4,
-                 max_entries: int = 100_000, status_interval_s: float = 300.0) -> None:
+                 max_entries: int = 100_000, status_interval_s: float = 300.0,
+                 passwords: Mapping[str, str] | None = None) -> None:
+        """``passwords`` holds each device's own MQTT password; the others use ``broker``'s."""
         self.seed = seed
         self.interval_s = interval_s
         self.status_interval_s = status_interval_s
@@ -62,7 +64,9 @@ class Fleet:
         self._sessions: dict[str, int] = {}
         rng = random.Random(f"links:{seed}")
         for spec in specs:
-            link = Link(spec.device_id, broker, self, rng=random.Random(rng.random()),
+            own = (passwords or {}).get(spec.device_id)
+            link = Link(spec.device_id, replace(broker, password=own) if own else broker, self,
+                        rng=random.Random(rng.random()),
                         offline_status=self._offline_payload(spec))
             self.reactor.add(link)
             self.courier.attach(link)

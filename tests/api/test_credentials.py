@@ -7,12 +7,10 @@ session by using its client id; once revoked it can no longer connect.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -20,6 +18,7 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from tests.api.conftest import World
 from tests.conftest import start_or_skip
+from tests.mqtt_peer import Peer, connect_eventually
 from vigil.config import Settings
 from vigil.db.session import make_session_factory
 from vigil.devices.credentials import (
@@ -34,53 +33,6 @@ pytestmark = pytest.mark.servers
 
 Headers = Callable[[str], dict[str, str]]
 INGEST_PASSWORD = "ingest-password-for-tests"
-
-
-class Peer:
-    """An MQTT 5 client that remembers what happened to it."""
-
-    def __init__(self, broker: Mosquitto, username: str, password: str,
-                 client_id: str | None = None, will_topic: str | None = None) -> None:
-        self.connected = threading.Event()
-        self.disconnected = threading.Event()
-        self.reason: mqtt.ReasonCode | None = None
-        self.messages: list[tuple[str, bytes]] = []
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
-                                  client_id=client_id or username, protocol=mqtt.MQTTv5)
-        self.client.username_pw_set(username, password)
-        if will_topic:
-            self.client.will_set(will_topic, b'{"v":1,"state":"offline"}', qos=1, retain=False)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = lambda _c, _u, msg: self.messages.append(
-            (msg.topic, msg.payload))
-        self.client.connect(broker.host, broker.port, keepalive=10)
-        self.client.loop_start()
-
-    def _on_connect(self, _c: object, _u: object, _f: object, reason: mqtt.ReasonCode,
-                    _p: object) -> None:
-        self.reason = reason
-        if reason.is_failure:
-            self.disconnected.set()
-        else:
-            self.connected.set()
-
-    def _on_disconnect(self, *_args: object) -> None:
-        self.disconnected.set()
-
-    def wait_connected(self, timeout: float = 5.0) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.connected.is_set():
-                return True
-            if self.disconnected.is_set():
-                return False
-            time.sleep(0.02)
-        return False
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
 
 
 @pytest.fixture
@@ -135,20 +87,6 @@ def register(api: TestClient, admin: dict[str, str], device_id: str) -> str:
         "id": device_id, "serial": f"SN-{device_id}", "model": "IP-100"})
     assert answer.status_code == 201, answer.text
     return answer.json()["credential"]["password"]
-
-
-def connect_eventually(broker: Mosquitto, user: str, password: str,
-                       timeout: float = 10.0) -> Peer:
-    """The broker reloads its files asynchronously after SIGHUP: retry until accepted."""
-    deadline = time.monotonic() + timeout
-    while True:
-        peer = Peer(broker, user, password)
-        if peer.wait_connected():
-            return peer
-        peer.close()
-        if time.monotonic() > deadline:
-            pytest.fail(f"{user} was never accepted: {peer.reason}")
-        time.sleep(0.2)
 
 
 def sign_in_admin(api: TestClient) -> dict[str, str]:

@@ -77,7 +77,8 @@ def test_acl_confines_each_device_to_its_own_topics(tmp_path: Path) -> None:
                                      ("vigil-ingest", "vigil-api", "pump-1", "pump-2"))
         clients += [ingest, api, pump1, pump2]
         for kind in ("telemetry", "status", "events", "cmd/result"):
-            ingest.subscribe(protocol.subscription(kind))
+            ingest.subscribe(protocol.subscription(kind))  # cmd/result: not ingest's to read
+        api.subscribe(protocol.subscription("cmd/result"))
         pump1.subscribe(protocol.topic("pump-1", "cmd"))
         pump1.subscribe(protocol.topic("pump-2", "cmd"))  # not allowed: receives nothing
         pump2.subscribe(protocol.topic("pump-2", "cmd"))
@@ -97,8 +98,9 @@ def test_acl_confines_each_device_to_its_own_topics(tmp_path: Path) -> None:
         pump1.publish(protocol.topic("pump-1", "events"), b"marker")
 
         wait_for(lambda: (protocol.topic("pump-1", "events"), b"marker") in ingest.got
-                 and pump2.got, 30, "the allowed messages")
-        assert sorted(p for _, p in ingest.got) == [b"marker", b"own", b"result"]
+                 and pump2.got and api.got, 30, "the allowed messages")
+        assert sorted(p for _, p in ingest.got) == [b"marker", b"own"]
+        assert api.got == [(protocol.topic("pump-1", "cmd/result"), b"result")]
         assert pump2.got == [(protocol.topic("pump-2", "cmd"), b"from the api")]
         assert pump1.got == []
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.tickets.support import Org, seed
 from tests.tickets.test_survey import closed_ticket
 from vigil.db.enums import MaintenanceKind, Priority, TicketSource, TicketState
+from vigil.devices.models import Customer, Device, Site
 from vigil.errors import InvalidRequest
 from vigil.maintenance.models import MaintenanceDue, MaintenancePlan, MaintenanceRecord
 from vigil.reports import render
@@ -145,6 +147,23 @@ def test_groups_reliability_and_maintenance(factory: sessionmaker[Session], desk
     assert pm["calibration_high_risk"].due == 0
 
 
+def test_devices_count_from_installation_and_later_ones_not_at_all(
+        factory: sessionmaker[Session], desk: Org) -> None:
+    from vigil.devices.models import Device
+
+    with factory() as s, s.begin():
+        s.get_one(Device, "vent-4").install_date = (START + timedelta(days=21)).date()
+        s.get_one(Device, "vent-5").install_date = (END + timedelta(days=1)).date()
+        s.get_one(Device, "mri-1").install_date = (START - timedelta(days=400)).date()
+    with factory() as s:
+        report = service_quality(s, start=START, end=END, group_by=GroupBy.MODEL, rules=RULES)
+    reliability = {r.model: r for r in report.reliability}
+    # Three ventilators all month, one for its last ten days (240 h), one not yet installed.
+    assert reliability["ventilator"].devices == 4
+    assert reliability["ventilator"].device_hours == 3 * 744 + 240
+    assert reliability["mri"].device_hours == 744
+
+
 def test_milestones_met_through_the_service_keep_their_service_time(
         factory: sessionmaker[Session]) -> None:
     seed(factory)
@@ -185,3 +204,73 @@ def test_an_empty_period_reports_nothing_as_unknown(
     assert (report.total.opened, report.total.mttr_h, report.total.satisfaction_mean) == (
         0, None, None)
     assert report.total.compliance["respond"].rate is None
+
+
+def test_a_customer_filter_counts_only_that_customers_sites_and_devices(
+        factory: sessionmaker[Session], desk: Org) -> None:
+    with factory() as s, s.begin():
+        other = Customer(name="Other Hospital")
+        site = Site(name="Other ICU", customer=other, timezone="UTC")
+        s.add_all([other, site, Device(id="vent-x", serial="X-1", model="ventilator",
+                                       site=site)])
+        s.flush()
+        # One ticket on the device only, one on the site only: both are the other's.
+        add_ticket(s, 7, device="vent-x", source=TicketSource.CUSTOMER, priority=Priority.P1,
+                   state=TicketState.CLOSED, respond=5, diagnose=10, restore=20, score=1)
+        add_ticket(s, 8, device="vent-x", site_id=site.id, source=TicketSource.DEVICE_EVENT,
+                   priority=Priority.P1, state=TicketState.OPEN, respond=5)
+        pm = MaintenancePlan(kind=MaintenanceKind.PREVENTIVE, title="PM", device_id="vent-x",
+                             interval_days=30)
+        s.add(pm)
+        s.flush()
+        due = START + timedelta(days=3)
+        s.add(MaintenanceRecord(plan_id=pm.id, device_id="vent-x", kind=pm.kind, due_at=due,
+                                performed_at=due + 24 * H, performed_by="eve"))
+        other_id = other.id
+        mine_id = s.get_one(Site, desk.site_id).customer_id
+    with factory() as s:
+        everyone = service_quality(s, start=START, end=END, group_by=GroupBy.PRIORITY,
+                                   rules=RULES)
+        mine = service_quality(s, start=START, end=END, group_by=GroupBy.PRIORITY,
+                               rules=RULES, customer_id=mine_id)
+        theirs = service_quality(s, start=START, end=END, group_by=GroupBy.SITE,
+                                 rules=RULES, customer_id=other_id)
+    assert everyone.total.opened == 7
+    # The hand-counted desk alone, exactly as before the other customer existed.
+    assert mine.total.opened == 5 and "P1" not in {r.group for r in mine.rows}
+    assert mine.total.satisfaction_mean == 5
+    assert {r.model: r.devices for r in mine.reliability} == {"ventilator": 5, "mri": 1}
+    assert mine.maintenance["preventive"].due == 1 and mine.maintenance["preventive"].on_time == 1
+    assert [(r.group, r.opened) for r in theirs.rows] == [("(none)", 1), ("Other ICU", 1)]
+    assert theirs.total.opened == 2 and theirs.total.satisfaction_mean == 1
+    assert [(r.model, r.devices, r.failures) for r in theirs.reliability] == [
+        ("ventilator", 1, 2)]
+    assert (theirs.maintenance["preventive"].done, theirs.maintenance["preventive"].on_time) == (
+        1, 0)
+
+
+def test_the_report_command_writes_csv_and_the_published_pdf(
+        factory: sessionmaker[Session], desk: Org, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from vigil.cli import main
+    from vigil.config import get_settings
+
+    url = factory.kw["bind"].url.render_as_string(hide_password=False)
+    monkeypatch.setenv("VIGIL_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        period = ["--from", "2026-12-01", "--to", "2027-01-01"]
+        assert main(["report", *period, "--group-by", "site", "--out",
+                     str(tmp_path / "q.csv")]) == 0
+        lines = list(csv.DictReader(io.StringIO((tmp_path / "q.csv").read_text())))
+        assert [line["group"] for line in lines] == ["Central ICU", "Ward 7", "(all)"]
+        assert lines[-1]["opened"] == "5"
+        assert main(["report", *period, "--format", "pdf", "--out",
+                     str(tmp_path / "q.pdf")]) == 0
+        assert (tmp_path / "q.pdf").read_bytes().startswith(b"%PDF")
+        # Sites are not named in public: refused, and nothing written.
+        assert main(["report", *period, "--group-by", "site", "--format", "pdf", "--out",
+                     str(tmp_path / "no.pdf")]) == 2
+        assert not (tmp_path / "no.pdf").exists()
+    finally:
+        get_settings.cache_clear()

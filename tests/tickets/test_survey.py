@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,7 +13,7 @@ from tests.tickets.support import Org, seed
 from vigil.db.enums import Severity, TicketSource, TicketState
 from vigil.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from vigil.tickets import service, survey
-from vigil.tickets.models import SatisfactionSurvey, Ticket
+from vigil.tickets.models import Notification, SatisfactionSurvey, Ticket
 from vigil.tickets.priority import Signal, TicketRules
 from vigil.tickets.service import Evidence
 from vigil.tickets.transitions import Actor, ActorRole, Request
@@ -71,7 +72,7 @@ def test_a_survey_is_answered_once_and_only_its_hash_is_kept(
         assert (ticket.satisfaction_score, ticket.satisfaction_comment) == (
             4, "quick and friendly")
         assert [e.note for e in ticket.events][-2:] == ["satisfaction survey sent",
-                                                        "satisfaction 4/5"]
+                                                        "satisfaction survey answered: 4 of 5"]
 
 
 def test_an_expired_or_replaced_link_answers_nothing(
@@ -96,3 +97,58 @@ def test_only_closed_tickets_get_a_survey(factory: sessionmaker[Session], org: O
             evidence=Evidence(at=T0), now=T0, rules=RULES).ticket
         with pytest.raises(Conflict):
             survey.issue(s, ticket_id=ticket.id, now=T0)
+
+
+def test_the_job_asks_about_recent_closings_once_and_mails_the_customers_link(
+        factory: sessionmaker[Session], org: Org) -> None:
+    with factory() as s, s.begin():
+        recent = closed_ticket(s, device="vent-1", at=T0)
+        old = closed_ticket(s, device="vent-2", at=T0 - timedelta(days=20))
+    now = T0 + timedelta(days=1)
+    with factory() as s, s.begin():
+        report = survey.issue_due(s, now=now, link_base="https://vigil.example/console/survey/",
+                                  email=True)
+        assert (report.surveys, report.notifications) == (1, 1)
+    with factory() as s, s.begin():
+        assert survey.issue_due(s, now=now, link_base="https://x", email=True).surveys == 0
+        asked = s.scalars(select(SatisfactionSurvey)).all()
+        assert [a.ticket_id for a in asked] == [recent] and old != recent
+        mail = s.scalars(select(Notification)).one()
+        assert mail.recipient == "nora@hospital.example" and mail.channel == "email"
+        link = re.search(r"https://vigil\.example/console/survey/(\S+)", mail.body)
+        assert link is not None
+    with factory() as s, s.begin():
+        survey.answer(s, token=link.group(1), score=5, now=now + timedelta(hours=1))
+        assert s.get(Ticket, recent).satisfaction_score == 5  # type: ignore[union-attr]
+
+
+def test_without_email_the_survey_waits_in_the_portal(
+        factory: sessionmaker[Session], org: Org) -> None:
+    with factory() as s, s.begin():
+        ticket_id = closed_ticket(s)
+        report = survey.issue_due(s, now=T0 + timedelta(hours=5), link_base="https://x",
+                                  email=False)
+        assert (report.surveys, report.notifications) == (1, 0)
+        assert s.scalars(select(Notification)).all() == []
+        survey.answer_in_portal(s, ticket_id=ticket_id, actor=CUSTOMER, score=3,
+                                now=T0 + timedelta(hours=6))
+        with pytest.raises(Conflict):
+            survey.answer_in_portal(s, ticket_id=ticket_id, actor=CUSTOMER, score=4,
+                                    now=T0 + timedelta(hours=7))
+
+
+def test_a_portal_answer_before_the_link_counts_as_asked_and_only_customers_answer(
+        factory: sessionmaker[Session], org: Org) -> None:
+    with factory() as s, s.begin():
+        ticket_id = closed_ticket(s)
+        with pytest.raises(Forbidden):
+            survey.answer_in_portal(s, ticket_id=ticket_id, actor=ENGINEER, score=5, now=T0)
+        with pytest.raises(InvalidRequest):
+            survey.answer_in_portal(s, ticket_id=ticket_id, actor=CUSTOMER, score=0, now=T0)
+        survey.answer_in_portal(s, ticket_id=ticket_id, actor=CUSTOMER, score=4,
+                                comment="fine", now=T0 + timedelta(hours=3))
+        asked = s.scalars(select(SatisfactionSurvey)).one()
+        assert asked.answered_at is not None
+        # The job sees it was asked: no link goes out afterwards.
+        assert survey.issue_due(s, now=T0 + timedelta(hours=4), link_base="https://x",
+                                email=True).surveys == 0

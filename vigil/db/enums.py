@@ -69,6 +69,9 @@ class TicketState(StrEnum):
 FINAL_TICKET_STATES: frozenset[TicketState] = frozenset(
     {TicketState.CLOSED, TicketState.CANCELLED, TicketState.RESOLVED_REMOTELY}
 )
+# The others, as stored: what queries for open tickets compare the state column with.
+OPEN_TICKET_STATES: tuple[str, ...] = tuple(
+    s.value for s in TicketState if s not in FINAL_TICKET_STATES)
 
 
 class TicketSource(StrEnum):

@@ -35,6 +35,7 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from edge_agent import protocol
 from vigil.audit.service import record
 from vigil.devices.models import Device
 from vigil.errors import NotFound
@@ -44,30 +45,35 @@ log = logging.getLogger(__name__)
 MOSQUITTO_ITERATIONS = 101
 SALT_BYTES = 12
 
-ACL = """\
-# Written by Vigil: every device connects with its device id as user name.
-# It may write only its own telemetry, status (also its will), events and command
-# results, and read only its own command topic.
-pattern write vigil/v1/dev/%u/telemetry
-pattern write vigil/v1/dev/%u/status
-pattern write vigil/v1/dev/%u/events
-pattern write vigil/v1/dev/%u/cmd/result
-pattern write vigil/v1/dev/%u/cmd/result/#
-pattern read vigil/v1/dev/%u/cmd
+# The platform's own MQTT users; a device id equal to one of them never reaches the broker.
+INGEST_USER = "vigil-ingest"
+API_USER = "vigil-api"
 
-user vigil-ingest
-topic read vigil/v1/dev/+/telemetry
-topic read vigil/v1/dev/+/status
-topic read vigil/v1/dev/+/events
-topic read vigil/v1/dev/+/cmd/result
-topic read vigil/v1/dev/+/cmd/result/#
 
-user vigil-api
-topic write vigil/v1/dev/+/cmd
-topic read vigil/v1/dev/+/cmd/result
-topic read vigil/v1/dev/+/cmd/result/#
-topic read vigil/v1/dev/+/status
-"""
+def render_acl() -> str:
+    """The broker's ACL, from the protocol's topics: each device only its own subtree.
+
+    Devices connect with their id as user name; the ``pattern`` rules substitute
+    it for ``%u``. Ingest reads what devices report, the API writes commands and
+    reads their results: what each subscribes to, and nothing more.
+    """
+    own = f"{protocol.TOPIC_ROOT}/%u"
+    lines = [
+        "# Written by Vigil: every device connects with its device id as user name.",
+        "# It may write only its own reports (status also as its will) and command results,",
+        "# and read only its own command topic.",
+        *(f"pattern write {own}/{kind}" for kind in (*protocol.REPORTS, "cmd/result")),
+        f"pattern write {own}/cmd/result/#",
+        f"pattern read {own}/cmd",
+        "",
+        f"user {INGEST_USER}",
+        *(f"topic read {protocol.subscription(kind)}" for kind in protocol.REPORTS),
+        "",
+        f"user {API_USER}",
+        f"topic write {protocol.subscription('cmd')}",
+        f"topic read {protocol.subscription('cmd/result')}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def mosquitto_hash(password: str, *, salt: bytes | None = None,
@@ -129,14 +135,25 @@ class BrokerFiles:
 
 
 def render_password_file(session: Session, *, service_entries: str = "") -> str:
+    """The services' entries, then every device holding a credential.
+
+    A device registered under a service's user name is left out: it would
+    otherwise log in with that service's rights.
+    """
     lines = [line for line in service_entries.splitlines()
              if line.strip() and not line.startswith("#")]
+    services = {line.split(":", 1)[0] for line in lines} | {INGEST_USER, API_USER}
     devices = session.execute(
         select(Device.id, Device.credential_hash)
         .where(Device.credential_hash.is_not(None))
         .order_by(Device.id)
     )
-    lines.extend(f"{device_id}:{digest}" for device_id, digest in devices)
+    for device_id, digest in devices:
+        if device_id in services:
+            log.warning("device %r has a platform service's user name; it is left out of the "
+                        "broker's password file", device_id)
+            continue
+        lines.append(f"{device_id}:{digest}")
     return "\n".join(lines) + "\n"
 
 
@@ -195,7 +212,7 @@ def sync_broker(factory: sessionmaker[Session], files: BrokerFiles) -> bool:
         with factory() as session, session.begin():
             passwords = render_password_file(session, service_entries=service)
         changed = _replace(files.password_file, passwords)
-        changed = _replace(files.acl_file, ACL) or changed
+        changed = _replace(files.acl_file, render_acl()) or changed
         if changed:
             reload_broker(files)
     return changed

@@ -20,6 +20,10 @@ model, engineer or priority, with a total row:
 Beside the rows: MTBF per device model (operating hours over failures) and
 planned-maintenance completion, high-risk devices separately.
 
+With ``customer_id`` everything (the rows, reliability and maintenance) counts only
+that customer's sites and their devices, in the queries themselves: what a
+customer's users may see.
+
 Counts and sums are one grouped SQL query on either database. Percentiles are
 ``percentile_cont`` with grouping sets on PostgreSQL; SQLite has neither, so
 there the duration columns are read and ``metrics.percentile`` (the same
@@ -33,9 +37,23 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from functools import cache
 from typing import Any
 
-from sqlalchemy import ColumnElement, Float, and_, case, exists, func, or_, select, tuple_
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Float,
+    Select,
+    and_,
+    bindparam,
+    case,
+    func,
+    or_,
+    select,
+    true,
+    tuple_,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
@@ -143,9 +161,40 @@ def _key(group_by: GroupBy) -> tuple[Any, Any]:
     return Ticket.priority, Ticket.priority
 
 
-def _scope(query: Any, group_by: GroupBy, start: datetime, end: datetime) -> Any:
-    query = query.where(Ticket.created_at >= start, Ticket.created_at < end,
+# The statements are built once per grouping with the period as parameters: building one
+# cost about 3 ms of Python per report, a tenth of the whole report on PostgreSQL.
+def _moment(name: str) -> BindParameter[datetime]:
+    return bindparam(name, type_=Ticket.created_at.type)
+
+
+START, END, AS_OF = _moment("start"), _moment("end"), _moment("as_of")
+CUSTOMER = bindparam("customer_id", type_=Site.customer_id.type)
+
+
+def _period(start: datetime, end: datetime, as_of: datetime,
+            customer_id: int | None) -> dict[str, Any]:
+    period: dict[str, Any] = {"start": start, "end": end, "as_of": as_of}
+    if customer_id is not None:
+        period["customer_id"] = customer_id
+    return period
+
+
+def _customer_devices(customer_id: int | None) -> ColumnElement[bool]:
+    """Devices at the customer's sites (every device without a customer)."""
+    if customer_id is None:
+        return true()
+    return Device.site_id.in_(select(Site.id).where(Site.customer_id == customer_id))
+
+
+def _scope(query: Any, group_by: GroupBy, of_customer: bool) -> Any:
+    """The period's tickets; ``of_customer``: only those of the ``customer_id`` parameter."""
+    query = query.where(Ticket.created_at >= START, Ticket.created_at < END,
                         Ticket.parent_id.is_(None))
+    if of_customer:
+        # A device ticket may carry only its device; a site ticket only its site.
+        sites = select(Site.id).where(Site.customer_id == CUSTOMER)
+        query = query.where(or_(Ticket.site_id.in_(sites), Ticket.device_id.in_(
+            select(Device.id).where(Device.site_id.in_(sites)))))
     if group_by is GroupBy.SITE:
         query = query.outerjoin(Site, Site.id == Ticket.site_id)
     elif group_by is GroupBy.MODEL:
@@ -153,6 +202,12 @@ def _scope(query: Any, group_by: GroupBy, start: datetime, end: datetime) -> Any
     elif group_by is GroupBy.ENGINEER:
         query = query.outerjoin(User, User.id == Ticket.assigned_to_id)
     return query
+
+
+def _surveyed(query: Select[Any]) -> Select[Any]:
+    """The tickets with their survey, if any: at most one each (``ticket_id`` is unique)."""
+    return query.select_from(Ticket).outerjoin(
+        SatisfactionSurvey, SatisfactionSurvey.ticket_id == Ticket.id)
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
@@ -170,12 +225,10 @@ def _confirmed_prediction() -> ColumnElement[bool]:
                 Ticket.state != TicketState.CANCELLED.value, Ticket.diagnosed_at.is_not(None))
 
 
-def _count_columns(as_of: datetime) -> list[ColumnElement[Any]]:
+def _count_columns() -> list[ColumnElement[Any]]:
     failure = Ticket.source != TicketSource.MAINTENANCE_PLAN.value
     finished = and_(Ticket.state.in_(FINISHED), failure)
     analytics = Ticket.source == TicketSource.ANALYTICS.value
-    # One survey per ticket at most, found through its unique index.
-    surveyed = exists().where(SatisfactionSurvey.ticket_id == Ticket.id)
     columns: list[ColumnElement[Any]] = [
         func.count(Ticket.id).label("opened"),
         *(_count(Ticket.source == s.value).label(f"source_{s.value}") for s in TicketSource),
@@ -187,7 +240,9 @@ def _count_columns(as_of: datetime) -> list[ColumnElement[Any]]:
         .label("remote"),
         func.sum(Ticket.satisfaction_score).label("score_sum"),
         func.count(Ticket.satisfaction_score).label("answers"),
-        _count(surveyed).label("surveys"),
+        # Through the outer join of ``_surveyed``: half the time of an EXISTS per ticket
+        # (24 against 40 ms for 6,000 tickets by site, the fastest of 30 runs).
+        func.count(SatisfactionSurvey.id).label("surveys"),
         _count(analytics).label("predicted"),
         _count(_confirmed_prediction()).label("confirmed"),
         _count(and_(analytics, Ticket.state == TicketState.CANCELLED.value)).label("false"),
@@ -196,18 +251,24 @@ def _count_columns(as_of: datetime) -> list[ColumnElement[Any]]:
         met, due = getattr(Ticket, met_at), getattr(Ticket, due_at)
         columns.append(_count(and_(met.is_not(None), met <= due)).label(f"{milestone}_met"))
         columns.append(_count(or_(met.is_not(None), and_(
-            due < as_of, Ticket.state != TicketState.CANCELLED.value)))
+            due < AS_OF, Ticket.state != TicketState.CANCELLED.value)))
             .label(f"{milestone}_decided"))
     return columns
 
 
-def _counts(session: Session, group_by: GroupBy, start: datetime, end: datetime,
-            as_of: datetime) -> dict[Any, dict[str, Any]]:
-    """Every count and sum per group, in one grouped query (any database)."""
+@cache
+def _counts_statement(group_by: GroupBy, of_customer: bool) -> Select[Any]:
     key, label = _key(group_by)
-    query = select(key.label("key"), label.label("label"), *_count_columns(as_of))
-    query = _scope(query.select_from(Ticket), group_by, start, end).group_by(key, label)
-    return {row.key: row._asdict() for row in session.connection().execute(query)}
+    query = select(key.label("key"), label.label("label"), *_count_columns())
+    return _scope(_surveyed(query), group_by, of_customer).group_by(key, label)
+
+
+def _counts(session: Session, group_by: GroupBy, start: datetime, end: datetime,
+            as_of: datetime, customer_id: int | None) -> dict[Any, dict[str, Any]]:
+    """Every count and sum per group, in one grouped query (any database)."""
+    rows = session.connection().execute(_counts_statement(group_by, customer_id is not None),
+                                        _period(start, end, as_of, customer_id))
+    return {row.key: row._asdict() for row in rows}
 
 
 # --- the percentiles -------------------------------------------------------------
@@ -229,23 +290,18 @@ def _percentile_columns() -> list[ColumnElement[Any]]:
 
 
 def _everything_sql(session: Session, group_by: GroupBy, start: datetime, end: datetime,
-                    as_of: datetime) -> tuple[dict[Any, dict[str, Any]],
+                    as_of: datetime, customer_id: int | None) -> tuple[dict[Any, dict[str, Any]],
                                               dict[Any, dict[str, float | None]]]:
     """PostgreSQL: counts and percentiles of every group and of the total in one pass.
 
     Grouping sets give the total row its own percentiles (they cannot be summed
     from the groups'); one scan of the period's tickets instead of two.
     """
-    key, label = _key(group_by)
-    spread_names = {c.name for c in _percentile_columns()}
-    query = select(key.label("key"), label.label("label"),
-                   func.grouping(key).label("is_total"), *_count_columns(as_of),
-                   *_percentile_columns())
-    query = _scope(query.select_from(Ticket), group_by, start, end)
-    query = query.group_by(func.grouping_sets(tuple_(key, label), tuple_()))
     counts: dict[Any, dict[str, Any]] = {}
     spread: dict[Any, dict[str, float | None]] = {}
-    for row in session.connection().execute(query):
+    for row in session.connection().execute(
+            _everything_statement(group_by, customer_id is not None),
+            _period(start, end, as_of, customer_id)):
         values = row._asdict()
         group = TOTAL if values.pop("is_total") else values["key"]
         spread[group] = {}
@@ -253,21 +309,38 @@ def _everything_sql(session: Session, group_by: GroupBy, start: datetime, end: d
             median, p90 = values[f"{name}_q"] or (None, None)
             spread[group].update({f"{name}_n": float(values[f"{name}_n"]),
                                   f"{name}_50": median, f"{name}_90": p90})
-        counts[group] = {k: v for k, v in values.items() if k not in spread_names}
+        counts[group] = {k: v for k, v in values.items() if k not in _SPREAD_NAMES}
     return counts, spread
 
 
+_SPREAD_NAMES = frozenset(f"{name}_{part}" for name in _DURATIONS for part in ("n", "q"))
+
+
+@cache
+def _everything_statement(group_by: GroupBy, of_customer: bool) -> Select[Any]:
+    key, label = _key(group_by)
+    query = select(key.label("key"), label.label("label"),
+                   func.grouping(key).label("is_total"), *_count_columns(),
+                   *_percentile_columns())
+    query = _scope(_surveyed(query), group_by, of_customer)
+    return query.group_by(func.grouping_sets(tuple_(key, label), tuple_()))
+
+
 def _percentiles_python(session: Session, group_by: GroupBy, start: datetime,
-                        end: datetime) -> dict[Any, dict[str, float | None]]:
+                        end: datetime,
+                        customer_id: int | None) -> dict[Any, dict[str, float | None]]:
     """SQLite: read the durations and interpolate as ``percentile_cont`` does."""
     key, _label = _key(group_by)
     lead = _lead_hours()
     query = _scope(select(key.label("key"), Ticket.respond_minutes, Ticket.diagnose_minutes,
                           Ticket.restore_minutes, lead.label("lead")).select_from(Ticket),
-                   group_by, start, end)
+                   group_by, customer_id is not None)
     query = query.where(or_(Ticket.respond_minutes.is_not(None), lead.is_not(None)))
     samples: dict[Any, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in session.connection().execute(query):
+    params: dict[str, Any] = {"start": start, "end": end}
+    if customer_id is not None:
+        params["customer_id"] = customer_id
+    for row in session.connection().execute(query, params):
         for name, value in zip(_DURATIONS, row[1:], strict=True):
             if value is not None:
                 samples[row.key][name].append(float(value))
@@ -344,22 +417,29 @@ def _summed(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 # --- beside the rows: reliability per model and planned maintenance ------------------
 
 
-def _reliability(session: Session, start: datetime, end: datetime) -> list[Reliability]:
+def _reliability(session: Session, start: datetime, end: datetime,
+                 customer_id: int | None) -> list[Reliability]:
+    of_customer = _customer_devices(customer_id)
     failures: dict[str, int] = {model: count for model, count in session.connection().execute(
         select(Device.model, func.count(Ticket.id)).select_from(Ticket)
         .join(Device, Device.id == Ticket.device_id)
         .where(Ticket.created_at >= start, Ticket.created_at < end,
                Ticket.source != TicketSource.MAINTENANCE_PLAN.value,
-               Ticket.state != TicketState.CANCELLED.value)
+               Ticket.state != TicketState.CANCELLED.value, of_customer)
         .group_by(Device.model))}
-    whole: dict[str, int] = {model: count for model, count in session.connection().execute(
-        select(Device.model, func.count()).where(
-            or_(Device.install_date.is_(None), Device.install_date <= start.date()))
-        .group_by(Device.model))}
+    # Devices per model in service all period (no day) and installed within it (their day).
+    installed = case((Device.install_date > start.date(), Device.install_date))
+    whole: dict[str, int] = {}
     partial: dict[str, list[Any]] = defaultdict(list)
-    for model, day in session.connection().execute(select(Device.model, Device.install_date).where(
-            Device.install_date > start.date(), Device.install_date < end.date())):
-        partial[model].append(day)
+    for model, day, count in session.connection().execute(
+            select(Device.model, installed, func.count())
+            .where(or_(Device.install_date.is_(None), Device.install_date < end.date()),
+                   of_customer)
+            .group_by(Device.model, installed)):
+        if day is None:
+            whole[model] = count
+        else:
+            partial[model] += [day] * count
     hours = (end - start).total_seconds() / 3600
     result = []
     for model in sorted(set(whole) | set(partial)):
@@ -373,21 +453,22 @@ def _reliability(session: Session, start: datetime, end: datetime) -> list[Relia
 
 
 def _maintenance(session: Session, rules: TicketRules, start: datetime, end: datetime,
-                 as_of: datetime) -> dict[str, metrics.Completion]:
+                 as_of: datetime, customer_id: int | None) -> dict[str, metrics.Completion]:
     """Work that fell due in the period: done (records by the due date they answered) or not
     (plans' devices still due, past ``as_of``). Counted in SQL per kind and model."""
+    of_customer = _customer_devices(customer_id)
     done = session.connection().execute(
         select(MaintenanceRecord.kind, Device.model, func.count(),
                _count(MaintenanceRecord.performed_at <= MaintenanceRecord.due_at))
         .select_from(MaintenanceRecord).join(Device, Device.id == MaintenanceRecord.device_id)
-        .where(MaintenanceRecord.due_at >= start, MaintenanceRecord.due_at < end)
+        .where(MaintenanceRecord.due_at >= start, MaintenanceRecord.due_at < end, of_customer)
         .group_by(MaintenanceRecord.kind, Device.model))
     outstanding = session.connection().execute(
         select(MaintenancePlan.kind, Device.model, func.count()).select_from(MaintenanceDue)
         .join(MaintenancePlan, MaintenancePlan.id == MaintenanceDue.plan_id)
         .join(Device, Device.id == MaintenanceDue.device_id)
         .where(MaintenancePlan.active.is_(True), MaintenanceDue.next_due_at >= start,
-               MaintenanceDue.next_due_at < min(end, as_of))
+               MaintenanceDue.next_due_at < min(end, as_of), of_customer)
         .group_by(MaintenancePlan.kind, Device.model))
     tallies: list[metrics.Tally] = []
     for kind, model, count, on_time in done:
@@ -405,18 +486,22 @@ def _maintenance(session: Session, rules: TicketRules, start: datetime, end: dat
 
 
 def service_quality(session: Session, *, start: datetime, end: datetime, group_by: GroupBy,
-                    rules: TicketRules, as_of: datetime | None = None) -> QualityReport:
-    """The report for tickets opened in ``[start, end)``, as things stood at ``as_of``."""
+                    rules: TicketRules, as_of: datetime | None = None,
+                    customer_id: int | None = None) -> QualityReport:
+    """The report for tickets opened in ``[start, end)``, as things stood at ``as_of``.
+
+    ``customer_id`` limits every figure to that customer's sites and devices.
+    """
     if end <= start:
         raise InvalidRequest("a report period ends after it starts")
     as_of = as_of or end
     group_by = GroupBy(group_by)
     if session.get_bind().dialect.name == "postgresql":
-        counts, spread = _everything_sql(session, group_by, start, end, as_of)
+        counts, spread = _everything_sql(session, group_by, start, end, as_of, customer_id)
         totals = counts.pop(TOTAL, None)
     else:
-        counts = _counts(session, group_by, start, end, as_of)
-        spread = _percentiles_python(session, group_by, start, end)
+        counts = _counts(session, group_by, start, end, as_of, customer_id)
+        spread = _percentiles_python(session, group_by, start, end, customer_id)
         totals = _summed(counts.values())
     rows = [_row(_label(key, values["label"]), values, spread.get(key, {}))
             for key, values in counts.items()]
@@ -425,8 +510,9 @@ def service_quality(session: Session, *, start: datetime, end: datetime, group_b
     empty.update(mttr_sum=None, score_sum=None)
     total = _row(TOTAL, {**empty, **(totals or {})}, spread.get(TOTAL, {}))
     return QualityReport(start=start, end=end, as_of=as_of, group_by=group_by, rows=rows,
-                         total=total, reliability=_reliability(session, start, end),
-                         maintenance=_maintenance(session, rules, start, end, as_of))
+                         total=total, reliability=_reliability(session, start, end, customer_id),
+                         maintenance=_maintenance(session, rules, start, end, as_of,
+                                                  customer_id))
 
 
 def _label(key: Any, label: Any) -> str:

@@ -77,8 +77,11 @@ def _day(value: datetime) -> str:
     return value.date().isoformat()
 
 
+# Landscape: the service-level table has eleven columns, which overran an upright A4 page.
 _STYLE = """
+@page { size: A4 landscape; margin: 1.5cm; }
 body { font-family: 'DejaVu Sans', sans-serif; font-size: 10pt; margin: 1.5cm; }
+@media print { body { margin: 0; } }
 h1 { font-size: 16pt; } h2 { font-size: 12pt; margin-top: 1.2em; }
 table { border-collapse: collapse; width: 100%; }
 th, td { border: 1px solid #999; padding: 3px 5px; text-align: right; }

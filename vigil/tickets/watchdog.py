@@ -24,14 +24,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload, sessionmaker
 
 from vigil.db.enums import (
-    FINAL_TICKET_STATES,
+    OPEN_TICKET_STATES,
     AlertState,
     Channel,
     Milestone,
     NotificationStatus,
     RoleName,
     TicketEventKind,
-    TicketState,
 )
 from vigil.db.session import transaction
 from vigil.engineers import service as engineers
@@ -47,7 +46,6 @@ from vigil.users.models import Role, User
 
 log = logging.getLogger(__name__)
 
-_OPEN_STATES = [s.value for s in TicketState if s not in FINAL_TICKET_STATES]
 _MET = {Milestone.RESPOND: "responded_at", Milestone.DIAGNOSE: "diagnosed_at",
         Milestone.RESTORE: "restored_at"}
 
@@ -172,13 +170,13 @@ def run_pass(session: Session, *, now: datetime, policy: EscalationPolicy,
     """One watchdog pass over every open ticket, in the caller's transaction."""
     report = PassReport()
     tickets = session.scalars(
-        select(Ticket).where(Ticket.state.in_(_OPEN_STATES), Ticket.parent_id.is_(None))
+        select(Ticket).where(Ticket.state.in_(OPEN_TICKET_STATES), Ticket.parent_id.is_(None))
         .options(selectinload(Ticket.contract), selectinload(Ticket.site),
                  selectinload(Ticket.pauses))).all()
     report.tickets = len(tickets)
     alerts: dict[tuple[int, str, str], TicketAlert] = {}
     for alert in session.scalars(select(TicketAlert).join(Ticket).where(
-            Ticket.state.in_(_OPEN_STATES), Ticket.parent_id.is_(None))):
+            Ticket.state.in_(OPEN_TICKET_STATES), Ticket.parent_id.is_(None))):
         alerts[(alert.ticket_id, alert.milestone, alert.state)] = alert
     for ticket in tickets:
         levels, calendar = terms_of(ticket)
@@ -216,7 +214,7 @@ def _escalate(session: Session, *, now: datetime, policy: EscalationPolicy,
     due = session.scalars(
         select(TicketAlert).join(Ticket).where(
             TicketAlert.acknowledged_at.is_(None), TicketAlert.next_step_at <= now,
-            Ticket.state.in_(_OPEN_STATES), Ticket.parent_id.is_(None))
+            Ticket.state.in_(OPEN_TICKET_STATES), Ticket.parent_id.is_(None))
         .options(selectinload(TicketAlert.ticket).selectinload(Ticket.assigned_to),
                  selectinload(TicketAlert.ticket).selectinload(Ticket.device))
         .with_for_update(of=TicketAlert, skip_locked=True)).all()
