@@ -117,7 +117,9 @@ def seed(sessions: sessionmaker[Session], store: EmbeddedStore, now: datetime) -
                     rul_lower_days=max(1.0, (1 - probability) * 90),
                     rul_upper_days=(1 - probability) * 150 + 5, model_version="rul-2026.11",
                     drivers={"motor_current_a": round(probability * 0.6, 2),
-                             "temperature_c": round(probability * 0.3, 2)}))
+                             "temperature_c": round(probability * 0.3, 2)},
+                    fault_type="E-MOTOR-STALL" if n == 0 else None,
+                    basis={"calibration": "pooled", "model_failures": 1} if n == 0 else {}))
             session.add(DeviceEvent(device_id=ids[0], seq=1, ts=now - timedelta(hours=3),
                                     code="E042", severity="warning",
                                     text="Occlusion pressure above limit"))

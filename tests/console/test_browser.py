@@ -142,6 +142,8 @@ def test_the_device_page_draws_its_readings(tab: Tab, server: Running) -> None:
         ".some((v, i) => i % 4 === 3 && v > 0)")
     assert drawn, "the chart's canvas is blank"
     expect(page.locator("#csv-link")).to_have_attribute("href", re.compile("format=csv"))
+    expect(page.locator("#pred-h + p")).to_contain_text("Likely fault: E-MOTOR-STALL")
+    expect(page.get_by_text("had 1 failure(s) to learn from")).to_be_visible()
     tab.check("03-device")
     page.locator("#charts").screenshot(path=str(tab.folder / "03-device-charts.png"))
     page.get_by_text("6h", exact=True).click()
