@@ -148,6 +148,9 @@ class PredictionSettings(BaseModel):
     # reacts soonest.
     window_days: float = Field(1.0, gt=0)
     row_every_days: float = Field(1.0, gt=0)
+    # Predictions older than this are removed by the retention job (each device's newest is
+    # kept): a row per device every 6 h is 7 million rows a year for 5,000 devices.
+    keep_days: float = Field(90.0, gt=0)
 
 
 class JobsSettings(BaseModel):

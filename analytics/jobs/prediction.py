@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sqlalchemy import and_, func, or_, select
-from sqlalchemy.orm import Session
+from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy.orm import Session, aliased
 
 from analytics.jobs import registry
 from analytics.jobs.retrain import Outcome
@@ -279,3 +279,13 @@ def write_predictions(session: Session, *, assessed: Assessed | None, now: datet
     session.flush()
     return {"predictions": written, "model_version": assessed.model_version,
             "skipped": dict(assessed.skipped)}
+
+
+def purge_predictions(session: Session, *, now: datetime, keep: timedelta) -> int:
+    """Remove predictions made before ``now - keep``, keeping each device's newest."""
+    latest = aliased(Prediction)
+    newest = (select(func.max(latest.made_at)).where(latest.device_id == Prediction.device_id)
+              .scalar_subquery())
+    removed = session.execute(delete(Prediction).where(Prediction.made_at < now - keep,
+                                                       Prediction.made_at < newest))
+    return int(getattr(removed, "rowcount", 0) or 0)

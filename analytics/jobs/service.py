@@ -35,6 +35,7 @@ def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any,
     """The service desk's jobs: the SLA watchdog, the fault-code intake, maintenance plans,
     satisfaction surveys and retention once per interval for the whole fleet (under a lease),
     the notification outbox's delivery in every worker (SKIP LOCKED shares it)."""
+    from analytics.jobs.prediction import purge_predictions
     from vigil.auth.service import purge_auth_records
     from vigil.maintenance.scheduled import plan_usage, usage_from_store
     from vigil.maintenance.service import refresh
@@ -72,8 +73,11 @@ def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any,
     def retention(session: Session, now: datetime) -> dict[str, Any]:
         report = purge(session, now=now, years=years)
         auth = purge_auth_records(session, now=now)
+        predictions = purge_predictions(
+            session, now=now, keep=timedelta(days=settings.jobs.prediction.keep_days))
         return {"tickets": report.tickets, "maintenance_records": report.maintenance_records,
-                "sign_in_attempts": auth.attempts, "auth_sessions": auth.sessions}
+                "sign_in_attempts": auth.attempts, "auth_sessions": auth.sessions,
+                "predictions": predictions}
 
     def delivery() -> dict[str, Any]:
         report = delivery_job(factory, desk)

@@ -243,3 +243,26 @@ def test_a_retrained_predictor_is_promoted_only_if_at_least_as_good(
         row = registry.promoted(session, name=NAME)
         assert row is not None and row.version == 3
         assert registry.load(row).assess(rows.head(3))[0].horizon_days == 7.0
+
+
+def test_old_predictions_are_purged_but_each_devices_newest_stays(
+        factory: sessionmaker[Session]) -> None:
+    from analytics.jobs.prediction import purge_predictions
+    from tests.jobs.conftest import add_fleet
+
+    add_fleet(factory, 2)
+    keep = timedelta(days=90)
+    with transaction(factory) as session:
+        for days_ago in (200, 100, 10):  # dev-000: two old, one recent
+            session.add(Prediction(device_id="dev-000", made_at=T0 - timedelta(days=days_ago),
+                                   horizon_days=7, probability=0.1, model_version="v1"))
+        # dev-001 has not been assessed for long: its only prediction stays.
+        session.add(Prediction(device_id="dev-001", made_at=T0 - timedelta(days=300),
+                               horizon_days=7, probability=0.2, model_version="v1"))
+    with transaction(factory) as session:
+        assert purge_predictions(session, now=T0, keep=keep) == 2
+    with factory() as session:
+        left = session.execute(select(Prediction.device_id, Prediction.made_at)
+                               .order_by(Prediction.device_id)).all()
+    assert [(d, T0 - m) for d, m in left] == [("dev-000", timedelta(days=10)),
+                                              ("dev-001", timedelta(days=300))]
