@@ -291,6 +291,11 @@ def test_the_quality_report_for_managers_and_admins_only(client: TestClient) -> 
     rows = re.findall(r'<th scope="row">([^<]+)</th>', text.split('id="levels"')[1]
                       .split("</table>")[0])
     assert {"ICU North", "Cardiology", "Theatre 2", "All tickets"} <= set(rows)
+    # The chart: three bars per group and the total, each with its figure as a tooltip.
+    chart = text.split('id="compliance-chart"')[1].split("</svg>")[0]
+    labels = re.findall(r'<text x="172"[^>]*>([^<]+)</text>', chart)
+    assert "All tickets" in labels and "ICU North" in labels
+    assert len(re.findall(r"<title>(respond|diagnose|restore): ", chart)) == 3 * len(labels)
     by_model = client.get("/console/reports/quality", params={"group": "model"}).text
     levels = by_model.split('id="levels"')[1].split("</table>")[0]
     assert {"IP-100", "PM-7", "VT-3"} <= set(re.findall(r'<th scope="row">([^<]+)</th>', levels))
