@@ -64,6 +64,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix", default="", help="prefix for device ids")
     parser.add_argument("--live-only", action="store_true",
                         help="with --backfill-days: skip the live phase")
+    parser.add_argument("--drain", type=float, default=0.0, metavar="SECONDS",
+                        help="on stopping, keep publishing until the outbox is empty, at most "
+                             "this long (what was measured then reaches the platform)")
 
 
 def read_credentials(path: Path) -> dict[str, str]:
@@ -112,9 +115,15 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if args.drain > 0:
+            try:
+                fleet.drain(args.drain)
+            except KeyboardInterrupt:
+                pass
         stats = {"samples_queued": fleet.samples_queued, "events_queued": fleet.events_queued,
                  "messages_sent": fleet.courier.sent, "messages_acked": fleet.courier.acked,
-                 "outbox_depth": fleet.outbox.total_depth()}
+                 "outbox_depth": fleet.outbox.total_depth(),
+                 "outbox_dropped": sum(fleet.outbox.dropped(d) for d in fleet.devices)}
         fleet.close()
         print(json.dumps(stats))
     return 0
