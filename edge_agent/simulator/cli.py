@@ -57,6 +57,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="publish this many days of history before going live")
     parser.add_argument("--backfill-step", type=float, default=300.0,
                         help="seconds between historical samples")
+    parser.add_argument("--plan-days", type=float, default=30.0,
+                        help="days the plan reaches past now; faults develop and fail within "
+                             "the history, the day before it and these days")
     parser.add_argument("--fault-fraction", type=float, default=0.2,
                         help="share of devices that degrade towards a failure")
     parser.add_argument("--models", default=",".join(MODELS),
@@ -82,9 +85,10 @@ def run(args: argparse.Namespace) -> int:
     host, _, port = args.broker.rpartition(":")
     now_ms = int(time.time() * 1000)
     history_ms = int(args.backfill_days * DAY_MS)
-    # The plan spans the history and 30 days ahead, so live runs see faults develop too.
+    # The plan spans the history and --plan-days ahead, so live runs see faults develop too.
     scenario = plan_scenario(args.devices, seed=args.seed,
-                             start_ms=now_ms - history_ms - DAY_MS, end_ms=now_ms + 30 * DAY_MS,
+                             start_ms=now_ms - history_ms - DAY_MS,
+                             end_ms=now_ms + int(args.plan_days * DAY_MS),
                              fault_fraction=args.fault_fraction,
                              models=[m for m in args.models.split(",") if m], prefix=args.prefix,
                              faults=args.faults, sudden_share=args.sudden_share)
