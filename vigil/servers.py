@@ -352,10 +352,12 @@ class PostgreSQL(LocalServer):
                "--no-sync", "-E", "UTF8", "--locale", "C.UTF-8"]
         if os.geteuid() == 0:
             self.workdir.chmod(0o755)
+            # The postgres user needs to pass every folder above its own, not only the
+            # nearest ones: a readable folder may sit inside a private one (a test's).
             for parent in self.workdir.parents:
-                if parent == Path("/") or parent.stat().st_mode & 0o005 == 0o005:
-                    break
-                parent.chmod(parent.stat().st_mode | 0o005)
+                mode = parent.stat().st_mode
+                if parent != Path("/") and mode & 0o005 != 0o005:
+                    parent.chmod(mode | 0o005)
             shutil.chown(self.workdir, "postgres")
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         result = subprocess.run(cmd, capture_output=True, text=True)
