@@ -16,14 +16,19 @@ from api import (
     audit,
     auth,
     console,
+    contracts,
     customers,
     devices,
     diagnosis,
+    engineers,
     fhir,
     health,
     knowledge,
+    maintenance,
     predictions,
     problems,
+    reports,
+    surveys,
     tickets,
     users,
 )
@@ -50,6 +55,16 @@ TAGS: list[dict[str, str]] = [
     {"name": "tickets", "description": "The service desk's tickets."},
     {"name": "diagnosis", "description": "Remote-diagnosis sessions: commands to a device "
                                          "and its answers (service organisation)."},
+    {"name": "maintenance", "description": "Preventive-maintenance and calibration plans and "
+                                           "the work recorded against them."},
+    {"name": "reports", "description": "The service-quality report: JSON, CSV and the "
+                                       "published version."},
+    {"name": "surveys", "description": "The customer's satisfaction survey by the token of its "
+                                       "link (no sign-in)."},
+    {"name": "contracts", "description": "Service contracts: levels and calendars "
+                                         "(administrators)."},
+    {"name": "engineers", "description": "Engineers, their working time and qualifications "
+                                         "(administrators)."},
     {"name": "audit", "description": "The audit log (administrators)."},
     {"name": "fhir", "description": "Devices as HL7 FHIR R4 resources, for hospitals' systems."},
     {"name": "health", "description": "Liveness, readiness and metrics, for operators."},
@@ -129,8 +144,8 @@ def create_app(
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics, prefix=API_PREFIX)
 
     app.include_router(health.router)
-    for module in (auth, devices, predictions, tickets, diagnosis, knowledge, customers, users,
-                   audit, fhir):
+    for module in (auth, devices, predictions, tickets, diagnosis, knowledge, maintenance,
+                   reports, surveys, customers, contracts, engineers, users, audit, fhir):
         app.include_router(module.router, prefix=API_PREFIX)
     console.install(app)
 

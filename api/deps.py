@@ -21,7 +21,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from vigil.auth.models import SessionKind
 from vigil.auth.service import (
@@ -34,6 +34,7 @@ from vigil.auth.service import (
     principal_from_access_token,
     principal_from_api_token,
 )
+from vigil.db.enums import RoleName
 from vigil.db.session import transaction
 from vigil.errors import Forbidden
 
@@ -144,10 +145,30 @@ def admin_only(
     yield from _context(request, principal)
 
 
+def managers_only(
+    request: Request, principal: Annotated[Principal, Depends(current_principal)]
+) -> Iterator[Ctx]:
+    """Those who plan the service: admins and managers."""
+    if not principal.roles & {RoleName.ADMIN, RoleName.MANAGER}:
+        raise Forbidden("only managers and administrators may do this")
+    yield from _context(request, principal)
+
+
+def field_staff(
+    request: Request, principal: Annotated[Principal, Depends(current_principal)]
+) -> Iterator[Ctx]:
+    """Those who do the service work: engineers and managers."""
+    if not principal.roles & {RoleName.ENGINEER, RoleName.MANAGER}:
+        raise Forbidden("only engineers and managers may do this")
+    yield from _context(request, principal)
+
+
 Db = Annotated[Session, Depends(get_db, scope="function")]
 SignedIn = Annotated[Ctx, Depends(signed_in, scope="function")]
 StaffOnly = Annotated[Ctx, Depends(staff_only, scope="function")]
 AdminOnly = Annotated[Ctx, Depends(admin_only, scope="function")]
+ManagersOnly = Annotated[Ctx, Depends(managers_only, scope="function")]
+FieldStaff = Annotated[Ctx, Depends(field_staff, scope="function")]
 
 
 def after_commit(session: Session, action: Callable[[], object]) -> None:
@@ -155,12 +176,44 @@ def after_commit(session: Session, action: Callable[[], object]) -> None:
 
     For side effects outside the database that must reflect committed state only,
     such as the broker's password file. A failure is logged: the request has succeeded.
+    SQLAlchemy also emits ``after_commit`` when a savepoint is released, so actions
+    wait for the outermost commit, and one registered in a savepoint that rolled back
+    is dropped with it.
     """
+    pending: list[tuple[SessionTransaction, Callable[[], object]]] | None = \
+        session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+        event.listen(session, "after_commit", _run_committed)
+        event.listen(session, "after_soft_rollback", _drop_rolled_back)
+    where = session.get_nested_transaction() or session.get_transaction()
+    assert where is not None, "after_commit needs a transaction in progress"
+    pending.append((where, action))
 
-    def run(_session: Session) -> None:
+
+_PENDING = "vigil.after_commit"
+
+
+def _run_committed(session: Session) -> None:
+    if session.in_nested_transaction():
+        return
+    pending = session.info.get(_PENDING, [])
+    actions = [action for _where, action in pending]
+    pending.clear()
+    for action in actions:
         try:
             action()
         except Exception:
             log.exception("action after commit failed")
 
-    event.listen(session, "after_commit", run, once=True)
+
+def _drop_rolled_back(session: Session, previous: SessionTransaction) -> None:
+    def inside(where: SessionTransaction | None) -> bool:
+        while where is not None:
+            if where is previous:
+                return True
+            where = where.parent
+        return False
+
+    pending = session.info.get(_PENDING, [])
+    pending[:] = [(where, action) for where, action in pending if not inside(where)]

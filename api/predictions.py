@@ -29,6 +29,11 @@ class RankedPrediction(BaseModel):
     rul_band_days: tuple[float, float] | None = Field(
         description="the remaining-life uncertainty band (lower, upper)")
     drivers: dict[str, Any] = Field(description="metric -> contribution to the prediction")
+    fault_type: str | None = Field(None, description="the likely fault, if the model names one")
+    basis: dict[str, Any] = Field(
+        default_factory=dict,
+        description="what the prediction rests on: the device model's failures in training, "
+                    "whether the band is the model's own or the fleet's pooled one")
     model_version: str
 
 
@@ -67,6 +72,7 @@ def ranked(
             rul_days=p.rul_days,
             rul_band_days=(p.rul_lower_days, p.rul_upper_days)
             if p.rul_lower_days is not None and p.rul_upper_days is not None else None,
-            drivers=dict(p.drivers), model_version=p.model_version)
+            drivers=dict(p.drivers), fault_type=p.fault_type, basis=dict(p.basis),
+            model_version=p.model_version)
         for p, device in rows
     ]

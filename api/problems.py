@@ -28,6 +28,7 @@ from vigil.errors import (
     InvalidTransition,
     NotFound,
 )
+from vigil.pdf import PdfUnavailable
 from vigil.telemetry.store import StoreUnavailable, TelemetryError
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ STATUS_OF: tuple[tuple[type[Exception], int, str], ...] = (
     (InvalidValue, 422, "invalid-value"),
     (TelemetryError, 422, "invalid-telemetry-request"),
     (StoreUnavailable, 503, "telemetry-unavailable"),
+    (PdfUnavailable, 503, "pdf-unavailable"),
 )
 
 
@@ -100,6 +102,11 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
                 headers["WWW-Authenticate"] = 'Bearer realm="vigil"'
             if isinstance(exc, StoreUnavailable):
                 return problem(status, "the telemetry store is unavailable", kind=kind)
+            if isinstance(exc, PdfUnavailable):
+                log.error("PDF output failed on %s %s: %s", request.method, request.url.path,
+                          exc)
+                return problem(status, "PDF output is unavailable on this server; ask for "
+                                       "HTML", kind=kind)
             return problem(status, str(exc) or HTTPStatus(status).phrase, kind=kind,
                            headers=headers)
     return await _unexpected(request, exc)

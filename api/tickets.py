@@ -7,17 +7,23 @@ The routes check that the caller may see the ticket (in the query, see
 
 from __future__ import annotations
 
+from datetime import datetime
 from functools import cache
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Query, Response, status
+from fastapi import Request as HttpRequest
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy import select
 
-from api.deps import Ctx, SignedIn, StaffOnly
+from api.deps import Ctx, FieldStaff, SignedIn, StaffOnly
 from api.params import PathId, QueryId
 from api.problems import responses
+from vigil import pdf
 from vigil.auth.service import Principal
 from vigil.auth.visibility import device_visible, ticket_visible
+from vigil.config import Settings
 from vigil.db.base import utcnow
 from vigil.db.enums import (
     FINAL_TICKET_STATES,
@@ -30,9 +36,9 @@ from vigil.db.enums import (
 from vigil.devices.health import decode_cursor, encode_cursor
 from vigil.devices.models import Device
 from vigil.errors import InvalidRequest, NotFound
-from vigil.tickets import service
-from vigil.tickets.models import Ticket
-from vigil.tickets.priority import Signal, TicketRules
+from vigil.tickets import service, voucher
+from vigil.tickets.models import ServiceReport, Ticket
+from vigil.tickets.priority import DEFAULT_RULES_FILE, Signal, TicketRules
 from vigil.tickets.schemas import (
     AssignmentIn,
     CommentIn,
@@ -55,8 +61,14 @@ _ROLE_ORDER = (RoleName.ADMIN, RoleName.MANAGER, RoleName.ENGINEER, RoleName.CUS
 
 
 @cache
-def ticket_rules() -> TicketRules:
-    return TicketRules.load()
+def ticket_rules(path: Path = DEFAULT_RULES_FILE) -> TicketRules:
+    return TicketRules.load(path)
+
+
+def desk_rules(request: HttpRequest) -> TicketRules:
+    """The service desk's rules as configured (``desk.rules_file``), as the jobs apply them."""
+    settings: Settings = request.app.state.settings
+    return ticket_rules(settings.desk.rules_file or DEFAULT_RULES_FILE)
 
 
 def actor_of(principal: Principal) -> Actor:
@@ -124,7 +136,7 @@ def get_ticket(ticket_id: PathId, ctx: SignedIn) -> TicketDetail:
 @router.post("", response_model=TicketOut, status_code=status.HTTP_201_CREATED,
              responses=responses(401, 403, 404, 409, 422),
              summary="Report a fault on a device; a report of the same open fault joins it")
-def report_fault(body: FaultReport, ctx: SignedIn) -> TicketOut:
+def report_fault(body: FaultReport, ctx: SignedIn, request: HttpRequest) -> TicketOut:
     device = ctx.db.scalar(select(Device).where(Device.id == body.device_id,
                                                 device_visible(ctx.principal)))
     if device is None:
@@ -137,7 +149,7 @@ def report_fault(body: FaultReport, ctx: SignedIn) -> TicketOut:
         signal=signal, title=body.title, description=body.description,
         evidence=service.Evidence(at=now, summary=body.title,
                                   data={"description": body.description[:2000]}),
-        now=now, rules=ticket_rules(), actor=actor_of(ctx.principal))
+        now=now, rules=desk_rules(request), actor=actor_of(ctx.principal))
     return _out(opened.ticket)
 
 
@@ -203,3 +215,77 @@ def sign_off(ticket_id: PathId, ctx: SignedIn) -> TicketOut:
     _visible(ctx, ticket_id)
     return _out(service.sign_off(ctx.db, ticket_id=ticket_id, actor=actor_of(ctx.principal),
                                  user_id=ctx.principal.user_id, now=utcnow()))
+
+
+# A voucher or published report is a standalone page with inline style and no script.
+DOCUMENT_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                "frame-ancestors 'none'; form-action 'none'; base-uri 'none'")
+
+
+class VoucherOut(BaseModel):
+    """An issued service voucher; the document itself is at GET .../voucher."""
+
+    model_config = ConfigDict(from_attributes=True, json_schema_extra={"examples": [{
+        "id": 7, "ticket_id": 42, "version": 1, "issued_at": "2026-12-02T16:00:00Z",
+        "issued_by": "eve",
+        "digest": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08",
+        "has_pdf": True}]})
+
+    id: int
+    ticket_id: int
+    version: int
+    issued_at: datetime
+    issued_by: str
+    digest: str
+    has_pdf: bool
+
+
+def _voucher_out(report: ServiceReport) -> VoucherOut:
+    return VoucherOut(id=report.id, ticket_id=report.ticket_id, version=report.version,
+                      issued_at=report.issued_at, issued_by=report.issued_by,
+                      digest=report.digest, has_pdf=report.pdf is not None)
+
+
+@router.get(
+    "/{ticket_id}/voucher",
+    response_class=Response,
+    responses={**responses(401, 403, 404, 422, 503),
+               200: {"content": {"text/html": {"schema": {"type": "string"}},
+                                 "application/pdf": {"schema": {"type": "string",
+                                                                "format": "binary"}}},
+                     "description": "the voucher as issued, HTML or PDF"}},
+    summary="The ticket's service voucher as issued (the latest version, or one by number)",
+)
+def get_voucher(
+    ticket_id: PathId,
+    ctx: SignedIn,
+    version: Annotated[int | None, Query(ge=1, le=10_000)] = None,
+    format: Literal["html", "pdf"] = "html",
+) -> Response:
+    _visible(ctx, ticket_id)
+    query = select(ServiceReport).where(ServiceReport.ticket_id == ticket_id)
+    if version is not None:
+        query = query.where(ServiceReport.version == version)
+    report = ctx.db.scalar(query.order_by(ServiceReport.version.desc()).limit(1))
+    if report is None:
+        raise NotFound(f"ticket {ticket_id} has no service voucher"
+                       + ("" if version is None else f" version {version}"))
+    digest = {"X-Voucher-Version": str(report.version), "X-Voucher-Digest": report.digest}
+    if format == "pdf":
+        # A voucher issued without its PDF is rendered from the HTML kept with it.
+        body = report.pdf if report.pdf is not None else pdf.from_html(report.html)
+        name = f"service-report_{ticket_id}_v{report.version}.pdf"
+        return Response(body, media_type="application/pdf",
+                        headers={**digest, "Content-Disposition": f'inline; filename="{name}"'})
+    return Response(report.html, media_type="text/html; charset=utf-8",
+                    headers={**digest, "Content-Security-Policy": DOCUMENT_CSP})
+
+
+@router.post("/{ticket_id}/voucher", response_model=VoucherOut,
+             status_code=status.HTTP_201_CREATED, responses=responses(401, 403, 404, 503),
+             summary="Issue the ticket's service voucher (a new version each time; engineers "
+                     "and managers)")
+def issue_voucher(ticket_id: PathId, ctx: FieldStaff) -> VoucherOut:
+    _visible(ctx, ticket_id)
+    return _voucher_out(voucher.issue(ctx.db, ticket_id=ticket_id,
+                                      actor=actor_of(ctx.principal), now=utcnow()))

@@ -35,6 +35,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "ingest": ("ingest.bench", "ingest throughput and end-to-end latency"),
     "nab": ("analytics.bench.nab", "score the streaming detector on NAB data"),
     "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),
+    "prediction": ("analytics.bench.prediction",
+                   "failure prediction trained on one simulated fleet, judged on another"),
     "scoring": ("analytics.jobs.bench", "streaming scoring job: device-days scored per CPU second"),
     "api": ("api.bench", "API requests per second and latency under concurrent clients"),
     "desk": ("vigil.tickets.bench", "SLA watchdog pass and quality report over a large desk"),

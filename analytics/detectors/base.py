@@ -47,9 +47,10 @@ SURPRISE_SCALE = 10.0
 # Saved states name their class; only classes from this package are rebuilt.
 _PACKAGE = __name__.rpartition(".")[0]
 
-# Version 2 added the last timestamp and the windowed extremes; a state of
-# another version is refused rather than half-understood.
-STATE_VERSION = 2
+# Version 2 added the last timestamp and the windowed extremes, version 3 the
+# shape view's scales; a state of another version is refused rather than
+# half-understood.
+STATE_VERSION = 3
 
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+)\s*(s|min|h|d|w)\s*$")
 _UNIT_SECONDS = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}

@@ -64,6 +64,12 @@ def alarm_score(detector: StreamingDetector) -> float:
     return DEFAULT_ALARM_SCORE
 
 
+def samples_seen(detector: StreamingDetector) -> int | None:
+    """How many samples the detector has learned from, if it says."""
+    seen = getattr(detector, "seen_", None)
+    return seen if isinstance(seen, int) else None
+
+
 def score(
     detector: StreamingDetector, times_s: Sequence[float], values: Sequence[float]
 ) -> list[float]:

@@ -149,6 +149,15 @@ def estimator_to_params(estimator: Any) -> dict[str, Any]:
     return _plain({"class": name, "params": estimator.get_params(), "learned": learned})
 
 
+def load(row: ModelVersion) -> Any:
+    """The model of a registry row, rebuilt by its kind's loader from plain parameters."""
+    if row.kind == "failure_prediction":
+        from analytics.prediction.failure import FailurePredictor
+
+        return FailurePredictor.from_params(row.params)
+    return estimator_from_params(row.params)
+
+
 def estimator_from_params(document: Mapping[str, Any]) -> Any:
     """Rebuild an estimator from :func:`estimator_to_params` output; only allow-listed classes."""
     name = document.get("class")

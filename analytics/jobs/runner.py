@@ -200,8 +200,9 @@ class Worker:
             if self._promoted.get(name, (None, None))[0] != version_id:
                 row = session.get(ModelVersion, version_id)
                 try:
-                    params = row.params if row is not None else {}
-                    self._promoted[name] = (version_id, registry.estimator_from_params(params))
+                    if row is None:
+                        raise registry.UnsafeModel("the promoted version disappeared")
+                    self._promoted[name] = (version_id, registry.load(row))
                 except Exception:
                     log.exception("promoted model %s (id %d) could not be loaded", name, version_id)
                     self._promoted[name] = (version_id, None)

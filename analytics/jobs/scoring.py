@@ -165,11 +165,14 @@ def score_device(
         det = detectors.get(metric)
         if det is None:
             det = detectors[metric] = adapter.new_detector()
+        seen = adapter.samples_seen(det)
+        # The first row that may alarm: the one after the stream's probation.
+        may_alarm = 0 if seen is None else max(0, settings.alarm_after_steps - seen)
         scores = adapter.score(det, [times_s[i] for i in rows], [float(column[i]) for i in rows])
         level = adapter.alarm_score(det)
-        for i, s in zip(rows, scores, strict=True):
+        for k, (i, s) in enumerate(zip(rows, scores, strict=True)):
             per_step[i][metric] = s
-            if s >= level:
+            if s >= level and k >= may_alarm:
                 session.add(AnomalyAlarm(
                     device_id=device.id, metric=metric, ts=_utc(times_ms[i]), score=s,
                     value=float(column[i]), detected_at=now))

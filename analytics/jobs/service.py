@@ -35,6 +35,7 @@ def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any,
     """The service desk's jobs: the SLA watchdog, the fault-code intake, maintenance plans,
     satisfaction surveys and retention once per interval for the whole fleet (under a lease),
     the notification outbox's delivery in every worker (SKIP LOCKED shares it)."""
+    from vigil.auth.service import purge_auth_records
     from vigil.maintenance.scheduled import plan_usage, usage_from_store
     from vigil.maintenance.service import refresh
     from vigil.tickets.intake import handle_device_events
@@ -70,7 +71,9 @@ def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any,
 
     def retention(session: Session, now: datetime) -> dict[str, Any]:
         report = purge(session, now=now, years=years)
-        return {"tickets": report.tickets, "maintenance_records": report.maintenance_records}
+        auth = purge_auth_records(session, now=now)
+        return {"tickets": report.tickets, "maintenance_records": report.maintenance_records,
+                "sign_in_attempts": auth.attempts, "auth_sessions": auth.sessions}
 
     def delivery() -> dict[str, Any]:
         report = delivery_job(factory, desk)
@@ -85,6 +88,13 @@ def desk_tasks(settings: Settings, factory: sessionmaker[Session], desk: Any,
 def fleet_tasks(settings: Settings, store: TelemetryStore, rules: TicketRules,
                 factory: sessionmaker[Session]) -> dict[str, FleetTask | TwoPhaseTask]:
     """The analytics' fleet-wide jobs, by name."""
+    from analytics.jobs.prediction import (
+        Candidate,
+        assess_fleet,
+        register_predictor,
+        train_predictor,
+        write_predictions,
+    )
     from analytics.jobs.retrain import register_all, train_all
     from analytics.jobs.ticket_rules import ticket_rules_pass
 
@@ -94,16 +104,34 @@ def fleet_tasks(settings: Settings, store: TelemetryStore, rules: TicketRules,
 
     def train(now: datetime) -> Any:
         with factory() as session:
-            return train_all(session, store=store, now=now,
-                             period=timedelta(days=settings.jobs.retrain_days),
-                             settings=settings.jobs.scoring)
+            detectors = train_all(session, store=store, now=now,
+                                  period=timedelta(days=settings.jobs.retrain_days),
+                                  settings=settings.jobs.scoring)
+            predictor = train_predictor(session, store=store, now=now, settings=settings.jobs)
+        return detectors, predictor
 
     def register(session: Session, now: datetime, trained: Any) -> dict[str, Any]:
-        return register_all(session, trained=trained, now=now)
+        detectors, predictor = trained
+        out = register_all(session, trained=detectors, now=now)
+        outcome = (register_predictor(session, candidate=predictor, now=now)
+                   if isinstance(predictor, Candidate) else predictor)
+        out[outcome.name] = (
+            f"v{outcome.version} {'promoted' if outcome.promoted else 'kept current'}"
+            if outcome.version else outcome.reason)
+        return out
+
+    def assess(now: datetime) -> Any:
+        with factory() as session:
+            return assess_fleet(session, store=store, now=now, settings=settings.jobs)
+
+    def predict(session: Session, now: datetime, assessed: Any) -> dict[str, Any]:
+        return write_predictions(session, assessed=assessed, now=now)
 
     # Training every model may take minutes; a worker that dies mid-way delays it by an hour.
     retrain = TwoPhaseTask(train, register, lease=timedelta(hours=1))
-    return {"ticket_rules": ticket_rules, "retrain": retrain}
+    # Reading a month of each device's steps takes a while for a large fleet: the same.
+    prediction = TwoPhaseTask(assess, predict, lease=timedelta(hours=1))
+    return {"ticket_rules": ticket_rules, "retrain": retrain, "failure_prediction": prediction}
 
 
 class JobsService:

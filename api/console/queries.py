@@ -17,6 +17,8 @@ from vigil.auth.service import Principal
 from vigil.auth.visibility import device_visible, ticket_visible, visible_site_ids
 from vigil.db.enums import FINAL_TICKET_STATES, RoleName
 from vigil.devices.models import Customer, Device, Prediction, Site
+from vigil.diagnosis.models import DiagnosisSession
+from vigil.knowledge.models import TicketArticle
 from vigil.tickets.models import Ticket
 from vigil.users.models import Role, User
 
@@ -163,3 +165,17 @@ def tickets_near_breach(session: Session, principal: Principal, *, within: timed
         select(Ticket).where(ticket_visible(principal), Ticket.state.not_in(_FINAL),
                              due.is_not(None), due <= now + within)
         .order_by(due.asc(), Ticket.id).limit(limit)))
+
+
+def article_verdicts(session: Session, ticket_id: int) -> dict[int, bool | None]:
+    """The verdict recorded on this ticket for each article it used (None: used, not rated)."""
+    rows = session.execute(select(TicketArticle.article_id, TicketArticle.helpful)
+                           .where(TicketArticle.ticket_id == ticket_id))
+    return {int(article_id): helpful for article_id, helpful in rows}
+
+
+def diagnosis_sessions(session: Session, device_id: str, limit: int = 10) -> list[DiagnosisSession]:
+    """A device's latest diagnosis sessions, newest first (the service organisation sees all)."""
+    return list(session.scalars(
+        select(DiagnosisSession).where(DiagnosisSession.device_id == device_id)
+        .order_by(DiagnosisSession.opened_at.desc(), DiagnosisSession.id.desc()).limit(limit)))

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Coroutine
-from datetime import UTC, timedelta
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -28,19 +29,31 @@ from sqlalchemy import select
 
 from api import auth as auth_api
 from api import devices as devices_api
-from api import knowledge as knowledge_api
+from api import diagnosis as diagnosis_api
 from api import predictions as predictions_api
 from api import tickets as tickets_api
 from api import users as users_api
 from api.console import queries
-from api.deps import Ctx, Db, SignedIn
+from api.deps import Ctx, Db, SignedIn, after_commit
 from api.params import PathId
 from vigil.auth.schemas import ConsoleSession, Credentials
 from vigil.auth.service import Throttled, Unauthenticated
 from vigil.auth.visibility import ticket_visible
+from vigil.config import Settings
 from vigil.db.base import utcnow
-from vigil.db.enums import FINAL_TICKET_STATES, Category, RoleName, TicketScope, TicketState
+from vigil.db.enums import (
+    FINAL_TICKET_STATES,
+    Category,
+    Milestone,
+    RoleName,
+    TicketScope,
+    TicketState,
+)
 from vigil.devices.schemas import DeviceIn
+from vigil.diagnosis import service as diagnosis_service
+from vigil.diagnosis.bus import DiagnosisBus
+from vigil.diagnosis.rules import DIAGNOSING_ROLES, is_active
+from vigil.diagnosis.schemas import CommandIn, SessionIn
 from vigil.errors import (
     Conflict,
     DomainError,
@@ -49,10 +62,15 @@ from vigil.errors import (
     InvalidTransition,
     NotFound,
 )
+from vigil.knowledge import service as knowledge
+from vigil.reports import render as report_render
+from vigil.reports.quality import GroupBy, QualityReport, service_quality
+from vigil.reports.render import PUBLISHABLE_GROUPS
 from vigil.schemas import MAX_ID
 from vigil.telemetry.store import TelemetryError
 from vigil.tickets import survey as survey_service
 from vigil.tickets.models import Ticket
+from vigil.tickets.priority import DEFAULT_RULES_FILE, TicketRules
 from vigil.tickets.schemas import (
     AssignmentIn,
     CommentIn,
@@ -74,6 +92,11 @@ from vigil.users.schemas import NewUser, UserIn
 PREFIX = "/console"
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
+# A device's answer as it sent it: readable JSON (the page escapes it like any text).
+templates.env.filters["pretty_json"] = lambda value: json.dumps(
+    value, indent=2, sort_keys=True, ensure_ascii=False)
+templates.env.filters["reject_keys"] = lambda value, *keys: {
+    k: v for k, v in value.items() if k not in keys}
 
 # Scripts and styles come from this origin only; nothing on a page runs inline code.
 SECURITY_HEADERS = {
@@ -177,6 +200,8 @@ def home_of(roles: set[str] | frozenset[str] | list[str]) -> str:
 def _nav(ctx: Ctx) -> list[tuple[str, str]]:
     staff = [("Dashboard", f"{PREFIX}/dashboard"), ("Fleet", f"{PREFIX}/fleet"),
              ("Tickets", f"{PREFIX}/tickets")]
+    if _sees_quality(ctx):
+        staff.append(("Service quality", f"{PREFIX}/reports/quality"))
     if ctx.principal.is_admin:
         return [*staff, ("Administration", f"{PREFIX}/admin")]
     if ctx.principal.is_staff:
@@ -189,7 +214,15 @@ def render(request: Request, ctx: Ctx, name: str, context: dict[str, Any],
     user = ctx.db.get(User, ctx.principal.user_id)
     return templates.TemplateResponse(request, name, {
         "user": user, "role": acting_role(ctx), "nav": _nav(ctx), "path": request.url.path,
-        "is_staff": ctx.principal.is_staff, **context}, status_code=status_code)
+        "is_staff": ctx.principal.is_staff, "may_diagnose": _may_diagnose(ctx), **context},
+        status_code=status_code)
+
+
+async def _form_fields(request: Request) -> dict[str, str]:
+    """A form's text fields, for a form whose fields depend on what it sends (a command's
+    arguments)."""
+    form = await request.form()
+    return {name: value for name, value in form.items() if isinstance(value, str)}
 
 
 def _safe_next(target: str | None) -> str | None:
@@ -216,6 +249,12 @@ def _same_origin(request: Request) -> bool:
 @root.get("/", include_in_schema=False)
 def root_page() -> RedirectResponse:
     return RedirectResponse(f"{PREFIX}/", status_code=307)
+
+
+@root.get("/favicon.ico", include_in_schema=False)
+def favicon() -> RedirectResponse:
+    """Browsers ask for it on pages without an icon link, such as the published report."""
+    return RedirectResponse(f"{PREFIX}/static/favicon.svg", status_code=308)
 
 
 @router.get("/")
@@ -288,40 +327,65 @@ def _bool_or_none(value: str | None) -> bool | None:
     return {"yes": True, "no": False}.get(value or "")
 
 
+def _filters(request: Request, **longest: int) -> dict[str, str]:
+    """A list page's filters as typed ("" for any), each within its length, for links too."""
+    filters = {}
+    for name, limit in longest.items():
+        value = request.query_params.get(name, "")
+        if len(value) > limit:
+            raise InvalidRequest(f"{name}: at most {limit} characters")
+        filters[name] = value
+    return filters
+
+
+# A list page's template and the one of its results, which htmx swaps alone when a filter changes.
+LIST_PAGES = {"fleet": ("fleet.html", "_fleet_results.html", "fleet-results"),
+              "tickets": ("tickets.html", "_queue_results.html", "queue-results")}
+
+
+def _list_url(name: str, filters: dict[str, str], **more: str | int | None) -> str | None:
+    """The list page with its filters and a cursor or page number; None without one."""
+    extra = {k: v for k, v in more.items() if v is not None}
+    if more and not extra:
+        return None
+    return f"{PREFIX}/{name}?" + urlencode({**filters, **extra})
+
+
+def _list_page(request: Request, ctx: Ctx, name: str, context: dict[str, Any],
+               whole_page: Callable[[], dict[str, Any]] | None = None) -> HTMLResponse:
+    """A list page, or only its results when htmx asks (``whole_page`` adds what they skip)."""
+    page, results, target = LIST_PAGES[name]
+    if _is_htmx(request) and request.headers.get("hx-target") == target:
+        return render(request, ctx, results, context)
+    return render(request, ctx, page, {**context, **(whole_page() if whole_page else {})})
+
+
 @router.get("/fleet", response_class=HTMLResponse)
 def fleet(
     request: Request,
     ctx: SignedIn,
-    site: Annotated[str | None, Query(max_length=12)] = None,
-    model: Annotated[str | None, Query(max_length=64)] = None,
-    online: Annotated[str | None, Query(max_length=3)] = None,
-    tickets: Annotated[str | None, Query(max_length=3)] = None,
-    q: Annotated[str | None, Query(max_length=64)] = None,
     sort: FleetSort = "risk",
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> HTMLResponse:
     """Devices most at risk first, filtered, a page at a time (keyset pages stay fast)."""
+    filters = {**_filters(request, site=12, model=64, online=3, tickets=3, q=64), "sort": sort}
     page = devices_api.list_devices(
-        ctx, site_id=_int_or_none(site), model=model or None, online=_bool_or_none(online),
-        has_open_tickets=_bool_or_none(tickets), q=(q or "").strip() or None, sort=sort,
-        order="desc" if _ORDER[sort] == "desc" else "asc", limit=FLEET_PAGE, cursor=cursor)
-    filters = {"site": site or "", "model": model or "", "online": online or "",
-               "tickets": tickets or "", "q": q or "", "sort": sort}
-    next_url = None
-    if page.next_cursor:
-        next_url = f"{PREFIX}/fleet?" + urlencode({**filters, "cursor": page.next_cursor})
+        ctx, site_id=_int_or_none(filters["site"]), model=filters["model"] or None,
+        online=_bool_or_none(filters["online"]),
+        has_open_tickets=_bool_or_none(filters["tickets"]), q=filters["q"].strip() or None,
+        sort=sort, order="desc" if _ORDER[sort] == "desc" else "asc", limit=FLEET_PAGE,
+        cursor=cursor)
     context: dict[str, Any] = {
-        "devices": page.items, "filters": filters, "next_url": next_url,
-        "first_url": f"{PREFIX}/fleet?" + urlencode(filters) if cursor else None,
+        "devices": page.items, "filters": filters,
+        "next_url": _list_url("fleet", filters, cursor=page.next_cursor),
+        "first_url": _list_url("fleet", filters) if cursor else None,
         "site_names": {s.id: s.name for s in queries.sites(ctx.db, ctx.principal)},
         "sites": queries.sites(ctx.db, ctx.principal),
         "models": queries.models(ctx.db, ctx.principal),
         "now": utcnow(),
     }
-    if _is_htmx(request) and request.headers.get("hx-target") == "fleet-results":
-        return render(request, ctx, "_fleet_results.html", context)
-    context["summary"] = queries.fleet_summary(ctx.db, ctx.principal)
-    return render(request, ctx, "fleet.html", context)
+    return _list_page(request, ctx, "fleet", context, lambda: {
+        "summary": queries.fleet_summary(ctx.db, ctx.principal)})
 
 
 DeviceId = Annotated[str, PathParam(max_length=64)]
@@ -351,10 +415,156 @@ def device_page(
 
 
 @router.get("/devices/{device_id}/latest", response_class=HTMLResponse)
-def latest_readings(request: Request, device_id: DeviceId, ctx: SignedIn) -> HTMLResponse:
-    """The device page's latest readings, which it polls."""
+def latest_readings(request: Request, device_id: DeviceId, ctx: SignedIn,
+                    every: Literal["3s", "30s"] = "30s") -> HTMLResponse:
+    """The latest readings, which the device page polls, and a diagnosis session faster."""
     detail = devices_api.get_device(device_id, ctx, request)
-    return render(request, ctx, "_latest_readings.html", {"device": detail})
+    return render(request, ctx, "_latest_readings.html", {"device": detail,
+                                                          "readings_every": every})
+
+
+# --- remote diagnosis -----------------------------------------------------------------
+
+# The transcript is polled this often while the session is active; readings a little slower.
+TRANSCRIPT_POLL = "1s"
+READINGS_POLL = "3s"
+
+
+def _may_diagnose(ctx: Ctx) -> bool:
+    return bool(DIAGNOSING_ROLES & ctx.principal.roles)
+
+
+def _diagnoser(ctx: Ctx) -> None:
+    """Engineers and managers; customers do not learn the page exists."""
+    if not ctx.principal.is_staff:
+        raise NotFound("this page is for the service organisation")
+    if not _may_diagnose(ctx):
+        raise Forbidden("only engineers and managers run diagnosis sessions")
+
+
+def _diagnosis_start(request: Request, ctx: Ctx, device_id: str, ticket: int | None = None,
+                     error: str | None = None, status_code: int = 200,
+                     template: str = "diagnosis_start.html") -> HTMLResponse:
+    detail = devices_api.get_device(device_id, ctx, request)
+    open_tickets = [t for t in detail.tickets
+                    if TicketState(t.state) not in FINAL_TICKET_STATES]
+    sessions = queries.diagnosis_sessions(ctx.db, device_id)
+    return render(request, ctx, template, {
+        "device": detail, "tickets": open_tickets, "ticket": ticket, "error": error,
+        "sessions": sessions, "now": utcnow(),
+        "names": queries.user_names(ctx.db, {s.engineer_id for s in sessions}),
+    }, status_code=status_code)
+
+
+@router.get("/devices/{device_id}/diagnosis", response_class=HTMLResponse)
+def diagnosis_start(request: Request, device_id: DeviceId, ctx: SignedIn,
+                    ticket: Annotated[str | None, Query(max_length=12)] = None) -> HTMLResponse:
+    """Open a session on a device, for one of its open tickets or standalone."""
+    _diagnoser(ctx)
+    return _diagnosis_start(request, ctx, device_id, _int_or_none(ticket))
+
+
+@router.post("/diagnosis", response_class=HTMLResponse)
+def open_diagnosis(request: Request, ctx: SignedIn,
+                   device_id: Annotated[str, Form(max_length=64)] = "",
+                   ticket: Annotated[str, Form(max_length=12)] = "") -> Response:
+    _diagnoser(ctx)
+    opened: list[int] = []
+
+    def act() -> None:
+        body = SessionIn(device_id=device_id, ticket_id=_int_or_none(ticket))
+        opened.append(diagnosis_api.open_session(body, ctx).id)
+
+    error, status = _apply(ctx, act)
+    if error is None:
+        return Response(status_code=204,
+                        headers={"HX-Redirect": f"{PREFIX}/diagnosis/{opened[0]}"})
+    return _diagnosis_start(request, ctx, device_id, _int_or_none(ticket), error, status,
+                            "_diagnosis_open.html")
+
+
+def _session_context(request: Request, ctx: Ctx, session_id: int) -> dict[str, Any]:
+    detail = diagnosis_api.get_session(session_id, ctx)
+    commands = diagnosis_api.list_commands(session_id, ctx, request)
+    return {"session": detail, "commands": commands, "entries": detail.transcript,
+            "after": max((e.id for e in detail.transcript), default=0),
+            "names": queries.user_names(ctx.db, {detail.engineer_id}),
+            "poll": TRANSCRIPT_POLL, "message": None, "error": None, "now": utcnow()}
+
+
+@router.get("/diagnosis/{session_id}", response_class=HTMLResponse)
+def diagnosis_page(request: Request, session_id: PathId, ctx: SignedIn) -> HTMLResponse:
+    """The session: the allowed commands as buttons, the transcript and readings as they come."""
+    _diagnoser(ctx)
+    context = _session_context(request, ctx, session_id)
+    device = devices_api.get_device(context["session"].device_id, ctx, request)
+    return render(request, ctx, "diagnosis.html", {
+        **context, "device": device, "readings_every": READINGS_POLL})
+
+
+@router.get("/diagnosis/{session_id}/transcript", response_class=HTMLResponse)
+def diagnosis_transcript(request: Request, session_id: PathId, ctx: SignedIn,
+                         after: Annotated[int, Query(ge=0, le=2**63 - 1)] = 0) -> Response:
+    """What the transcript gained after ``after``: nothing (204), the new entries, or a reload
+    once the session is over, so the page shows it closed."""
+    _diagnoser(ctx)
+    session = diagnosis_service.get_session(ctx.db, session_id=session_id)
+    active = is_active(expires_at=session.expires_at, closed_at=session.closed_at, now=utcnow())
+    entries = diagnosis_service.entries_after(ctx.db, session_id=session_id, after_id=after)
+    if not entries:
+        return Response(status_code=204, headers={} if active else {"HX-Refresh": "true"})
+    return render(request, ctx, "_diagnosis_entries.html", {
+        "session": {"id": session_id, "active": active}, "entries": entries,
+        "after": entries[-1].id, "poll": TRANSCRIPT_POLL})
+
+
+@router.post("/diagnosis/{session_id}/commands", response_class=HTMLResponse)
+def diagnosis_command(request: Request, session_id: PathId, ctx: SignedIn,
+                      fields: Annotated[dict[str, str], Depends(_form_fields)]) -> HTMLResponse:
+    """Send one allowed command; its answer (or timeout) reaches the transcript on its own."""
+    _diagnoser(ctx)
+    cmd = fields.get("cmd", "")
+    outgoing: list[diagnosis_service.Outgoing] = []
+
+    def act() -> None:
+        spec = {c.name: c for c in diagnosis_api.list_commands(session_id, ctx, request)}.get(cmd)
+        if spec is None:
+            raise InvalidRequest(f"cmd: {cmd[:64]!r} is not allowed for this device")
+        args: dict[str, float | int] = {}
+        for arg in spec.args:
+            value = fields.get(arg.name, "").strip()
+            if value:
+                try:
+                    args[arg.name] = int(value) if arg.type == "integer" else float(value)
+                except ValueError:
+                    raise InvalidRequest(f"{arg.name}: must be a number") from None
+        body = CommandIn(cmd=cmd, args=args)
+        if bus is None:
+            raise Conflict("remote diagnosis is switched off on this server")
+        session = diagnosis_service.get_session(ctx.db, session_id=session_id, lock=True)
+        outgoing.append(diagnosis_service.send_command(
+            ctx.db, session=session, name=body.cmd, args=body.args,
+            caller=diagnosis_service.Caller(ctx.principal.user_id, ctx.principal.username,
+                                            ctx.principal.roles), now=utcnow(),
+            allow_list=request.app.state.allow_list))
+
+    # As the API's route does: the command is published once the request has committed.
+    bus: DiagnosisBus | None = request.app.state.diagnosis
+    error, status = _apply(ctx, act)
+    if outgoing and bus is not None:
+        after_commit(ctx.db, lambda: bus.deliver(outgoing[0]))
+    context = _session_context(request, ctx, session_id)
+    context.update(error=error, message=None if error else
+                   f"{cmd} sent; its answer appears in the transcript.")
+    return render(request, ctx, "_diagnosis_commands.html", context, status_code=status)
+
+
+@router.post("/diagnosis/{session_id}/close")
+def diagnosis_close(session_id: PathId, ctx: SignedIn) -> Response:
+    _diagnoser(ctx)
+    diagnosis_api.close_session(session_id, ctx)
+    return Response(status_code=204,
+                    headers={"HX-Redirect": f"{PREFIX}/diagnosis/{session_id}"})
 
 
 # --- the manager's dashboard ---------------------------------------------------------
@@ -392,7 +602,132 @@ def dashboard(
         "breached": sum(1 for t in at_risk if (queries.deadline_window(t)[1] or utcnow())
                         < utcnow()),
         "within_h": int(AT_RISK_WITHIN.total_seconds() // 3600), "now": utcnow(),
+        "quality_url": f"{PREFIX}/reports/quality" if _sees_quality(ctx) else None,
     })
+
+
+# --- the service-quality report ---------------------------------------------------------
+
+REPORT_DAYS = 30
+REPORT_MAX_DAYS = 731
+GROUP_LABELS = {GroupBy.SITE: "site", GroupBy.MODEL: "device model",
+                GroupBy.ENGINEER: "engineer", GroupBy.PRIORITY: "priority"}
+# Who the published report names as its publisher (as ``vigil report`` does by default).
+PUBLISHER = "Vigil service"
+# The published document is a standalone page with its own inline style and no script.
+PUBLISHED_CSP = ("default-src 'none'; style-src 'unsafe-inline'; img-src 'self' data:; "
+                 "frame-ancestors 'none'; form-action 'none'; base-uri 'none'")
+
+
+def _sees_quality(ctx: Ctx) -> bool:
+    return bool(ctx.principal.roles & {RoleName.MANAGER, RoleName.ADMIN})
+
+
+def _quality_reader(ctx: Ctx) -> None:
+    """Managers and administrators. The report covers every customer, so no customer sees it."""
+    if not ctx.principal.is_staff:
+        raise NotFound("this page is for the service organisation")
+    if not _sees_quality(ctx):
+        raise Forbidden("the service-quality report is for managers and administrators")
+
+
+@dataclass(frozen=True, slots=True)
+class ReportPeriod:
+    """The form's period (whole days, ``last`` included) and grouping, checked."""
+
+    first: date
+    last: date
+    group: GroupBy
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.first, time.min, tzinfo=UTC)
+
+    @property
+    def end(self) -> datetime:
+        return datetime.combine(self.last + timedelta(days=1), time.min, tzinfo=UTC)
+
+    def query(self, group: GroupBy | None = None) -> str:
+        return urlencode({"from": self.first.isoformat(), "to": self.last.isoformat(),
+                          "group": (group or self.group).value})
+
+
+def _report_period(first: str, last: str, group: str) -> ReportPeriod:
+    """The period asked for; an empty field means the last ``REPORT_DAYS`` days to today."""
+    today = utcnow().date()
+    try:
+        end = date.fromisoformat(last) if last else today
+        start = date.fromisoformat(first) if first else end - timedelta(days=REPORT_DAYS - 1)
+    except ValueError:
+        raise InvalidRequest("dates are written YYYY-MM-DD") from None
+    if group and group not in GroupBy.__members__.values():
+        raise InvalidRequest(f"group: one of {', '.join(g.value for g in GroupBy)}")
+    if end < start:
+        raise InvalidRequest("the period ends before it starts")
+    if (end - start).days >= REPORT_MAX_DAYS:
+        raise InvalidRequest(f"a report covers at most {REPORT_MAX_DAYS} days")
+    return ReportPeriod(start, end, GroupBy(group or GroupBy.SITE))
+
+
+def _quality(request: Request, ctx: Ctx, period: ReportPeriod) -> QualityReport:
+    """The report as things stand now (a period running into the future is counted to now),
+    with the service desk's own rules file for the devices' risk classes."""
+    settings: Settings = request.app.state.settings
+    rules = TicketRules.load(settings.desk.rules_file or DEFAULT_RULES_FILE)
+    return service_quality(ctx.db, start=period.start, end=period.end, group_by=period.group,
+                           rules=rules, as_of=min(period.end, utcnow()))
+
+
+ReportField = Annotated[str, Query(max_length=20)]
+# ``from`` is a Python keyword: the form's field has its own name here.
+ReportFrom = Annotated[str, Query(alias="from", max_length=20)]
+
+
+@router.get("/reports/quality", response_class=HTMLResponse)
+def quality_page(request: Request, ctx: SignedIn, first: ReportFrom = "",
+                 to: ReportField = "", group: ReportField = "") -> HTMLResponse:
+    """The service-quality report for a period and grouping, with its CSV and published form."""
+    _quality_reader(ctx)
+    form = {"from": first, "to": to, "group": group or GroupBy.SITE.value}
+    context: dict[str, Any] = {"form": form, "groups": GROUP_LABELS, "report": None,
+                               "error": None}
+    try:
+        period = _report_period(first, to, group)
+    except InvalidRequest as exc:
+        context["error"] = str(exc)
+        return render(request, ctx, "quality.html", context, status_code=422)
+    published_group = period.group if period.group in PUBLISHABLE_GROUPS else GroupBy.MODEL
+    context.update(
+        form={"from": period.first.isoformat(), "to": period.last.isoformat(),
+              "group": period.group.value},
+        report=_quality(request, ctx, period), period=period,
+        csv_url=f"{PREFIX}/reports/quality.csv?{period.query()}",
+        published_url=f"{PREFIX}/reports/quality/published?{period.query(published_group)}",
+        published_group=GROUP_LABELS[published_group],
+        milestones=[m.value for m in Milestone])
+    return render(request, ctx, "quality.html", context)
+
+
+@router.get("/reports/quality.csv")
+def quality_csv(request: Request, ctx: SignedIn, first: ReportFrom = "", to: ReportField = "",
+                group: ReportField = "") -> Response:
+    """The report's rows and total as CSV: rates are shares (0..1), times hours."""
+    _quality_reader(ctx)
+    period = _report_period(first, to, group)
+    name = f"service-quality-{period.first}-{period.last}-by-{period.group.value}.csv"
+    return Response(report_render.as_csv(_quality(request, ctx, period)), media_type="text/csv",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})
+
+
+@router.get("/reports/quality/published", response_class=HTMLResponse)
+def quality_published(request: Request, ctx: SignedIn, first: ReportFrom = "",
+                      to: ReportField = "", group: ReportField = "") -> HTMLResponse:
+    """The version to publish: by device model or priority, naming no customer, site or person."""
+    _quality_reader(ctx)
+    period = _report_period(first, to, group or GroupBy.MODEL.value)
+    document = report_render.publishable_html(_quality(request, ctx, period),
+                                              organisation=PUBLISHER)
+    return HTMLResponse(document, headers={"Content-Security-Policy": PUBLISHED_CSP})
 
 
 # --- tickets --------------------------------------------------------------------------
@@ -402,33 +737,25 @@ def dashboard(
 def ticket_queue(
     request: Request,
     ctx: SignedIn,
-    priority: Annotated[str | None, Query(max_length=2)] = None,
-    state: Annotated[str | None, Query(max_length=20)] = None,
-    mine: Annotated[str | None, Query(max_length=3)] = None,
-    closed: Annotated[str | None, Query(max_length=3)] = None,
     page: Annotated[int, Query(ge=1, le=10_000)] = 1,
 ) -> HTMLResponse:
     """The queue by the deadline closest to breach; countdowns tick in the browser."""
-    f = queries.QueueFilter(priority=priority or None, state=state or None, mine=mine == "yes",
-                            include_closed=closed == "yes")
+    filters = _filters(request, priority=2, state=20, mine=3, closed=3)
+    f = queries.QueueFilter(
+        priority=filters["priority"] or None, state=filters["state"] or None,
+        mine=filters["mine"] == "yes", include_closed=filters["closed"] == "yes")
     result = queries.ticket_queue(ctx.db, ctx.principal, f, page)
-    filters = {"priority": priority or "", "state": state or "", "mine": mine or "",
-               "closed": closed or ""}
     context = {
         "tickets": [(t, *queries.deadline_window(t)) for t in result.tickets],
         "filters": filters, "page": result.page,
-        "next_url": f"{PREFIX}/tickets?" + urlencode({**filters, "page": page + 1})
-        if result.has_next else None,
-        "prev_url": f"{PREFIX}/tickets?" + urlencode({**filters, "page": page - 1})
-        if page > 1 else None,
+        "next_url": _list_url("tickets", filters, page=page + 1) if result.has_next else None,
+        "prev_url": _list_url("tickets", filters, page=page - 1) if page > 1 else None,
         "names": queries.user_names(ctx.db, {t.assigned_to_id for t in result.tickets}),
         "site_names": queries.site_names(ctx.db, ctx.principal,
                                          {t.site_id for t in result.tickets}),
         "states": [s.value for s in TicketState], "now": utcnow(),
     }
-    if _is_htmx(request) and request.headers.get("hx-target") == "queue-results":
-        return render(request, ctx, "_queue_results.html", context)
-    return render(request, ctx, "tickets.html", context)
+    return _list_page(request, ctx, "tickets", context)
 
 
 # What the buttons say: the move, not the state it leads to.
@@ -502,8 +829,12 @@ def _ticket_context(ctx: Ctx, ticket_id: int, message: str | None = None,
     latest = (row.evidence or {}).get("latest") or {}
     return {
         "chart_json": _evidence_chart(row), "latest_evidence": latest.get("summary"),
-        # The knowledge base is the service organisation's (the API's route says so too).
-        "articles": knowledge_api.suggestions(ticket_id, ctx) if ctx.principal.is_staff else [],
+        # The knowledge base is the service organisation's; engineers and managers rate it.
+        "articles": knowledge.suggest(ctx.db, ticket_id=ticket_id)
+        if ctx.principal.is_staff else [],
+        "verdicts": queries.article_verdicts(ctx.db, ticket_id) if ctx.principal.is_staff
+        else {},
+        "can_rate": role in RATING_ROLES,
         "ticket": detail, "row": row,
         # The customer closes by signing off, in its own panel.
         "moves": [m for m in _moves(row, role) if not (customer and m["to"] == "closed")],
@@ -517,6 +848,10 @@ def _ticket_context(ctx: Ctx, ticket_id: int, message: str | None = None,
         "is_open": TicketState(detail.state) not in FINAL_TICKET_STATES,
         "message": message, "error": error, "now": utcnow(),
     }
+
+
+# Who may say whether a suggested article helped (``knowledge.service.feedback`` decides too).
+RATING_ROLES = frozenset({ActorRole.ENGINEER, ActorRole.MANAGER})
 
 
 @router.get("/tickets/{ticket_id}", response_class=HTMLResponse)
@@ -629,6 +964,23 @@ def sign_off(request: Request, ticket_id: PathId, ctx: SignedIn,
                         _apply(ctx, act))
 
 
+@router.post("/tickets/{ticket_id}/articles/{article_id}/feedback", response_class=HTMLResponse)
+def article_feedback(request: Request, ticket_id: PathId, article_id: PathId, ctx: SignedIn,
+                     helpful: Annotated[str, Form(max_length=3)] = "") -> HTMLResponse:
+    """An engineer's verdict on a suggested article, which moves its rank for later tickets."""
+    def act() -> None:
+        tickets_api.get_ticket(ticket_id, ctx)  # the caller must see it
+        if helpful not in ("yes", "no"):
+            raise InvalidRequest("helpful: yes or no")
+        knowledge.feedback(ctx.db, ticket_id=ticket_id, article_id=article_id,
+                           helpful=helpful == "yes", actor=tickets_api.actor_of(ctx.principal),
+                           now=utcnow())
+
+    verdict = "helpful" if helpful == "yes" else "not helpful"
+    return _after_write(request, ctx, ticket_id, f"Article marked {verdict}; thank you.",
+                        _apply(ctx, act))
+
+
 @router.post("/tickets/{ticket_id}/survey", response_class=HTMLResponse)
 def survey(request: Request, ticket_id: PathId, ctx: SignedIn,
            score: Annotated[str, Form(max_length=1)] = "",
@@ -723,7 +1075,7 @@ def report_fault(
         body = FaultReport.model_validate({
             "device_id": device_id, "title": title.strip(), "description": description.strip(),
             "category": category or None, "emergency": emergency == "yes"})
-        opened.append(tickets_api.report_fault(body, ctx).id)
+        opened.append(tickets_api.report_fault(body, ctx, request).id)
 
     try:
         error, status = _apply(ctx, act)

@@ -134,8 +134,9 @@ def test_state_size_does_not_grow_with_stream_length() -> None:
     det.update_many(ts[6000:], xs[6000:])
     late = len(json.dumps(det.get_state()))
     assert late <= early * 1.05
-    assert len(det.shape_.tail_.window_) == det.history
-    assert det.shape_.shapes_.shape == (det.shape_memory, det.shape_blocks)
+    for scale in det.shape_.scales_:
+        assert len(scale.tail.window_) == det.history
+        assert scale.shapes.shape == (det.shape_blocks, det.shape_memory)
 
 
 def test_flags_an_injected_spike_and_nothing_else() -> None:
@@ -238,13 +239,34 @@ def test_a_shape_never_spans_a_gap() -> None:
     det = ShapeNoveltyDetector(max_gap=3600.0)
     det.update_many(ts[:1500], xs[:1500])
     later = ts[1500] + 7200.0  # two hours of silence
-    span = det.blocks * det.block_size
-    stats = [det.statistic(later + i * STEP, xs[1501 + i]) for i in range(span)]
-    assert stats[: span - 1] == [None] * (span - 1)  # a full new shape is needed first
-    assert stats[-1] is not None
+    span = det.blocks * det.block_size  # the finest scale's; the next is twice as long
+    stats = [det.distances(later + i * STEP, xs[1501 + i]) for i in range(2 * span)]
+    fine, coarse = [s[0] for s in stats], [s[1] for s in stats]
+    assert fine[: span - 1] == [None] * (span - 1)  # a full new shape is needed first
+    assert fine[span - 1] is not None
+    assert coarse[: 2 * span - 1] == [None] * (2 * span - 1)
+    assert coarse[-1] is not None
     steady = ShapeNoveltyDetector(max_gap=3600.0)  # no gap: shapes keep coming
     steady.update_many(ts[:1501], xs[:1501])
-    assert any(steady.statistic(ts[1501 + i], xs[1501 + i]) is not None for i in range(8))
+    assert any(steady.distances(ts[1501 + i], xs[1501 + i])[0] is not None for i in range(8))
+
+
+def test_a_second_scale_adds_to_the_first_and_sees_a_slowed_cycle() -> None:
+    """A 128-sample cycle that slows to half its speed: both scales notice, and the
+    64-sample shapes, which hold half a cycle, are far more surprised than the
+    32-sample ones."""
+    n, change = 6000, 5000
+    ts = [START + i * STEP for i in range(n)]
+    rng = random.Random(3)
+    phase = [i / 128 if i < change else change / 128 + (i - change) / 256 for i in range(n)]
+    xs = [math.sin(2 * math.pi * p) + rng.gauss(0.0, 0.02) for p in phase]
+    one = ShapeNoveltyDetector(block_size=4, scales=1, memory=2000, history=2000)
+    two = ShapeNoveltyDetector(block_size=4, scales=2, memory=2000, history=2000)
+    s1, s2 = one.update_many(ts, xs), two.update_many(ts, xs)
+    assert all(b >= a for a, b in zip(s1, s2, strict=True))  # the finest scale is the same
+    assert max(s2[3000:change]) < alarm_score()
+    assert max(s2[change : change + 400]) >= alarm_score()
+    assert max(s2[change : change + 400]) > max(s1[change : change + 400])
 
 
 @pytest.mark.parametrize("cls", DETECTORS)
@@ -271,7 +293,8 @@ def test_state_carries_version_and_last_timestamp() -> None:
     assert state["last_timestamp"] == ts[-1] and state["version"] >= 2
     resumed = StreamingDetector.from_state(state)
     assert resumed.update(ts[-5], 1e9) == 0.0  # an old sample replayed after the restart
-    for bad in ({k: v for k, v in state.items() if k != "version"}, {**state, "version": 1}):
+    old = ({**state, "version": v} for v in (1, 2))  # version 2 had one shape scale
+    for bad in ({k: v for k, v in state.items() if k != "version"}, *old):
         with pytest.raises(ValueError, match="version"):
             StreamingDetector.from_state(bad)
 

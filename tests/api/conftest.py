@@ -18,12 +18,14 @@ from api.app import create_app
 from vigil.auth.passwords import hash_password
 from vigil.config import ApiSettings, Settings
 from vigil.db import migrations
+from vigil.db.enums import Category
 from vigil.db.models import Customer, Device, Prediction, Role, Site, Ticket, User
 from vigil.db.session import make_engine, make_session_factory, transaction
 from vigil.diagnosis.models import DiagnosisSession
-from vigil.knowledge.models import KnowledgeArticle
+from vigil.knowledge import service as knowledge
 from vigil.telemetry.embedded import EmbeddedStore
 from vigil.telemetry.store import Point
+from vigil.tickets.transitions import Actor, ActorRole
 
 PASSWORD = "correct horse battery staple"
 ROLES = ("admin", "manager", "engineer", "customer")
@@ -106,12 +108,15 @@ def world(sessions: sessionmaker[Session]) -> World:
         session.add(diagnosis)
         session.flush()
         w.diagnosis_session_id = diagnosis.id
-        article = KnowledgeArticle(title="Occlusion alarm: check the pressure sensor",
-                                   body="Clean the sensor, recalibrate.", category="mechanical",
-                                   device_model="IP-100", symptoms=["occlusion"])
-        session.add_all([article, KnowledgeArticle(title="Any pump: fuse", body="Swap it.",
-                                                   category="electrical")])
-        session.flush()
+        # Through the knowledge service, so each article has the version suggestions rank.
+        author = Actor("eve", ActorRole.ENGINEER)
+        article = knowledge.create_article(
+            session, now=now, actor=author, content=knowledge.Content(
+                title="Occlusion alarm: check the pressure sensor", symptoms="occlusion",
+                fix="Clean the sensor, recalibrate.", device_models=["IP-100"],
+                categories=[Category.MECHANICAL]))
+        knowledge.create_article(session, now=now, actor=author, content=knowledge.Content(
+            title="Any pump: fuse", fix="Swap it.", categories=[Category.ELECTRICAL]))
         w.article_id = article.id
     return w
 

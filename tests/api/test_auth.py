@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -187,6 +188,35 @@ def test_throttle_window_passes(sessions: sessionmaker[Session], world: World) -
         user = service.authenticate(session, username="admin", password=PASSWORD,
                                     address="10.0.0.1", now=later)
     assert user is not None and user.username == "admin"
+
+
+def test_old_sign_in_records_are_removed_and_recent_ones_kept(
+        sessions: sessionmaker[Session], world: World) -> None:
+    from vigil.auth.models import SessionKind, SignInAttempt
+    from vigil.errors import InvalidRequest
+
+    now = datetime.now(UTC)
+    # Its refresh token ran out just over the kept period ago.
+    old = now - service.AUTH_RECORDS_KEPT - service.REFRESH_TTL - timedelta(days=1)
+    with sessions.begin() as session:
+        user = session.scalars(select(User).where(User.username == "admin")).one()
+        before = {"attempts": session.query(SignInAttempt).count(),
+                  "sessions": session.query(AuthSession).count()}
+        service.authenticate(session, username="admin", password="bad", address="10.9.9.9",
+                             now=old)
+        ended = service.start_session(session, user=user, kind=SessionKind.BEARER,
+                                      address="10.9.9.9", now=old).session.id
+        kept = service.start_session(session, user=user, kind=SessionKind.COOKIE,
+                                     address="10.9.9.9", now=now).session.id
+    with sessions.begin() as session:
+        with pytest.raises(InvalidRequest):
+            service.purge_auth_records(session, now=now, keep=timedelta(minutes=1))
+        purged = service.purge_auth_records(session, now=now)
+        assert (purged.attempts, purged.sessions) == (1, 1)
+        ids = set(session.scalars(select(AuthSession.id)))
+        assert kept in ids and ended not in ids
+        assert session.query(SignInAttempt).count() == before["attempts"]
+        assert session.query(AuthSession).count() == before["sessions"] + 1
 
 
 def test_create_admin_prints_the_password_once_and_stores_a_hash(tmp_path) -> None:

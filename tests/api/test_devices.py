@@ -209,7 +209,8 @@ def test_predictions_ranked_by_risk_for_what_the_caller_sees(
         session.add_all([
             Prediction(device_id="pump-a1", made_at=now, horizon_days=30, probability=0.9,
                        rul_days=12, rul_lower_days=8, rul_upper_days=20,
-                       model_version="t2", drivers={"motor_current": 0.7}),
+                       model_version="t2", drivers={"motor_current": -0.7},
+                       fault_type="E-MOTOR-STALL", basis={"calibration": "pooled"}),
             Prediction(device_id="pump-a2", made_at=now, horizon_days=30, probability=0.2,
                        model_version="t2"),
         ])
@@ -217,7 +218,10 @@ def test_predictions_ranked_by_risk_for_what_the_caller_sees(
     assert [(p["device_id"], p["probability"]) for p in staff] == [
         ("pump-a1", 0.9), ("pump-b1", 0.4), ("pump-a2", 0.2)]
     assert staff[0]["rul_band_days"] == [8, 20]
-    assert staff[0]["drivers"] == {"motor_current": 0.7}
+    assert staff[0]["drivers"] == {"motor_current": -0.7}
+    assert staff[0]["fault_type"] == "E-MOTOR-STALL"
+    assert staff[0]["basis"] == {"calibration": "pooled"}
+    assert staff[2]["fault_type"] is None and staff[2]["basis"] == {}
     mine = client.get("/api/v1/predictions?min_probability=0.3",
                       headers=headers("customer-a")).json()
     assert [p["device_id"] for p in mine] == ["pump-a1"]

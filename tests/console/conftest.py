@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
 import threading
 import time
@@ -19,21 +20,25 @@ from pathlib import Path
 import pytest
 import uvicorn
 from fastapi import FastAPI
+from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
+from tests.conftest import IN_CI
 from vigil.auth.passwords import hash_password
 from vigil.config import Settings
 from vigil.db import migrations
 from vigil.db.enums import Category, TicketSource
 from vigil.db.models import Customer, Device, DeviceEvent, Prediction, Role, Site, User
 from vigil.db.session import make_engine, make_session_factory, transaction
-from vigil.knowledge.models import KnowledgeArticle
+from vigil.knowledge import service as knowledge
+from vigil.knowledge.service import Content
 from vigil.telemetry.embedded import EmbeddedStore
 from vigil.telemetry.store import Point
 from vigil.tickets import service
 from vigil.tickets.priority import Signal, TicketRules
+from vigil.tickets.transitions import Actor, ActorRole
 
 PASSWORD = "correct horse battery staple"
 MODELS = ("IP-100", "PM-7", "VT-3")
@@ -112,7 +117,9 @@ def seed(sessions: sessionmaker[Session], store: EmbeddedStore, now: datetime) -
                     rul_lower_days=max(1.0, (1 - probability) * 90),
                     rul_upper_days=(1 - probability) * 150 + 5, model_version="rul-2026.11",
                     drivers={"motor_current_a": round(probability * 0.6, 2),
-                             "temperature_c": round(probability * 0.3, 2)}))
+                             "temperature_c": round(probability * 0.3, 2)},
+                    fault_type="E-MOTOR-STALL" if n == 0 else None,
+                    basis={"calibration": "pooled", "model_failures": 1} if n == 0 else {}))
             session.add(DeviceEvent(device_id=ids[0], seq=1, ts=now - timedelta(hours=3),
                                     code="E042", severity="warning",
                                     text="Occlusion pressure above limit"))
@@ -123,14 +130,18 @@ def seed(sessions: sessionmaker[Session], store: EmbeddedStore, now: datetime) -
                               ("engineer", "Eli Engineer")):
             world.user_ids[role] = _user(session, role, display, role, digest).id
         _user(session, "engineer-2", "Noor Engineer", "engineer", digest)
-        session.add_all([
-            KnowledgeArticle(title="Occlusion alarms on IP-100 without a real occlusion",
-                             body="Check the pressure sensor's seat; replace the pump segment "
-                                  "if it is worn.", category="mechanical", device_model="IP-100"),
-            KnowledgeArticle(title="Noisy fans", body="Clean the filter; replace the fan.",
-                             category="mechanical"),
-        ])
-        session.flush()
+        author = Actor("Eli Engineer", ActorRole.ENGINEER)
+        for content in (
+            Content(title="Occlusion alarms on IP-100 without a real occlusion",
+                    symptoms="Occlusion alarm while the line is clear.",
+                    cause="The pressure sensor is not seated.",
+                    fix="Check the pressure sensor's seat; replace the pump segment if it is "
+                        "worn.", device_models=["IP-100"], categories=[Category.MECHANICAL]),
+            Content(title="Noisy fans", symptoms="Fan noise.", cause="A clogged filter.",
+                    fix="Clean the filter; replace the fan.",
+                    categories=[Category.MECHANICAL]),
+        ):
+            knowledge.create_article(session, content=content, actor=author, now=now)
         openings = [  # device index, hours ago, emergency, title, category
             (0, 0.4, True, "Occlusion alarm without occlusion", "mechanical"),
             (1, 3.5, False, "Display flickers after warm-up", "electrical"),
@@ -229,3 +240,22 @@ def screenshots() -> Path:
     folder = Path(os.environ.get("VIGIL_SCREENSHOTS", ROOT / "build" / "console-screenshots"))
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def chromium_path() -> str | None:
+    return os.environ.get("VIGIL_CHROMIUM") or shutil.which("chromium") or shutil.which(
+        "chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    """One headless Chromium for every browser test of the session (Playwright allows one)."""
+    path = chromium_path()
+    if path is None:
+        if IN_CI:
+            pytest.fail("Chromium is missing: scripts/setup installs Debian's package")
+        pytest.skip("Chromium is not installed (scripts/setup installs it)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, args=["--no-sandbox"])
+        yield browser
+        browser.close()

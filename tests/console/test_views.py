@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import csv
 import html
+import io
 import re
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,6 +17,7 @@ from sqlalchemy import select
 from tests.console.conftest import PASSWORD, Running
 from tests.tickets.test_survey import closed_ticket
 from vigil.db.models import Device, Ticket
+from vigil.knowledge.models import KnowledgeArticle
 from vigil.tickets import survey
 
 
@@ -126,13 +130,28 @@ def test_odd_ids_are_clear_answers_not_errors(client: TestClient) -> None:
     assert client.get("/console/tickets/987654").status_code == 404
     assert client.get("/console/devices/no-such-device").status_code == 404
     assert client.get("/console/fleet", params={"site": "9" * 12}).status_code == 200
+    too_long = client.get("/console/fleet", params={"q": "x" * 65})
+    assert too_long.status_code == 422 and "q: at most 64 characters" in too_long.text
+    assert client.get("/console/tickets", params={"state": "x" * 21}).status_code == 422
+
+
+def test_list_filters_survive_paging_and_htmx_gets_only_the_results(client: TestClient) -> None:
+    sign_in(client, "manager")
+    page = client.get("/console/tickets", params={"closed": "yes", "priority": ""}).text
+    assert "<h1>" in page
+    part = client.get("/console/fleet", params={"sort": "model", "q": ""},
+                      headers={"HX-Request": "true", "HX-Target": "fleet-results"})
+    assert part.status_code == 200 and "<h1>" not in part.text and 'id="fleet-results"' in part.text
+    found = re.search(r'<a href="([^"]+)"[^>]*rel="next"', part.text)
+    assert found and "sort=model" in html.unescape(found.group(1))
+    assert "cursor=" in html.unescape(found.group(1))
 
 
 def test_the_device_page_polls_its_latest_readings(client: TestClient, server: Running) -> None:
     sign_in(client, "engineer")
     device = server.world.devices["a"][1]
     page = client.get(f"/console/devices/{device}").text
-    assert f'hx-get="/console/devices/{device}/latest"' in page
+    assert f'hx-get="/console/devices/{device}/latest?every=30s"' in page
     latest = client.get(f"/console/devices/{device}/latest", headers={"HX-Request": "true"})
     assert latest.status_code == 200
     assert "temperature_c" in latest.text and "<html" not in latest.text
@@ -220,6 +239,179 @@ def test_staff_see_knowledge_base_suggestions_and_customers_do_not(
     sign_in(client, "customer-a")
     page = client.get(f"/console/tickets/{tid}").text
     assert "Knowledge base" not in page and "Noisy fans" not in page
+
+
+def _write(client: TestClient, path: str, data: dict[str, str]) -> Any:
+    token = client.cookies.get("vigil_csrf") or ""
+    return client.post(path, data=data, headers={"X-CSRF-Token": token, "HX-Request": "true"})
+
+
+def test_engineers_rate_suggested_articles_and_the_counts_follow(
+    client: TestClient, server: Running
+) -> None:
+    tid = server.world.tickets["b"][0]  # a mechanical fault on an IP-100
+    with server.sessions() as session:
+        article = session.scalars(select(KnowledgeArticle).where(
+            KnowledgeArticle.title.startswith("Occlusion alarms"))).one().id
+    path = f"/console/tickets/{tid}/articles/{article}/feedback"
+    sign_in(client, "engineer")
+    page = client.get(f"/console/tickets/{tid}").text
+    assert f'hx-post="{path}"' in page
+    done = _write(client, path, {"helpful": "yes"})
+    assert done.status_code == 200 and "Article marked helpful" in done.text
+    assert "1 found it helpful, 0 did not" in done.text
+    assert 'aria-pressed="true">Helpful</button>' in done.text
+    flipped = _write(client, path, {"helpful": "no"})
+    assert "0 found it helpful, 1 did not" in flipped.text
+    assert "article #%d marked not helpful" % article in flipped.text  # in the history
+    assert _write(client, path, {"helpful": "maybe"}).status_code == 422
+    sign_in(client, "admin")  # sees the articles, but rating is the engineers' and managers'
+    page = client.get(f"/console/tickets/{tid}").text
+    assert "Noisy fans" in page and f'hx-post="{path}"' not in page
+    refused = _write(client, path, {"helpful": "yes"})
+    assert refused.status_code == 403 and 'role="alert"' in refused.text
+    sign_in(client, "customer-b")
+    assert _write(client, path, {"helpful": "yes"}).status_code == 403
+    sign_in(client, "customer-a")  # another customer's ticket does not exist for it
+    assert _write(client, path, {"helpful": "yes"}).status_code == 404
+    with server.sessions() as session:
+        counts = session.get(KnowledgeArticle, article)
+        assert counts is not None and (counts.helpful_count, counts.not_helpful_count) == (0, 1)
+
+
+def test_the_quality_report_for_managers_and_admins_only(client: TestClient) -> None:
+    sign_in(client, "manager")
+    page = client.get("/console/reports/quality")
+    assert page.status_code == 200, page.text
+    text = page.text
+    for heading in ("Service levels", "Outcomes", "Reliability by device model",
+                    "Planned maintenance"):
+        assert heading in text
+    assert "St. Anna Hospital" not in text  # sites are named, their customers not needed
+    rows = re.findall(r'<th scope="row">([^<]+)</th>', text.split('id="levels"')[1]
+                      .split("</table>")[0])
+    assert {"ICU North", "Cardiology", "Theatre 2", "All tickets"} <= set(rows)
+    by_model = client.get("/console/reports/quality", params={"group": "model"}).text
+    levels = by_model.split('id="levels"')[1].split("</table>")[0]
+    assert {"IP-100", "PM-7", "VT-3"} <= set(re.findall(r'<th scope="row">([^<]+)</th>', levels))
+    assert client.get("/console/dashboard").text.count('href="/console/reports/quality"') == 2
+    sign_in(client, "admin")
+    assert client.get("/console/reports/quality").status_code == 200
+    sign_in(client, "engineer")
+    assert client.get("/console/reports/quality").status_code == 403
+    assert client.get("/console/reports/quality.csv").status_code == 403
+    assert 'href="/console/reports/quality"' not in client.get("/console/dashboard").text
+    sign_in(client, "customer-a")
+    for path in ("/console/reports/quality", "/console/reports/quality.csv",
+                 "/console/reports/quality/published"):
+        assert client.get(path).status_code == 404
+
+
+def test_the_quality_report_form_refuses_odd_periods_clearly(client: TestClient) -> None:
+    sign_in(client, "manager")
+    for params, says in (({"from": "2026-05-02", "to": "2026-05-01"}, "ends before it starts"),
+                         ({"from": "yesterday"}, "YYYY-MM-DD"),
+                         ({"group": "customer"}, "group: one of"),
+                         ({"from": "2020-01-01", "to": "2026-01-01"}, "at most 731 days")):
+        answer = client.get("/console/reports/quality", params=params)
+        assert answer.status_code == 422 and says in answer.text, params
+        assert 'role="alert"' in answer.text
+
+
+def test_the_quality_csv_and_the_published_version(client: TestClient) -> None:
+    sign_in(client, "manager")
+    today = datetime.now(UTC).date()
+    period = {"from": (today - timedelta(days=6)).isoformat(), "to": today.isoformat()}
+    answer = client.get("/console/reports/quality.csv", params={**period, "group": "site"})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/csv")
+    assert "attachment" in answer.headers["content-disposition"]
+    lines = list(csv.DictReader(io.StringIO(answer.text)))
+    assert lines[-1]["group"] == "(all)" and int(lines[-1]["opened"]) >= 14
+    assert {"ICU North", "Theatre 2"} <= {line["group"] for line in lines}
+    page = client.get("/console/reports/quality", params={**period, "group": "site"}).text
+    found = re.search(r'id="published-link" href="([^"]+)"', page)
+    assert found
+    link = html.unescape(found.group(1))
+    assert "group=model" in link  # sites are not named in public
+    published = client.get(link)
+    assert published.status_code == 200 and "Reliability by device model" in published.text
+    assert "script-src" not in published.headers["content-security-policy"]
+    for private in ("St. Anna", "Riverside", "ICU North", "Theatre 2", "Eli Engineer",
+                    "ip100-a000"):
+        assert private not in published.text
+    assert client.get("/console/reports/quality/published",
+                      params={**period, "group": "site"}).status_code == 422
+
+
+def test_remote_diagnosis_without_a_broker_says_the_command_was_not_delivered(
+    client: TestClient, server: Running
+) -> None:
+    device, ticket = server.world.devices["a"][1], server.world.tickets["a"][1]
+    sign_in(client, "engineer")
+    start = client.get(f"/console/devices/{device}/diagnosis", params={"ticket": ticket}).text
+    assert f'<option value="{ticket}" selected>' in start
+    assert f'href="/console/devices/{device}/diagnosis?ticket={ticket}"' in client.get(
+        f"/console/tickets/{ticket}").text
+    assert f'href="/console/devices/{device}/diagnosis"' in client.get(
+        f"/console/devices/{device}").text
+    opened = _write(client, "/console/diagnosis", {"device_id": device, "ticket": str(ticket)})
+    assert opened.status_code == 204, opened.text
+    page_url = opened.headers["hx-redirect"]
+    session_id = int(page_url.rsplit("/", 1)[1])
+    page = client.get(page_url).text
+    assert "Run self_test" in page and f'href="/console/tickets/{ticket}"' in page
+    # set_sampling changes the device: refused outside the maintenance state, and says why.
+    assert re.search(r'id="cmd-set_sampling-button" class="danger" disabled', page)
+    assert "Not now: set_sampling changes the device" in page
+    commands = f"/console/diagnosis/{session_id}/commands"
+    refused = _write(client, commands, {"cmd": "set_sampling", "interval_s": "0.5"})
+    assert refused.status_code == 409 and 'role="alert"' in refused.text
+    assert "needs the maintenance state" in refused.text
+    bad = _write(client, commands, {"cmd": "get_logs", "lines": "many"})
+    assert bad.status_code == 422 and "lines: must be a number" in bad.text
+    assert _write(client, commands, {"cmd": "reboot"}).status_code == 422
+    sent = _write(client, commands, {"cmd": "get_logs", "lines": "20"})
+    assert sent.status_code == 200, sent.text
+    assert "get_logs sent" in sent.text
+    # This server's diagnosis bus is not connected: the transcript says so at once.
+    more = client.get(f"/console/diagnosis/{session_id}/transcript", params={"after": 0},
+                      headers={"HX-Request": "true"})
+    assert more.status_code == 200
+    assert "Sent <code>get_logs</code>" in more.text and "lines=20" in more.text
+    assert "Not delivered" in more.text and 'hx-swap-oob="beforeend:#transcript"' in more.text
+    cursor = re.search(r"transcript\?after=(\d+)", more.text)
+    assert cursor
+    last = int(cursor.group(1))
+    nothing = client.get(f"/console/diagnosis/{session_id}/transcript", params={"after": last})
+    assert nothing.status_code == 204 and "hx-refresh" not in nothing.headers
+    closed = _write(client, f"/console/diagnosis/{session_id}/close", {})
+    assert closed.status_code == 204
+    over = client.get(f"/console/diagnosis/{session_id}/transcript", params={"after": last})
+    assert over.status_code == 204 and over.headers["hx-refresh"] == "true"
+    page = client.get(page_url).text
+    assert "Closed" in page and "transcript?after=" not in page
+    late = _write(client, commands, {"cmd": "self_test"})
+    assert late.status_code == 409 and "the session is closed" in late.text
+
+
+def test_remote_diagnosis_refuses_an_offline_device_and_other_roles(
+    client: TestClient, server: Running
+) -> None:
+    offline = server.world.devices["a"][13]
+    sign_in(client, "manager")
+    start = client.get(f"/console/devices/{offline}/diagnosis").text
+    assert "The device is offline" in start
+    refused = _write(client, "/console/diagnosis", {"device_id": offline})
+    assert refused.status_code == 409 and 'role="alert"' in refused.text
+    assert "the device is offline; a session needs an online device" in refused.text
+    sign_in(client, "admin")
+    assert client.get(f"/console/devices/{offline}/diagnosis").status_code == 403
+    assert 'id="diagnosis-link"' not in client.get(f"/console/devices/{offline}").text
+    sign_in(client, "customer-a")
+    assert client.get(f"/console/devices/{offline}/diagnosis").status_code == 404
+    assert _write(client, "/console/diagnosis", {"device_id": offline}).status_code == 404
+    assert client.get("/console/diagnosis/1").status_code == 404
+    assert 'id="diagnosis-link"' not in client.get(f"/console/devices/{offline}").text
 
 
 def test_the_survey_link_is_answered_once_without_signing_in(

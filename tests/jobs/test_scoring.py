@@ -135,6 +135,23 @@ def test_a_spike_raises_an_alarm_at_its_step(factory, embedded) -> None:
     assert all(a.score >= adapter.DEFAULT_ALARM_SCORE for a in alarms)
 
 
+def test_a_fresh_stream_is_scored_but_raises_no_alarm_in_its_probation(
+        factory, embedded) -> None:
+    add_fleet(factory, 2)
+    spike = T0 - 3 * DAY  # one day into the stream: 288 steps of its 576-step probation
+    for device in ("dev-000", "dev-001"):
+        embedded.write(readings(device, T0 - 4 * DAY, T0 - 2 * DAY, spike_at=spike))
+    patient = run(factory, embedded, T0 - 2 * DAY, device="dev-000")
+    eager = run(factory, embedded, T0 - 2 * DAY,
+                settings=SETTINGS.model_copy(update={"alarm_after_steps": 0}), device="dev-001")
+    assert patient.steps == eager.steps and patient.alarms == 0 < eager.alarms
+    at_spike = scores(embedded, "dev-000").loc[spike, "flow"]
+    assert at_spike >= adapter.DEFAULT_ALARM_SCORE  # scored as strange, only not alarmed
+    # Past the probation the same stream alarms as usual, in later passes too.
+    embedded.write(readings("dev-000", T0 - 2 * DAY, T0, spike_at=T0 - DAY))
+    assert run(factory, embedded, T0, device="dev-000").alarms >= 1
+
+
 def test_a_repair_starts_a_fresh_baseline(factory, embedded) -> None:
     add_fleet(factory, 1)
     embedded.write(readings("dev-000", T0 - 3 * DAY, T0))

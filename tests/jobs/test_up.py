@@ -65,7 +65,7 @@ def test_jobs_once_runs_every_job_a_single_time_and_exits(tmp_path: Path) -> Non
                           env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     fleet_wide = ("watchdog", "intake", "maintenance", "surveys", "retention", "ticket_rules",
-                  "retrain")
+                  "retrain", "failure_prediction")
     for job in fleet_wide:
         assert f"{job}: 1 units, 0 failed" in done.stderr
     with sqlite3.connect(tmp_path / "vigil.db") as sql:

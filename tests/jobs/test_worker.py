@@ -123,8 +123,9 @@ def test_the_service_runs_the_desks_watchdog_once_per_interval_for_the_fleet(tmp
     settings = Settings(data_dir=tmp_path)
     migrated(settings.sql_url).dispose()
     service = open_service(settings, metrics_port=0)
-    assert set(service.jobs) == {"scoring", "ticket_rules", "retrain", "watchdog", "intake",
-                                 "maintenance", "surveys", "retention", "delivery"}
+    assert set(service.jobs) == {"scoring", "ticket_rules", "retrain", "failure_prediction",
+                                 "watchdog", "intake", "maintenance", "surveys", "retention",
+                                 "delivery"}
     first = service.worker.run("watchdog")
     assert first.units == 1 and first.detail["tickets"] == 0
     other = open_service(settings, metrics_port=0)  # a second worker, or this one restarted

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.tickets.support import Org, seed
 from vigil.audit.models import AuditLog
 from vigil.db.enums import MaintenanceKind, Priority, TicketEventKind, TicketSource
+from vigil.devices.models import Device
 from vigil.errors import InvalidRequest, NotFound
 from vigil.maintenance import service
 from vigil.maintenance.models import MaintenanceDue, MaintenanceRecord
@@ -172,3 +173,46 @@ def test_a_bad_plan_writes_nothing(factory: sessionmaker[Session], org: Org) -> 
             service.create_plan(s, kind=MaintenanceKind.PREVENTIVE, title="x", actor=ENGINEER,
                                 now=T0, device_id="nope-1", interval_days=10)
         assert s.scalar(select(func.count()).select_from(AuditLog)) == 0
+
+
+def test_updating_a_plan_checks_the_result_as_a_whole(
+        factory: sessionmaker[Session], org: Org) -> None:
+    with factory() as s, s.begin():
+        plan = service.create_plan(s, kind=MaintenanceKind.CALIBRATION, title="Cal",
+                                   actor=ENGINEER, now=T0, device_model="ventilator",
+                                   interval_days=90, interval_usage_hours=500)
+        # Dropping one interval leaves the other.
+        service.update_plan(s, plan_id=plan.id, changes={"interval_days": None},
+                            actor=ENGINEER, now=T0)
+        for changes in ({"interval_usage_hours": None}, {"lead_days": -1}, {"title": " "},
+                        {"tolerances": {"flow": {"low": "x"}}}, {"device_model": "mri"}):
+            with pytest.raises(InvalidRequest):
+                service.update_plan(s, plan_id=plan.id, changes=changes, actor=ENGINEER, now=T0)
+        with pytest.raises(NotFound):
+            service.update_plan(s, plan_id=999_999, changes={}, actor=ENGINEER, now=T0)
+        assert (plan.interval_days, plan.interval_usage_hours, plan.lead_days) == (None, 500, 14)
+        assert plan.device_model == "ventilator"
+
+
+def test_visible_plans_and_records_stay_within_the_devices_given(
+        factory: sessionmaker[Session], org: Org) -> None:
+    with factory() as s, s.begin():
+        by_model = service.create_plan(s, kind=MaintenanceKind.PREVENTIVE, title="PM",
+                                       actor=ENGINEER, now=T0, device_model="ventilator",
+                                       interval_days=30)
+        mri = service.create_plan(s, kind=MaintenanceKind.PREVENTIVE, title="MRI",
+                                  actor=ENGINEER, now=T0, device_id="mri-1", interval_days=30)
+        for device in ("vent-1", "mri-1"):
+            plan = by_model if device == "vent-1" else mri
+            service.complete(s, plan_id=plan.id, device_id=device, actor=ENGINEER,
+                             performed_at=T0, now=T0, ticket_rules=RULES)
+        ventilators = select(Device.id).where(Device.model == "ventilator")
+        assert [p.id for p in service.visible_plans(s, device_ids=ventilators)] == [by_model.id]
+        assert [p.id for p in service.visible_plans(s, device_ids=None)] == [by_model.id, mri.id]
+        assert [p.id for p in service.visible_plans(s, device_ids=None, device_id="mri-1")] == [
+            mri.id]
+        assert service.visible_plans(s, device_ids=None, device_id="nope-1") == []
+        assert [r.device_id for r in service.visible_records(s, device_ids=ventilators)] == [
+            "vent-1"]
+        assert [r.device_id for r in service.visible_records(s, device_ids=None)] == [
+            "mri-1", "vent-1"]

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.tickets.support import Org, seed
 from tests.tickets.test_survey import closed_ticket
 from vigil.db.enums import MaintenanceKind, Priority, TicketSource, TicketState
+from vigil.devices.models import Customer, Device, Site
 from vigil.errors import InvalidRequest
 from vigil.maintenance.models import MaintenanceDue, MaintenancePlan, MaintenanceRecord
 from vigil.reports import render
@@ -203,6 +204,49 @@ def test_an_empty_period_reports_nothing_as_unknown(
     assert (report.total.opened, report.total.mttr_h, report.total.satisfaction_mean) == (
         0, None, None)
     assert report.total.compliance["respond"].rate is None
+
+
+def test_a_customer_filter_counts_only_that_customers_sites_and_devices(
+        factory: sessionmaker[Session], desk: Org) -> None:
+    with factory() as s, s.begin():
+        other = Customer(name="Other Hospital")
+        site = Site(name="Other ICU", customer=other, timezone="UTC")
+        s.add_all([other, site, Device(id="vent-x", serial="X-1", model="ventilator",
+                                       site=site)])
+        s.flush()
+        # One ticket on the device only, one on the site only: both are the other's.
+        add_ticket(s, 7, device="vent-x", source=TicketSource.CUSTOMER, priority=Priority.P1,
+                   state=TicketState.CLOSED, respond=5, diagnose=10, restore=20, score=1)
+        add_ticket(s, 8, device="vent-x", site_id=site.id, source=TicketSource.DEVICE_EVENT,
+                   priority=Priority.P1, state=TicketState.OPEN, respond=5)
+        pm = MaintenancePlan(kind=MaintenanceKind.PREVENTIVE, title="PM", device_id="vent-x",
+                             interval_days=30)
+        s.add(pm)
+        s.flush()
+        due = START + timedelta(days=3)
+        s.add(MaintenanceRecord(plan_id=pm.id, device_id="vent-x", kind=pm.kind, due_at=due,
+                                performed_at=due + 24 * H, performed_by="eve"))
+        other_id = other.id
+        mine_id = s.get_one(Site, desk.site_id).customer_id
+    with factory() as s:
+        everyone = service_quality(s, start=START, end=END, group_by=GroupBy.PRIORITY,
+                                   rules=RULES)
+        mine = service_quality(s, start=START, end=END, group_by=GroupBy.PRIORITY,
+                               rules=RULES, customer_id=mine_id)
+        theirs = service_quality(s, start=START, end=END, group_by=GroupBy.SITE,
+                                 rules=RULES, customer_id=other_id)
+    assert everyone.total.opened == 7
+    # The hand-counted desk alone, exactly as before the other customer existed.
+    assert mine.total.opened == 5 and "P1" not in {r.group for r in mine.rows}
+    assert mine.total.satisfaction_mean == 5
+    assert {r.model: r.devices for r in mine.reliability} == {"ventilator": 5, "mri": 1}
+    assert mine.maintenance["preventive"].due == 1 and mine.maintenance["preventive"].on_time == 1
+    assert [(r.group, r.opened) for r in theirs.rows] == [("(none)", 1), ("Other ICU", 1)]
+    assert theirs.total.opened == 2 and theirs.total.satisfaction_mean == 1
+    assert [(r.model, r.devices, r.failures) for r in theirs.reliability] == [
+        ("ventilator", 1, 2)]
+    assert (theirs.maintenance["preventive"].done, theirs.maintenance["preventive"].on_time) == (
+        1, 0)
 
 
 def test_the_report_command_writes_csv_and_the_published_pdf(

@@ -63,6 +63,23 @@ def test_category_from_the_signature(signature: str, category: Category) -> None
     assert RULES.category(signature) is category
 
 
+@pytest.mark.parametrize(("signature", "site_wide"), [
+    ("anomaly:ambient_temp", True), ("site:power_outage", True),
+    ("anomaly:supply_voltage_v", True), ("anomaly:battery_v", False),
+    ("anomaly:motor_current", False),
+])
+def test_signatures_that_may_share_a_cause_at_a_site(signature: str, site_wide: bool) -> None:
+    assert RULES.decide(Signal(TicketSource.ANALYTICS, score=0.9), signature=signature,
+                        model="mri").site_wide is site_wide
+
+
+def test_without_site_grouping_the_environmental_patterns_group() -> None:
+    doc = read_rules_document()
+    del doc["site_grouping"]
+    rules = TicketRules.from_document(doc)
+    assert rules.site_wide("anomaly:humidity") and not rules.site_wide("anomaly:supply_voltage")
+
+
 def test_an_explicit_category_wins() -> None:
     decision = RULES.decide(Signal(TicketSource.DEVICE_EVENT, severity=Severity.ERROR,
                                    category=Category.SOFTWARE),
@@ -84,6 +101,7 @@ def _doc(**changes: Any) -> dict[str, Any]:
     ({"category": [{"pattern": "*", "category": "cosmic"}]}, "needs a pattern"),
     ({"analytics": {"failure_within_hours": [[24]], "failure_later": "P3",
                     "anomaly_score_at_least": [], "anomaly_otherwise": "P3"}}, "pair"),
+    ({"site_grouping": {"signatures": "*ambient*"}}, "site_grouping.signatures"),
 ])
 def test_bad_rules_are_refused_with_the_entry_named(changes: dict[str, Any],
                                                     message: str) -> None:

@@ -242,6 +242,22 @@ def test_a_site_wide_cause_is_one_site_ticket(factory: sessionmaker[Session], or
         assert states == [TicketState.CANCELLED] * 3
 
 
+def test_a_mains_sag_groups_but_coincident_device_faults_do_not(
+        factory: sessionmaker[Session], org: Org) -> None:
+    strange = Signal(TicketSource.ANALYTICS, score=0.95)
+    with factory() as s, s.begin():
+        sag = [open_one(s, device=f"vent-{i}", signature="anomaly:supply_voltage_v",
+                        signal=strange, at=T0 + timedelta(minutes=i)) for i in range(1, 4)]
+        worn = [open_one(s, device=f"vent-{i}", signature="anomaly:flow", signal=strange,
+                         at=T0 + timedelta(minutes=i)) for i in range(1, 4)]
+    assert sag[-1].site_ticket is not None
+    assert all(r.site_ticket is None for r in worn)
+    with factory() as s:
+        [site_ticket] = s.scalars(select(Ticket).where(Ticket.scope == TicketScope.SITE)).all()
+        assert site_ticket.category == Category.ELECTRICAL
+        assert site_ticket.signature == "anomaly:supply_voltage_v"
+
+
 def test_assignment_and_comments_are_history(factory: sessionmaker[Session], org: Org) -> None:
     with factory() as s, s.begin():
         ticket_id = open_one(s).ticket.id

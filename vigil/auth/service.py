@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session, joinedload
 
 from vigil.auth.models import ADDRESS_CHARS, ApiToken, AuthSession, SessionKind, SignInAttempt
@@ -33,6 +33,10 @@ MAX_FAILURES_PER_ACCOUNT = 5
 MAX_FAILURES_PER_ADDRESS = 20
 # last_used_at is written at most this often per token: a write per request would cost more.
 LAST_USE_RESOLUTION = timedelta(minutes=1)
+
+# Sign-in attempts and ended sessions are kept this long for security reviews, then removed:
+# throttling reads only the last THROTTLE_WINDOW, and the tables grow by a row per sign-in.
+AUTH_RECORDS_KEPT = timedelta(days=90)
 
 API_TOKEN_SCOPES = ("read", "write")
 ACCESS_PREFIX = "vat_"
@@ -312,3 +316,26 @@ def revoke_api_token(
     if row.revoked_at is None:
         row.revoked_at = now or utcnow()
     return row
+
+
+@dataclass(frozen=True, slots=True)
+class AuthPurge:
+    attempts: int
+    sessions: int
+
+
+def purge_auth_records(session: Session, *, now: datetime,
+                       keep: timedelta = AUTH_RECORDS_KEPT) -> AuthPurge:
+    """Remove sign-in attempts and sessions that ended more than ``keep`` ago."""
+    if keep < THROTTLE_WINDOW:
+        raise InvalidRequest(f"sign-in records are kept at least {THROTTLE_WINDOW}, which "
+                             "throttling reads")
+    cutoff = now - keep
+    attempts = session.execute(delete(SignInAttempt).where(SignInAttempt.at < cutoff))
+    ended = or_(AuthSession.revoked_at < cutoff,
+                and_(AuthSession.access_expires_at < cutoff,
+                     or_(AuthSession.refresh_expires_at.is_(None),
+                         AuthSession.refresh_expires_at < cutoff)))
+    sessions = session.execute(delete(AuthSession).where(ended))
+    return AuthPurge(attempts=int(getattr(attempts, "rowcount", 0) or 0),
+                     sessions=int(getattr(sessions, "rowcount", 0) or 0))

@@ -158,3 +158,8 @@ class Prediction(Base):
     model_version: Mapped[str] = mapped_column(String(64))
     # What pushed the prediction: metric -> contribution, for the engineer to read.
     drivers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # The likely fault (a failure code or ticket signature the model learned from), if any.
+    fault_type: Mapped[str | None] = mapped_column(String(128))
+    # What the prediction rests on: e.g. how many failures of the device's model the model
+    # saw, and whether its band is the model's own or the fleet's pooled one.
+    basis: Mapped[dict[str, Any]] = mapped_column(default=dict)

@@ -81,6 +81,8 @@ class PredictionOut(BaseModel):
     rul_upper_days: float | None
     model_version: str
     drivers: dict[str, object]
+    fault_type: str | None = None
+    basis: dict[str, object] = {}
 
 
 class PlanOut(BaseModel):

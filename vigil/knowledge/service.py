@@ -259,3 +259,10 @@ def draft_from_ticket(session: Session, *, ticket_id: int, actor: Actor,
                  note=f"written up as draft article #{article.id}",
                  data={"article_id": article.id})
     return article
+
+
+def versions_of(session: Session, *, article_id: int) -> list[ArticleVersion]:
+    """Every version of an article, oldest first (the article must exist)."""
+    article = get_article(session, article_id=article_id)
+    return list(session.scalars(select(ArticleVersion).where(
+        ArticleVersion.article_id == article.id).order_by(ArticleVersion.version)))

@@ -271,3 +271,89 @@ def plans_for_device(session: Session, *, device: Device) -> list[MaintenancePla
         MaintenancePlan.active.is_(True),
         or_(MaintenancePlan.device_id == device.id,
             MaintenancePlan.device_model == device.model)).order_by(MaintenancePlan.id)))
+
+
+# What a plan's owner may change after creating it; coverage (device or model) and kind stay.
+PLAN_FIELDS = frozenset({"title", "interval_days", "interval_usage_hours", "lead_days",
+                         "grace_days", "procedure", "tolerances", "active"})
+
+
+def update_plan(session: Session, *, plan_id: int, changes: Mapping[str, Any], actor: Actor,
+                now: datetime) -> MaintenancePlan:
+    """Change a plan's schedule, procedure, tolerances or whether it is active.
+
+    The result is checked as a whole before anything is written: a plan keeps an
+    interval, non-negative lead and grace days and valid tolerances. The next
+    pass of ``refresh`` recomputes due dates from the new interval.
+    """
+    unknown = set(changes) - PLAN_FIELDS
+    if unknown:
+        raise InvalidRequest(f"a plan's {', '.join(sorted(unknown))} cannot be changed")
+    plan = session.scalars(select(MaintenancePlan).where(MaintenancePlan.id == plan_id)
+                           .with_for_update()).first()
+    if plan is None:
+        raise NotFound(f"maintenance plan {plan_id} does not exist")
+    merged = {name: getattr(plan, name) for name in PLAN_FIELDS} | dict(changes)
+    rules.Interval(days=merged["interval_days"], usage_hours=merged["interval_usage_hours"])
+    if merged["lead_days"] < 0 or merged["grace_days"] < 0:
+        raise InvalidRequest("lead and grace days cannot be negative")
+    if not str(merged["title"]).strip():
+        raise InvalidRequest("a plan needs a title")
+    for name, doc in (merged["tolerances"] or {}).items():
+        rules.Tolerance.from_json(name, doc)
+    for name, value in changes.items():
+        setattr(plan, name, {k: dict(v) for k, v in value.items()} if name == "tolerances"
+                else value)
+    record(session, actor=actor.name, action="maintenance.plan_updated",
+           object_type="maintenance_plan", object_id=plan.id, at=now,
+           details={"fields": sorted(changes)})
+    return plan
+
+
+def visible_plans(session: Session, *, device_ids: Any | None, device_id: str | None = None,
+                  device_model: str | None = None, active: bool | None = None,
+                  plan_id: int | None = None, limit: int = 200) -> list[MaintenancePlan]:
+    """Plans, optionally for one device (its own and its model's) or one model.
+
+    ``device_ids`` (a select of device ids, or None for every device) bounds what
+    the caller may see: a plan of one of those devices, or of a model one of them has.
+    """
+    query = select(MaintenancePlan)
+    if device_ids is not None:
+        models = select(Device.model).where(Device.id.in_(device_ids))
+        query = query.where(or_(MaintenancePlan.device_id.in_(device_ids),
+                                MaintenancePlan.device_model.in_(models)))
+    if device_id is not None:
+        device = session.get(Device, device_id)
+        if device is None:
+            return []
+        query = query.where(or_(MaintenancePlan.device_id == device.id,
+                                MaintenancePlan.device_model == device.model))
+    if device_model is not None:
+        query = query.where(or_(MaintenancePlan.device_model == device_model,
+                                MaintenancePlan.device_id.in_(
+                                    select(Device.id).where(Device.model == device_model))))
+    if active is not None:
+        query = query.where(MaintenancePlan.active.is_(active))
+    if plan_id is not None:
+        query = query.where(MaintenancePlan.id == plan_id)
+    return list(session.scalars(query.order_by(MaintenancePlan.id).limit(limit)))
+
+
+def visible_records(session: Session, *, device_ids: Any | None, device_id: str | None = None,
+                    device_model: str | None = None, plan_id: int | None = None,
+                    before_id: int | None = None, limit: int = 100) -> list[MaintenanceRecord]:
+    """Work done, newest first, within ``device_ids`` (a select, or None for every device)."""
+    query = select(MaintenanceRecord)
+    if device_ids is not None:
+        query = query.where(MaintenanceRecord.device_id.in_(device_ids))
+    if device_id is not None:
+        query = query.where(MaintenanceRecord.device_id == device_id)
+    if device_model is not None:
+        query = query.where(MaintenanceRecord.device_id.in_(
+            select(Device.id).where(Device.model == device_model)))
+    if plan_id is not None:
+        query = query.where(MaintenanceRecord.plan_id == plan_id)
+    if before_id is not None:
+        query = query.where(MaintenanceRecord.id < before_id)
+    return list(session.scalars(query.order_by(MaintenanceRecord.id.desc()).limit(limit)))

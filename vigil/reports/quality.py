@@ -20,6 +20,10 @@ model, engineer or priority, with a total row:
 Beside the rows: MTBF per device model (operating hours over failures) and
 planned-maintenance completion, high-risk devices separately.
 
+With ``customer_id`` everything (the rows, reliability and maintenance) counts only
+that customer's sites and their devices, in the queries themselves: what a
+customer's users may see.
+
 Counts and sums are one grouped SQL query on either database. Percentiles are
 ``percentile_cont`` with grouping sets on PostgreSQL; SQLite has neither, so
 there the duration columns are read and ``metrics.percentile`` (the same
@@ -47,6 +51,7 @@ from sqlalchemy import (
     func,
     or_,
     select,
+    true,
     tuple_,
 )
 from sqlalchemy.dialects import postgresql
@@ -163,15 +168,33 @@ def _moment(name: str) -> BindParameter[datetime]:
 
 
 START, END, AS_OF = _moment("start"), _moment("end"), _moment("as_of")
+CUSTOMER = bindparam("customer_id", type_=Site.customer_id.type)
 
 
-def _period(start: datetime, end: datetime, as_of: datetime) -> dict[str, datetime]:
-    return {"start": start, "end": end, "as_of": as_of}
+def _period(start: datetime, end: datetime, as_of: datetime,
+            customer_id: int | None) -> dict[str, Any]:
+    period: dict[str, Any] = {"start": start, "end": end, "as_of": as_of}
+    if customer_id is not None:
+        period["customer_id"] = customer_id
+    return period
 
 
-def _scope(query: Any, group_by: GroupBy) -> Any:
+def _customer_devices(customer_id: int | None) -> ColumnElement[bool]:
+    """Devices at the customer's sites (every device without a customer)."""
+    if customer_id is None:
+        return true()
+    return Device.site_id.in_(select(Site.id).where(Site.customer_id == customer_id))
+
+
+def _scope(query: Any, group_by: GroupBy, of_customer: bool) -> Any:
+    """The period's tickets; ``of_customer``: only those of the ``customer_id`` parameter."""
     query = query.where(Ticket.created_at >= START, Ticket.created_at < END,
                         Ticket.parent_id.is_(None))
+    if of_customer:
+        # A device ticket may carry only its device; a site ticket only its site.
+        sites = select(Site.id).where(Site.customer_id == CUSTOMER)
+        query = query.where(or_(Ticket.site_id.in_(sites), Ticket.device_id.in_(
+            select(Device.id).where(Device.site_id.in_(sites)))))
     if group_by is GroupBy.SITE:
         query = query.outerjoin(Site, Site.id == Ticket.site_id)
     elif group_by is GroupBy.MODEL:
@@ -234,17 +257,17 @@ def _count_columns() -> list[ColumnElement[Any]]:
 
 
 @cache
-def _counts_statement(group_by: GroupBy) -> Select[Any]:
+def _counts_statement(group_by: GroupBy, of_customer: bool) -> Select[Any]:
     key, label = _key(group_by)
     query = select(key.label("key"), label.label("label"), *_count_columns())
-    return _scope(_surveyed(query), group_by).group_by(key, label)
+    return _scope(_surveyed(query), group_by, of_customer).group_by(key, label)
 
 
 def _counts(session: Session, group_by: GroupBy, start: datetime, end: datetime,
-            as_of: datetime) -> dict[Any, dict[str, Any]]:
+            as_of: datetime, customer_id: int | None) -> dict[Any, dict[str, Any]]:
     """Every count and sum per group, in one grouped query (any database)."""
-    rows = session.connection().execute(_counts_statement(group_by),
-                                        _period(start, end, as_of))
+    rows = session.connection().execute(_counts_statement(group_by, customer_id is not None),
+                                        _period(start, end, as_of, customer_id))
     return {row.key: row._asdict() for row in rows}
 
 
@@ -267,7 +290,7 @@ def _percentile_columns() -> list[ColumnElement[Any]]:
 
 
 def _everything_sql(session: Session, group_by: GroupBy, start: datetime, end: datetime,
-                    as_of: datetime) -> tuple[dict[Any, dict[str, Any]],
+                    as_of: datetime, customer_id: int | None) -> tuple[dict[Any, dict[str, Any]],
                                               dict[Any, dict[str, float | None]]]:
     """PostgreSQL: counts and percentiles of every group and of the total in one pass.
 
@@ -276,8 +299,9 @@ def _everything_sql(session: Session, group_by: GroupBy, start: datetime, end: d
     """
     counts: dict[Any, dict[str, Any]] = {}
     spread: dict[Any, dict[str, float | None]] = {}
-    for row in session.connection().execute(_everything_statement(group_by),
-                                            _period(start, end, as_of)):
+    for row in session.connection().execute(
+            _everything_statement(group_by, customer_id is not None),
+            _period(start, end, as_of, customer_id)):
         values = row._asdict()
         group = TOTAL if values.pop("is_total") else values["key"]
         spread[group] = {}
@@ -293,26 +317,30 @@ _SPREAD_NAMES = frozenset(f"{name}_{part}" for name in _DURATIONS for part in ("
 
 
 @cache
-def _everything_statement(group_by: GroupBy) -> Select[Any]:
+def _everything_statement(group_by: GroupBy, of_customer: bool) -> Select[Any]:
     key, label = _key(group_by)
     query = select(key.label("key"), label.label("label"),
                    func.grouping(key).label("is_total"), *_count_columns(),
                    *_percentile_columns())
-    query = _scope(_surveyed(query), group_by)
+    query = _scope(_surveyed(query), group_by, of_customer)
     return query.group_by(func.grouping_sets(tuple_(key, label), tuple_()))
 
 
 def _percentiles_python(session: Session, group_by: GroupBy, start: datetime,
-                        end: datetime) -> dict[Any, dict[str, float | None]]:
+                        end: datetime,
+                        customer_id: int | None) -> dict[Any, dict[str, float | None]]:
     """SQLite: read the durations and interpolate as ``percentile_cont`` does."""
     key, _label = _key(group_by)
     lead = _lead_hours()
     query = _scope(select(key.label("key"), Ticket.respond_minutes, Ticket.diagnose_minutes,
                           Ticket.restore_minutes, lead.label("lead")).select_from(Ticket),
-                   group_by)
+                   group_by, customer_id is not None)
     query = query.where(or_(Ticket.respond_minutes.is_not(None), lead.is_not(None)))
     samples: dict[Any, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    for row in session.connection().execute(query, {"start": start, "end": end}):
+    params: dict[str, Any] = {"start": start, "end": end}
+    if customer_id is not None:
+        params["customer_id"] = customer_id
+    for row in session.connection().execute(query, params):
         for name, value in zip(_DURATIONS, row[1:], strict=True):
             if value is not None:
                 samples[row.key][name].append(float(value))
@@ -389,13 +417,15 @@ def _summed(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 # --- beside the rows: reliability per model and planned maintenance ------------------
 
 
-def _reliability(session: Session, start: datetime, end: datetime) -> list[Reliability]:
+def _reliability(session: Session, start: datetime, end: datetime,
+                 customer_id: int | None) -> list[Reliability]:
+    of_customer = _customer_devices(customer_id)
     failures: dict[str, int] = {model: count for model, count in session.connection().execute(
         select(Device.model, func.count(Ticket.id)).select_from(Ticket)
         .join(Device, Device.id == Ticket.device_id)
         .where(Ticket.created_at >= start, Ticket.created_at < end,
                Ticket.source != TicketSource.MAINTENANCE_PLAN.value,
-               Ticket.state != TicketState.CANCELLED.value)
+               Ticket.state != TicketState.CANCELLED.value, of_customer)
         .group_by(Device.model))}
     # Devices per model in service all period (no day) and installed within it (their day).
     installed = case((Device.install_date > start.date(), Device.install_date))
@@ -403,7 +433,8 @@ def _reliability(session: Session, start: datetime, end: datetime) -> list[Relia
     partial: dict[str, list[Any]] = defaultdict(list)
     for model, day, count in session.connection().execute(
             select(Device.model, installed, func.count())
-            .where(or_(Device.install_date.is_(None), Device.install_date < end.date()))
+            .where(or_(Device.install_date.is_(None), Device.install_date < end.date()),
+                   of_customer)
             .group_by(Device.model, installed)):
         if day is None:
             whole[model] = count
@@ -422,21 +453,22 @@ def _reliability(session: Session, start: datetime, end: datetime) -> list[Relia
 
 
 def _maintenance(session: Session, rules: TicketRules, start: datetime, end: datetime,
-                 as_of: datetime) -> dict[str, metrics.Completion]:
+                 as_of: datetime, customer_id: int | None) -> dict[str, metrics.Completion]:
     """Work that fell due in the period: done (records by the due date they answered) or not
     (plans' devices still due, past ``as_of``). Counted in SQL per kind and model."""
+    of_customer = _customer_devices(customer_id)
     done = session.connection().execute(
         select(MaintenanceRecord.kind, Device.model, func.count(),
                _count(MaintenanceRecord.performed_at <= MaintenanceRecord.due_at))
         .select_from(MaintenanceRecord).join(Device, Device.id == MaintenanceRecord.device_id)
-        .where(MaintenanceRecord.due_at >= start, MaintenanceRecord.due_at < end)
+        .where(MaintenanceRecord.due_at >= start, MaintenanceRecord.due_at < end, of_customer)
         .group_by(MaintenanceRecord.kind, Device.model))
     outstanding = session.connection().execute(
         select(MaintenancePlan.kind, Device.model, func.count()).select_from(MaintenanceDue)
         .join(MaintenancePlan, MaintenancePlan.id == MaintenanceDue.plan_id)
         .join(Device, Device.id == MaintenanceDue.device_id)
         .where(MaintenancePlan.active.is_(True), MaintenanceDue.next_due_at >= start,
-               MaintenanceDue.next_due_at < min(end, as_of))
+               MaintenanceDue.next_due_at < min(end, as_of), of_customer)
         .group_by(MaintenancePlan.kind, Device.model))
     tallies: list[metrics.Tally] = []
     for kind, model, count, on_time in done:
@@ -454,18 +486,22 @@ def _maintenance(session: Session, rules: TicketRules, start: datetime, end: dat
 
 
 def service_quality(session: Session, *, start: datetime, end: datetime, group_by: GroupBy,
-                    rules: TicketRules, as_of: datetime | None = None) -> QualityReport:
-    """The report for tickets opened in ``[start, end)``, as things stood at ``as_of``."""
+                    rules: TicketRules, as_of: datetime | None = None,
+                    customer_id: int | None = None) -> QualityReport:
+    """The report for tickets opened in ``[start, end)``, as things stood at ``as_of``.
+
+    ``customer_id`` limits every figure to that customer's sites and devices.
+    """
     if end <= start:
         raise InvalidRequest("a report period ends after it starts")
     as_of = as_of or end
     group_by = GroupBy(group_by)
     if session.get_bind().dialect.name == "postgresql":
-        counts, spread = _everything_sql(session, group_by, start, end, as_of)
+        counts, spread = _everything_sql(session, group_by, start, end, as_of, customer_id)
         totals = counts.pop(TOTAL, None)
     else:
-        counts = _counts(session, group_by, start, end, as_of)
-        spread = _percentiles_python(session, group_by, start, end)
+        counts = _counts(session, group_by, start, end, as_of, customer_id)
+        spread = _percentiles_python(session, group_by, start, end, customer_id)
         totals = _summed(counts.values())
     rows = [_row(_label(key, values["label"]), values, spread.get(key, {}))
             for key, values in counts.items()]
@@ -474,8 +510,9 @@ def service_quality(session: Session, *, start: datetime, end: datetime, group_b
     empty.update(mttr_sum=None, score_sum=None)
     total = _row(TOTAL, {**empty, **(totals or {})}, spread.get(TOTAL, {}))
     return QualityReport(start=start, end=end, as_of=as_of, group_by=group_by, rows=rows,
-                         total=total, reliability=_reliability(session, start, end),
-                         maintenance=_maintenance(session, rules, start, end, as_of))
+                         total=total, reliability=_reliability(session, start, end, customer_id),
+                         maintenance=_maintenance(session, rules, start, end, as_of,
+                                                  customer_id))
 
 
 def _label(key: Any, label: Any) -> str:

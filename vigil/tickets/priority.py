@@ -53,6 +53,8 @@ class Decision:
     priority: Priority
     category: Category
     risk_class: str
+    # The signature may have a cause shared by a room or a building (see ``site_wide``).
+    site_wide: bool = False
 
 
 def read_rules_document(path: Path = DEFAULT_RULES_FILE) -> dict[str, Any]:
@@ -165,6 +167,10 @@ class TicketRules:
     floors: Mapping[str, Priority]
     categories: tuple[tuple[str, Category], ...]
     default_risk_class: str = field(default="standard")
+    # Signature patterns whose cause may be shared by a room or a building: several devices
+    # of one site showing one at once become a site ticket. Without a ``site_grouping``
+    # section, the environmental categories' patterns.
+    site_wide_patterns: tuple[str, ...] = ()
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> TicketRules:
@@ -185,11 +191,16 @@ class TicketRules:
                                  f"{', '.join(c.value for c in Category)}") from None
         if not categories:
             raise RulesError("category: at least one pattern is needed (end with '*')")
+        grouping = doc.get("site_grouping", {})
+        site_wide = grouping.get("signatures", [p for p, c in categories
+                                                if c is Category.ENVIRONMENTAL])
+        if not isinstance(site_wide, list) or not all(isinstance(p, str) for p in site_wide):
+            raise RulesError("site_grouping.signatures: a list of signature patterns")
         by_model = {model: SectionRules.parse(_merged(doc, override), f"model.{model}")
                     for model, override in doc.get("model", {}).items()}
         return cls(default=SectionRules.parse(doc, "rules"), by_model=by_model,
                    risk_classes=risk, floors=floors, categories=tuple(categories),
-                   default_risk_class=default_class)
+                   default_risk_class=default_class, site_wide_patterns=tuple(site_wide))
 
     @classmethod
     def load(cls, path: Path = DEFAULT_RULES_FILE) -> TicketRules:
@@ -204,6 +215,9 @@ class TicketRules:
                 return category
         return self.categories[-1][1]
 
+    def site_wide(self, signature: str) -> bool:
+        return any(fnmatchcase(signature, pattern) for pattern in self.site_wide_patterns)
+
     def decide(self, signal: Signal, *, signature: str, model: str | None) -> Decision:
         """Priority and category for a ticket with ``signature`` on a device of ``model``."""
         section = self.by_model.get(model or "", self.default)
@@ -213,4 +227,5 @@ class TicketRules:
             floor = self.floors[risk_class]
             priority = most_urgent(priority, floor)
         category = signal.category or self.category(signature)
-        return Decision(priority=priority, category=category, risk_class=risk_class)
+        return Decision(priority=priority, category=category, risk_class=risk_class,
+                        site_wide=self.site_wide(signature))

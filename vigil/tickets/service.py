@@ -59,10 +59,12 @@ class Evidence:
 
 @dataclass(frozen=True, slots=True)
 class SiteGrouping:
-    """When several devices of a site show the same environmental signature, file one site ticket.
+    """When several devices of a site show the same site-wide signature, file one site ticket.
 
     As Alertmanager groups alerts: an air-conditioning failure that heats a
-    whole room is one ticket for the site, linking the device tickets, not forty.
+    whole room, or a sag of the building's mains, is one ticket for the site,
+    linking the device tickets, not forty. Which signatures may have such a
+    shared cause is the rules file's ``site_grouping``.
     """
 
     window: timedelta = timedelta(hours=6)
@@ -264,8 +266,8 @@ def open_or_join(session: Session, *, device_id: str, signature: str, signal: Si
     Safe under concurrency: the partial unique index on open (device, signature)
     admits one insert; a transaction that loses the race joins the winner's
     ticket instead (on PostgreSQL it waits for the winner to commit first).
-    An environmental signature seen on several devices of one site within
-    ``grouping.window`` is grouped under one site ticket.
+    A site-wide signature (``TicketRules.site_wide``) seen on several devices of
+    one site within ``grouping.window`` is grouped under one site ticket.
     """
     grouping = grouping or SiteGrouping()
     if not signature or len(signature) > 200:
@@ -275,7 +277,7 @@ def open_or_join(session: Session, *, device_id: str, signature: str, signal: Si
         raise NotFound(f"device {device_id!r} is not registered")
     decision = rules.decide(signal, signature=signature, model=device.model)
     site = device.site
-    if decision.category is Category.ENVIRONMENTAL and site is not None:
+    if decision.site_wide and site is not None:
         site_ticket = _find_open(session, scope=TicketScope.SITE, signature=signature,
                                  site_id=site.id)
         if site_ticket is not None:
@@ -297,16 +299,17 @@ def open_or_join(session: Session, *, device_id: str, signature: str, signal: Si
                          evidence=evidence, actor=actor, now=now)
         if ticket is not None:
             site_ticket = None
-            if decision.category is Category.ENVIRONMENTAL and site is not None:
+            if decision.site_wide and site is not None:
                 site_ticket = _group_at_site(session, ticket=ticket, site=site,
                                              grouping=grouping, actor=actor, now=now,
-                                             evidence=evidence)
+                                             evidence=evidence, category=decision.category)
             return Opened(ticket=ticket, created=True, site_ticket=site_ticket)
     raise Conflict(f"the ticket for {device_id} / {signature} changed three times in a row")
 
 
 def _group_at_site(session: Session, *, ticket: Ticket, site: Site, grouping: SiteGrouping,
-                   actor: Actor, now: datetime, evidence: Evidence) -> Ticket | None:
+                   actor: Actor, now: datetime, evidence: Evidence,
+                   category: Category) -> Ticket | None:
     """Open a site ticket once enough devices of the site share the signature; link them."""
     siblings = list(session.scalars(
         select(Ticket).where(Ticket.scope == TicketScope.DEVICE, Ticket.site_id == site.id,
@@ -325,10 +328,10 @@ def _group_at_site(session: Session, *, ticket: Ticket, site: Site, grouping: Si
             break
         site_ticket = _create(
             session, scope=TicketScope.SITE, signature=ticket.signature, device=None, site=site,
-            source=TicketSource(ticket.source), priority=priority, category=Category.ENVIRONMENTAL,
+            source=TicketSource(ticket.source), priority=priority, category=category,
             title=f"Site-wide: {ticket.signature} on {len(siblings)} devices at {site.name}"[:200],
-            description="Several devices at this site show the same environmental signature "
-                        "at once: a cause in the room or the supply, not in one device.",
+            description="Several devices at this site show the same signature at once: a "
+                        "cause in the room or the building's supply, not in one device.",
             evidence=evidence, actor=actor, now=now)
         if site_ticket is not None:
             break

@@ -116,6 +116,32 @@ def find(session: Session, *, token: str) -> SatisfactionSurvey:
     return survey
 
 
+@dataclass(frozen=True, slots=True)
+class SurveyQuestion:
+    title: str
+    device_model: str | None
+    device_serial: str | None
+    closed_at: datetime | None
+    expires_at: datetime
+
+
+def question(session: Session, *, token: str, now: datetime) -> SurveyQuestion:
+    """What a link asks about, for the page that asks it (no sign-in): only what the
+    customer who got the link already knows. An answered or expired link is refused
+    as ``answer`` refuses it."""
+    survey = find(session, token=token)
+    if survey.answered_at is not None:
+        raise Conflict("this survey was answered already")
+    if now >= survey.expires_at:
+        raise Forbidden("this survey link has expired")
+    ticket = survey.ticket
+    device = ticket.device
+    return SurveyQuestion(title=ticket.title,
+                          device_model=device.model if device is not None else None,
+                          device_serial=device.serial if device is not None else None,
+                          closed_at=ticket.closed_at, expires_at=survey.expires_at)
+
+
 def answer_in_portal(session: Session, *, ticket_id: int, actor: Actor, score: int,
                      comment: str = "", now: datetime,
                      valid_for: timedelta = DEFAULT_VALID_FOR) -> SatisfactionSurvey:

@@ -30,7 +30,16 @@
     return Math.floor(hours / 24) + " d " + (hours % 24) + " h";
   }
 
+  // Transcript entries follow each other within seconds: they show them.
+  const clock = new Intl.DateTimeFormat(undefined, {
+    hour: "2-digit", minute: "2-digit", second: "2-digit",
+  });
+
   function formatTimes(root) {
+    root.querySelectorAll("time[data-clock]").forEach(function (el) {
+      const when = new Date(el.getAttribute("datetime"));
+      if (!isNaN(when)) el.textContent = clock.format(when);
+    });
     root.querySelectorAll("time[data-local]").forEach(function (el) {
       const when = new Date(el.getAttribute("datetime"));
       if (!isNaN(when)) el.textContent = dateTime.format(when);
@@ -83,6 +92,10 @@
     setInterval(tick, 1000);
   });
   document.addEventListener("htmx:afterSettle", function (event) { init(event.target); });
+  // Content swapped out of band (transcript entries) is not inside the request's target.
+  document.addEventListener("htmx:oobAfterSwap", function (event) {
+    init(event.detail.target || event.target);
+  });
   // A periodic refresh waits while the keyboard focus is inside what it would replace,
   // so someone tabbing through the queue does not lose their place.
   document.addEventListener("htmx:beforeRequest", function (event) {
