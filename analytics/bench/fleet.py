@@ -172,8 +172,8 @@ def backfill(specs: list[Any], seed: int, *, host: str, port: int, folder: Path,
             timings["generate_s"] = time.monotonic() - t0
             if not fleet.drain(1800):
                 raise RuntimeError("the devices' outbox did not drain")
-            wait_for(lambda: scrape(metrics_port, "vigil_ingest_samples_total") >= produced, 1800,
-                  "ingest to store every sample")
+            wait_for(lambda: scrape(metrics_port, "vigil_ingest_samples_total") >= produced,
+                     1800, "ingest to store every sample")
             timings["backfill_s"] = time.monotonic() - t0
         finally:
             fleet.close()
