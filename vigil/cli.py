@@ -41,6 +41,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "api": ("api.bench", "API requests per second and latency under concurrent clients"),
     "desk": ("vigil.tickets.bench", "SLA watchdog pass and quality report over a large desk"),
     "fleet": ("analytics.bench.fleet", "end to end on a simulated fleet: tickets days ahead"),
+    "soak": ("analytics.bench.soak", "the whole platform under injected faults: loss, "
+             "duplicate tickets, memory growth"),
 }
 
 

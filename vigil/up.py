@@ -107,7 +107,8 @@ class Supervised:
                 self.process.wait()
 
 
-def _vigil_command(*args: str) -> list[str]:
+def vigil_command(*args: str) -> list[str]:
+    """A `vigil` command run by this interpreter, whatever is on PATH."""
     return [sys.executable, "-m", "vigil.cli", *args]
 
 
@@ -257,16 +258,16 @@ def run(args: argparse.Namespace) -> int:
                 return env
             return env | service_env(settings, user, passwords[user])
 
-        children.append(Supervised("ingest", _vigil_command("ingest"), as_user(INGEST_USER),
+        children.append(Supervised("ingest", vigil_command("ingest"), as_user(INGEST_USER),
                                    logs / "ingest.log"))
-        children.append(Supervised("jobs", _vigil_command("jobs"), env, logs / "jobs.log"))
-        children.append(Supervised("api", _vigil_command("api"), as_user(API_USER),
+        children.append(Supervised("jobs", vigil_command("jobs"), env, logs / "jobs.log"))
+        children.append(Supervised("api", vigil_command("api"), as_user(API_USER),
                                    logs / "api.log"))
         print(f"Console: http://{settings.api.host}:{settings.api.port}/console/", flush=True)
         if args.simulate > 0:
             children.append(Supervised(
                 "simulator",
-                _vigil_command(
+                vigil_command(
                     "simulate", "--devices", str(args.simulate), "--seed", str(SIMULATOR_SEED),
                     "--fault-fraction", str(SIMULATOR_FAULT_FRACTION),
                     "--broker", f"{settings.mqtt.host}:{settings.mqtt.port}",

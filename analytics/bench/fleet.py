@@ -45,8 +45,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -54,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from analytics.bench import fleet_score as score
+from analytics.bench.probe import ready, scrape, wait_for
 
 DAY_MS = score.DAY_MS
 HOUR_MS = score.HOUR_MS
@@ -113,32 +112,6 @@ def _utc(ms: int) -> datetime:
     return datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
-def _scrape(port: int, name: str) -> float:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except (OSError, urllib.error.URLError):
-        return 0.0
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + " ") or line.startswith(name + "{"))
-
-
-def _ready(port: int) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-            return bool(json.loads(response.read())["ok"])
-    except (OSError, urllib.error.URLError, ValueError):
-        return False
-
-
-def _wait(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(0.2)
-
-
 def fleet_env(folder: Path, *, store: str, mqtt_port: int, metrics_port: int,
               name: str) -> dict[str, str]:
     """`vigil ingest`'s settings for one fleet: its own data folder, session and group."""
@@ -186,7 +159,7 @@ def backfill(specs: list[Any], seed: int, *, host: str, port: int, folder: Path,
     log.close()
     timings: dict[str, float] = {}
     try:
-        _wait(lambda: _ready(metrics_port), 120, "vigil ingest ready")
+        wait_for(lambda: ready(metrics_port), 120, "vigil ingest ready")
         fleet = Fleet(specs, seed=seed, broker=BrokerSettings(host=host, port=port),
                       outbox_path=folder / "outbox.db", interval_s=60.0,
                       max_entries=50_000_000)
@@ -199,12 +172,12 @@ def backfill(specs: list[Any], seed: int, *, host: str, port: int, folder: Path,
             timings["generate_s"] = time.monotonic() - t0
             if not fleet.drain(1800):
                 raise RuntimeError("the devices' outbox did not drain")
-            _wait(lambda: _scrape(metrics_port, "vigil_ingest_samples_total") >= produced, 1800,
-                  "ingest to store every sample")
+            wait_for(lambda: scrape(metrics_port, "vigil_ingest_samples_total") >= produced,
+                     1800, "ingest to store every sample")
             timings["backfill_s"] = time.monotonic() - t0
         finally:
             fleet.close()
-        stored = int(_scrape(metrics_port, "vigil_ingest_samples_total"))
+        stored = int(scrape(metrics_port, "vigil_ingest_samples_total"))
     finally:
         ingest.send_signal(signal.SIGTERM)
         try:

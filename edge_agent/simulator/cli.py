@@ -57,6 +57,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="publish this many days of history before going live")
     parser.add_argument("--backfill-step", type=float, default=300.0,
                         help="seconds between historical samples")
+    parser.add_argument("--plan-days", type=float, default=30.0,
+                        help="days the plan reaches past now; faults develop and fail within "
+                             "the history, the day before it and these days")
     parser.add_argument("--fault-fraction", type=float, default=0.2,
                         help="share of devices that degrade towards a failure")
     parser.add_argument("--models", default=",".join(MODELS),
@@ -64,6 +67,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prefix", default="", help="prefix for device ids")
     parser.add_argument("--live-only", action="store_true",
                         help="with --backfill-days: skip the live phase")
+    parser.add_argument("--drain", type=float, default=0.0, metavar="SECONDS",
+                        help="on stopping, keep publishing until the outbox is empty, at most "
+                             "this long (what was measured then reaches the platform)")
 
 
 def read_credentials(path: Path) -> dict[str, str]:
@@ -79,9 +85,10 @@ def run(args: argparse.Namespace) -> int:
     host, _, port = args.broker.rpartition(":")
     now_ms = int(time.time() * 1000)
     history_ms = int(args.backfill_days * DAY_MS)
-    # The plan spans the history and 30 days ahead, so live runs see faults develop too.
+    # The plan spans the history and --plan-days ahead, so live runs see faults develop too.
     scenario = plan_scenario(args.devices, seed=args.seed,
-                             start_ms=now_ms - history_ms - DAY_MS, end_ms=now_ms + 30 * DAY_MS,
+                             start_ms=now_ms - history_ms - DAY_MS,
+                             end_ms=now_ms + int(args.plan_days * DAY_MS),
                              fault_fraction=args.fault_fraction,
                              models=[m for m in args.models.split(",") if m], prefix=args.prefix,
                              faults=args.faults, sudden_share=args.sudden_share)
@@ -112,9 +119,15 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         pass
     finally:
+        if args.drain > 0:
+            try:
+                fleet.drain(args.drain)
+            except KeyboardInterrupt:
+                pass
         stats = {"samples_queued": fleet.samples_queued, "events_queued": fleet.events_queued,
                  "messages_sent": fleet.courier.sent, "messages_acked": fleet.courier.acked,
-                 "outbox_depth": fleet.outbox.total_depth()}
+                 "outbox_depth": fleet.outbox.total_depth(),
+                 "outbox_dropped": sum(fleet.outbox.dropped(d) for d in fleet.devices)}
         fleet.close()
         print(json.dumps(stats))
     return 0
