@@ -45,6 +45,7 @@ def test_a_session_expires_and_then_refuses_commands(
                                  caller=caller(world), now=NOW + timedelta(minutes=11),
                                  allow_list=ALLOW)
         actions = list(db.scalars(select(AuditLog.action).where(
+            AuditLog.object_type == "diagnosis_session",
             AuditLog.object_id == str(session_id)).order_by(AuditLog.id)))
     assert actions == ["diagnosis.open", "diagnosis.expire"]
 
