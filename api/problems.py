@@ -53,6 +53,14 @@ STATUS_OF: tuple[tuple[type[Exception], int, str], ...] = (
 )
 
 
+def status_of(exc: Exception) -> tuple[int, str]:
+    """The HTTP status and problem kind of an exception (500 for one not listed)."""
+    for cls, status, kind in STATUS_OF:
+        if isinstance(exc, cls):
+            return status, kind
+    return 500, "internal-error"
+
+
 def problem(
     status: int,
     detail: str,

@@ -36,6 +36,7 @@ from api import users as users_api
 from api.console import queries
 from api.deps import Ctx, Db, SignedIn, after_commit
 from api.params import PathId
+from api.problems import status_of
 from vigil.auth.schemas import ConsoleSession, Credentials
 from vigil.auth.service import Throttled, Unauthenticated
 from vigil.auth.visibility import ticket_visible
@@ -110,21 +111,14 @@ SECURITY_HEADERS = {
 
 FLEET_PAGE = 50
 PERIODS = {"1h": 3600, "6h": 6 * 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
-STATUS_OF_ERROR: tuple[tuple[type[Exception], int, str], ...] = (
-    (NotFound, 404, "Not found"),
-    (Forbidden, 403, "Not allowed"),
-    (InvalidTransition, 409, "Not possible now"),
-    (Conflict, 409, "Not possible now"),
-    (Throttled, 429, "Too many attempts"),
-    (DomainError, 422, "Not accepted"),
-)
+# Page titles for the statuses the API's one mapping (``api.problems.STATUS_OF``) gives.
+TITLE_OF_STATUS = {403: "Not allowed", 404: "Not found", 409: "Not possible now",
+                   429: "Too many attempts"}
 
 
 def _status_of(exc: Exception) -> tuple[int, str]:
-    for cls, status, title in STATUS_OF_ERROR:
-        if isinstance(exc, cls):
-            return status, title
-    return 400, "Not accepted"
+    status, _kind = status_of(exc)
+    return status, TITLE_OF_STATUS.get(status, "Not accepted")
 
 
 def _is_htmx(request: Request) -> bool:
