@@ -128,39 +128,29 @@ def signed_in(
     yield from _context(request, principal)
 
 
-def staff_only(
-    request: Request, principal: Annotated[Principal, Depends(current_principal)]
-) -> Iterator[Ctx]:
-    """The service organisation: admins, managers and engineers."""
-    if not principal.is_staff:
-        raise Forbidden("only the service organisation may do this")
-    yield from _context(request, principal)
+def _allowing(roles: frozenset[str], refusal: str) -> Callable[..., Iterator[Ctx]]:
+    """A dependency that lets through only callers holding one of ``roles``."""
+
+    def dependency(
+        request: Request, principal: Annotated[Principal, Depends(current_principal)]
+    ) -> Iterator[Ctx]:
+        if not principal.roles & roles:
+            raise Forbidden(refusal)
+        yield from _context(request, principal)
+
+    return dependency
 
 
-def admin_only(
-    request: Request, principal: Annotated[Principal, Depends(current_principal)]
-) -> Iterator[Ctx]:
-    if not principal.is_admin:
-        raise Forbidden("only administrators may do this")
-    yield from _context(request, principal)
-
-
-def managers_only(
-    request: Request, principal: Annotated[Principal, Depends(current_principal)]
-) -> Iterator[Ctx]:
-    """Those who plan the service: admins and managers."""
-    if not principal.roles & {RoleName.ADMIN, RoleName.MANAGER}:
-        raise Forbidden("only managers and administrators may do this")
-    yield from _context(request, principal)
-
-
-def field_staff(
-    request: Request, principal: Annotated[Principal, Depends(current_principal)]
-) -> Iterator[Ctx]:
-    """Those who do the service work: engineers and managers."""
-    if not principal.roles & {RoleName.ENGINEER, RoleName.MANAGER}:
-        raise Forbidden("only engineers and managers may do this")
-    yield from _context(request, principal)
+# The service organisation: admins, managers and engineers.
+staff_only = _allowing(frozenset({RoleName.ADMIN, RoleName.MANAGER, RoleName.ENGINEER}),
+                       "only the service organisation may do this")
+admin_only = _allowing(frozenset({RoleName.ADMIN}), "only administrators may do this")
+# Those who plan the service.
+managers_only = _allowing(frozenset({RoleName.ADMIN, RoleName.MANAGER}),
+                          "only managers and administrators may do this")
+# Those who do the service work.
+field_staff = _allowing(frozenset({RoleName.ENGINEER, RoleName.MANAGER}),
+                        "only engineers and managers may do this")
 
 
 Db = Annotated[Session, Depends(get_db, scope="function")]
