@@ -288,27 +288,35 @@ def _percentile_columns() -> list[ColumnElement[Any]]:
     return columns
 
 
+# A duration's spread in a group: how many values, their median and 90th percentile.
+Spread = dict[str, tuple[int, float | None, float | None]]
+_NO_SPREAD = (0, None, None)
+
+
 def _everything_sql(session: Session, group_by: GroupBy, start: datetime, end: datetime,
-                    as_of: datetime, customer_id: int | None) -> tuple[dict[Any, dict[str, Any]],
-                                              dict[Any, dict[str, float | None]]]:
+                    as_of: datetime, customer_id: int | None
+                    ) -> tuple[dict[Any, dict[str, Any]], dict[Any, Spread]]:
     """PostgreSQL: counts and percentiles of every group and of the total in one pass.
 
     Grouping sets give the total row its own percentiles (they cannot be summed
-    from the groups'); one scan of the period's tickets instead of two.
+    from the groups'); one scan of the period's tickets instead of two. Columns are
+    read by position, found once from the names.
     """
     counts: dict[Any, dict[str, Any]] = {}
-    spread: dict[Any, dict[str, float | None]] = {}
-    for row in session.connection().execute(
-            _everything_statement(group_by, customer_id is not None),
-            _period(start, end, as_of, customer_id)):
-        values = row._asdict()
-        group = TOTAL if values.pop("is_total") else values["key"]
-        spread[group] = {}
-        for name in _DURATIONS:
-            median, p90 = values[f"{name}_q"] or (None, None)
-            spread[group].update({f"{name}_n": float(values[f"{name}_n"]),
-                                  f"{name}_50": median, f"{name}_90": p90})
-        counts[group] = {k: v for k, v in values.items() if k not in _SPREAD_NAMES}
+    spread: dict[Any, Spread] = {}
+    result = session.connection().execute(
+        _everything_statement(group_by, customer_id is not None),
+        _period(start, end, as_of, customer_id))
+    names = list(result.keys())
+    key_at, total_at = names.index("key"), names.index("is_total")
+    spread_at = [(name, names.index(f"{name}_n"), names.index(f"{name}_q"))
+                 for name in _DURATIONS]
+    counts_at = [(name, at) for at, name in enumerate(names)
+                 if name not in _SPREAD_NAMES and name != "is_total"]
+    for row in result:
+        group = TOTAL if row[total_at] else row[key_at]
+        spread[group] = {name: (row[n], *(row[q] or (None, None))) for name, n, q in spread_at}
+        counts[group] = {name: row[at] for name, at in counts_at}
     return counts, spread
 
 
@@ -327,7 +335,7 @@ def _everything_statement(group_by: GroupBy, of_customer: bool) -> Select[Any]:
 
 def _percentiles_python(session: Session, group_by: GroupBy, start: datetime,
                         end: datetime,
-                        customer_id: int | None) -> dict[Any, dict[str, float | None]]:
+                        customer_id: int | None) -> dict[Any, Spread]:
     """SQLite: read the durations and interpolate as ``percentile_cont`` does."""
     key, _label = _key(group_by)
     lead = _lead_hours()
@@ -344,14 +352,13 @@ def _percentiles_python(session: Session, group_by: GroupBy, start: datetime,
             if value is not None:
                 samples[row.key][name].append(float(value))
                 samples[TOTAL][name].append(float(value))
-    found: dict[Any, dict[str, float | None]] = {}
+    found: dict[Any, Spread] = {}
     for group, by_name in samples.items():
         found[group] = {}
         for name in _DURATIONS:
             seen = by_name.get(name, [])
-            found[group][f"{name}_n"] = float(len(seen))
-            found[group][f"{name}_50"] = metrics.percentile(seen, 0.5)
-            found[group][f"{name}_90"] = metrics.percentile(seen, 0.9)
+            found[group][name] = (len(seen), metrics.percentile(seen, 0.5),
+                                  metrics.percentile(seen, 0.9))
     return found
 
 
@@ -362,27 +369,30 @@ def _hours(minutes: float | None) -> float | None:
     return None if minutes is None else round(minutes / 60, 3)
 
 
-# Plain strings: an enum member's ``.value`` costs a descriptor call, per group and field.
-_SOURCES = tuple(s.value for s in TicketSource)
-_MILESTONES = tuple(m.value for m in Milestone)
+# Plain strings, and the column names of each built once: an enum member's ``.value`` costs
+# a descriptor call and an f-string a format, per group and field.
+_SOURCES = tuple((s.value, f"source_{s.value}") for s in TicketSource)
+_MILESTONES = tuple((m.value, f"{m.value}_minutes", f"{m.value}_met", f"{m.value}_decided")
+                    for m in Milestone)
 
 
-def _row(group: str, counts: Mapping[str, Any], spread: Mapping[str, float | None]) -> Row:
-    def times(name: str) -> Times:
-        return Times(count=int(spread.get(f"{name}_n") or 0),
-                     median_h=_hours(spread.get(f"{name}_50")),
-                     p90_h=_hours(spread.get(f"{name}_90")))
+def _times(spread: Spread, name: str) -> Times:
+    count, median, p90 = spread.get(name, _NO_SPREAD)
+    return Times(count=count, median_h=_hours(median), p90_h=_hours(p90))
 
-    compliance = {}
-    for milestone in _MILESTONES:
-        met, decided = counts[f"{milestone}_met"], counts[f"{milestone}_decided"]
+
+def _row(group: str, counts: Mapping[str, Any], spread: Spread) -> Row:
+    times, compliance = {}, {}
+    for milestone, minutes, met_name, decided_name in _MILESTONES:
+        times[milestone] = _times(spread, minutes)
+        met, decided = counts[met_name], counts[decided_name]
         compliance[milestone] = Compliance(met, decided, metrics.rate(met, decided))
     predicted, confirmed, false = counts["predicted"], counts["confirmed"], counts["false"]
     score_sum = counts["score_sum"]
     return Row(
         group=group, opened=counts["opened"],
-        by_source={source: counts[f"source_{source}"] for source in _SOURCES},
-        times={milestone: times(f"{milestone}_minutes") for milestone in _MILESTONES},
+        by_source={source: counts[name] for source, name in _SOURCES},
+        times=times,
         compliance=compliance,
         mttr_h=_hours(metrics.mean(counts["mttr_sum"], counts["mttr_n"])),
         finished=counts["finished"],
@@ -396,7 +406,7 @@ def _row(group: str, counts: Mapping[str, Any], spread: Mapping[str, float | Non
             opened=predicted, confirmed=confirmed, false_alarms=false,
             pending=predicted - confirmed - false,
             precision=metrics.rate(confirmed, confirmed + false),
-            median_lead_h=spread.get("lead_50")),
+            median_lead_h=spread.get("lead", _NO_SPREAD)[1]),
     )
 
 
