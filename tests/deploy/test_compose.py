@@ -56,7 +56,7 @@ def test_the_schema_refuses_what_compose_would_refuse() -> None:
     broken["services"]["api"]["healthcheck"]["retires"] = 3
     assert not validator.is_valid(broken)
     broken = compose()
-    broken["services"]["ingest"]["deploy"]["replicas"] = "two"
+    broken["services"]["jobs"]["deploy"]["replicas"] = "two"
     assert not validator.is_valid(broken)
 
 
@@ -125,10 +125,20 @@ def test_every_image_is_pinned_by_version(name: str) -> None:
     assert repository and tag and tag != "latest" and re.search(r"\d", tag), image
 
 
-def test_ingest_and_jobs_run_two_replicas_and_state_lives_in_named_volumes() -> None:
+def test_two_ingest_workers_split_the_devices_and_jobs_run_two_replicas() -> None:
+    """Each ingest worker keeps its own partition: together all of them, none twice."""
     doc = compose()
-    assert doc["services"]["ingest"]["deploy"]["replicas"] == 2
+    ingest = [s for s in doc["services"].values() if s.get("command") == ["vigil", "ingest"]]
+    assert len(ingest) == 2
+    for service in ingest:
+        assert "deploy" not in service, "replicas of one service would share a partition"
+        assert service["environment"]["VIGIL_INGEST__PARTITIONS"] == "2"
+    assert sorted(s["environment"]["VIGIL_INGEST__PARTITION"] for s in ingest) == ["0", "1"]
     assert doc["services"]["jobs"]["deploy"]["replicas"] == 2
+
+
+def test_state_lives_in_named_volumes() -> None:
+    doc = compose()
     named = set(doc["volumes"])
     for name, service in doc["services"].items():
         for volume in service.get("volumes", []):
