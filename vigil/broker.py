@@ -67,6 +67,16 @@ def local_broker_files(settings: Settings) -> BrokerFiles:
 MOSQUITTO_HEAD = ["per_listener_settings true"]
 
 
+def configured_broker_files(settings: Settings) -> BrokerFiles | None:
+    """The broker's files the settings name (a deployment's, as the API keeps them), if any."""
+    mqtt = settings.mqtt
+    if mqtt.password_file is None or mqtt.acl_file is None:
+        return None
+    return BrokerFiles(password_file=mqtt.password_file, acl_file=mqtt.acl_file,
+                       service_password_file=mqtt.service_password_file,
+                       pid_file=mqtt.pid_file)
+
+
 def mosquitto_config(files: BrokerFiles, service_port: int) -> list[str]:
     """The lines, after the devices' listener, that make Mosquitto authenticate and authorise.
 

@@ -166,3 +166,27 @@ def test_the_dockerfile_is_multi_stage_pinned_and_non_root() -> None:
     users = [line.split()[1] for line in final if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
     assert any("-c requirements/constraints.txt" in line for line in lines)
+
+
+def test_the_demo_simulator_logs_in_with_the_credentials_demo_fleet_writes() -> None:
+    """Per-device credentials: the file `vigil demo-fleet` writes, for the same devices.
+
+    The broker's ACL admits a device only with its own password; the simulator
+    reads the compose secret that deploy/README.md fills with `vigil demo-fleet`.
+    """
+    doc = compose()
+    simulator = doc["services"]["simulator"]
+    argv = simulator["command"]
+    assert "--password" not in argv
+    secret = argv[argv.index("--credentials") + 1].removeprefix("/run/secrets/")
+    assert secret in simulator["secrets"]
+    source = doc["secrets"][secret]["file"].removeprefix("./")
+    devices = argv[argv.index("--devices") + 1]
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    step = next(line for line in readme.splitlines() if "vigil demo-fleet" in line
+                and line.startswith("docker compose run"))
+    command = step.split(" api ", 1)[1].split(" > ")
+    assert command[1].strip() == source
+    fleet = command[0].split()
+    _check_vigil_argv(fleet)
+    assert fleet[fleet.index("--devices") + 1] == devices
