@@ -33,6 +33,11 @@ class IngestMetrics:
             registry=r,
         )
         self.acks = Counter("vigil_ingest_acks", "Messages acknowledged to the broker", registry=r)
+        self.foreign = Counter(
+            "vigil_ingest_foreign_messages",
+            "Messages of devices in other workers' partitions, acknowledged unprocessed",
+            registry=r,
+        )
         self.batch_seconds = Histogram(
             "vigil_ingest_batch_seconds",
             "Time to make one batch durable (retries included)",

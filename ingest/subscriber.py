@@ -1,10 +1,13 @@
-"""The MQTT side of ingest: a persistent MQTT 5 session on a shared subscription, acked by hand.
+"""The MQTT side of ingest: a persistent MQTT 5 session with plain subscriptions, acked by hand.
 
-The broker keeps this session's messages while ingest is down (clean start off,
-a session expiry), and several ingest workers in one shared-subscription group
-split the devices' traffic. Nothing is acknowledged on receipt: the worker acks
-a message only once what it carries is durable. Callbacks only hand messages
-to the inbox, so the network thread never waits on a database.
+The broker keeps this session's subscriptions and messages while ingest is
+down and across its own restarts (clean start off, a session expiry,
+persistence on). Several workers split the devices by partition
+(``ingest/partitions.py``): each receives every report and keeps its
+partition's, acknowledging the others at once. Nothing kept is acknowledged on
+receipt: the worker acks a message only once what it carries is durable.
+Callbacks only hand messages to the inbox, so the network thread never waits
+on a database.
 
 Packet ids belong to one connection. After a disconnect the broker sends every
 unacknowledged message again, so acks of the old connection are dropped rather
@@ -14,7 +17,6 @@ than sent on the new one, where the same id may name another message.
 from __future__ import annotations
 
 import logging
-import socket
 import threading
 import time
 from typing import Any
@@ -27,6 +29,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from edge_agent.protocol import REPORTS, subscription
 from ingest.inbox import Inbound, Inbox
 from ingest.metrics import IngestMetrics
+from ingest.partitions import keeps
 from vigil.config import MqttSettings
 from vigil.net import mqtt_client
 
@@ -99,9 +102,9 @@ def readable_topic(message: mqtt.MQTTMessage) -> str:
         return raw.decode("utf-8", errors="backslashreplace")
 
 
-def default_client_id() -> str:
-    """Stable across restarts on one host, so the broker resumes the same session."""
-    return f"vigil-ingest-{socket.gethostname()}"[:64]
+def default_client_id(partition: int) -> str:
+    """The partition's session: the same whichever host or container runs its worker."""
+    return f"vigil-ingest-{partition}"
 
 
 class Subscriber:
@@ -114,6 +117,8 @@ class Subscriber:
         client_id: str,
         shared_group: str,
         session_expiry_s: int,
+        partition: int = 0,
+        partitions: int = 1,
         receive_maximum: int,
         keep_bytes: int,
         max_payload_bytes: int,
@@ -127,6 +132,8 @@ class Subscriber:
         self.metrics = metrics
         self.client_id = client_id
         self.shared_group = shared_group
+        self.partition = partition
+        self.partitions = partitions
         self.session_expiry_s = session_expiry_s
         self.receive_maximum = receive_maximum
         self.keep_bytes = keep_bytes
@@ -216,6 +223,9 @@ class Subscriber:
             self._connected.set()
         self.connections += 1
         self.metrics.connected.set(1)
+        # Subscribe on every connection, whatever session_present says: a broker that lost or
+        # did not restore the session (Mosquitto 2.0 drops shared subscriptions on restart)
+        # gets the subscriptions back; one that kept them replaces them with the same.
         log.info(
             "connected to broker",
             extra={
@@ -250,6 +260,13 @@ class Subscriber:
         log.warning("disconnected from broker", extra={"reason": str(reason_code)})
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        topic = readable_topic(message)
+        if not keeps(topic, self.partition, self.partitions):
+            # Another partition's worker keeps it, from its own session's copy.
+            if message.qos:
+                client.ack(message.mid, message.qos)
+            self.metrics.foreign.inc()
+            return
         payload = message.payload
         size = len(payload)
         if size > self.max_payload_bytes:
@@ -259,7 +276,7 @@ class Subscriber:
             Inbound(
                 mid=message.mid if message.qos else 0,
                 epoch=self._epoch,
-                topic=readable_topic(message),
+                topic=topic,
                 payload=bytes(payload),
                 size=size,
                 received_at=time.monotonic(),

@@ -15,7 +15,9 @@ class Peer:
     """An MQTT 5 client that remembers what happened to it."""
 
     def __init__(self, broker: Mosquitto, username: str, password: str,
-                 client_id: str | None = None, will_topic: str | None = None) -> None:
+                 client_id: str | None = None, will_topic: str | None = None,
+                 port: int | None = None) -> None:
+        """``port``: another of the broker's listeners than its first."""
         self.connected = threading.Event()
         self.disconnected = threading.Event()
         self.reason: mqtt.ReasonCode | None = None
@@ -29,7 +31,7 @@ class Peer:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = lambda _c, _u, msg: self.messages.append(
             (msg.topic, msg.payload))
-        self.client.connect(broker.host, broker.port, keepalive=10)
+        self.client.connect(broker.host, port or broker.port, keepalive=10)
         self.client.loop_start()
 
     def _on_connect(self, _c: object, _u: object, _f: object, reason: mqtt.ReasonCode,
@@ -59,11 +61,12 @@ class Peer:
 
 
 def connect_eventually(broker: Mosquitto, user: str, password: str,
-                       timeout: float = 10.0) -> Peer:
+                       timeout: float = 10.0, *, client_id: str | None = None,
+                       port: int | None = None) -> Peer:
     """The broker reloads its files asynchronously after SIGHUP: retry until accepted."""
     deadline = time.monotonic() + timeout
     while True:
-        peer = Peer(broker, user, password)
+        peer = Peer(broker, user, password, client_id=client_id, port=port)
         if peer.wait_connected():
             return peer
         peer.close()

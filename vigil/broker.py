@@ -4,8 +4,12 @@ The broker reads the same two files as in production (see
 ``vigil/devices/credentials.py``), kept under ``DATA_DIR/mosquitto``: the
 password file, rebuilt from the device registry plus the platform services'
 hashed entries (``services.passwd``), and the ACL rendered from the protocol's
-topics. Anonymous clients are refused, and a client's id is always its user
-name, so a device can neither publish as another nor take over its session.
+topics. Anonymous clients are refused. On the devices' listener a client's id
+is always its user name, so a device can neither publish as another nor take
+over its session. The platform's services connect to a second listener, on
+loopback, that knows only their users (``services.passwd``): there each chooses
+its client id, so several ingest workers logging in as ``vigil-ingest`` keep a
+session each instead of taking over one another's.
 
 The services' passwords (``vigil-ingest``, ``vigil-api``) are generated on the
 first start and kept in ``DATA_DIR/secrets`` (a folder and files only their
@@ -59,16 +63,39 @@ def local_broker_files(settings: Settings) -> BrokerFiles:
                        pid_file=directory / "mosquitto.pid")
 
 
-def mosquitto_config(files: BrokerFiles) -> list[str]:
-    """The configuration lines that make Mosquitto authenticate and authorise from the files."""
+# Before the first listener: each listener has its own password file and client-id rule.
+MOSQUITTO_HEAD = ["per_listener_settings true"]
+
+
+def configured_broker_files(settings: Settings) -> BrokerFiles | None:
+    """The broker's files the settings name (a deployment's, as the API keeps them), if any."""
+    mqtt = settings.mqtt
+    if mqtt.password_file is None or mqtt.acl_file is None:
+        return None
+    return BrokerFiles(password_file=mqtt.password_file, acl_file=mqtt.acl_file,
+                       service_password_file=mqtt.service_password_file,
+                       pid_file=mqtt.pid_file)
+
+
+def mosquitto_config(files: BrokerFiles, service_port: int) -> list[str]:
+    """The lines, after the devices' listener, that make Mosquitto authenticate and authorise.
+
+    The devices' listener (the first) takes every credential, with the client id
+    forced to the user name; the services' listener on ``service_port`` (loopback)
+    only the services' users, whose client ids are their own.
+    """
     assert files.pid_file is not None
+    assert files.service_password_file is not None
     return [
         f"password_file {files.password_file}",
         f"acl_file {files.acl_file}",
+        "use_username_as_clientid true",
         # Mosquitto writes its pid here, and removes it on exit; the API signals it through it.
         f"pid_file {files.pid_file}",
-        # One listener serves devices and the services, one client per user name each.
-        "use_username_as_clientid true",
+        f"listener {service_port} 127.0.0.1",
+        "allow_anonymous false",
+        f"password_file {files.service_password_file}",
+        f"acl_file {files.acl_file}",
     ]
 
 
@@ -141,9 +168,14 @@ def prepare(settings: Settings, sessions: sessionmaker[Session]) -> dict[str, st
     return passwords
 
 
-def service_env(settings: Settings, user: str, password: str) -> dict[str, str]:
-    """The environment that connects a `vigil` service as ``user``; the API also keeps the files."""
-    env = {"VIGIL_MQTT__USERNAME": user, "VIGIL_MQTT__PASSWORD": password}
+def service_env(settings: Settings, user: str, password: str,
+                service_port: int) -> dict[str, str]:
+    """The environment that connects a `vigil` service as ``user`` to the services' listener.
+
+    The API also keeps the broker's files.
+    """
+    env = {"VIGIL_MQTT__HOST": "127.0.0.1", "VIGIL_MQTT__PORT": str(service_port),
+           "VIGIL_MQTT__USERNAME": user, "VIGIL_MQTT__PASSWORD": password}
     if user == API_USER:
         files = local_broker_files(settings)
         env |= {

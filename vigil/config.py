@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -68,13 +68,18 @@ class InfluxSettings(BaseModel):
 class IngestSettings(BaseModel):
     """The ingest service: MQTT session, batching, limits and its HTTP endpoint.
 
-    ``client_id`` must be stable across restarts (the broker resumes the
-    session by it) and distinct per worker; by default it is derived from the
-    host name. ``receive_maximum`` bounds the unacknowledged messages the
-    broker sends, and so ingest's memory.
+    Workers split the devices into ``partitions``, worker ``partition`` keeping
+    one share (see ``ingest/partitions.py``). ``client_id`` must be stable
+    across restarts (the broker resumes the session by it) and distinct per
+    worker; by default it names the partition. ``shared_group`` is for brokers
+    that restore shared subscriptions after a restart (Mosquitto 2.0 does not);
+    it replaces partitions. ``receive_maximum`` bounds the unacknowledged
+    messages the broker sends, and so ingest's memory.
     """
 
-    shared_group: str = "ingest"
+    partitions: int = Field(1, ge=1, le=1024)
+    partition: int = Field(0, ge=0)
+    shared_group: str = ""
     client_id: str | None = None
     batch_size: int = Field(5000, ge=1)
     batch_interval_s: float = Field(0.5, gt=0)
@@ -91,6 +96,16 @@ class IngestSettings(BaseModel):
     max_dead_letters: int = Field(100_000, ge=1)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(9108, ge=0, le=65535)
+
+    @model_validator(mode="after")
+    def _one_partition_each(self) -> IngestSettings:
+        if self.partition >= self.partitions:
+            raise ValueError(f"ingest.partition must be below ingest.partitions "
+                             f"({self.partitions}), got {self.partition}")
+        if self.shared_group and self.partitions > 1:
+            raise ValueError("ingest.shared_group and ingest.partitions > 1 exclude each other: "
+                             "workers either share a subscription or split the devices")
+        return self
 
 
 class ScoringSettings(BaseModel):

@@ -196,9 +196,12 @@ class Mosquitto(LocalServer):
 
     def __init__(self, workdir: Path, port: int | None = None,
                  extra_config: list[str] | None = None, host: str = LOOPBACK,
-                 allow_anonymous: bool = True) -> None:
+                 allow_anonymous: bool = True, head_config: list[str] | None = None) -> None:
         super().__init__(workdir, port)
         self.extra_config = extra_config or []
+        # Before the first listener: options Mosquitto wants ahead of any security setting
+        # (per_listener_settings).
+        self.head_config = head_config or []
         # Tests and benchmarks connect without credentials; `vigil up` does not allow it.
         self.allow_anonymous = allow_anonymous
         self.config_path = self.workdir / "mosquitto.conf"
@@ -210,6 +213,7 @@ class Mosquitto(LocalServer):
 
     def _prepare(self, binary: str) -> None:
         lines = [
+            *self.head_config,
             f"listener {self.port} {self.host}",
             f"allow_anonymous {'true' if self.allow_anonymous else 'false'}",
             "persistence true",

@@ -52,6 +52,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="with --simulate: publish this many days of history first")
     parser.add_argument("--duration", type=float, default=0.0,
                         help="stop after this many seconds (0: until interrupted)")
+    parser.add_argument("--ingest-workers", type=int, default=1, metavar="N",
+                        help="ingest processes, each keeping a partition of the devices "
+                             "(HTTP endpoints on ingest.metrics_port and the ports after it)")
 
 
 @dataclass
@@ -112,14 +115,15 @@ def vigil_command(*args: str) -> list[str]:
     return [sys.executable, "-m", "vigil.cli", *args]
 
 
-def ensure_broker(settings: Settings) -> Mosquitto | None:
+def ensure_broker(settings: Settings, service_port: int) -> Mosquitto | None:
     """Start Mosquitto on the configured port if the broker is local and not yet running.
 
     The broker refuses anonymous clients and applies the device ACL; its files
-    must be in place (``vigil.broker.prepare``). Returns the started server (to
-    stop on exit) or None when a broker already answers.
+    must be in place (``vigil.broker.prepare``). The platform's services connect
+    to its second listener, on loopback ``service_port``. Returns the started
+    server (to stop on exit) or None when a broker already answers.
     """
-    from vigil.broker import broker_dir, local_broker_files, mosquitto_config
+    from vigil.broker import MOSQUITTO_HEAD, broker_dir, local_broker_files, mosquitto_config
     from vigil.servers import Mosquitto, ServerUnavailable, port_open
 
     host, port = settings.mqtt.host, settings.mqtt.port
@@ -131,7 +135,8 @@ def ensure_broker(settings: Settings) -> Mosquitto | None:
         raise SystemExit(f"the MQTT broker at {host}:{port} does not answer; start it, or unset "
                          "VIGIL_MQTT__HOST so `vigil up` runs one on this machine")
     broker = Mosquitto(broker_dir(settings), port=port, host=host, allow_anonymous=False,
-                       extra_config=mosquitto_config(local_broker_files(settings)))
+                       head_config=MOSQUITTO_HEAD,
+                       extra_config=mosquitto_config(local_broker_files(settings), service_port))
     try:
         broker.start()
     except ServerUnavailable as exc:
@@ -246,8 +251,13 @@ def run(args: argparse.Namespace) -> int:
     if args.simulate > 0:
         added = register_fleet(settings, simulated_devices(args.simulate), credentials_file)
         log.info("%d simulated devices registered (%d new)", args.simulate, added)
+    from vigil.servers import free_port
+
+    if args.ingest_workers < 1:
+        raise SystemExit("--ingest-workers must be at least 1")
     passwords = prepare_broker(settings)
-    broker = ensure_broker(settings)
+    service_port = free_port()
+    broker = ensure_broker(settings, service_port)
     children: list[Supervised] = []
     try:
         env = dict(os.environ)
@@ -256,10 +266,15 @@ def run(args: argparse.Namespace) -> int:
             """The services log in with their own credentials on the broker started here."""
             if broker is None:
                 return env
-            return env | service_env(settings, user, passwords[user])
+            return env | service_env(settings, user, passwords[user], service_port)
 
-        children.append(Supervised("ingest", vigil_command("ingest"), as_user(INGEST_USER),
-                                   logs / "ingest.log"))
+        workers = args.ingest_workers
+        for partition in range(workers):
+            name = "ingest" if workers == 1 else f"ingest-{partition + 1}"
+            children.append(Supervised(
+                name, vigil_command("ingest"),
+                as_user(INGEST_USER) | ingest_partition_env(settings, partition, workers),
+                logs / f"{name}.log"))
         children.append(Supervised("jobs", vigil_command("jobs"), env, logs / "jobs.log"))
         children.append(Supervised("api", vigil_command("api"), as_user(API_USER),
                                    logs / "api.log"))
@@ -275,7 +290,8 @@ def run(args: argparse.Namespace) -> int:
                     "--outbox", str(settings.data_dir / "simulator-outbox.db"),
                     "--labels", str(settings.data_dir / "simulator-labels.csv"),
                     "--backfill-days", str(args.backfill_days)),
-                env, logs / "simulator.log", requires=partial(ingest_ready, settings)))
+                env, logs / "simulator.log",
+                requires=partial(ingest_ready, settings, workers)))
         return _supervise(children, args.duration)
     finally:
         for child in reversed(children):
@@ -285,14 +301,27 @@ def run(args: argparse.Namespace) -> int:
             log.info("Mosquitto stopped")
 
 
-def ingest_ready(settings: Settings) -> bool:
-    """Whether ingest answers ready: connected, subscribed, its stores usable."""
-    url = f"http://{settings.ingest.metrics_host}:{settings.ingest.metrics_port}/readyz"
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:
-            return bool(response.status == 200)
-    except OSError:
-        return False
+def ingest_partition_env(settings: Settings, partition: int, workers: int) -> dict[str, str]:
+    """Worker ``partition`` of ``workers``: its share of the devices and its HTTP port."""
+    if workers == 1:
+        return {}
+    return {"VIGIL_INGEST__PARTITIONS": str(workers),
+            "VIGIL_INGEST__PARTITION": str(partition),
+            "VIGIL_INGEST__METRICS_PORT": str(settings.ingest.metrics_port + partition)}
+
+
+def ingest_ready(settings: Settings, workers: int = 1) -> bool:
+    """Whether every ingest worker answers ready: connected, subscribed, its stores usable."""
+    for partition in range(workers):
+        port = settings.ingest.metrics_port + partition
+        try:
+            with urllib.request.urlopen(f"http://{settings.ingest.metrics_host}:{port}/readyz",
+                                        timeout=2) as response:
+                if response.status != 200:
+                    return False
+        except OSError:
+            return False
+    return True
 
 
 def _supervise(children: list[Supervised], duration: float) -> int:

@@ -321,10 +321,13 @@ class Soak:
         from vigil.up import Supervised, vigil_command
 
         env = self.env()
-        for name, port in self.ingest_ports.items():
+        # Two workers, a partition of the devices each (see ingest/partitions.py).
+        for partition, (name, port) in enumerate(self.ingest_ports.items()):
             self.children[name] = Supervised(
                 name, vigil_command("ingest"),
                 env | {"VIGIL_INGEST__CLIENT_ID": f"soak-{name}",
+                       "VIGIL_INGEST__PARTITIONS": str(len(self.ingest_ports)),
+                       "VIGIL_INGEST__PARTITION": str(partition),
                        "VIGIL_INGEST__METRICS_PORT": str(port)}, self.logs / f"{name}.log")
         for name, port in self.jobs_ports.items():
             self.children[name] = Supervised(

@@ -56,7 +56,7 @@ def test_the_schema_refuses_what_compose_would_refuse() -> None:
     broken["services"]["api"]["healthcheck"]["retires"] = 3
     assert not validator.is_valid(broken)
     broken = compose()
-    broken["services"]["ingest"]["deploy"]["replicas"] = "two"
+    broken["services"]["jobs"]["deploy"]["replicas"] = "two"
     assert not validator.is_valid(broken)
 
 
@@ -125,10 +125,20 @@ def test_every_image_is_pinned_by_version(name: str) -> None:
     assert repository and tag and tag != "latest" and re.search(r"\d", tag), image
 
 
-def test_ingest_and_jobs_run_two_replicas_and_state_lives_in_named_volumes() -> None:
+def test_two_ingest_workers_split_the_devices_and_jobs_run_two_replicas() -> None:
+    """Each ingest worker keeps its own partition: together all of them, none twice."""
     doc = compose()
-    assert doc["services"]["ingest"]["deploy"]["replicas"] == 2
+    ingest = [s for s in doc["services"].values() if s.get("command") == ["vigil", "ingest"]]
+    assert len(ingest) == 2
+    for service in ingest:
+        assert "deploy" not in service, "replicas of one service would share a partition"
+        assert service["environment"]["VIGIL_INGEST__PARTITIONS"] == "2"
+    assert sorted(s["environment"]["VIGIL_INGEST__PARTITION"] for s in ingest) == ["0", "1"]
     assert doc["services"]["jobs"]["deploy"]["replicas"] == 2
+
+
+def test_state_lives_in_named_volumes() -> None:
+    doc = compose()
     named = set(doc["volumes"])
     for name, service in doc["services"].items():
         for volume in service.get("volumes", []):
@@ -156,3 +166,27 @@ def test_the_dockerfile_is_multi_stage_pinned_and_non_root() -> None:
     users = [line.split()[1] for line in final if line.startswith("USER ")]
     assert users and users[-1] not in ("root", "0")
     assert any("-c requirements/constraints.txt" in line for line in lines)
+
+
+def test_the_demo_simulator_logs_in_with_the_credentials_demo_fleet_writes() -> None:
+    """Per-device credentials: the file `vigil demo-fleet` writes, for the same devices.
+
+    The broker's ACL admits a device only with its own password; the simulator
+    reads the compose secret that deploy/README.md fills with `vigil demo-fleet`.
+    """
+    doc = compose()
+    simulator = doc["services"]["simulator"]
+    argv = simulator["command"]
+    assert "--password" not in argv
+    secret = argv[argv.index("--credentials") + 1].removeprefix("/run/secrets/")
+    assert secret in simulator["secrets"]
+    source = doc["secrets"][secret]["file"].removeprefix("./")
+    devices = argv[argv.index("--devices") + 1]
+    readme = (ROOT / "deploy" / "README.md").read_text()
+    step = next(line for line in readme.splitlines() if "vigil demo-fleet" in line
+                and line.startswith("docker compose run"))
+    command = step.split(" api ", 1)[1].split(" > ")
+    assert command[1].strip() == source
+    fleet = command[0].split()
+    _check_vigil_argv(fleet)
+    assert fleet[fleet.index("--devices") + 1] == devices

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from tests.conftest import start_or_skip
 from tests.mqtt_peer import Peer, connect_eventually
 from vigil.broker import (
+    MOSQUITTO_HEAD,
     broker_dir,
     local_broker_files,
     mosquitto_config,
@@ -42,7 +43,7 @@ from vigil.devices.credentials import (
     revoke_credential,
     sync_broker,
 )
-from vigil.servers import Mosquitto
+from vigil.servers import Mosquitto, free_port
 
 REPO = Path(__file__).resolve().parents[2]
 DEVICES = ("pump-1", "pump-2")
@@ -82,9 +83,16 @@ def service_passwords(settings: Settings, sessions: sessionmaker[Session],
 
 
 @pytest.fixture
-def broker(settings: Settings, service_passwords: dict[str, str]) -> Iterator[Mosquitto]:
-    server = Mosquitto(broker_dir(settings), allow_anonymous=False,
-                       extra_config=mosquitto_config(local_broker_files(settings)))
+def service_port() -> int:
+    """The broker's second listener, for the platform's services."""
+    return free_port()
+
+
+@pytest.fixture
+def broker(settings: Settings, service_passwords: dict[str, str],
+           service_port: int) -> Iterator[Mosquitto]:
+    server = Mosquitto(broker_dir(settings), allow_anonymous=False, head_config=MOSQUITTO_HEAD,
+                       extra_config=mosquitto_config(local_broker_files(settings), service_port))
     start_or_skip(server)
     try:
         yield server
@@ -116,11 +124,13 @@ def test_anonymous_clients_and_wrong_passwords_are_refused(broker: Mosquitto) ->
 
 
 def test_a_devices_own_readings_arrive_and_forged_ones_are_dropped(
-    broker: Mosquitto, device_passwords: dict[str, str], service_passwords: dict[str, str]
+    broker: Mosquitto, device_passwords: dict[str, str], service_passwords: dict[str, str],
+    service_port: int
 ) -> None:
-    ingest = connect_eventually(broker, INGEST_USER, service_passwords[INGEST_USER])
-    # As ingest subscribes: an MQTT 5 shared subscription.
-    ingest.client.subscribe("$share/ingest/vigil/v1/dev/+/telemetry", qos=1)
+    ingest = connect_eventually(broker, INGEST_USER, service_passwords[INGEST_USER],
+                                port=service_port)
+    # As ingest subscribes: a plain subscription, which the broker restores after a restart.
+    ingest.client.subscribe("vigil/v1/dev/+/telemetry", qos=1)
     device = connect_eventually(broker, "pump-1", device_passwords["pump-1"])
     settle()
     device.client.publish("vigil/v1/dev/pump-1/telemetry", b"own", qos=1).wait_for_publish(5)
@@ -133,15 +143,17 @@ def test_a_devices_own_readings_arrive_and_forged_ones_are_dropped(
 
 
 def test_commands_reach_only_their_device_and_services_do_only_their_part(
-    broker: Mosquitto, device_passwords: dict[str, str], service_passwords: dict[str, str]
+    broker: Mosquitto, device_passwords: dict[str, str], service_passwords: dict[str, str],
+    service_port: int
 ) -> None:
     one = connect_eventually(broker, "pump-1", device_passwords["pump-1"])
     two = connect_eventually(broker, "pump-2", device_passwords["pump-2"])
     one.client.subscribe("vigil/v1/dev/+/cmd", qos=1)
     two.client.subscribe("vigil/v1/dev/pump-2/cmd", qos=1)
-    api = connect_eventually(broker, API_USER, service_passwords[API_USER])
+    api = connect_eventually(broker, API_USER, service_passwords[API_USER], port=service_port)
     api.client.subscribe("$share/diagnosis/vigil/v1/dev/+/cmd/result", qos=1)
-    ingest = connect_eventually(broker, INGEST_USER, service_passwords[INGEST_USER])
+    ingest = connect_eventually(broker, INGEST_USER, service_passwords[INGEST_USER],
+                                port=service_port)
     settle()
     api.client.publish("vigil/v1/dev/pump-2/cmd", b"self_test", qos=1).wait_for_publish(5)
     # Only the API sends commands, and a device cannot send one to another.
@@ -153,6 +165,40 @@ def test_commands_reach_only_their_device_and_services_do_only_their_part(
     assert one.messages == [], "pump-1 read pump-2's commands"
     assert api.messages == [("vigil/v1/dev/pump-2/cmd/result", b"passed")]
     for peer in (one, two, api, ingest):
+        peer.close()
+
+
+def test_two_ingest_workers_keep_a_connection_each_on_the_services_listener(
+    broker: Mosquitto, device_passwords: dict[str, str], service_passwords: dict[str, str],
+    service_port: int
+) -> None:
+    """Both log in as vigil-ingest; each chooses its client id, so neither takes over the other.
+
+    On the devices' listener the client id is the user name: a second login as
+    vigil-ingest there ends the first, as a device's does. A device's credential
+    is refused on the services' listener, where it could choose another's id.
+    """
+    password = service_passwords[INGEST_USER]
+    workers = [connect_eventually(broker, INGEST_USER, password, client_id=f"vigil-ingest-{k}",
+                                  port=service_port) for k in range(2)]
+    for worker in workers:
+        worker.client.subscribe("vigil/v1/dev/+/telemetry", qos=1)
+    device = connect_eventually(broker, "pump-1", device_passwords["pump-1"])
+    settle()
+    device.client.publish("vigil/v1/dev/pump-1/telemetry", b"reading", qos=1).wait_for_publish(5)
+    settle()
+    for worker in workers:
+        assert not worker.disconnected.is_set(), "one ingest worker took over the other"
+        assert worker.messages == [("vigil/v1/dev/pump-1/telemetry", b"reading")]
+    intruder = Peer(broker, "pump-2", device_passwords["pump-2"], client_id="pump-1",
+                    port=service_port)
+    assert not intruder.wait_connected()
+    assert intruder.reason is not None and intruder.reason.is_failure
+    first = connect_eventually(broker, INGEST_USER, password, client_id="ingest-a")
+    second = connect_eventually(broker, INGEST_USER, password, client_id="ingest-b")
+    assert first.disconnected.wait(5), "the devices' listener forces the client id to the user"
+    assert not device.disconnected.is_set()
+    for peer in (*workers, intruder, first, second, device):
         peer.close()
 
 

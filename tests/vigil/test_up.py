@@ -1,8 +1,10 @@
 """`vigil up` end to end: its own Mosquitto, the schema, ingest, the API and a simulated fleet.
 
 The broker it starts refuses anonymous clients; the simulated devices log in
-with the credentials they were registered with; a device revoked through the
-API is refused by the running broker; no MQTT password is printed or logged.
+with the credentials they were registered with; two ingest workers, logging in
+as the same service user, each keep their connection and a partition of the
+fleet; a device revoked through the API is refused by the running broker; no
+MQTT password is printed or logged.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def test_up_runs_broker_ingest_and_simulator_and_stops_cleanly(tmp_path: Path) -
     api = f"http://127.0.0.1:{api_port}"
     process = subprocess.Popen(
         [sys.executable, "-m", "vigil.cli", "up", "--simulate", str(DEVICES),
-         "--backfill-days", "0.5", "--duration", "240"],
+         "--backfill-days", "0.5", "--duration", "240", "--ingest-workers", "2"],
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path,
     )
     assert process.stdout is not None and process.stderr is not None
@@ -162,6 +164,10 @@ def test_up_runs_broker_ingest_and_simulator_and_stops_cleanly(tmp_path: Path) -
     assert stored is not None and stored[0].startswith("$argon2id$")
     assert admin_password not in stored[0]
     assert "Mosquitto started" in err
+    # Each worker connected once for the whole run: neither took over the other's session.
+    for worker in ("ingest-1", "ingest-2"):
+        log = (tmp_path / "logs" / f"{worker}.log").read_text()
+        assert log.count('"msg": "connected to broker"') == 1, log[-3000:]
     assert f"{DEVICES} simulated devices registered ({DEVICES} new)" in err
     # No MQTT password is printed or logged.
     written = out + err + "".join(path.read_text() for path in tmp_path.glob("*/*.log"))
