@@ -12,8 +12,12 @@ The health list is then measured once more at half its rate, sent on a schedule:
 its latency under a load the server keeps up with, rather than the queue 50
 clients sending as fast as they can build.
 
-The clients share the machine with the server, so the figures are for both
-together. Readable figures first, then one line of JSON.
+The clients share the machine with the server, so the rates are for both
+together; the server's own CPU time a request (from /proc) is printed beside
+them, and depends much less on how much of the machine the clients and other
+work take. Last, each endpoint is timed in this process through the app
+itself, one request at a time with no HTTP: wall and CPU time a request.
+Readable figures first, then one line of JSON.
 """
 
 from __future__ import annotations
@@ -49,6 +53,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paced-share", type=float, default=0.5,
                         help="the health list is also measured at this share of its "
                              "closed-loop rate, sent on a schedule (default 0.5)")
+    parser.add_argument("--in-process", type=int, default=300,
+                        help="requests timed in process for each endpoint (default 300)")
 
 
 def seed(url: str, data_dir: Path, devices: int, tickets: int) -> tuple[str, str]:
@@ -217,6 +223,54 @@ def _figures(latencies: list[float], errors: int, elapsed: float) -> dict[str, f
     }
 
 
+def cpu_seconds(pid: int) -> float | None:
+    """The CPU time (user and system) process ``pid`` has used, where /proc tells it."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def in_process(url: str, data_dir: Path, headers: dict[str, str], paths: dict[str, str],
+               count: int) -> dict[str, dict[str, float]]:
+    """Each path's median and 90th-percentile wall time, and mean CPU time, a request."""
+    import httpx
+    from pydantic import SecretStr
+
+    from api.app import create_app
+    from vigil.config import ApiSettings, Settings
+
+    settings = Settings(data_dir=data_dir, database_url=SecretStr(url),
+                        telemetry_store="embedded", api=ApiSettings(diagnosis=False))
+    app = create_app(settings)
+
+    async def measure() -> dict[str, dict[str, float]]:
+        found: dict[str, dict[str, float]] = {}
+        async with app.router.lifespan_context(app), httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://bench",
+                headers=headers) as client:
+            for name, path in paths.items():
+                for _ in range(20):
+                    await client.get(path)
+                walls = []
+                cpu = time.process_time()
+                for _ in range(count):
+                    started = time.perf_counter()
+                    answer = await client.get(path)
+                    walls.append(time.perf_counter() - started)
+                    if answer.status_code != 200:
+                        raise RuntimeError(f"{path} answered {answer.status_code} in process")
+                cpu = time.process_time() - cpu
+                walls.sort()
+                found[name] = {"median_ms": statistics.median(walls) * 1000,
+                               "p90_ms": walls[int(count * 0.9)] * 1000,
+                               "cpu_ms": cpu / count * 1000}
+        return found
+
+    return asyncio.run(measure())
+
+
 def wait_ready(base: str, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
     import httpx
 
@@ -262,19 +316,29 @@ def run(args: argparse.Namespace) -> int:
         }
         results: dict[str, dict[str, float]] = {}
         for name, path in endpoints.items():
+            before = cpu_seconds(process.pid)
             results[name] = asyncio.run(drive(base, path, headers, args.clients, args.seconds))
+            after = cpu_seconds(process.pid)
+            if before is not None and after is not None:
+                results[name]["server_cpu_ms"] = (
+                    (after - before) / max(1.0, results[name]["requests"]) * 1000)
             if process.poll() is not None:
                 stderr = process.stderr.read().decode(errors="replace") if process.stderr else ""
                 raise RuntimeError(f"the API died during {name}: {stderr[-2000:]}")
             r = results[name]
+            cpu = (f", server CPU {r['server_cpu_ms']:.2f} ms a request"
+                   if "server_cpu_ms" in r else "")
             print(f"{name:14s} {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
                   f"p99 {r['p99_ms']:7.1f} ms  ({int(r['requests'])} requests, "
-                  f"{int(r['errors'])} failed or not 200)")
+                  f"{int(r['errors'])} failed or not 200{cpu})")
         bare = results["bare"]["rps"]
         load = os.getloadavg()[0]
         figures: dict[str, Any] = {"bare_rps": round(bare, 1), "clients": args.clients,
                                    "devices": args.devices, "tickets": args.tickets,
                                    "load_average_1m": round(load, 2)}
+        for name in ("bare", "health_list", "device_page", "ticket_queue", "telemetry_day"):
+            if "server_cpu_ms" in results[name]:
+                figures[f"{name}_server_cpu_ms"] = round(results[name]["server_cpu_ms"], 2)
         for name in ("health_list", "device_page", "ticket_queue", "telemetry_day"):
             r = results[name]
             figures[f"{name}_rps"] = round(r["rps"], 1)
@@ -292,6 +356,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"health_list at {paced_rate:.1f} req/s offered ({args.paced_share:.0%} of its "
               f"closed-loop rate) by {args.clients} clients: p50 {paced['p50_ms']:.1f} ms, "
               f"p99 {paced['p99_ms']:.1f} ms ({int(paced['errors'])} failed or not 200)")
+        timed = in_process(url, workdir, headers, {
+            "bare": endpoints["bare"], "auth_me": "/api/v1/auth/me",
+            "health_list": endpoints["health_list"]}, args.in_process)
+        for name, t in timed.items():
+            figures[f"in_process_{name}_ms"] = round(t["median_ms"], 2)
+            figures[f"in_process_{name}_cpu_ms"] = round(t["cpu_ms"], 2)
+            print(f"in process, one at a time: {name:12s} median {t['median_ms']:6.2f} ms, "
+                  f"p90 {t['p90_ms']:6.2f} ms, CPU {t['cpu_ms']:6.2f} ms a request")
         print(f"targets: health list p99 under {TARGET_P99_MS:.0f} ms "
               f"({'met' if figures['health_list_p99_ms'] < TARGET_P99_MS else 'NOT met'}), "
               f"at least {TARGET_RATIO:.0%} of the bare rate "

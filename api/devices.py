@@ -9,7 +9,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Query, Request, status
+import pydantic_core
+from fastapi import APIRouter, Depends, Path, Query, Request, status
 from fastapi.responses import Response
 from pydantic import BaseModel
 from sqlalchemy import or_, select
@@ -48,14 +49,7 @@ MAX_ROWS = 200_000
 
 
 def device_out(item: health.DeviceHealth) -> DeviceOut:
-    d = item.device
-    return DeviceOut(
-        id=d.id, serial=d.serial, model=d.model, site_id=d.site_id, firmware=d.firmware,
-        online=d.online, state=d.state, last_seen=d.last_seen, open_tickets=item.open_tickets,
-        risk=item.risk, risk_horizon_days=item.risk_horizon_days,
-        has_credential=d.credential_hash is not None, install_date=d.install_date,
-        warranty_end=d.warranty_end, udi=d.udi,
-    )
+    return DeviceOut(**item._asdict())
 
 
 def latest_readings(
@@ -80,9 +74,7 @@ def latest_readings(
     return found
 
 
-@router.get("", response_model=DevicePage, responses=responses(401, 403, 422),
-            summary="Devices with their health, filtered, sorted and paged by cursor")
-def list_devices(
+def device_page(
     ctx: SignedIn,
     site_id: QueryId = None,
     customer_id: QueryId = None,
@@ -94,14 +86,23 @@ def list_devices(
     order: Literal["asc", "desc"] = "asc",
     limit: Annotated[int, Query(ge=1, le=health.MAX_PAGE)] = 100,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
-) -> DevicePage:
-    page = health.list_devices(
+) -> health.Page:
+    """The health list's page as rows, for the API and the console alike."""
+    return health.list_devices(
         ctx.db, principal=ctx.principal,
         filters=health.DeviceFilter(site_id=site_id, customer_id=customer_id, model=model,
                                     online=online, has_open_tickets=has_open_tickets, search=q),
         sort=sort, descending=order == "desc", limit=limit, cursor=cursor,
     )
-    return DevicePage(items=[device_out(item) for item in page.items], next_cursor=page.next_cursor)
+
+
+# Answered with JSON made straight from the rows: DevicePage documents it, but building and
+# validating 100 DeviceOut models a page cost about 4 ms of the list's time (cProfile).
+@router.get("", response_model=DevicePage, responses=responses(401, 403, 422),
+            summary="Devices with their health, filtered, sorted and paged by cursor")
+def list_devices(page: Annotated[health.Page, Depends(device_page)]) -> Response:
+    body = {"items": [item._asdict() for item in page.items], "next_cursor": page.next_cursor}
+    return Response(pydantic_core.to_json(body), media_type="application/json")
 
 
 @router.get("/{device_id}", response_model=DeviceDetail, responses=responses(401, 403, 404),
@@ -120,7 +121,7 @@ def get_device(device_id: DeviceId, ctx: SignedIn, request: Request) -> DeviceDe
         select(MaintenancePlan)
         .where(MaintenancePlan.active.is_(True),
                or_(MaintenancePlan.device_id == device_id,
-                   MaintenancePlan.device_model == item.device.model))
+                   MaintenancePlan.device_model == item.model))
         .order_by(MaintenancePlan.next_due_at, MaintenancePlan.id))
     return DeviceDetail(
         **device_out(item).model_dump(), readings=readings, readings_at=readings_at,

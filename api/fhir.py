@@ -116,7 +116,7 @@ def search_devices(
     page = health.list_devices(ctx.db, principal=ctx.principal,
                                filters=health.DeviceFilter(model=model), sort="id",
                                limit=count, cursor=cursor)
-    devices = [item.device for item in page.items]
+    devices = health.devices_of(ctx.db, page.items)
     base = str(request.url.replace(query="")).removesuffix("Device")
     next_url = None
     if page.next_cursor is not None:

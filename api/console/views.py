@@ -363,7 +363,7 @@ def fleet(
 ) -> HTMLResponse:
     """Devices most at risk first, filtered, a page at a time (keyset pages stay fast)."""
     filters = {**_filters(request, site=12, model=64, online=3, tickets=3, q=64), "sort": sort}
-    page = devices_api.list_devices(
+    page = devices_api.device_page(
         ctx, site_id=_int_or_none(filters["site"]), model=filters["model"] or None,
         online=_bool_or_none(filters["online"]),
         has_open_tickets=_bool_or_none(filters["tickets"]), q=filters["q"].strip() or None,
@@ -1030,7 +1030,7 @@ def answer_by_link(request: Request, db: Db,
 
 
 def _portal_context(ctx: Ctx, device: str | None = None) -> dict[str, Any]:
-    page = devices_api.list_devices(ctx, sort="risk", order="desc", limit=200)
+    page = devices_api.device_page(ctx, sort="risk", order="desc", limit=200)
     tickets = list(ctx.db.scalars(
         select(Ticket).where(ticket_visible(ctx.principal))
         .order_by(Ticket.updated_at.desc(), Ticket.id.desc()).limit(12)))

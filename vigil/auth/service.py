@@ -10,19 +10,20 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
-from sqlalchemy.orm import Session, joinedload
+from sqlalchemy import Select, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy.orm import Session
 
 from vigil.auth.models import ADDRESS_CHARS, ApiToken, AuthSession, SessionKind, SignInAttempt
 from vigil.auth.passwords import hash_password, needs_rehash, verify_password
 from vigil.db.base import storable_text, utcnow
 from vigil.db.enums import RoleName
 from vigil.errors import DomainError, InvalidRequest, NotFound
-from vigil.users.models import User
+from vigil.users.models import Role, User, user_roles
 
 ACCESS_TTL = timedelta(minutes=15)
 REFRESH_TTL = timedelta(days=14)
@@ -221,8 +222,28 @@ def _stale(last_used_at: datetime | None, now: datetime) -> bool:
     return last_used_at is None or last_used_at < now - LAST_USE_RESOLUTION
 
 
-def _roles(user: User) -> frozenset[str]:
-    return frozenset(role.name for role in user.roles)
+def _role_names(rows: Sequence[Any]) -> frozenset[str]:
+    return frozenset(row.role for row in rows if row.role is not None)
+
+
+def _with_user(*columns: Any, credential: Any) -> Select[Any]:
+    """A credential's columns with its user's name, state and roles, one row per role.
+
+    One statement instead of an ORM object with joined and select-in loads: every
+    authenticated request runs it, and the ORM way took two queries and about 1.5 ms.
+    """
+    return (
+        select(*columns, User.username, User.active, Role.name.label("role"))
+        .join(User, User.id == credential.user_id)
+        .outerjoin(user_roles, user_roles.c.user_id == User.id)
+        .outerjoin(Role, Role.id == user_roles.c.role_id)
+    )
+
+
+_SESSION_PRINCIPAL = _with_user(
+    AuthSession.id, AuthSession.user_id, AuthSession.kind, AuthSession.revoked_at,
+    AuthSession.access_expires_at, AuthSession.last_used_at, credential=AuthSession,
+).where(AuthSession.access_digest == bindparam("digest"))
 
 
 def principal_from_access_token(
@@ -230,13 +251,12 @@ def principal_from_access_token(
 ) -> Principal:
     """The principal of a live session's access token of this kind, or Unauthenticated."""
     now = now or utcnow()
-    row = session.scalar(select(AuthSession)
-                         .options(joinedload(AuthSession.user).selectinload(User.roles))
-                         .where(AuthSession.access_digest == digest(token)))
+    rows = session.execute(_SESSION_PRINCIPAL, {"digest": digest(token)}).all()
+    row = rows[0] if rows else None
     if (row is None or row.kind != kind or row.revoked_at is not None
-            or row.access_expires_at <= now or not row.user.active):
+            or row.access_expires_at <= now or not row.active):
         raise Unauthenticated("the access token is not valid or has expired")
-    return Principal(row.user_id, row.user.username, _roles(row.user), kind.value,
+    return Principal(row.user_id, row.username, _role_names(rows), kind.value,
                      session_id=row.id, stale_use=_stale(row.last_used_at, now))
 
 
@@ -246,17 +266,22 @@ def check_csrf(session: Session, *, session_id: int, csrf_token: str | None) -> 
     return bool(csrf_token and expected and hmac.compare_digest(expected, digest(csrf_token)))
 
 
+_TOKEN_PRINCIPAL = _with_user(
+    ApiToken.id, ApiToken.user_id, ApiToken.revoked_at, ApiToken.expires_at, ApiToken.scopes,
+    ApiToken.last_used_at, credential=ApiToken,
+).where(ApiToken.digest == bindparam("digest"))
+
+
 def principal_from_api_token(
     session: Session, *, token: str, now: datetime | None = None
 ) -> Principal:
     now = now or utcnow()
-    row = session.scalar(select(ApiToken)
-                         .options(joinedload(ApiToken.user).selectinload(User.roles))
-                         .where(ApiToken.digest == digest(token)))
+    rows = session.execute(_TOKEN_PRINCIPAL, {"digest": digest(token)}).all()
+    row = rows[0] if rows else None
     if (row is None or row.revoked_at is not None
-            or (row.expires_at is not None and row.expires_at <= now) or not row.user.active):
+            or (row.expires_at is not None and row.expires_at <= now) or not row.active):
         raise Unauthenticated("the API token is not valid, expired or revoked")
-    return Principal(row.user_id, row.user.username, _roles(row.user), "api_token",
+    return Principal(row.user_id, row.username, _role_names(rows), "api_token",
                      token_id=row.id, scopes=frozenset(row.scopes),
                      stale_use=_stale(row.last_used_at, now))
 

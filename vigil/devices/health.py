@@ -13,25 +13,32 @@ import binascii
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any, Literal
+from datetime import UTC, date, datetime
+from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import ColumnElement, Select, and_, func, or_, select
-from sqlalchemy.orm import Session, defer
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select, text
+from sqlalchemy.orm import Session
 
 from vigil.auth.service import Principal
 from vigil.auth.visibility import device_visible
 from vigil.db.enums import FINAL_TICKET_STATES
-from vigil.devices.models import Device, Prediction, Site
+from vigil.devices.models import Device, Site
 from vigil.errors import InvalidRequest, NotFound
 from vigil.tickets.models import Ticket
 
 SortKey = Literal["id", "last_seen", "model", "serial", "risk"]
 SORT_KEYS: tuple[str, ...] = ("id", "last_seen", "model", "serial", "risk")
 MAX_PAGE = 500
-# Devices never seen sort as if last seen at the epoch, so keyset paging has no NULLs to skip.
+# A never-seen device's place in the last_seen order (before every seen one) as its cursor
+# spells it; in SQL it is a NULL sorted first, so the (last_seen, id) index gives the order.
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
-_FINAL = sorted(state.value for state in FINAL_TICKET_STATES)
+# Open tickets, written as the literal predicate of the partial index on open tickets
+# (``uq_tickets_open_signature``), so both databases count them from that index alone:
+# 0.4 ms for a page of 100 devices on SQLite, against 3.7 ms with the states as parameters,
+# which reads every ticket of each device.
+_OPEN_TICKET = text("tickets.state NOT IN ("
+                    + ", ".join(f"'{state.value}'" for state in sorted(FINAL_TICKET_STATES))
+                    + ")")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +51,24 @@ class DeviceFilter:
     search: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DeviceHealth:
-    device: Device
+class DeviceHealth(NamedTuple):
+    """A device's registry entry and health as one row of plain values (no ORM object)."""
+
+    id: str
+    serial: str
+    model: str
+    site_id: int | None
+    firmware: str | None
+    online: bool
+    state: str | None
+    last_seen: datetime | None
     open_tickets: int
     risk: float | None
     risk_horizon_days: float | None
+    has_credential: bool
+    install_date: date | None
+    warranty_end: date | None
+    udi: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,41 +79,67 @@ class Page:
 
 def _open_tickets() -> Any:
     return (
-        select(func.count(Ticket.id))
-        .where(Ticket.device_id == Device.id, Ticket.state.not_in(_FINAL))
+        select(func.count())
+        .select_from(Ticket)
+        .where(Ticket.device_id == Device.id, _OPEN_TICKET)
         .correlate(Device)
         .scalar_subquery()
     )
 
 
-def _latest_prediction(column: Any) -> Any:
-    return (
-        select(column)
-        .where(Prediction.device_id == Device.id)
-        .order_by(Prediction.made_at.desc(), Prediction.id.desc())
-        .limit(1)
-        .correlate(Device)
-        .scalar_subquery()
-    )
+def _health_query() -> Select[Any]:
+    """Devices with their health, one row each: the caller adds visibility and the rows.
 
-
-def _health_query(principal: Principal) -> Select[Any]:
-    # The device's last status document is not part of its health and is the costly
-    # column to load (JSON with change tracking): a fifth of a 100-device page's time.
+    The newest prediction's risk is on the device row (kept by triggers, see
+    ``Device.risk``) and the open tickets are counted from their partial index, so one
+    statement returns the page as plain rows. Built once (see ``_HEALTH``): building it
+    took about a third of a page's time.
+    """
     return select(
-        Device,
+        Device.id, Device.serial, Device.model, Device.site_id, Device.firmware,
+        Device.online, Device.state, Device.last_seen,
         _open_tickets().label("open_tickets"),
-        _latest_prediction(Prediction.probability).label("risk"),
-        _latest_prediction(Prediction.horizon_days).label("horizon"),
-    ).options(defer(Device.status_detail)).where(device_visible(principal))
+        Device.risk, Device.risk_horizon_days,
+        Device.credential_hash.is_not(None).label("has_credential"),
+        Device.install_date, Device.warranty_end, Device.udi,
+    )
 
 
-def _sort_column(key: str) -> Any:
-    if key == "last_seen":
-        return func.coalesce(Device.last_seen, _NEVER)
-    if key == "risk":
-        return func.coalesce(_latest_prediction(Prediction.probability), -1.0)
-    return {"id": Device.id, "model": Device.model, "serial": Device.serial}[key]
+_HEALTH = _health_query()
+_SORT_COLUMNS: dict[str, Any] = {
+    "id": Device.id, "last_seen": Device.last_seen, "model": Device.model,
+    "serial": Device.serial, "risk": Device.risk,
+}
+# The sorts whose column may be NULL, and the value a cursor gives NULL: never seen counts
+# as earliest, no prediction as risk -1, so NULLs come first ascending and last descending.
+_NULL_AS: dict[str, Any] = {"last_seen": _NEVER, "risk": -1.0}
+
+
+def _order(key: str, column: Any, descending: bool) -> list[Any]:
+    if key == "id":
+        return [column.desc() if descending else column.asc()]
+    if key in _NULL_AS:
+        # NULLS FIRST ascending (SQLite's own order, and its index's), NULLS LAST descending
+        # (PostgreSQL would otherwise put NULLs the other way round).
+        first = column.desc().nulls_last() if descending else column.asc().nulls_first()
+    else:
+        first = column.desc() if descending else column.asc()
+    return [first, Device.id.desc() if descending else Device.id.asc()]
+
+
+def _after(key: str, column: Any, value: Any, after_id: str, descending: bool) -> Any:
+    """The keyset condition: rows that come after (value, after_id) in the order."""
+    if key == "id":
+        return Device.id < after_id if descending else Device.id > after_id
+    if key in _NULL_AS and value == _NULL_AS[key]:
+        # The cursor stands on a device whose sort column is NULL.
+        if descending:
+            return and_(column.is_(None), Device.id < after_id)
+        return or_(column.is_not(None), Device.id > after_id)
+    if descending:
+        later = or_(column < value, and_(column == value, Device.id < after_id))
+        return or_(later, column.is_(None)) if key in _NULL_AS else later
+    return or_(column > value, and_(column == value, Device.id > after_id))
 
 
 def encode_cursor(values: Sequence[Any]) -> str:
@@ -135,7 +180,9 @@ def _filters(query: Select[Any], f: DeviceFilter) -> Select[Any]:
     if f.online is not None:
         query = query.where(Device.online.is_(f.online))
     if f.has_open_tickets is not None:
-        condition: ColumnElement[bool] = _open_tickets() > 0
+        condition: ColumnElement[bool] = (
+            select(Ticket.id).where(Ticket.device_id == Device.id, _OPEN_TICKET)
+            .correlate(Device).exists())
         query = query.where(condition if f.has_open_tickets else ~condition)
     if f.search:
         pattern = "%" + f.search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -154,51 +201,53 @@ def list_devices(
     limit: int = 100,
     cursor: str | None = None,
 ) -> Page:
-    """One page of the devices the principal may see, with their health."""
+    """One page of the devices the principal may see, with their health, in one statement.
+
+    The page's ids are chosen in a subquery (filters, visibility, keyset and order), and
+    the health worked out for those rows only: the per-device subqueries then run for one
+    page, not for every device the sort has to look at.
+    """
     if sort not in SORT_KEYS:
         raise InvalidRequest(f"sort: one of {', '.join(SORT_KEYS)}")
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidRequest(f"limit: between 1 and {MAX_PAGE}")
-    column = _sort_column(sort)
-    # The page's ids first, then the health of those devices only: the per-device
-    # subqueries then run for one page, not for every device the sort has to look at.
-    query = _filters(select(Device.id).where(device_visible(principal)), filters)
+    column = _SORT_COLUMNS[sort]
+    ids = _filters(select(Device.id).where(device_visible(principal)), filters)
     if cursor is not None:
         value, after_id = decode_cursor(cursor, sort)
-        if sort == "id":
-            query = query.where(Device.id < after_id if descending else Device.id > after_id)
-        elif descending:
-            query = query.where(or_(column < value, and_(column == value, Device.id < after_id)))
-        else:
-            query = query.where(or_(column > value, and_(column == value, Device.id > after_id)))
-    order = [column.desc(), Device.id.desc()] if descending else [column.asc(), Device.id.asc()]
-    if sort == "id":
-        order = order[:1]
-    page_ids = list(session.scalars(query.order_by(*order).limit(limit + 1)))
-    found = {row[0].id: row for row in session.execute(
-        _health_query(principal).where(Device.id.in_(page_ids[:limit])))}
-    items = [DeviceHealth(row[0], row[1] or 0, row[2], row[3])
-             for row in (found[i] for i in page_ids[:limit] if i in found)]
+        ids = ids.where(_after(sort, column, value, after_id, descending))
+    page = ids.order_by(*_order(sort, column, descending)).limit(limit + 1).subquery("page")
+    rows = [DeviceHealth._make(row) for row in session.execute(
+        _HEALTH.join(page, page.c.id == Device.id).order_by(*_order(sort, column, descending)))]
+    items = rows[:limit]
     next_cursor = None
-    if len(page_ids) > limit and items:
+    if len(rows) > limit:
         last = items[-1]
         value = {
-            "id": last.device.id,
-            "last_seen": last.device.last_seen or _NEVER,
-            "model": last.device.model,
-            "serial": last.device.serial,
+            "id": last.id,
+            "last_seen": last.last_seen or _NEVER,
+            "model": last.model,
+            "serial": last.serial,
             "risk": last.risk if last.risk is not None else -1.0,
         }[sort]
-        next_cursor = encode_cursor([value, last.device.id])
+        next_cursor = encode_cursor([value, last.id])
     return Page(items, next_cursor)
 
 
 def get_device_health(session: Session, *, principal: Principal, device_id: str) -> DeviceHealth:
     """One device the principal may see; one it may not see is reported as not found."""
-    row = session.execute(_health_query(principal).where(Device.id == device_id)).first()
+    row = session.execute(
+        _HEALTH.where(Device.id == device_id, device_visible(principal))).first()
     if row is None:
         raise NotFound(f"device {device_id!r} not found")
-    return DeviceHealth(row[0], row[1] or 0, row[2], row[3])
+    return DeviceHealth._make(row)
+
+
+def devices_of(session: Session, items: Sequence[DeviceHealth]) -> list[Device]:
+    """The registry entries (ORM objects) of a page's devices, in the page's order."""
+    found = {d.id: d for d in session.scalars(
+        select(Device).where(Device.id.in_([item.id for item in items])))}
+    return [found[item.id] for item in items if item.id in found]
 
 
 def visible_device(session: Session, *, principal: Principal, device_id: str) -> Device:

