@@ -19,7 +19,12 @@ in four ways that need no knowledge of the device model:
 - ``spread``: the size of the noise (step-to-step changes), log of its ratio to the baseline's;
 - ``relation``: how far the reading left what the other readings predicted from it in the
   baseline (a least-squares fit per life: motor current for a given flow, a temperature for
-  a given ambient), in the baseline residuals' robust standard deviations;
+  a given ambient), in the baseline residuals' robust standard deviations. A reading that is
+  often exactly zero (no flow while a pump stands, no tube current between scans) also
+  enters as whether it is zero: motor current is not linear in flow across a stop;
+- ``noise``: the size of that relation's residual, log of its ratio to the baseline's: the
+  noise of a reading that moves with others (motor current with the flow), where the
+  step-to-step changes of ``spread`` mostly measure the others' moves;
 - ``missing``: the share of steps without the reading, beyond the baseline's (a dead sensor is
   evidence, not a gap to fill).
 
@@ -36,7 +41,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-KINDS = ("level", "spread", "relation", "missing")
+KINDS = ("level", "spread", "relation", "noise", "missing")
 SEPARATOR = "__"
 # Features are clipped here: a reading 40 or 400 robust deviations off says the same thing.
 CLIP = 50.0
@@ -170,8 +175,21 @@ class Baseline:
     scale: np.ndarray
     noise: np.ndarray
     missing: np.ndarray
-    # Per reading: least-squares weights on the other readings (standardised) and an intercept.
+    # Per reading: least-squares weights on the regressors (see _regressors), an intercept and
+    # the residuals' robust standard deviation.
     relation: dict[str, tuple[np.ndarray, float, float]]
+    # Readings that are often exactly zero: whether they are zero is a regressor too.
+    zeros: tuple[int, ...] = ()
+
+
+# A reading enters the relations as "is it zero" too when this share of its baseline is zero.
+ZERO_SHARE = (0.05, 0.95)
+
+
+def _regressors(z: np.ndarray, values: np.ndarray, j: int, zeros: tuple[int, ...]) -> np.ndarray:
+    """What reading ``j`` is fitted on: the other readings (standardised) and their zero flags."""
+    flags = [(values[:, k] == 0.0).astype(float) for k in zeros if k != j]
+    return np.column_stack([np.delete(z, j, axis=1), *flags]) if flags else np.delete(z, j, axis=1)
 
 
 def baseline_of(frame: pd.DataFrame) -> Baseline:
@@ -185,18 +203,20 @@ def baseline_of(frame: pd.DataFrame) -> Baseline:
     missing = np.mean(~np.isfinite(values), axis=0) if len(values) else np.ones(len(metrics))
     relation: dict[str, tuple[np.ndarray, float, float]] = {}
     complete = values[np.isfinite(values).all(axis=1)]
-    if len(metrics) >= 2 and len(complete) > 3 * len(metrics):
+    zero_share = np.mean(complete == 0.0, axis=0) if len(complete) else np.zeros(len(metrics))
+    zeros = tuple(int(j) for j in np.flatnonzero((zero_share >= ZERO_SHARE[0])
+                                                  & (zero_share <= ZERO_SHARE[1])))
+    if len(metrics) >= 2 and len(complete) > 3 * (len(metrics) + len(zeros)):
         z = (complete - median) / scale
         for j, metric in enumerate(metrics):
-            others = np.delete(z, j, axis=1)
-            design = np.column_stack([others, np.ones(len(z))])
+            design = np.column_stack([_regressors(z, complete, j, zeros), np.ones(len(z))])
             # A little ridge: readings that move together (flow and motor current) stay stable.
             gram = design.T @ design + 1e-3 * len(z) * np.eye(design.shape[1])
             weights = np.linalg.solve(gram, design.T @ z[:, j])
             residual = z[:, j] - design @ weights
             spread = _floor(_robust_sd(residual), 0.0)
             relation[metric] = (weights[:-1], float(weights[-1]), spread)
-    return Baseline(metrics, median, scale, noise, missing, relation)
+    return Baseline(metrics, median, scale, noise, missing, relation, zeros)
 
 
 def window_features(baseline: Baseline, window: pd.DataFrame | np.ndarray) -> dict[str, float]:
@@ -214,7 +234,7 @@ def window_features(baseline: Baseline, window: pd.DataFrame | np.ndarray) -> di
     for j, metric in enumerate(baseline.metrics):
         column = values[:, j]
         finite = np.isfinite(column)
-        level = spread = relation = 0.0
+        level = spread = relation = residual_noise = 0.0
         if finite.any() and math.isfinite(baseline.median[j]):
             level = (float(np.median(column[finite])) - baseline.median[j]) / baseline.scale[j]
             noise = _noise(column)
@@ -223,12 +243,14 @@ def window_features(baseline: Baseline, window: pd.DataFrame | np.ndarray) -> di
         fit = baseline.relation.get(metric)
         if fit is not None and complete.sum() >= 3:
             weights, intercept, sd = fit
-            others = np.delete(z[complete], j, axis=1)
-            residual = z[complete, j] - (others @ weights + intercept)
+            regressors = _regressors(z[complete], values[complete], j, baseline.zeros)
+            residual = z[complete, j] - (regressors @ weights + intercept)
             relation = float(np.median(residual)) / sd
+            residual_noise = math.log(_floor(_robust_sd(residual), 0.0) / sd)
         missing = max(0.0, float(np.mean(~finite)) - float(baseline.missing[j])) if len(
             column) else 1.0
-        for kind, value in zip(KINDS, (level, spread, relation, missing), strict=True):
+        for kind, value in zip(KINDS, (level, spread, relation, residual_noise, missing),
+                               strict=True):
             out[f"{metric}{SEPARATOR}{kind}"] = float(np.clip(value, -CLIP, CLIP))
     return out
 
