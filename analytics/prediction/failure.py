@@ -52,6 +52,7 @@ from analytics.prediction.metrics import brier_score, interval_coverage
 from analytics.prediction.rul import band, failure_probability, residual_bins
 
 POOLED = "*"
+OTHER = ""  # the shared fault classifier's class for a type of one device model only
 STRONGEST = "*"  # the reading prefix of the strongest-of-a-kind columns
 MODEL_PREFIX = "model="
 # Residuals kept per bin: quantiles of the out-of-fold residuals, enough for a probability
@@ -274,8 +275,17 @@ class FailurePredictor:
         models = rows["model"].astype(str).to_numpy()
         classified = {m: classify_faults(self.fault_classifiers[m], rows[models == m])
                       for m in set(models.tolist()) if m in self.fault_classifiers}
+        shared = self.fault_classifiers.get(POOLED)
+        common = classify_faults(shared, rows) if shared else [OTHER] * len(rows)
         seen = dict.fromkeys(classified, 0)
         for i, model in enumerate(models):
+            if common[i] != OTHER and common[i] not in self.fault_models.get(model, ()):
+                # A fault type of several device models, never seen on this one: only the
+                # readings every model shares can tell it.
+                out.append(common[i])
+                if model in classified:
+                    seen[model] += 1
+                continue
             if model in classified:
                 out.append(classified[model][seen[model]])
                 seen[model] += 1
@@ -407,15 +417,33 @@ def hazard_probability(hazard: Mapping[str, Any], rows: pd.DataFrame, features: 
                                              + float(hazard["intercept"])))))
 
 
-def fault_signs(rows: pd.DataFrame, features: list[str]) -> np.ndarray:
-    """What the fault classifier reads: each feature signed (which way a reading moved) and its
-    size (how far), so that a noise rising on every reading differs from one reading's."""
+def fault_signs(rows: pd.DataFrame, features: list[str], *, summaries: bool = False
+                ) -> np.ndarray:
+    """What a fault classifier reads: each feature signed (which way a reading moved) and its
+    size (how far); with ``summaries`` also each kind's mean and largest size over all of the
+    row's readings, so that a noise rising on every reading differs from one reading's."""
     raw = np.nan_to_num(rows.reindex(columns=features).to_numpy(dtype=float))
-    return np.column_stack([np.sign(raw) * np.log1p(np.abs(raw)), np.log1p(np.abs(raw))])
+    size = np.log1p(np.abs(raw))
+    out = [np.sign(raw) * size, size]
+    if summaries:
+        every = reading_features(rows)
+        values = np.log1p(np.abs(rows.reindex(columns=every).to_numpy(dtype=float)))
+        kinds = np.array([kind_of(f) for f in every])
+        for kind in KINDS:
+            of_kind = values[:, kinds == kind] if len(every) else np.zeros((len(rows), 0))
+            if not of_kind.shape[1]:
+                out += [np.zeros(len(rows)), np.zeros(len(rows))]
+                continue
+            present = np.isfinite(of_kind)
+            filled = np.where(present, of_kind, 0.0)
+            count = present.sum(axis=1)
+            out += [filled.sum(axis=1) / np.maximum(count, 1), filled.max(axis=1)]
+    return np.column_stack(out)
 
 
 def _classifier_params(document: Mapping[str, Any]) -> dict[str, Any]:
     return {"features": [str(f) for f in document["features"]],
+            "summaries": bool(document.get("summaries", False)),
             "classes": [str(c) for c in document["classes"]],
             "mean": [float(v) for v in document["mean"]],
             "scale": [float(v) for v in document["scale"]],
@@ -423,17 +451,19 @@ def _classifier_params(document: Mapping[str, Any]) -> dict[str, Any]:
             "intercept": [float(v) for v in document["intercept"]]}
 
 
-def fit_fault_classifier(rows: pd.DataFrame, *, c: float) -> dict[str, Any] | None:
-    """A multinomial logistic regression of the fault type on one device model's rows, as
-    plain numbers; None with fewer than two fault types."""
+def fit_fault_classifier(rows: pd.DataFrame, labels: np.ndarray, *, c: float,
+                         features: list[str] | None = None, summaries: bool = False
+                         ) -> dict[str, Any] | None:
+    """A multinomial logistic regression of the fault type on rows, as plain numbers; None
+    with fewer than two fault types. ``features``: those of the readings the rows have."""
     from sklearn.linear_model import LogisticRegression
 
-    labels = rows["fault_type"].astype(str).to_numpy()
     classes = sorted(set(labels.tolist()))
     if len(classes) < 2:
         return None
-    features = [f for f in reading_features(rows) if rows[f].notna().any()]
-    x = fault_signs(rows, features)
+    if features is None:
+        features = [f for f in reading_features(rows) if rows[f].notna().any()]
+    x = fault_signs(rows, features, summaries=summaries)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     fitted = LogisticRegression(C=c, class_weight="balanced", max_iter=2000).fit(
@@ -442,14 +472,15 @@ def fit_fault_classifier(rows: pd.DataFrame, *, c: float) -> dict[str, Any] | No
     if len(classes) == 2:  # scikit-learn keeps one row for two classes: the second's odds
         coef = np.vstack([-coef[0] / 2, coef[0] / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-    return _classifier_params({"features": features, "classes": list(fitted.classes_),
-                               "mean": mean.tolist(), "scale": scale.tolist(),
-                               "coef": coef.tolist(), "intercept": intercept.tolist()})
+    return _classifier_params({"features": features, "summaries": summaries,
+                               "classes": list(fitted.classes_), "mean": mean.tolist(),
+                               "scale": scale.tolist(), "coef": coef.tolist(),
+                               "intercept": intercept.tolist()})
 
 
-def classify_faults(classifier: Mapping[str, Any], rows: pd.DataFrame) -> list[str | None]:
+def classify_faults(classifier: Mapping[str, Any], rows: pd.DataFrame) -> list[str]:
     """The most likely fault type of each row by a :func:`fit_fault_classifier` classifier."""
-    x = fault_signs(rows, list(classifier["features"]))
+    x = fault_signs(rows, list(classifier["features"]), summaries=classifier["summaries"])
     z = (x - np.asarray(classifier["mean"])) / np.asarray(classifier["scale"])
     scores = z @ np.asarray(classifier["coef"]).T + np.asarray(classifier["intercept"])
     classes = list(classifier["classes"])
@@ -457,13 +488,30 @@ def classify_faults(classifier: Mapping[str, Any], rows: pd.DataFrame) -> list[s
 
 
 def _fault_classifiers(rows: pd.DataFrame, horizon: float, c: float) -> dict[str, dict[str, Any]]:
+    """One classifier per device model with two fault types or more, and under ``POOLED`` one
+    on the readings all models share for the fault types seen on several models (a power
+    problem on any of them), against :data:`OTHER`."""
     near = rows[rows["failed"].astype(bool) & (rows["left_days"] <= horizon)
                 & rows["fault_type"].notna()]
     out = {}
+    models_of: dict[str, set[str]] = {}
     for model, of_model in near.groupby(near["model"].astype(str)):
-        fitted = fit_fault_classifier(of_model, c=c)
+        labels = of_model["fault_type"].astype(str).to_numpy()
+        for label in set(labels.tolist()):
+            models_of.setdefault(label, set()).add(str(model))
+        fitted = fit_fault_classifier(of_model, labels, c=c)
         if fitted is not None:
             out[str(model)] = fitted
+    shared_types = {t for t, m in models_of.items() if len(m) >= 2}
+    present = rows.reindex(columns=reading_features(rows)).notna().groupby(
+        rows["model"].astype(str)).any()
+    common = [str(f) for f in present.columns[present.all(axis=0)]]
+    if shared_types and common:
+        labels = np.array([t if t in shared_types else OTHER
+                           for t in near["fault_type"].astype(str)])
+        fitted = fit_fault_classifier(near, labels, c=c, features=common, summaries=True)
+        if fitted is not None:
+            out[POOLED] = fitted
     return out
 
 
@@ -587,23 +635,14 @@ def _cross_figures(rows: pd.DataFrame, train: pd.DataFrame, y: np.ndarray, oof: 
         scale, centroids, per_model = _fault_centroids(train[~held], features,
                                                        settings.horizon_days)
         classifiers = _fault_classifiers(train[~held], settings.horizon_days, settings.fault_c)
-        held_rows = train[held]
-        held_models = held_rows["model"].astype(str).to_numpy()
-        for model, classifier in classifiers.items():
-            mine = held_models == model
-            for index, fault in zip(np.flatnonzero(held)[mine],
-                                    classify_faults(classifier, held_rows[mine]), strict=True):
-                faults[index] = fault
-        if centroids:
-            x = np.nan_to_num(train[held].reindex(columns=features).to_numpy(dtype=float)) / scale
-            for i, (index, model) in enumerate(zip(np.flatnonzero(held),
-                                                   train.loc[held, "model"].astype(str),
-                                                   strict=True)):
-                if model in classifiers:
-                    continue
-                allowed = per_model.get(model) or sorted(centroids)
-                faults[index] = min(allowed, key=lambda f: float(
-                    np.sum((x[i] - centroids[f]) ** 2)))
+        fold_model = FailurePredictor(
+            settings=settings, features=features, models=models, mean=np.zeros(0),
+            scale=np.zeros(0), weights=np.zeros(0), intercept=0.0, reference=np.zeros(0),
+            calibration={}, history={}, fault_features=features, fault_scale=scale,
+            centroids=centroids, fault_models=per_model, fault_classifiers=classifiers)
+        for index, fault in zip(np.flatnonzero(held), fold_model.fault_type(train[held]),
+                                strict=True):
+            faults[index] = fault
     outcome = horizon_outcome(train, settings.horizon_days)
     decided = np.isfinite(outcome)
     figures: dict[str, Any] = {

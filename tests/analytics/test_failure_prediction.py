@@ -245,3 +245,16 @@ def test_a_reading_the_device_does_not_have_never_drives_its_prediction() -> Non
     assert all("pressure" not in a.drivers for a in predictor.assess(monitors))
     pumps = rows[rows["failed"] & (rows["left_days"] == 2.0)]
     assert any("pressure" in a.drivers for a in predictor.assess(pumps))
+
+
+def test_a_fault_type_of_several_models_is_named_on_a_model_never_seen_with_it() -> None:
+    """Fault B (the shared temp reading rises) failed pumps and monitors; vents only ever
+    failed of fault A. A vent whose temp rises has B, which only the shared readings tell."""
+    rows = synthetic_rows({"pump": 6, "monitor": 6, "vent": 6})
+    odd = rows["device"].str.startswith("vent-") & rows["device"].str[-1].isin(list("135"))
+    rows = rows[~odd].reset_index(drop=True)
+    predictor, _ = fit_predictor(rows)
+    assert predictor.fault_models["vent"] == ["A"]
+    fresh = synthetic_rows({"vent": 2}, seed=7, healthy=0)
+    latest = fresh[fresh["left_days"] == 2.0]
+    assert predictor.fault_type(latest) == ["A", "B"]
