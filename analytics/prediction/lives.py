@@ -26,7 +26,8 @@ in four ways that need no knowledge of the device model:
   noise of a reading that moves with others (motor current with the flow), where the
   step-to-step changes of ``spread`` mostly measure the others' moves;
 - ``missing``: the share of steps without the reading, beyond the baseline's (a dead sensor is
-  evidence, not a gap to fill).
+  evidence, not a gap to fill). A reading that rarely repeats a value in the baseline and
+  repeats it now is stuck: those steps count as missing, not as readings.
 
 No feature says how old the device or the life is: a prediction is driven by readings.
 """
@@ -186,6 +187,34 @@ class Baseline:
     relation: dict[str, tuple[np.ndarray, float, float]]
     # Readings that are often exactly zero: whether they are zero is a regressor too.
     zeros: tuple[int, ...] = ()
+    # Readings that rarely repeat a value from one step to the next: a run of repeats is a
+    # stuck sensor, not a reading (see :func:`unstuck`).
+    fluid: tuple[int, ...] = ()
+
+
+# A reading repeats its last value at most this share of the baseline's steps to be fluid.
+# Taking stuck steps as missing lowered the Brier score on `vigil bench prediction` from
+# 0.0094, 0.0097, 0.0097 to 0.0080, 0.0092, 0.0082 (seeds 1/2, 3/4, 5/6).
+FLUID_REPEATS = 0.02
+
+
+def _repeats(values: np.ndarray) -> np.ndarray:
+    """Per step and reading: the same value as the step before (a stuck sensor's sign)."""
+    same = np.zeros(values.shape, dtype=bool)
+    if len(values) > 1:
+        same[1:] = values[1:] == values[:-1]
+    return same
+
+
+def unstuck(baseline: Baseline, values: np.ndarray) -> np.ndarray:
+    """``values`` with the repeats of the baseline's fluid readings taken as missing: a sensor
+    stuck for a day would otherwise read as a reading with no noise that left its relations."""
+    if not baseline.fluid:
+        return values
+    stuck = _repeats(values)
+    keep = np.zeros(values.shape[1], dtype=bool)
+    keep[list(baseline.fluid)] = True
+    return np.where(stuck & keep, np.nan, values)
 
 
 # A reading enters the relations as "is it zero" too when this share of its baseline is zero.
@@ -222,7 +251,9 @@ def baseline_of(frame: pd.DataFrame) -> Baseline:
             residual = z[:, j] - design @ weights
             spread = _floor(_robust_sd(residual), 0.0)
             relation[metric] = (weights[:-1], float(weights[-1]), spread)
-    return Baseline(metrics, median, scale, noise, missing, relation, zeros)
+    repeats = _repeats(values).mean(axis=0) if len(values) > 1 else np.ones(len(metrics))
+    fluid = tuple(int(j) for j in np.flatnonzero(repeats <= FLUID_REPEATS))
+    return Baseline(metrics, median, scale, noise, missing, relation, zeros, fluid)
 
 
 def _array(baseline: Baseline, window: pd.DataFrame | np.ndarray) -> np.ndarray:
@@ -239,8 +270,8 @@ def window_features(baseline: Baseline, window: pd.DataFrame | np.ndarray,
     ``noise_window`` (the window itself if None), the readings whose noise ``spread`` and
     ``noise`` measure: a size of noise needs more steps than a median to be as sure.
     """
-    values = _array(baseline, window)
-    noisy = values if noise_window is None else _array(baseline, noise_window)
+    values = unstuck(baseline, _array(baseline, window))
+    noisy = values if noise_window is None else unstuck(baseline, _array(baseline, noise_window))
     out: dict[str, float] = {}
     z = (values - baseline.median) / baseline.scale
     complete = np.isfinite(z).all(axis=1)

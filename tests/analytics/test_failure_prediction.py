@@ -258,3 +258,13 @@ def test_a_fault_type_of_several_models_is_named_on_a_model_never_seen_with_it()
     fresh = synthetic_rows({"vent": 2}, seed=7, healthy=0)
     latest = fresh[fresh["left_days"] == 2.0]
     assert predictor.fault_type(latest) == ["A", "B"]
+
+
+def test_a_stuck_sensor_reads_as_missing_not_as_a_reading_without_noise() -> None:
+    baseline = baseline_of(steps(3, seed=1))
+    window = steps(1, seed=2)
+    window.iloc[60:, window.columns.get_loc("flow")] = window["flow"].iloc[60]
+    got = window_features(baseline, window)
+    # The frozen flow's steps are missing; the rest of the day reads as usual.
+    assert got["flow__missing"] == pytest.approx(83 / 144, abs=0.01)
+    assert abs(got["flow__spread"]) < 0.5 and abs(got["current__relation"]) < 3
