@@ -77,9 +77,9 @@ class PredictorSettings:
     fault_c: float = 0.1
     # The probability: "residuals" of the predicted life, or a "logistic" regression of the
     # horizon's outcome on the same inputs. On `vigil bench prediction` (train/eval seeds 1/2,
-    # 3/4, 5/6) the logistic one gave Brier 0.0103, 0.0111, 0.0099 against 0.0134, 0.0128,
-    # 0.0118, and alarmed 0.70, 0.61, 0.83 of the predictable failures >= 24 h ahead at 0.5
-    # false alarms per 100 device-days against 0.70, 0.44, 0.78.
+    # 3/4, 5/6; 1-day noise window, hazard_c 0.1) the logistic one gave Brier 0.0103, 0.0111,
+    # 0.0099 against 0.0134, 0.0128, 0.0118, and alarmed 0.70, 0.61, 0.83 of the predictable
+    # failures >= 24 h ahead at 0.5 false alarms per 100 device-days against 0.70, 0.44, 0.78.
     probability_model: str = "logistic"
     # Inverse strength of the hazard regression's L2 penalty: 0.5, 0.1, 0.02 and 0.005 gave a
     # cross-validated AUC of 0.754, 0.777, 0.814 and 0.827 and Brier of 0.0207, 0.0202, 0.0204
