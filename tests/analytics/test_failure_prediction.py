@@ -103,6 +103,30 @@ def test_window_features_measure_level_noise_relation_and_dead_sensors() -> None
     assert window_features(baseline, steps(1, seed=2, dead=True))["ambient__missing"] == 1.0
 
 
+def pump_steps(days: float, *, seed: int = 0, current_noise: float = 1.0) -> pd.DataFrame:
+    """A pump that stands a third of the time: no flow then and a small idle current, else a
+    current that follows the flow; a tenth of the current's noise is its own."""
+    rng = np.random.default_rng(seed)
+    n = int(days * 144)
+    running = rng.random(n) > 0.33
+    flow = np.where(running, rng.uniform(5, 250, n), 0.0)
+    current = np.where(running, 90 + 0.9 * flow + rng.normal(0, 3 * current_noise, n),
+                       4 + rng.normal(0, 0.5, n))
+    return pd.DataFrame({"flow": flow, "current": current},
+                        index=pd.date_range(T, periods=n, freq="10min"))
+
+
+def test_the_noise_of_a_relation_shows_where_step_changes_hide_it() -> None:
+    baseline = baseline_of(pump_steps(3, seed=1))
+    same = window_features(baseline, pump_steps(1, seed=2))
+    # Whether the pump stands is a regressor: the current's relation holds across stops.
+    assert abs(same["current__relation"]) < 1 and abs(same["current__noise"]) < 0.3
+    noisy = window_features(baseline, pump_steps(1, seed=2, current_noise=3.0))
+    assert noisy["current__noise"] == pytest.approx(math.log(3.0), abs=0.35)
+    # The flow's jumps dwarf the current's own noise in its step-to-step changes.
+    assert noisy["current__spread"] < 0.5 * noisy["current__noise"]
+
+
 def test_life_rows_count_down_to_the_failure_and_carry_no_age() -> None:
     frame = steps(12)
     life = Life("d", "pump", T, T + 12 * DAY, True, "E-MOTOR")
@@ -188,6 +212,7 @@ def test_plain_parameters_rebuild_the_same_predictor() -> None:
     rows = synthetic_rows({"pump": 4})
     predictor, _ = fit_predictor(rows)
     stored = json.loads(json.dumps(predictor.to_params(), allow_nan=False))
+    assert stored["hazard"]["coef"] and stored["fault_classifiers"]["pump"]["classes"] == ["A", "B"]
     again = FailurePredictor.from_params(stored)
     sample = rows[rows["left_days"] <= 5]
     assert again.assess(sample) == predictor.assess(sample)
@@ -220,3 +245,26 @@ def test_a_reading_the_device_does_not_have_never_drives_its_prediction() -> Non
     assert all("pressure" not in a.drivers for a in predictor.assess(monitors))
     pumps = rows[rows["failed"] & (rows["left_days"] == 2.0)]
     assert any("pressure" in a.drivers for a in predictor.assess(pumps))
+
+
+def test_a_fault_type_of_several_models_is_named_on_a_model_never_seen_with_it() -> None:
+    """Fault B (the shared temp reading rises) failed pumps and monitors; vents only ever
+    failed of fault A. A vent whose temp rises has B, which only the shared readings tell."""
+    rows = synthetic_rows({"pump": 6, "monitor": 6, "vent": 6})
+    odd = rows["device"].str.startswith("vent-") & rows["device"].str[-1].isin(list("135"))
+    rows = rows[~odd].reset_index(drop=True)
+    predictor, _ = fit_predictor(rows)
+    assert predictor.fault_models["vent"] == ["A"]
+    fresh = synthetic_rows({"vent": 2}, seed=7, healthy=0)
+    latest = fresh[fresh["left_days"] == 2.0]
+    assert predictor.fault_type(latest) == ["A", "B"]
+
+
+def test_a_stuck_sensor_reads_as_missing_not_as_a_reading_without_noise() -> None:
+    baseline = baseline_of(steps(3, seed=1))
+    window = steps(1, seed=2)
+    window.iloc[60:, window.columns.get_loc("flow")] = window["flow"].iloc[60]
+    got = window_features(baseline, window)
+    # The frozen flow's steps are missing; the rest of the day reads as usual.
+    assert got["flow__missing"] == pytest.approx(83 / 144, abs=0.01)
+    assert abs(got["flow__spread"]) < 0.5 and abs(got["current__relation"]) < 3
