@@ -80,6 +80,21 @@ def test_hand_made_tickets_give_known_figures() -> None:
     assert f["missed_by_fault_type"] == {"power_problem": 1}
 
 
+def test_the_fault_type_a_ticket_names_comes_before_the_learned_one() -> None:
+    from analytics.bench.fleet import named_fault
+
+    assert named_fault("prediction:E-MOTOR-STALL") == "motor_wear"  # the devices' code book
+    assert named_fault("prediction:unknown") is None
+    assert named_fault("anomaly:motor_current") is None
+    learned = score.predictor({("*", "anomaly:m"): "motor_wear"})
+    named = [ticket(1, "d1", "A", 11), score.TicketView(2, "d1", "A", at(12), "prediction:x",
+                                                         fault_type="battery_ageing")]
+    f = score.score_tickets(TRUTH, named, predict_type=learned)
+    assert f["median_lead_h"] == 216.0 and f["fault_type_accuracy"] == 0.0
+    f = score.score_tickets(TRUTH, named[:1], predict_type=learned)
+    assert f["fault_type_accuracy"] == 1.0
+
+
 def test_one_ticket_per_device_in_an_episode_counts_each() -> None:
     tickets = [ticket(1, "d3", "B", 25.1, "anomaly:ambient_temp_c"),
                ticket(2, "d3", "B", 25.3, "anomaly:humidity_pct")]
