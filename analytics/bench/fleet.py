@@ -53,12 +53,12 @@ from typing import Any
 
 from analytics.bench import fleet_score as score
 from analytics.bench.probe import ready, scrape, wait_for
-from vigil.config import TicketRuleSettings
 
 DAY_MS = score.DAY_MS
 HOUR_MS = score.HOUR_MS
 FLEET_FOR_RATIO = 5000
 K_GRID = tuple(x / 2 for x in range(4, 121))  # 2.0 .. 60.0: wide enough to match a quiet rule
+PROBABILITY_GRID = tuple(x / 20 for x in range(2, 20))  # 0.1 .. 0.95
 ENGINEER_NAME = "bench-engineer"
 
 
@@ -78,9 +78,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-easy", action="store_true", help="skip the easy-faults fleet")
     parser.add_argument("--no-prediction", action="store_true",
                         help="leave failure prediction out (anomaly tickets only)")
-    parser.add_argument("--prediction-probability", type=float,
-                        default=TicketRuleSettings().prediction_probability,
-                        help="probability of failure within the horizon that tickets a device")
+    parser.add_argument("--prediction-probability", type=float, default=None,
+                        help="probability of failure within the horizon that tickets a device "
+                             "(default: chosen on the training fleet)")
+    parser.add_argument("--prediction-false-budget", type=float, default=0.25,
+                        help="false prediction tickets per 100 device-days allowed on the "
+                             "training fleet when choosing the probability")
     parser.add_argument("--store", choices=("embedded", "influxdb"), default="embedded")
     parser.add_argument("--broker", default="", help="HOST:PORT of a broker (default: start one)")
     parser.add_argument("--workdir", default="", help="keep the fleets' data in this folder")
@@ -104,8 +107,16 @@ class FleetRun:
     timings: dict[str, float] = field(default_factory=dict)
     scoring_cpu_s: float = 0.0
     device_days: float = 0.0
-    # The failure predictor trained on this fleet (registry.Trained), for the others.
-    predictor: Any = None
+    # The failure predictor trained on this fleet, for the others.
+    predictor: Learned | None = None
+
+
+@dataclass(frozen=True)
+class Learned:
+    """A failure predictor trained on one fleet, and the probability that tickets a device."""
+
+    trained: Any  # registry.Trained
+    probability: float
 
 
 class _Clock:
@@ -335,7 +346,7 @@ def jobs_settings(args: argparse.Namespace) -> Any:
 
 
 def replay(factory: Any, store: Any, truth: dict[str, Any], args: argparse.Namespace, *,
-           predict: bool = False) -> tuple[float, dict[str, float]]:
+           predict: Learned | None = None) -> tuple[float, dict[str, float]]:
     """The jobs' passes over the history on a simulated clock; returns scoring CPU seconds.
 
     With ``predict``, the promoted failure predictor assesses every device after each tick's
@@ -350,8 +361,9 @@ def replay(factory: Any, store: Any, truth: dict[str, Any], args: argparse.Names
 
     rules = TicketRules.load()
     settings = jobs_settings(args)
-    settings = settings.model_copy(update={"ticket_rules": settings.ticket_rules.model_copy(
-        update={"prediction_probability": args.prediction_probability})})
+    if predict is not None:
+        settings = settings.model_copy(update={"ticket_rules": settings.ticket_rules.model_copy(
+            update={"prediction_probability": predict.probability})})
     scoring = settings.scoring
 
     def ticket_rules(session: Any, now: datetime) -> dict[str, Any]:
@@ -386,7 +398,7 @@ def replay(factory: Any, store: Any, truth: dict[str, Any], args: argparse.Names
             worker.run("ticket_rules")
             r += rules_ms
         rules_wall += time.monotonic() - w0
-        if predict:
+        if predict is not None:
             w0 = time.monotonic()
             clock.now = _utc(t_next)
             with factory() as session:
@@ -399,12 +411,18 @@ def replay(factory: Any, store: Any, truth: dict[str, Any], args: argparse.Names
 
 
 def train_failure_predictor(factory: Any, store: Any, truth: dict[str, Any],
-                            args: argparse.Namespace) -> Any:
+                            args: argparse.Namespace) -> Learned | None:
     """The failure predictor learned from the fleet's replayed history, as the retraining job
     learns it: labels from its failure codes and tickets, lives cut at its repairs. Registered
-    and promoted in the fleet's registry; returns what another fleet's registry can take, or
+    and promoted in the fleet's registry; returns what another fleet's registry can take, with
+    the ticket probability (``--prediction-probability``, else chosen here out of fold), or
     None if the fleet's history is too short to learn from."""
-    from analytics.jobs.prediction import Candidate, register_predictor, train_predictor
+    from analytics.jobs.prediction import (
+        Candidate,
+        predictor_settings,
+        register_predictor,
+        train_predictor,
+    )
     from vigil.db.session import transaction
 
     now = _utc(int(truth["end_ms"]))
@@ -419,7 +437,89 @@ def train_failure_predictor(factory: Any, store: Any, truth: dict[str, Any],
     figures = candidate.trained.metrics
     print(f"failure predictor trained on {len(candidate.rows):,} rows: cross-validated Brier "
           f"{figures.get('cv_brier')}, AUC {figures.get('cv_auc')}", flush=True)
-    return candidate.trained
+    probability = args.prediction_probability
+    if probability is None:
+        views = out_of_fold_predictions(candidate.rows, predictor_settings(settings.prediction))
+        probability, chosen = choose_probability(
+            views, truth, passes=settings.ticket_rules.prediction_passes,
+            false_budget=args.prediction_false_budget)
+        print(f"ticket probability {probability:g} chosen on this fleet out of fold: "
+              f"{chosen['ticketed_24h']}/{chosen['predictable_failures']} predictable failures "
+              f"ticketed >= 24 h ahead, {chosen['false_per_100_device_days']} false per 100 "
+              f"device-days", flush=True)
+    return Learned(candidate.trained, probability)
+
+
+def out_of_fold_predictions(rows: Any, settings: Any, *, folds: int = 3) -> list[Any]:
+    """Each training row's prediction by a predictor fitted without its device: what the
+    prediction pass would have said of the training fleet's history, day by day."""
+    import pandas as pd
+
+    from analytics.jobs.ticket_rules import PredictionView
+    from analytics.prediction.failure import fit_predictor
+
+    devices = sorted(rows["device"].astype(str).unique())
+    fold_of = {d: i % folds for i, d in enumerate(devices)}
+    fold = rows["device"].astype(str).map(fold_of)
+    out: list[PredictionView] = []
+    for k in range(folds):
+        learn, held = rows[fold != k], rows[fold == k]
+        if held.empty or learn.loc[learn["failed"].astype(bool)].empty:
+            continue
+        model, _ = fit_predictor(learn.reset_index(drop=True), settings)
+        held = held.reset_index(drop=True)
+        for i, a in enumerate(model.assess(held)):
+            at = pd.Timestamp(held["time"].iloc[i]).to_pydatetime()
+            out.append(PredictionView(len(out) + 1, str(held["device"].iloc[i]), at,
+                                      a.probability, a.horizon_days, a.rul_days,
+                                      fault_type=a.fault_type))
+    return out
+
+
+def prediction_tickets(views: list[Any], truth: dict[str, Any], *, probability: float,
+                       passes: int) -> list[score.TicketView]:
+    """The tickets the prediction rule would file from ``views``, pass by pass: one when a
+    device's run of confident passes is long enough, none more until the run breaks."""
+    from analytics.jobs.ticket_rules import predicted_failures
+
+    site_of = {d["device"]: d["site"] for d in truth["devices"]}
+    by_time: dict[datetime, list[Any]] = {}
+    for v in views:
+        by_time.setdefault(v.made_at, []).append(v)
+    seen: list[Any] = []
+    ticketed: set[str] = set()
+    out: list[score.TicketView] = []
+    for at in sorted(by_time):
+        new = by_time[at]
+        found = {f.device_id: f for f in predicted_failures(
+            new, seen, min_probability=probability, min_passes=passes)}
+        for v in new:
+            if v.device_id not in found:
+                ticketed.discard(v.device_id)
+            elif v.device_id not in ticketed:
+                ticketed.add(v.device_id)
+                signature = f"prediction:{found[v.device_id].latest.fault}"
+                out.append(score.TicketView(len(out) + 1, v.device_id, site_of.get(v.device_id),
+                                            int(at.timestamp() * 1000), signature,
+                                            fault_type=named_fault(signature)))
+        seen.extend(new)
+    return out
+
+
+def choose_probability(views: list[Any], truth: dict[str, Any], *, passes: int,
+                       false_budget: float, grid: tuple[float, ...] = PROBABILITY_GRID
+                       ) -> tuple[float, dict[str, Any]]:
+    """The lowest probability whose prediction tickets on the training fleet stay within
+    ``false_budget`` false tickets per 100 device-days (the highest of the grid if none)."""
+    chosen: tuple[float, dict[str, Any]] | None = None
+    for p in sorted(grid, reverse=True):
+        figures = score.score_tickets(truth, prediction_tickets(views, truth, probability=p,
+                                                                passes=passes))
+        if chosen is None or (figures["false_per_100_device_days"] or 0.0) <= false_budget:
+            chosen = (p, figures)
+    if chosen is None:
+        raise ValueError("no probability to choose from")
+    return chosen
 
 
 def install_predictor(factory: Any, trained: Any, now: datetime) -> None:
@@ -434,7 +534,8 @@ def install_predictor(factory: Any, trained: Any, now: datetime) -> None:
 
 
 def run_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *, host: str,
-              port: int, work: Path, predictor: Any = None, learn: bool = False) -> FleetRun:
+              port: int, work: Path, predictor: Learned | None = None, learn: bool = False
+              ) -> FleetRun:
     """Backfill (or reuse) and replay one fleet. ``predictor``: a trained failure predictor
     to run in the replay; ``learn``: train one on this fleet's history after its replay."""
     from edge_agent.simulator.scenario import plan_scenario, write_ground_truth
@@ -497,9 +598,9 @@ def run_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *, host
     trained = None
     try:
         if predictor is not None:
-            install_predictor(factory, predictor, _utc(start_ms))
+            install_predictor(factory, predictor.trained, _utc(start_ms))
         t0 = time.monotonic()
-        cpu, more = replay(factory, store, truth, args, predict=predictor is not None)
+        cpu, more = replay(factory, store, truth, args, predict=predictor)
         timings.update(more, replay_s=time.monotonic() - t0)
         if learn:
             t0 = time.monotonic()
