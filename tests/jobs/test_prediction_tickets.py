@@ -147,3 +147,26 @@ def test_a_cancelled_prediction_ticket_damps_the_same_fault_on_the_device(factor
     assert run(factory, T0 + 5.5 * DAY)["tickets_opened"] == 0
     add_predictions(factory, "dev-000", [6], 0.9)
     assert run(factory, T0 + 6.5 * DAY)["tickets_opened"] == 1
+
+
+def test_an_analytics_ticket_is_no_failure_label_but_its_repair_starts_a_life(factory) -> None:
+    """A warning confirmed by a repair is dated days before the failure it foresaw."""
+    from analytics.jobs.prediction import failures, repairs
+
+    add_fleet(factory, 1)
+    with transaction(factory) as session:
+        for source, signature, day in (("analytics", "anomaly:flow", 1),
+                                       ("customer", "customer:stopped", 3)):
+            ticket = Ticket(device_id="dev-000", priority="P2", category="mechanical",
+                            state="repaired", source=source, signature=signature,
+                            title=signature, created_at=T0 + day * DAY,
+                            first_seen_at=T0 + day * DAY)
+            session.add(ticket)
+            session.flush()
+            session.add(TicketEvent(ticket_id=ticket.id, actor="eng1", kind="transition",
+                                    from_state="diagnosing", to_state="repaired",
+                                    at=T0 + 4 * DAY))
+    with factory() as session:
+        found = failures(session, device_ids=["dev-000"], start=T0, end=T0 + 10 * DAY)
+        assert [(f.at, f.fault_type) for f in found] == [(T0 + 3 * DAY, "customer:stopped")]
+        assert repairs(session, device_ids=["dev-000"]) == {"dev-000": [T0 + 4 * DAY] * 2}
