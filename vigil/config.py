@@ -135,14 +135,20 @@ class ScoringSettings(BaseModel):
 
 class TicketRuleSettings(BaseModel):
     """When anomaly alarms become a ticket: ``min_alarms`` on one metric within ``window_s``,
-    more after an engineer cancelled the same device's ticket as a false alarm."""
+    more after an engineer cancelled the same device's ticket as a false alarm. When failure
+    predictions do: ``prediction_passes`` consecutive prediction passes of a device (within
+    ``prediction_lookback_days``) at ``prediction_probability`` or above."""
 
     min_alarms: int = Field(3, ge=1)
     window_s: int = Field(24 * 3600, ge=60)
     # After a ticket of the same device and signature was cancelled as a false alarm within
-    # ``damping_days``, ``min_alarms`` is multiplied by ``damping_factor``.
+    # ``damping_days``, ``min_alarms`` and ``prediction_passes`` are multiplied by
+    # ``damping_factor``.
     damping_days: float = Field(30.0, ge=0)
     damping_factor: int = Field(2, ge=1)
+    prediction_probability: float = Field(0.5, gt=0, le=1)
+    prediction_passes: int = Field(2, ge=1)
+    prediction_lookback_days: float = Field(7.0, gt=0)
 
 
 class PredictionSettings(BaseModel):

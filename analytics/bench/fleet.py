@@ -58,6 +58,7 @@ DAY_MS = score.DAY_MS
 HOUR_MS = score.HOUR_MS
 FLEET_FOR_RATIO = 5000
 K_GRID = tuple(x / 2 for x in range(4, 121))  # 2.0 .. 60.0: wide enough to match a quiet rule
+PROBABILITY_GRID = tuple(x / 20 for x in range(2, 20))  # 0.1 .. 0.95
 ENGINEER_NAME = "bench-engineer"
 
 
@@ -75,6 +76,14 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--triage-h", type=float, default=48.0,
                         help="hours until an engineer cancels a ticket with no fault behind it")
     parser.add_argument("--no-easy", action="store_true", help="skip the easy-faults fleet")
+    parser.add_argument("--no-prediction", action="store_true",
+                        help="leave failure prediction out (anomaly tickets only)")
+    parser.add_argument("--prediction-probability", type=float, default=None,
+                        help="probability of failure within the horizon that tickets a device "
+                             "(default: chosen on the training fleet)")
+    parser.add_argument("--prediction-false-budget", type=float, default=0.25,
+                        help="false prediction tickets per 100 device-days allowed on the "
+                             "training fleet when choosing the probability")
     parser.add_argument("--store", choices=("embedded", "influxdb"), default="embedded")
     parser.add_argument("--broker", default="", help="HOST:PORT of a broker (default: start one)")
     parser.add_argument("--workdir", default="", help="keep the fleets' data in this folder")
@@ -98,6 +107,16 @@ class FleetRun:
     timings: dict[str, float] = field(default_factory=dict)
     scoring_cpu_s: float = 0.0
     device_days: float = 0.0
+    # The failure predictor trained on this fleet, for the others.
+    predictor: Learned | None = None
+
+
+@dataclass(frozen=True)
+class Learned:
+    """A failure predictor trained on one fleet, and the probability that tickets a device."""
+
+    trained: Any  # registry.Trained
+    probability: float
 
 
 class _Clock:
@@ -260,6 +279,20 @@ class Field:
                        now=now, request=Request(reason="false alarm: no fault found"))
 
 
+def named_fault(signature: str) -> str | None:
+    """The fault type a prediction's ticket names, in the simulator's terms: the predictor
+    names a fault by the failure code it learned from, the devices' code book says which."""
+    from analytics.jobs.ticket_rules import PREDICTION_PREFIX, UNKNOWN_FAULT
+    from edge_agent.simulator.physics import FAILURE_CODES
+
+    if not signature.startswith(PREDICTION_PREFIX):
+        return None
+    name = signature[len(PREDICTION_PREFIX):]
+    if name == UNKNOWN_FAULT:
+        return None
+    return {code: fault for fault, code in FAILURE_CODES.items()}.get(name, name)
+
+
 def collect_tickets(session: Any) -> list[score.TicketView]:
     from sqlalchemy import select
 
@@ -274,7 +307,7 @@ def collect_tickets(session: Any) -> list[score.TicketView]:
         created = t.created_at if t.created_at.tzinfo else t.created_at.replace(tzinfo=UTC)
         out.append(score.TicketView(t.id, t.device_id, sites.get(t.site_id),
                                     int(created.timestamp() * 1000), t.signature, t.scope,
-                                    t.parent_id))
+                                    t.parent_id, named_fault(t.signature)))
     return out
 
 
@@ -303,25 +336,39 @@ def daily_means(store: Any, devices: list[str], start_ms: int, end_ms: int
     return out
 
 
-def replay(factory: Any, store: Any, truth: dict[str, Any], args: argparse.Namespace
-           ) -> tuple[float, dict[str, float]]:
-    """The jobs' passes over the history on a simulated clock; returns scoring CPU seconds."""
+def jobs_settings(args: argparse.Namespace) -> Any:
+    """The jobs' settings in the replay: a pass per ``--tick-h`` of telemetry time."""
+    from vigil.config import JobsSettings, ScoringSettings
+
+    scoring = ScoringSettings(default_step_s=300, settle_s=0,
+                              max_steps_per_pass=int(args.tick_h * 3600 / 300) + 1)
+    return JobsSettings(intervals_s={"scoring": 60.0, "ticket_rules": 60.0}, scoring=scoring)
+
+
+def replay(factory: Any, store: Any, truth: dict[str, Any], args: argparse.Namespace, *,
+           predict: Learned | None = None) -> tuple[float, dict[str, float]]:
+    """The jobs' passes over the history on a simulated clock; returns scoring CPU seconds.
+
+    With ``predict``, the promoted failure predictor assesses every device after each tick's
+    ticket-rule passes (once per ``--tick-h`` of telemetry time), and the next passes
+    consider its predictions."""
     from analytics.jobs.metrics import JobMetrics
+    from analytics.jobs.prediction import assess_fleet, write_predictions
     from analytics.jobs.runner import Worker
     from analytics.jobs.ticket_rules import ticket_rules_pass
-    from vigil.config import JobsSettings, ScoringSettings
     from vigil.db.session import transaction
     from vigil.tickets.priority import TicketRules
 
     rules = TicketRules.load()
-    scoring = ScoringSettings(default_step_s=300, settle_s=0,
-                              max_steps_per_pass=int(args.tick_h * 3600 / 300) + 1)
-    settings = JobsSettings(intervals_s={"scoring": 60.0, "ticket_rules": 60.0},
-                            scoring=scoring)
+    settings = jobs_settings(args)
+    if predict is not None:
+        settings = settings.model_copy(update={"ticket_rules": settings.ticket_rules.model_copy(
+            update={"prediction_probability": predict.probability})})
+    scoring = settings.scoring
 
     def ticket_rules(session: Any, now: datetime) -> dict[str, Any]:
         return ticket_rules_pass(session, now=now, settings=settings.ticket_rules, rules=rules,
-                                 store=store, scoring=scoring)
+                                 store=store, scoring=scoring, prediction=settings.prediction)
 
     start_ms, end_ms = int(truth["start_ms"]), int(truth["end_ms"])
     clock = _Clock(_utc(start_ms))
@@ -332,7 +379,7 @@ def replay(factory: Any, store: Any, truth: dict[str, Any], args: argparse.Names
     tick_ms = int(args.tick_h * HOUR_MS)
     rules_ms = int(args.rules_min * 60_000)
     cpu = 0.0
-    rules_wall = 0.0
+    rules_wall = predict_wall = 0.0
     t = start_ms
     while t < end_ms:
         t_next = min(t + tick_ms, end_ms)
@@ -351,12 +398,146 @@ def replay(factory: Any, store: Any, truth: dict[str, Any], args: argparse.Names
             worker.run("ticket_rules")
             r += rules_ms
         rules_wall += time.monotonic() - w0
+        if predict is not None:
+            w0 = time.monotonic()
+            clock.now = _utc(t_next)
+            with factory() as session:
+                assessed = assess_fleet(session, store=store, now=clock.now, settings=settings)
+            with transaction(factory) as session:
+                write_predictions(session, assessed=assessed, now=clock.now)
+            predict_wall += time.monotonic() - w0
         t = t_next
-    return cpu, {"rules_and_field_s": rules_wall}
+    return cpu, {"rules_and_field_s": rules_wall, "prediction_s": predict_wall}
+
+
+def train_failure_predictor(factory: Any, store: Any, truth: dict[str, Any],
+                            args: argparse.Namespace) -> Learned | None:
+    """The failure predictor learned from the fleet's replayed history, as the retraining job
+    learns it: labels from its failure codes and tickets, lives cut at its repairs. Registered
+    and promoted in the fleet's registry; returns what another fleet's registry can take, with
+    the ticket probability (``--prediction-probability``, else chosen here out of fold), or
+    None if the fleet's history is too short to learn from."""
+    from analytics.jobs.prediction import (
+        Candidate,
+        predictor_settings,
+        register_predictor,
+        train_predictor,
+    )
+    from vigil.db.session import transaction
+
+    now = _utc(int(truth["end_ms"]))
+    settings = jobs_settings(args)
+    with factory() as session:
+        candidate = train_predictor(session, store=store, now=now, settings=settings)
+    if not isinstance(candidate, Candidate):
+        print(f"no failure predictor from this fleet: {candidate.reason}", flush=True)
+        return None
+    with transaction(factory) as session:
+        register_predictor(session, candidate=candidate, now=now)
+    figures = candidate.trained.metrics
+    print(f"failure predictor trained on {len(candidate.rows):,} rows: cross-validated Brier "
+          f"{figures.get('cv_brier')}, AUC {figures.get('cv_auc')}", flush=True)
+    probability = args.prediction_probability
+    if probability is None:
+        views = out_of_fold_predictions(candidate.rows, predictor_settings(settings.prediction))
+        probability, chosen = choose_probability(
+            views, truth, passes=settings.ticket_rules.prediction_passes,
+            false_budget=args.prediction_false_budget)
+        print(f"ticket probability {probability:g} chosen on this fleet out of fold: "
+              f"{chosen['ticketed_24h']}/{chosen['predictable_failures']} predictable failures "
+              f"ticketed >= 24 h ahead, {chosen['false_per_100_device_days']} false per 100 "
+              f"device-days", flush=True)
+    return Learned(candidate.trained, probability)
+
+
+def out_of_fold_predictions(rows: Any, settings: Any, *, folds: int = 3) -> list[Any]:
+    """Each training row's prediction by a predictor fitted without its device: what the
+    prediction pass would have said of the training fleet's history, day by day."""
+    import pandas as pd
+
+    from analytics.jobs.ticket_rules import PredictionView
+    from analytics.prediction.failure import fit_predictor
+
+    devices = sorted(rows["device"].astype(str).unique())
+    fold_of = {d: i % folds for i, d in enumerate(devices)}
+    fold = rows["device"].astype(str).map(fold_of)
+    out: list[PredictionView] = []
+    for k in range(folds):
+        learn, held = rows[fold != k], rows[fold == k]
+        if held.empty or learn.loc[learn["failed"].astype(bool)].empty:
+            continue
+        model, _ = fit_predictor(learn.reset_index(drop=True), settings)
+        held = held.reset_index(drop=True)
+        for i, a in enumerate(model.assess(held)):
+            at = pd.Timestamp(held["time"].iloc[i]).to_pydatetime()
+            out.append(PredictionView(len(out) + 1, str(held["device"].iloc[i]), at,
+                                      a.probability, a.horizon_days, a.rul_days,
+                                      fault_type=a.fault_type))
+    return out
+
+
+def prediction_tickets(views: list[Any], truth: dict[str, Any], *, probability: float,
+                       passes: int) -> list[score.TicketView]:
+    """The tickets the prediction rule would file from ``views``, pass by pass: one when a
+    device's run of confident passes is long enough, none more until the run breaks."""
+    from analytics.jobs.ticket_rules import predicted_failures
+
+    site_of = {d["device"]: d["site"] for d in truth["devices"]}
+    by_time: dict[datetime, list[Any]] = {}
+    for v in views:
+        by_time.setdefault(v.made_at, []).append(v)
+    seen: list[Any] = []
+    ticketed: set[str] = set()
+    out: list[score.TicketView] = []
+    for at in sorted(by_time):
+        new = by_time[at]
+        found = {f.device_id: f for f in predicted_failures(
+            new, seen, min_probability=probability, min_passes=passes)}
+        for v in new:
+            if v.device_id not in found:
+                ticketed.discard(v.device_id)
+            elif v.device_id not in ticketed:
+                ticketed.add(v.device_id)
+                signature = f"prediction:{found[v.device_id].latest.fault}"
+                out.append(score.TicketView(len(out) + 1, v.device_id, site_of.get(v.device_id),
+                                            int(at.timestamp() * 1000), signature,
+                                            fault_type=named_fault(signature)))
+        seen.extend(new)
+    return out
+
+
+def choose_probability(views: list[Any], truth: dict[str, Any], *, passes: int,
+                       false_budget: float, grid: tuple[float, ...] = PROBABILITY_GRID
+                       ) -> tuple[float, dict[str, Any]]:
+    """The lowest probability whose prediction tickets on the training fleet stay within
+    ``false_budget`` false tickets per 100 device-days (the highest of the grid if none)."""
+    chosen: tuple[float, dict[str, Any]] | None = None
+    for p in sorted(grid, reverse=True):
+        figures = score.score_tickets(truth, prediction_tickets(views, truth, probability=p,
+                                                                passes=passes))
+        if chosen is None or (figures["false_per_100_device_days"] or 0.0) <= false_budget:
+            chosen = (p, figures)
+    if chosen is None:
+        raise ValueError("no probability to choose from")
+    return chosen
+
+
+def install_predictor(factory: Any, trained: Any, now: datetime) -> None:
+    """Another fleet's trained predictor, registered and promoted here: plain parameters
+    copied from one registry (a SQLite file) to another."""
+    from analytics.jobs import registry
+    from vigil.db.session import transaction
+
+    with transaction(factory) as session:
+        row = registry.register(session, trained=trained, now=now)
+        registry.promote_if_better(session, candidate=row, now=now)
 
 
 def run_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *, host: str,
-              port: int, work: Path) -> FleetRun:
+              port: int, work: Path, predictor: Learned | None = None, learn: bool = False
+              ) -> FleetRun:
+    """Backfill (or reuse) and replay one fleet. ``predictor``: a trained failure predictor
+    to run in the replay; ``learn``: train one on this fleet's history after its replay."""
     from edge_agent.simulator.scenario import plan_scenario, write_ground_truth
     from vigil.config import Settings
     from vigil.db import migrations
@@ -387,9 +568,13 @@ def run_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *, host
     settings = base.model_copy(update={
         "data_dir": folder, "telemetry_store": args.store, "database_url": None,
         "influxdb": base.influxdb.model_copy(update={"database": f"bench_fleet_{name}"})})
-    if reuse:
+    if reuse:  # a stopped run's write-ahead log must not be replayed into the fresh copy
+        for stale in (sql_file, folder / "vigil.db-wal", folder / "vigil.db-shm"):
+            stale.unlink(missing_ok=True)
         shutil.copyfile(snapshot, sql_file)
     engine = make_engine(settings.sql_url)
+    if reuse:  # a snapshot taken by an older version gets the newer tables
+        migrations.upgrade(engine)
     factory = make_session_factory(engine)
     print(f"[{name}] {args.devices} devices x {args.days} days at {args.step:g} s, seed {seed}, "
           f"{kind} faults: {len(truth['faults'])} faults, "
@@ -410,10 +595,17 @@ def run_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *, host
         print(f"[{name}] backfill: {samples:,} samples stored through Mosquitto and vigil ingest "
               f"in {timings['backfill_s']:.0f} s", flush=True)
     store = open_store(settings)
+    trained = None
     try:
+        if predictor is not None:
+            install_predictor(factory, predictor.trained, _utc(start_ms))
         t0 = time.monotonic()
-        cpu, more = replay(factory, store, truth, args)
+        cpu, more = replay(factory, store, truth, args, predict=predictor)
         timings.update(more, replay_s=time.monotonic() - t0)
+        if learn:
+            t0 = time.monotonic()
+            trained = train_failure_predictor(factory, store, truth, args)
+            timings["train_predictor_s"] = time.monotonic() - t0
         with factory() as session:
             tickets = collect_tickets(session)
         daily = daily_means(store, [d["device"] for d in truth["devices"]], start_ms, end_ms)
@@ -426,7 +618,7 @@ def run_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *, host
          "device_days": device_days}))
     print(f"[{name}] replay: {timings['replay_s']:.0f} s; scoring {device_days:,} device-days "
           f"took {cpu:.1f} s CPU; {len(tickets)} analytics tickets", flush=True)
-    return FleetRun(name, truth, tickets, daily, samples, timings, cpu, device_days)
+    return FleetRun(name, truth, tickets, daily, samples, timings, cpu, device_days, trained)
 
 
 def scored_run(name: str, folder: Path, truth: dict[str, Any], args: argparse.Namespace
@@ -500,12 +692,12 @@ def run(args: argparse.Namespace) -> int:
           f"telemetry time", flush=True)
     try:
         train = run_fleet("train", args.train_seed, "realistic", args, host=host, port=port,
-                          work=work)
+                          work=work, learn=not args.no_prediction)
         runs = [run_fleet("eval", args.eval_seed, "realistic", args, host=host, port=port,
-                          work=work)]
+                          work=work, predictor=train.predictor)]
         if not args.no_easy:
             runs.append(run_fleet("easy", args.eval_seed, "easy", args, host=host, port=port,
-                                  work=work))
+                                  work=work, predictor=train.predictor))
     finally:
         if broker:
             broker.stop()

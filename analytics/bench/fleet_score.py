@@ -22,6 +22,8 @@ The rules, the same for the analytics and for the plain threshold rule:
   any ticket.
 - Sudden failures (no precursor, labelled so) are counted apart, with the
   tickets that happened to open in the fortnight before them.
+- The fault type of a ticketed failure is the one the earliest of its tickets that names
+  one names (a prediction's); else the type learned for the first ticket's signature.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ class TicketView:
     signature: str
     scope: str = "device"
     parent_id: int | None = None
+    # The fault type the ticket itself names (a prediction's), if any.
+    fault_type: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +153,10 @@ def score_tickets(truth: Mapping[str, Any], tickets: Sequence[TicketView], *,
             missed[f.fault_type] += 1
             continue
         leads.append((f.failure_ms - during[0].created_ms) / HOUR_MS)
-        if predict_type is not None:
+        named = next((t.fault_type for t in during if t.fault_type is not None), None)
+        if named is not None:
+            typed.append(named == f.fault_type)
+        elif predict_type is not None:
             typed.append(predict_type(f.model, during[0].signature) == f.fault_type)
     sudden_before = sum(
         any(f.failure_ms - SUDDEN_LOOKBACK <= t.created_ms <= f.failure_ms - AHEAD_MS

@@ -4,7 +4,8 @@ The I/O around :mod:`analytics.prediction.lives` and :mod:`analytics.prediction.
 
 - **Labels from what happened.** A failure is a device's error or critical fault code
   (``device_events``) or a device ticket confirmed as a real fault: not cancelled, not a
-  maintenance plan's, and repaired or restored (or closed or resolved remotely). It is dated
+  maintenance plan's nor the analytics' (a warning is dated before the failure it foresaw),
+  and repaired or restored (or closed or resolved remotely). It is dated
   when it was first seen. A code and the ticket it raised are one failure, named by the code.
   A repair (a ticket's first transition to ``repaired``, or to ``verified``, ``closed`` or
   ``resolved_remotely`` without it, as scoring counts them) starts a new life.
@@ -61,6 +62,9 @@ from vigil.tickets.models import Ticket, TicketEvent
 NAME = "failure:fleet"
 KIND = "failure_prediction"
 FAILURE_SEVERITIES = (Severity.ERROR.value, Severity.CRITICAL.value)
+# Tickets that do not date a failure: planned work, and the analytics' own warnings, opened
+# days before the failure they foresaw (as a label they would end the life at the warning).
+NOT_FAILURES = (TicketSource.MAINTENANCE_PLAN.value, TicketSource.ANALYTICS.value)
 MIN_DEVICES = 4
 MIN_FAILURES = 2
 # Unseen rows needed to measure the promoted version again (with at least one failure).
@@ -96,8 +100,7 @@ def failures(session: Session, *, device_ids: Sequence[str], start: datetime, en
     tickets = session.execute(select(Ticket.device_id, seen, Ticket.signature).where(
         Ticket.scope == TicketScope.DEVICE.value, Ticket.device_id.in_(device_ids),
         Ticket.state != TicketState.CANCELLED.value,
-        Ticket.source != TicketSource.MAINTENANCE_PLAN.value, confirmed,
-        seen >= start, seen < end))
+        Ticket.source.not_in(NOT_FAILURES), confirmed, seen >= start, seen < end))
     found += [Failure(str(d), at, str(signature)) for d, at, signature in tickets]
     return merge_failures(found)
 

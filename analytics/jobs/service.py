@@ -104,7 +104,8 @@ def fleet_tasks(settings: Settings, store: TelemetryStore, rules: TicketRules,
 
     def ticket_rules(session: Session, now: datetime) -> dict[str, Any]:
         return ticket_rules_pass(session, now=now, settings=settings.jobs.ticket_rules,
-                                 rules=rules, store=store, scoring=settings.jobs.scoring)
+                                 rules=rules, store=store, scoring=settings.jobs.scoring,
+                                 prediction=settings.jobs.prediction)
 
     def train(now: datetime) -> Any:
         with factory() as session:

@@ -18,6 +18,18 @@ A finding the desk refuses is logged and its alarms marked handled, so it
 cannot block every later pass.
 A pass considers alarms up to its ``now`` only, so a replay of history (``vigil
 bench fleet``) files each ticket at the time live operation would have.
+
+Failure predictions (the ``failure_prediction`` job's rows) become tickets the same way,
+each considered once (``handled_at``): a device whose last ``prediction_passes`` passes
+(after its last repair) all gave a probability of failure within the horizon of at least
+``prediction_probability`` files or joins the ticket ``prediction:<fault type>``. Its
+priority follows the predicted remaining life and the device's risk class; its category
+the fault type where the rules name one, else the reading that drove the prediction most
+(ambient temperature and humidity point to the environment, supply voltage to the mains);
+its evidence holds the probability, the band, the drivers and their readings. A device in
+maintenance raises nothing, and a cancelled false alarm damps the same fault type on the
+same device as it damps an anomaly rule: ``damping_factor`` times as many passes, counted
+from the cancellation.
 """
 
 from __future__ import annotations
@@ -26,14 +38,16 @@ import logging
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from vigil.config import ScoringSettings, TicketRuleSettings
-from vigil.db.enums import DeviceState, TicketEventKind, TicketSource, TicketState
-from vigil.devices.models import Device
+from vigil.config import PredictionSettings, ScoringSettings, TicketRuleSettings
+from vigil.db.enums import Category, DeviceState, TicketEventKind, TicketSource, TicketState
+from vigil.devices.models import Device, Prediction
 from vigil.errors import DomainError
 from vigil.scoring.models import AnomalyAlarm
 from vigil.telemetry.store import TelemetryStore
@@ -122,9 +136,13 @@ def readings_window(
         frame = store.query(finding.device_id, start, end, metrics=[finding.metric],
                             interval=step, measurement=source)
         if finding.metric in frame:
-            window[key] = [[t.isoformat(), round(float(v), 6)]
-                           for t, v in frame[finding.metric].dropna().items()]
+            window[key] = _points(frame[finding.metric])
     return window
+
+
+def _points(series: pd.Series) -> list[list[Any]]:
+    """A series as ``[time, value]`` pairs for a ticket's evidence, gaps left out."""
+    return [[t.isoformat(), round(float(v), 6)] for t, v in series.dropna().items()]
 
 
 def evidence_of(finding: Finding, window: Mapping[str, Any] | None = None) -> Evidence:
@@ -149,18 +167,20 @@ def _view(alarm: AnomalyAlarm) -> AlarmView:
 
 
 def false_alarms(
-    session: Session, *, device_ids: Collection[str], since: datetime
-) -> set[tuple[str, str]]:
-    """(device, metric) pairs whose anomaly ticket was cancelled as a false alarm lately."""
+    session: Session, *, device_ids: Collection[str], since: datetime, prefix: str = PREFIX
+) -> dict[tuple[str, str], datetime]:
+    """(device, what follows ``prefix`` in the signature: the metric, or the predicted fault
+    type) of tickets cancelled as a false alarm since ``since``, with the latest cancellation."""
     if not device_ids:
-        return set()
+        return {}
     rows = session.execute(
-        select(Ticket.device_id, Ticket.signature)
+        select(Ticket.device_id, Ticket.signature, func.max(TicketEvent.at))
         .join(TicketEvent, TicketEvent.ticket_id == Ticket.id)
-        .where(Ticket.device_id.in_(device_ids), Ticket.signature.like(f"{PREFIX}%"),
+        .where(Ticket.device_id.in_(device_ids), Ticket.signature.like(f"{prefix}%"),
                TicketEvent.kind == TicketEventKind.TRANSITION.value,
-               TicketEvent.to_state == TicketState.CANCELLED.value, TicketEvent.at >= since))
-    return {(str(device), signature[len(PREFIX):]) for device, signature in rows}
+               TicketEvent.to_state == TicketState.CANCELLED.value, TicketEvent.at >= since)
+        .group_by(Ticket.device_id, Ticket.signature))
+    return {(str(device), signature[len(prefix):]): at for device, signature, at in rows}
 
 
 def cancellations_by_rule(session: Session, *, since: datetime) -> dict[str, int]:
@@ -179,11 +199,25 @@ def cancellations_by_rule(session: Session, *, since: datetime) -> dict[str, int
 def ticket_rules_pass(
     session: Session, *, now: datetime, settings: TicketRuleSettings, rules: TicketRules,
     store: TelemetryStore | None = None, scoring: ScoringSettings | None = None,
+    prediction: PredictionSettings | None = None,
 ) -> dict[str, Any]:
-    """Consider every unhandled alarm once; file or join tickets. Returns counts for the log.
+    """Consider every unhandled alarm and prediction once; file or join tickets. Returns
+    counts for the log.
 
-    With ``store``, each ticket's evidence holds the readings and scores around its peak alarm.
+    With ``store``, each ticket's evidence holds the readings (and scores) it rests on.
     """
+    out = alarm_pass(session, now=now, settings=settings, rules=rules, store=store,
+                     scoring=scoring)
+    out["predictions"] = prediction_pass(session, now=now, settings=settings, rules=rules,
+                                         store=store, scoring=scoring, prediction=prediction)
+    return out
+
+
+def alarm_pass(
+    session: Session, *, now: datetime, settings: TicketRuleSettings, rules: TicketRules,
+    store: TelemetryStore | None = None, scoring: ScoringSettings | None = None,
+) -> dict[str, Any]:
+    """Consider every unhandled anomaly alarm once; file or join tickets."""
     pending = list(session.scalars(
         select(AnomalyAlarm).where(AnomalyAlarm.handled_at.is_(None), AnomalyAlarm.ts <= now)
         .order_by(AnomalyAlarm.detected_at, AnomalyAlarm.id).limit(BATCH)))
@@ -236,4 +270,222 @@ def ticket_rules_pass(
     for row in pending:
         row.handled_at = now
     return {"alarms": len(pending), "in_maintenance": len(pending) - len(live),
+            "tickets_opened": opened, "tickets_joined": joined, "refused": refused}
+
+
+# -- failure predictions --------------------------------------------------------------------
+
+PREDICTION_PREFIX = "prediction:"  # followed by the predicted fault type
+UNKNOWN_FAULT = "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class PredictionView:
+    """The parts of a prediction the rule looks at."""
+
+    id: int
+    device_id: str
+    made_at: datetime
+    probability: float
+    horizon_days: float
+    rul_days: float | None = None
+    rul_lower_days: float | None = None
+    rul_upper_days: float | None = None
+    fault_type: str | None = None
+    drivers: Mapping[str, float] | None = None
+    model_version: str = ""
+
+    @property
+    def fault(self) -> str:
+        return self.fault_type or UNKNOWN_FAULT
+
+
+@dataclass(frozen=True, slots=True)
+class PredictedFailure:
+    """A device's newest run of consecutive predictions above the threshold: a ticket."""
+
+    device_id: str
+    predictions: tuple[PredictionView, ...]  # oldest first
+
+    @property
+    def latest(self) -> PredictionView:
+        return self.predictions[-1]
+
+    @property
+    def signature(self) -> str:
+        return f"{PREDICTION_PREFIX}{self.latest.fault}"
+
+
+def predicted_failures(
+    new: Sequence[PredictionView], recent: Sequence[PredictionView], *, min_probability: float,
+    min_passes: int, since: Mapping[str, datetime] | None = None,
+    damped: Mapping[tuple[str, str], datetime] | None = None, damping_factor: int = 1,
+) -> list[PredictedFailure]:
+    """Per device with a new prediction: its newest run of consecutive predictions at or above
+    ``min_probability``, if the run holds ``min_passes`` of them.
+
+    ``recent``: earlier predictions (handled ones too). ``since[device]`` (its last repair):
+    predictions up to then are of an earlier life and do not count. ``damped[(device, fault
+    type)]`` (the latest cancellation as a false alarm of the device's ticket for the fault
+    type the newest prediction names): the run counts from then and needs ``damping_factor``
+    times as many passes.
+    """
+    since = since or {}
+    damped = damped or {}
+    by_device: dict[str, dict[int, PredictionView]] = {p.device_id: {} for p in new}
+    for p in (*recent, *new):
+        bucket = by_device.get(p.device_id)
+        if bucket is not None:
+            bucket[p.id] = p
+    out = []
+    for device in sorted(by_device):
+        history = sorted(by_device[device].values(), key=lambda p: (p.made_at, p.id))
+        cancelled = damped.get((device, history[-1].fault))
+        cuts = [at for at in (since.get(device), cancelled) if at is not None]
+        run: list[PredictionView] = []
+        for p in reversed(history):
+            if p.probability < min_probability or any(p.made_at <= at for at in cuts):
+                break
+            run.append(p)
+        need = min_passes * (damping_factor if cancelled is not None else 1)
+        if run and len(run) >= need:
+            out.append(PredictedFailure(device, tuple(reversed(run))))
+    return out
+
+
+def _named_category(rules: TicketRules, signature: str) -> Category | None:
+    """The category the rules give a signature by a pattern of its own, not the catch-all."""
+    for pattern, category in rules.categories:
+        if fnmatchcase(signature, pattern):
+            return None if pattern == "*" else category
+    return None
+
+
+def prediction_category(rules: TicketRules, *, fault_type: str | None,
+                        drivers: Mapping[str, float] | None) -> Category:
+    """The fault type's category where the rules name one; else that of the reading that
+    drove the prediction most (an ambient temperature or humidity is environmental, a
+    supply voltage electrical); else the rules' fallback."""
+    signature = f"{PREDICTION_PREFIX}{fault_type or UNKNOWN_FAULT}"
+    named = _named_category(rules, signature)
+    if named is not None:
+        return named
+    strongest = sorted((drivers or {}).items(), key=lambda kv: (-abs(kv[1]), kv[0]))
+    if strongest:
+        by_reading = _named_category(rules, f"{PREDICTION_PREFIX}{strongest[0][0]}")
+        if by_reading is not None:
+            return by_reading
+    return rules.category(signature)
+
+
+def prediction_evidence(found: PredictedFailure,
+                        window: Mapping[str, Any] | None = None) -> Evidence:
+    p = found.latest
+    lead = "" if p.rul_days is None else (
+        f", remaining life {p.rul_days:.1f} d ({p.rul_lower_days:.1f} to {p.rul_upper_days:.1f})")
+    data: dict[str, Any] = {
+        "fault_type": p.fault_type, "probability": round(p.probability, 4),
+        "horizon_days": p.horizon_days, "rul_days": p.rul_days,
+        "band_days": [p.rul_lower_days, p.rul_upper_days], "drivers": dict(p.drivers or {}),
+        "model_version": p.model_version,
+        "passes": [{"made_at": q.made_at.isoformat(), "probability": round(q.probability, 4)}
+                   for q in found.predictions]}
+    if window is not None:
+        data["window"] = dict(window)
+    drivers = ", ".join(p.drivers or {}) or "none named"
+    return Evidence(
+        at=p.made_at, score=p.probability,
+        summary=(f"P(failure within {p.horizon_days:g} d) = {p.probability:.2f} in "
+                 f"{len(found.predictions)} passes{lead}; likely {p.fault}; drivers: {drivers}"),
+        data=data)
+
+
+def drivers_window(store: TelemetryStore, found: PredictedFailure, *, step_s: int,
+                   measurement: str, days: float) -> dict[str, Any]:
+    """The drivers' readings over the window the newest prediction looked at."""
+    p = found.latest
+    start = p.made_at - timedelta(days=days)
+    window: dict[str, Any] = {"from": start.isoformat(), "to": p.made_at.isoformat(),
+                              "step_s": step_s, "readings": {}}
+    metrics = sorted(p.drivers or {})
+    if metrics:
+        frame = store.query(found.device_id, start, p.made_at, metrics=metrics,
+                            interval=timedelta(seconds=step_s), measurement=measurement)
+        window["readings"] = {m: _points(frame[m]) for m in metrics if m in frame}
+    return window
+
+
+def _prediction_view(row: Prediction) -> PredictionView:
+    return PredictionView(row.id, row.device_id, row.made_at, row.probability, row.horizon_days,
+                          row.rul_days, row.rul_lower_days, row.rul_upper_days, row.fault_type,
+                          dict(row.drivers or {}), row.model_version)
+
+
+def prediction_pass(
+    session: Session, *, now: datetime, settings: TicketRuleSettings, rules: TicketRules,
+    store: TelemetryStore | None = None, scoring: ScoringSettings | None = None,
+    prediction: PredictionSettings | None = None,
+) -> dict[str, Any]:
+    """Consider every unhandled prediction once; file or join tickets."""
+    from analytics.jobs.prediction import repairs
+
+    pending = list(session.scalars(
+        select(Prediction).where(Prediction.handled_at.is_(None), Prediction.made_at <= now)
+        .order_by(Prediction.made_at, Prediction.id).limit(BATCH)))
+    if not pending:
+        return {"considered": 0, "tickets_opened": 0, "tickets_joined": 0}
+    devices = {d.id: d for d in session.scalars(
+        select(Device).where(Device.id.in_({p.device_id for p in pending})))}
+    live = [p for p in pending
+            if devices[p.device_id].state != DeviceState.MAINTENANCE.value]
+    ids = {p.device_id for p in live}
+    recent: list[Prediction] = []
+    if live:
+        earliest = min(p.made_at for p in live) - timedelta(days=settings.prediction_lookback_days)
+        recent = list(session.scalars(select(Prediction).where(
+            Prediction.device_id.in_(ids), Prediction.made_at > earliest,
+            Prediction.handled_at.is_not(None))))
+    last_repair = {device: max(times) for device, times in
+                   repairs(session, device_ids=sorted(ids)).items() if times}
+    damped = false_alarms(session, device_ids=ids,
+                          since=now - timedelta(days=settings.damping_days),
+                          prefix=PREDICTION_PREFIX)
+    found = predicted_failures(
+        [_prediction_view(p) for p in live], [_prediction_view(p) for p in recent],
+        min_probability=settings.prediction_probability, min_passes=settings.prediction_passes,
+        since=last_repair, damped=damped, damping_factor=settings.damping_factor)
+    by_id = {p.id: p for p in (*recent, *pending)}
+    opened = joined = refused = 0
+    for item in found:
+        p = item.latest
+        shown = None
+        if store is not None:
+            scoring = scoring or ScoringSettings()
+            shown = drivers_window(
+                store, item, step_s=scoring.step_for(devices[item.device_id].model),
+                measurement=scoring.measurement,
+                days=(prediction or PredictionSettings()).window_days)
+        signal = Signal(
+            source=TicketSource.ANALYTICS, score=p.probability,
+            hours_to_failure=None if p.rul_days is None else 24 * p.rul_days,
+            category=prediction_category(rules, fault_type=p.fault_type, drivers=p.drivers))
+        try:
+            with session.begin_nested():
+                result = open_or_join(
+                    session, device_id=item.device_id, signature=item.signature, signal=signal,
+                    title=f"Predicted failure ({p.fault}) of {item.device_id}",
+                    evidence=prediction_evidence(item, shown), now=now, rules=rules)
+        except DomainError as exc:  # one refused prediction must not hold back the others
+            log.error("no ticket for %s %s: %s", item.device_id, item.signature, exc)
+            refused += 1
+            continue
+        opened += result.created
+        joined += not result.created
+        for q in item.predictions:
+            row = by_id[q.id]
+            if row.ticket_id is None:
+                row.ticket_id = result.ticket.id
+    for row in pending:
+        row.handled_at = now
+    return {"considered": len(pending), "in_maintenance": len(pending) - len(live),
             "tickets_opened": opened, "tickets_joined": joined, "refused": refused}

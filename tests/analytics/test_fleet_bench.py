@@ -80,6 +80,21 @@ def test_hand_made_tickets_give_known_figures() -> None:
     assert f["missed_by_fault_type"] == {"power_problem": 1}
 
 
+def test_the_fault_type_a_ticket_names_comes_before_the_learned_one() -> None:
+    from analytics.bench.fleet import named_fault
+
+    assert named_fault("prediction:E-MOTOR-STALL") == "motor_wear"  # the devices' code book
+    assert named_fault("prediction:unknown") is None
+    assert named_fault("anomaly:motor_current") is None
+    learned = score.predictor({("*", "anomaly:m"): "motor_wear"})
+    named = [ticket(1, "d1", "A", 11), score.TicketView(2, "d1", "A", at(12), "prediction:x",
+                                                         fault_type="battery_ageing")]
+    f = score.score_tickets(TRUTH, named, predict_type=learned)
+    assert f["median_lead_h"] == 216.0 and f["fault_type_accuracy"] == 0.0
+    f = score.score_tickets(TRUTH, named[:1], predict_type=learned)
+    assert f["fault_type_accuracy"] == 1.0
+
+
 def test_one_ticket_per_device_in_an_episode_counts_each() -> None:
     tickets = [ticket(1, "d3", "B", 25.1, "anomaly:ambient_temp_c"),
                ticket(2, "d3", "B", 25.3, "anomaly:humidity_pct")]
@@ -127,3 +142,29 @@ def test_tiny_fleet_end_to_end(mosquitto: Mosquitto, tmp_path, capsys) -> None:
     assert result["device_days_per_s_per_core"] > 0
     truth = json.loads((tmp_path / "eval" / "truth.json").read_text())
     assert len(truth["devices"]) == 6
+
+
+def test_prediction_tickets_follow_runs_of_confident_passes_and_the_budget_sets_the_bar() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from analytics.bench.fleet import choose_probability, prediction_tickets
+    from analytics.jobs.ticket_rules import PredictionView
+
+    start = datetime.fromtimestamp(START / 1000, tz=UTC)
+    views = []
+    for day in range(8, 30):
+        # d1 grows confident from day 12 (its fault's onset is day 10, failure day 20);
+        # d2 is a little confident on days 23 to 25, with no fault behind it.
+        p1 = 0.9 if 12 <= day < 20 else 0.1
+        p2 = 0.4 if 23 <= day <= 25 else 0.05
+        for device, p in (("d1", p1), ("d2", p2)):
+            views.append(PredictionView(len(views) + 1, device, start + timedelta(days=day), p,
+                                        7.0, fault_type="E-MOTOR-STALL"))
+    tickets = prediction_tickets(views, TRUTH, probability=0.3, passes=2)
+    assert [(t.device, t.created_ms, t.fault_type) for t in tickets] == [
+        ("d1", at(13), "motor_wear"), ("d2", at(24), "motor_wear")]
+    p, figures = choose_probability(views, TRUTH, passes=2, false_budget=0.0,
+                                    grid=(0.2, 0.3, 0.5, 0.95))
+    assert p == 0.5 and figures["ticketed_24h"] == 1 and figures["false_tickets"] == 0
+    p, _ = choose_probability(views, TRUTH, passes=2, false_budget=5.0, grid=(0.2, 0.3, 0.5))
+    assert p == 0.2

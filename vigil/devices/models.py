@@ -157,6 +157,9 @@ class Prediction(Base):
     __tablename__ = "predictions"
     __table_args__ = (
         Index("ix_predictions_device_made_at", "device_id", "made_at"),
+        # The ticket rules read the predictions they have not considered yet.
+        Index("ix_predictions_unhandled", "made_at", sqlite_where=sql_text("handled_at IS NULL"),
+              postgresql_where=sql_text("handled_at IS NULL")),
         CheckConstraint("probability >= 0 AND probability <= 1", name="probability_range"),
         CheckConstraint("horizon_days > 0", name="horizon_days_positive"),
     )
@@ -177,3 +180,7 @@ class Prediction(Base):
     # What the prediction rests on: e.g. how many failures of the device's model the model
     # saw, and whether its band is the model's own or the fleet's pooled one.
     basis: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    # Set by the ticket rules when they have considered the prediction, with the ticket it
+    # filed or joined, if any.
+    handled_at: Mapped[datetime | None]
+    ticket_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"))
