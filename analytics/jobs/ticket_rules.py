@@ -53,7 +53,7 @@ from vigil.scoring.models import AnomalyAlarm
 from vigil.telemetry.store import TelemetryStore
 from vigil.tickets.models import Ticket, TicketEvent
 from vigil.tickets.priority import Signal, TicketRules
-from vigil.tickets.service import Evidence, open_or_join
+from vigil.tickets.service import Evidence, Opened, open_or_join
 
 log = logging.getLogger(__name__)
 
@@ -250,15 +250,12 @@ def alarm_pass(
             shown = readings_window(
                 store, finding, step_s=scoring.step_for(devices[finding.device_id].model),
                 measurement=scoring.measurement, scores_measurement=scoring.scores_measurement)
-        try:
-            with session.begin_nested():
-                result = open_or_join(
-                    session, device_id=finding.device_id, signature=finding.signature,
-                    signal=Signal(source=TicketSource.ANALYTICS, score=peak.score),
-                    title=f"Unusual {finding.metric} on {finding.device_id}",
-                    evidence=evidence_of(finding, shown), now=now, rules=rules)
-        except DomainError as exc:  # one refused finding must not hold back the others
-            log.error("no ticket for %s %s: %s", finding.device_id, finding.signature, exc)
+        result = file_ticket(
+            session, device_id=finding.device_id, signature=finding.signature,
+            signal=Signal(source=TicketSource.ANALYTICS, score=peak.score),
+            title=f"Unusual {finding.metric} on {finding.device_id}",
+            evidence=evidence_of(finding, shown), now=now, rules=rules)
+        if result is None:
             refused += 1
             continue
         opened += result.created
@@ -271,6 +268,19 @@ def alarm_pass(
         row.handled_at = now
     return {"alarms": len(pending), "in_maintenance": len(pending) - len(live),
             "tickets_opened": opened, "tickets_joined": joined, "refused": refused}
+
+
+def file_ticket(session: Session, *, device_id: str, signature: str, signal: Signal, title: str,
+                evidence: Evidence, now: datetime, rules: TicketRules) -> Opened | None:
+    """``open_or_join`` in a savepoint; None (logged) when the desk refuses, so that one refused
+    finding or prediction does not hold back the others."""
+    try:
+        with session.begin_nested():
+            return open_or_join(session, device_id=device_id, signature=signature, signal=signal,
+                                title=title, evidence=evidence, now=now, rules=rules)
+    except DomainError as exc:
+        log.error("no ticket for %s %s: %s", device_id, signature, exc)
+        return None
 
 
 # -- failure predictions --------------------------------------------------------------------
@@ -469,14 +479,11 @@ def prediction_pass(
             source=TicketSource.ANALYTICS, score=p.probability,
             hours_to_failure=None if p.rul_days is None else 24 * p.rul_days,
             category=prediction_category(rules, fault_type=p.fault_type, drivers=p.drivers))
-        try:
-            with session.begin_nested():
-                result = open_or_join(
-                    session, device_id=item.device_id, signature=item.signature, signal=signal,
-                    title=f"Predicted failure ({p.fault}) of {item.device_id}",
-                    evidence=prediction_evidence(item, shown), now=now, rules=rules)
-        except DomainError as exc:  # one refused prediction must not hold back the others
-            log.error("no ticket for %s %s: %s", item.device_id, item.signature, exc)
+        result = file_ticket(
+            session, device_id=item.device_id, signature=item.signature, signal=signal,
+            title=f"Predicted failure ({p.fault}) of {item.device_id}",
+            evidence=prediction_evidence(item, shown), now=now, rules=rules)
+        if result is None:
             refused += 1
             continue
         opened += result.created
