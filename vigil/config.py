@@ -168,6 +168,10 @@ class PredictionSettings(BaseModel):
     # 0.710, 0.703 on `vigil bench prediction`'s training fleet; within noise, the shortest
     # reacts soonest.
     window_days: float = Field(1.0, gt=0)
+    # The size of the noise is read over a longer window than levels and relations: 3 days
+    # against 1 raised the predictable failures alarmed >= 24 h ahead from 0.70 to 0.90 on
+    # `vigil bench prediction` (seeds 1/2; see ``analytics.prediction.lives.RowSettings``).
+    noise_window_days: float = Field(3.0, gt=0)
     row_every_days: float = Field(1.0, gt=0)
     # Predictions older than this are removed by the retention job (each device's newest is
     # kept): a row per device every 6 h is 7 million rows a year for 5,000 devices.

@@ -75,7 +75,8 @@ BEFORE = timedelta(days=30)
 
 def row_settings(s: PredictionSettings) -> RowSettings:
     return RowSettings(baseline_days=s.baseline_days, baseline_lag_days=s.baseline_lag_days,
-                       window_days=s.window_days, row_every_days=s.row_every_days)
+                       window_days=s.window_days, noise_window_days=s.noise_window_days,
+                       row_every_days=s.row_every_days)
 
 
 def predictor_settings(s: PredictionSettings) -> PredictorSettings:
