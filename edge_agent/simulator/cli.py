@@ -15,6 +15,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
+import threading
 import time
 from pathlib import Path
 
@@ -78,6 +80,27 @@ def read_credentials(path: Path) -> dict[str, str]:
     return {device_id: password for device_id, password in pairs}
 
 
+def _stop_on_signals() -> threading.Event:
+    """An event SIGINT or SIGTERM sets, so the live run ends and the drain still publishes.
+
+    Set explicitly rather than relying on Python's KeyboardInterrupt: a process
+    started in the background by a non-interactive shell inherits SIGINT ignored,
+    and then Python installs no handler of its own (the soak bench's simulator
+    ran on through its SIGINT that way and was killed with its outbox full). A
+    second signal interrupts the drain as usual.
+    """
+    stop = threading.Event()
+
+    def request(signum: int, _frame: object) -> None:
+        stop.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signal.SIGTERM, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, request)
+    signal.signal(signal.SIGTERM, request)
+    return stop
+
+
 def run(args: argparse.Namespace) -> int:
     from edge_agent.simulator.fleet import Fleet
 
@@ -115,7 +138,8 @@ def run(args: argparse.Namespace) -> int:
             wall = time.monotonic() - t0
             print(f"backfill: {n} samples in {wall:.1f} s ({n / wall:,.0f} samples/s)")
         if not (history_ms and args.live_only):
-            fleet.run(args.duration or float("inf"))
+            stop = _stop_on_signals()
+            fleet.run(args.duration or float("inf"), should_stop=stop.is_set)
     except KeyboardInterrupt:
         pass
     finally:

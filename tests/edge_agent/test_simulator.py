@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import signal
 import statistics
 import subprocess
 import sys
@@ -210,6 +211,28 @@ def test_vigil_simulate_command_runs_backfill_then_live(mosquitto: Mosquitto,
     truth = json.loads((tmp_path / "labels.json").read_text())
     assert truth["kind"] == "realistic" and truth["seed"] == 4
     assert [f["device"] for f in truth["faults"]] == [r["device"] for r in labels]
+
+
+@pytest.mark.servers
+def test_vigil_simulate_stops_and_drains_on_sigint_even_when_it_was_ignored_at_start(
+        mosquitto: Mosquitto, tmp_path: Path) -> None:
+    """A shell's background job inherits SIGINT ignored; the simulator must still stop on it."""
+    sim = subprocess.Popen(
+        [sys.executable, "-m", "vigil.cli", "simulate", "--devices", "3", "--seed", "4",
+         "--broker", f"127.0.0.1:{mosquitto.port}", "--outbox", str(tmp_path / "o.db"),
+         "--labels", str(tmp_path / "labels.csv"), "--interval", "1", "--drain", "30",
+         "--prefix", f"s{uuid.uuid4().hex[:6]}-"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        time.sleep(8)  # connected and live
+        sim.send_signal(signal.SIGINT)
+        out, err = sim.communicate(timeout=60)
+    finally:
+        sim.kill()
+    assert sim.returncode == 0, err[-2000:]
+    stats = json.loads(out.strip().splitlines()[-1])
+    assert stats["samples_queued"] > 0 and stats["outbox_depth"] == 0
 
 
 def test_vigil_agent_check_reports_bad_settings_clearly(tmp_path: Path) -> None:
