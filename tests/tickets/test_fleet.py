@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from tests.tickets.support import Fleet, seed_fleet
+from tests.tickets.support import Fleet, seed, seed_fleet
 from vigil.db.enums import (
     Category,
     Priority,
@@ -22,11 +22,13 @@ from vigil.db.enums import (
     TicketState,
 )
 from vigil.db.session import make_engine, make_session_factory, transaction
-from vigil.tickets import service
-from vigil.tickets.models import Ticket, TicketEvent
+from vigil.tickets import service, survey
+from vigil.tickets.escalation import EscalationPolicy
+from vigil.tickets.models import Notification, Ticket, TicketEvent
 from vigil.tickets.priority import Signal, TicketRules, read_rules_document
 from vigil.tickets.service import Evidence
 from vigil.tickets.transitions import Actor, ActorRole, Request
+from vigil.tickets.watchdog import Recipients, run_pass
 
 RULES = TicketRules.load()  # five devices at three sites within seven days
 T0 = datetime(2026, 11, 2, 9, 0, tzinfo=UTC)
@@ -260,3 +262,36 @@ def test_racing_processes_open_one_fleet_ticket(factory: sessionmaker[Session], 
             .where(Ticket.scope == TicketScope.DEVICE, TicketEvent.kind == TicketEventKind.LINK)
             .group_by(TicketEvent.ticket_id)).all()
         assert len(per_ticket) == 6 * RACE_ROUNDS and {n for _, n in per_ticket} == {1}
+
+
+def test_a_fleet_ticket_escalates_to_engineers_qualified_for_its_model_and_asks_no_customer(
+        factory: sessionmaker[Session]) -> None:
+    """Two ventilators of one site with a critical code, grouped with looser settings."""
+    seed(factory)
+    doc = read_rules_document()
+    doc["fleet_grouping"] = {"min_devices": 2, "min_sites": 1}
+    rules = TicketRules.from_document(doc)
+    # Wednesday 09:00 in Berlin: Eve, qualified on ventilators, works office hours.
+    at = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+    for device in ("vent-1", "vent-2"):
+        opened = open_at(factory, device, at, signal=CRITICAL, rules=rules)
+    assert opened.fleet_ticket is not None
+    fleet_id = opened.fleet_ticket.id
+    with factory() as s, s.begin():
+        run_pass(s, now=at + timedelta(minutes=45), recipients=Recipients(email=True),
+                 policy=EscalationPolicy.from_document(doc))
+    with factory() as s:
+        sent = s.scalars(select(Notification).where(Notification.ticket_id == fleet_id)).all()
+        assert [(n.recipient, n.data["device_id"], n.data["site_id"]) for n in sent] == [
+            ("eve@service.example", None, None)]
+    with factory() as s, s.begin():
+        for to, request in [
+                (TicketState.DIAGNOSING, Request()),
+                (TicketState.REPAIRED, Request(diagnosis_note="firmware defect")),
+                (TicketState.VERIFIED, Request(verification_result="2.5 rolled out")),
+                (TicketState.CLOSED, Request())]:
+            service.transition(s, ticket_id=fleet_id, to=to, actor=MANAGER, request=request,
+                               now=at + DAY)
+    with factory() as s, s.begin():  # closed, and nobody to ask how it went
+        assert survey.issue_due(s, now=at + 2 * DAY, link_base="https://vigil.example/s",
+                                email=True).surveys == 0
