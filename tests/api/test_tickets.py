@@ -158,3 +158,5 @@ def test_a_fleet_ticket_is_the_service_organisations(
     device_tickets = opened.fleet_ticket.evidence["tickets"]
     assert len(device_tickets) == 2
     assert all(f'href="/console/tickets/{t}"' in page.text for t in device_tickets)
+    queue = client.get("/console/tickets")
+    assert queue.status_code == 200 and "IP-100 (fleet)" in queue.text
