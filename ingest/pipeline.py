@@ -4,7 +4,7 @@ Two threads: the worker decodes and validates what the network thread put in
 the inbox and fills batches; the writer makes each batch durable (telemetry
 store, then the SQL database) and only then acknowledges its messages. Batches
 are written one after another, in order, so a repeat dropped by the dedup
-window is never acknowledged before the copy it repeats is durable.
+memory is never acknowledged before the copy it repeats is durable.
 
 When a store is down the writer retries with capped exponential backoff and
 the worker stops at a small number of waiting batches; the inbox then fills,
@@ -26,7 +26,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from edge_agent.protocol import Event, Status, Telemetry, topic
 from ingest.batcher import Batch, BatchPolicy, DeadLetterItem, EventItem, StatusItem
-from ingest.dedup import RecentKeys
+from ingest.dedup import RecentSequences
 from ingest.inbox import Inbound, Inbox
 from ingest.metrics import IngestMetrics
 from ingest.presence import LastSeen
@@ -53,7 +53,7 @@ class PipelineOptions:
 
     policy: BatchPolicy
     rules: Rules
-    dedup_capacity: int
+    dedup_span: int
     last_seen_interval_s: float
     max_backoff_s: float
     min_backoff_s: float = 0.2
@@ -66,7 +66,7 @@ class PipelineOptions:
         return cls(
             policy=batch_policy(settings),
             rules=Rules(max_clock_skew_ms=int(settings.max_clock_skew_s * 1000)),
-            dedup_capacity=settings.dedup_window,
+            dedup_span=settings.dedup_span,
             last_seen_interval_s=settings.last_seen_interval_s,
             max_backoff_s=settings.max_backoff_s,
         )
@@ -113,7 +113,7 @@ class Pipeline:
         self.acker = acker
         self.metrics = metrics
         self.options = options
-        self.dedup = RecentKeys(options.dedup_capacity)
+        self.dedup = RecentSequences(options.dedup_span)
         self.fast = FastTelemetry()
         self.last_seen = LastSeen()
         self._last_seen_at = time.monotonic()
@@ -257,7 +257,7 @@ class Pipeline:
             return "status", "accepted"
         self.last_seen.record(device, item.received_ms)
         if isinstance(message, Telemetry):
-            if not self.dedup.add(("t", device, message.seq)):
+            if not self.dedup.add(("t", device), message.seq):
                 return "telemetry", "duplicate"
             tags = self.registry.get(device)
             model, site = (tags.model, tags.site) if tags else ("", "")
@@ -266,7 +266,7 @@ class Pipeline:
                 points.append(Point(device, sample.ts, sample.metrics, model, site))
             return "telemetry", "accepted"
         assert isinstance(message, Event)
-        if not self.dedup.add(("e", device, message.seq)):
+        if not self.dedup.add(("e", device), message.seq):
             return "events", "duplicate"
         batch.events.append(EventItem(device, message))
         return "events", "accepted"

@@ -88,7 +88,8 @@ class IngestSettings(BaseModel):
     receive_maximum: int = Field(20_000, ge=10, le=65535)
     max_inbox_bytes: int = Field(64 * 1024 * 1024, ge=1024 * 1024)
     max_clock_skew_s: float = Field(300.0, ge=0)
-    dedup_window: int = Field(100_000, ge=1)
+    # Sequence numbers remembered per device below its highest, to drop repeats unwritten.
+    dedup_span: int = Field(4096, ge=1, le=1 << 20)
     registry_refresh_s: float = Field(30.0, gt=0)
     last_seen_interval_s: float = Field(5.0, gt=0)
     max_backoff_s: float = Field(15.0, gt=0)

@@ -19,6 +19,16 @@ cannot block every later pass.
 A pass considers alarms up to its ``now`` only, so a replay of history (``vigil
 bench fleet``) files each ticket at the time live operation would have.
 
+The room's readings (the rules' ``site_only`` signatures: ambient temperature,
+humidity) are no fault of one device: a finding of one is held, its alarms left
+unhandled while inside the window, until enough devices of its site show it to
+make the desk's site ticket (:func:`corroborated`).
+
+Findings on several of a device's own readings within the window are one fault
+episode (a worn motor moves its current and the volume it delivers): a finding
+joins the device's open anomaly ticket opened within the window, whichever
+reading that ticket was opened for, rather than opening a second ticket.
+
 Failure predictions (the ``failure_prediction`` job's rows) become tickets the same way,
 each considered once (``handled_at``): a device whose last ``prediction_passes`` passes
 (after its last repair) all gave a probability of failure within the horizon of at least
@@ -35,7 +45,8 @@ from the cancellation.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Mapping, Sequence
+from collections import Counter
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
@@ -46,14 +57,22 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from vigil.config import PredictionSettings, ScoringSettings, TicketRuleSettings
-from vigil.db.enums import Category, DeviceState, TicketEventKind, TicketSource, TicketState
+from vigil.db.enums import (
+    OPEN_TICKET_STATES,
+    Category,
+    DeviceState,
+    TicketEventKind,
+    TicketScope,
+    TicketSource,
+    TicketState,
+)
 from vigil.devices.models import Device, Prediction
 from vigil.errors import DomainError
 from vigil.scoring.models import AnomalyAlarm
 from vigil.telemetry.store import TelemetryStore
 from vigil.tickets.models import Ticket, TicketEvent
 from vigil.tickets.priority import Signal, TicketRules
-from vigil.tickets.service import Evidence, Opened, open_or_join
+from vigil.tickets.service import Evidence, Opened, SiteGrouping, open_or_join
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +82,8 @@ WINDOW_AFTER = timedelta(hours=2)
 PREFIX = "anomaly:"  # signature of a streaming-anomaly ticket, followed by the metric
 # Alarms considered per pass; the rest wait for the next one.
 BATCH = 5000
+# The desk's grouping of site-wide signatures, which a site-only finding waits to reach.
+GROUPING = SiteGrouping()
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +141,32 @@ def findings(
         if len(inside) >= damped.get(key, min_alarms):
             out.append(Finding(key[0], key[1], inside))
     return out
+
+
+def corroborated(
+    found: Sequence[Finding], *, site_of: Mapping[str, int | None],
+    site_only: Callable[[str], bool], min_devices: int,
+    site_open: Collection[tuple[int, str]] = (),
+) -> tuple[list[Finding], list[Finding]]:
+    """Split findings into those to file and those to hold back.
+
+    A finding of a site-only signature (``TicketRules.site_only``: the room's air) files
+    when ``min_devices`` devices of its site have one, or when its site already has an
+    open ticket for it (``site_open``: (site, signature)); until then it is held.
+    """
+    devices = Counter((site_of.get(f.device_id), f.signature) for f in found
+                      if site_only(f.signature))
+    to_file: list[Finding] = []
+    held: list[Finding] = []
+    for finding in found:
+        site = site_of.get(finding.device_id)
+        if (not site_only(finding.signature) or (site is not None and (
+                devices[site, finding.signature] >= min_devices
+                or (site, finding.signature) in site_open))):
+            to_file.append(finding)
+        else:
+            held.append(finding)
+    return to_file, held
 
 
 def readings_window(
@@ -225,11 +272,21 @@ def alarm_pass(
     damped = {key: settings.min_alarms * settings.damping_factor
               for key in false_alarms(session, device_ids={a.device_id for a in live},
                                       since=now - timedelta(days=settings.damping_days))}
-    found = findings([_view(a) for a in live], [_view(a) for a in recent],
-                     min_alarms=settings.min_alarms, window=window, damped=damped)
+    found, held = corroborated(
+        findings([_view(a) for a in live], [_view(a) for a in recent],
+                 min_alarms=settings.min_alarms, window=window, damped=damped),
+        site_of={d: device.site_id for d, device in devices.items()},
+        site_only=rules.site_only, min_devices=GROUPING.min_devices,
+        site_open=_open_site_tickets(session, {PREFIX + a.metric for a in live
+                                               if rules.site_only(PREFIX + a.metric)}))
     by_id = {a.id: a for a in (*recent, *pending)}
+    episodes = _open_episodes(session, device_ids={f.device_id for f in found},
+                              since=now - window, rules=rules)
     opened = joined = refused = 0
     for finding in found:
+        signature = finding.signature
+        if not rules.site_wide(signature):
+            signature = episodes.setdefault(finding.device_id, signature)
         peak = finding.peak
         shown = None
         if store is not None:
@@ -238,7 +295,7 @@ def alarm_pass(
                 store, finding, step_s=scoring.step_for(devices[finding.device_id].model),
                 measurement=scoring.measurement, scores_measurement=scoring.scores_measurement)
         result = file_ticket(
-            session, device_id=finding.device_id, signature=finding.signature,
+            session, device_id=finding.device_id, signature=signature,
             signal=Signal(source=TicketSource.ANALYTICS, score=peak.score),
             title=f"Unusual {finding.metric} on {finding.device_id}",
             evidence=evidence_of(finding, shown), now=now, rules=rules)
@@ -251,10 +308,43 @@ def alarm_pass(
             row = by_id[alarm.id]
             if row.ticket_id is None:
                 row.ticket_id = result.ticket.id
+    # A held finding's alarms wait for the devices beside it while they are inside the window.
+    waiting = {a.id for f in held for a in f.alarms if a.ts > now - window}
     for row in pending:
-        row.handled_at = now
+        if row.id not in waiting:
+            row.handled_at = now
     return {"alarms": len(pending), "in_maintenance": len(pending) - len(live),
-            "tickets_opened": opened, "tickets_joined": joined, "refused": refused}
+            "held_alarms": len(waiting), "tickets_opened": opened, "tickets_joined": joined,
+            "refused": refused}
+
+
+def _open_episodes(session: Session, *, device_ids: Collection[str], since: datetime,
+                   rules: TicketRules) -> dict[str, str]:
+    """Per device, the signature of its open anomaly ticket opened since ``since`` on one of
+    its own readings (not a site-wide one): the fault episode later findings join."""
+    if not device_ids:
+        return {}
+    rows = session.execute(
+        select(Ticket.device_id, Ticket.signature)
+        .where(Ticket.scope == TicketScope.DEVICE.value, Ticket.device_id.in_(device_ids),
+               Ticket.signature.like(f"{PREFIX}%"), Ticket.state.in_(OPEN_TICKET_STATES),
+               Ticket.created_at >= since)
+        .order_by(Ticket.created_at, Ticket.id))
+    out: dict[str, str] = {}
+    for device, signature in rows:
+        if not rules.site_wide(signature):
+            out.setdefault(str(device), str(signature))
+    return out
+
+
+def _open_site_tickets(session: Session, signatures: Collection[str]) -> set[tuple[int, str]]:
+    """(site, signature) of the open site tickets with one of ``signatures``."""
+    if not signatures:
+        return set()
+    rows = session.execute(select(Ticket.site_id, Ticket.signature).where(
+        Ticket.scope == TicketScope.SITE.value, Ticket.signature.in_(signatures),
+        Ticket.state.in_(OPEN_TICKET_STATES)))
+    return {(int(site), str(signature)) for site, signature in rows if site is not None}
 
 
 def file_ticket(session: Session, *, device_id: str, signature: str, signal: Signal, title: str,

@@ -10,7 +10,7 @@ import pytest
 
 from edge_agent.protocol import MAX_PAYLOAD_BYTES, Status, Telemetry
 from ingest.batcher import BatchPolicy, StatusItem
-from ingest.dedup import RecentKeys
+from ingest.dedup import RecentSequences
 from ingest.inbox import Inbound, Inbox
 from ingest.presence import (
     MAX_STATUS_DETAIL_BYTES,
@@ -150,26 +150,35 @@ def test_schema_violations_are_rejected_with_a_reason(payload: bytes, words: str
 # --- dedup window -------------------------------------------------------------
 
 
-def test_recent_keys_spot_repeats_and_forget_the_oldest_first() -> None:
-    keys = RecentKeys(3)
-    assert keys.add(("t", "a", 1)) and keys.add(("t", "a", 2)) and keys.add(("t", "a", 3))
-    assert not keys.add(("t", "a", 1))
-    assert keys.add(("t", "a", 4))  # pushes out seq 1, the oldest
-    assert len(keys) == 3
-    assert ("t", "a", 1) not in keys and ("t", "a", 2) in keys
-    assert keys.add(("t", "a", 1))  # forgotten, so new again
+def test_repeats_of_a_stream_are_spotted_in_any_order() -> None:
+    seen = RecentSequences(span=8)
+    assert seen.add("a", 5) and seen.add("a", 3) and seen.add("a", 7)
+    assert not seen.add("a", 3) and not seen.add("a", 5) and not seen.add("a", 7)
+    assert seen.add("a", 4)  # below the highest, not seen yet: new
+    assert seen.add("b", 3)  # another stream keeps its own numbers
+    assert not seen.add("a", 4)
 
 
-def test_recent_keys_stay_bounded() -> None:
-    keys = RecentKeys(1000)
+def test_numbers_too_far_below_the_highest_are_let_through() -> None:
+    seen = RecentSequences(span=8)
+    assert seen.add("a", 1) and seen.add("a", 9)  # 1 is 8 below 9: outside the span
+    assert seen.add("a", 1)  # written again, which the stores make harmless
+    assert not seen.add("a", 9) and seen.add("a", 100) and not seen.add("a", 100)
+    assert seen.add("a", 9)
+
+
+def test_memory_is_bounded_by_streams_not_traffic() -> None:
+    seen = RecentSequences(span=64, max_streams=100)
     for i in range(50_000):
-        keys.add(i)
-    assert len(keys) == 1000 and 49_999 in keys and 48_999 not in keys
+        seen.add(f"dev-{i % 1000}", i)
+    assert len(seen) == 100
+    assert not seen.add("dev-999", 49_999)  # the stream heard of last is still known
 
 
-def test_recent_keys_refuse_zero_capacity() -> None:
+@pytest.mark.parametrize("bad", [{"span": 0}, {"max_streams": 0}])
+def test_recent_sequences_refuse_empty_bounds(bad: dict[str, int]) -> None:
     with pytest.raises(ValueError):
-        RecentKeys(0)
+        RecentSequences(**bad)
 
 
 # --- batch policy -------------------------------------------------------------

@@ -181,3 +181,64 @@ def test_a_pass_considers_only_alarms_up_to_its_time(factory) -> None:
     add_alarms(factory, "dev-000", "flow", [1, 2, 3])
     assert run(factory, T0 + 2.5 * HOUR)["tickets_opened"] == 0  # the third is still to come
     assert run(factory, T0 + 4 * HOUR)["tickets_opened"] == 1
+
+
+def test_findings_of_the_room_wait_for_the_devices_beside_them() -> None:
+    from analytics.jobs.ticket_rules import Finding, corroborated
+
+    def finding(device: str, metric: str) -> Finding:
+        return Finding(device, metric, (alarm(1, 0, metric, device),))
+
+    found = [finding("a", "ambient_temp_c"), finding("b", "ambient_temp_c"),
+             finding("c", "motor_current"), finding("d", "ambient_temp_c")]
+    site_of = {"a": 1, "b": 1, "c": 1, "d": 2}
+    filed, held = corroborated(found, site_of=site_of, site_only=RULES.site_only, min_devices=2)
+    assert [f.device_id for f in filed] == ["a", "b", "c"]
+    assert [f.device_id for f in held] == ["d"]
+    filed, held = corroborated(found, site_of=site_of, site_only=RULES.site_only, min_devices=2,
+                               site_open={(2, "anomaly:ambient_temp_c")})
+    assert held == []
+
+
+def test_one_device_s_room_reading_opens_nothing_until_the_site_shows_it(factory) -> None:
+    add_fleet(factory, 4)
+    add_alarms(factory, "dev-000", "ambient_temp_c", [1, 2, 3])
+    outcome = run(factory)
+    assert (outcome["tickets_opened"], outcome["held_alarms"]) == (0, 3)
+    assert tickets(factory) == []
+    add_alarms(factory, "dev-001", "ambient_temp_c", [4, 5, 6])
+    assert run(factory)["tickets_opened"] == 0
+    add_alarms(factory, "dev-002", "ambient_temp_c", [7, 8, 9])
+    outcome = run(factory)
+    assert outcome["held_alarms"] == 0
+    opened = tickets(factory)
+    # Three device tickets grouped under one site ticket.
+    assert sorted((t.scope, t.device_id) for t in opened) == [
+        ("device", "dev-000"), ("device", "dev-001"), ("device", "dev-002"), ("site", None)]
+    site = next(t for t in opened if t.scope == "site")
+    assert all(t.parent_id == site.id for t in opened if t.scope == "device")
+    add_alarms(factory, "dev-003", "ambient_temp_c", [10, 11, 12])
+    assert run(factory, now=T0 + 13 * HOUR)["tickets_joined"] == 1  # the site ticket is open
+
+
+def test_a_held_room_finding_lapses_after_the_window(factory) -> None:
+    add_fleet(factory, 1)
+    add_alarms(factory, "dev-000", "humidity_pct", [1, 2, 3])
+    assert run(factory)["held_alarms"] == 3
+    outcome = run(factory, now=T0 + 30 * HOUR)
+    assert (outcome["held_alarms"], outcome["tickets_opened"]) == (0, 0)
+    assert run(factory, now=T0 + 31 * HOUR)["alarms"] == 0
+
+
+def test_findings_on_several_of_a_device_s_readings_are_one_ticket(factory) -> None:
+    add_fleet(factory, 1)
+    add_alarms(factory, "dev-000", "flow", [1, 2, 3])
+    add_alarms(factory, "dev-000", "motor_current", [2, 3, 4])
+    add_alarms(factory, "dev-000", "supply_voltage_v", [2, 3, 4])  # may be the building's
+    outcome = run(factory)
+    assert (outcome["tickets_opened"], outcome["tickets_joined"]) == (2, 1)
+    assert sorted(t.signature for t in tickets(factory)) == ["anomaly:flow",
+                                                             "anomaly:supply_voltage_v"]
+    add_alarms(factory, "dev-000", "pressure", [40, 41, 42])  # more than a day later
+    run(factory, now=T0 + 43 * HOUR)
+    assert "anomaly:pressure" in {t.signature for t in tickets(factory)}

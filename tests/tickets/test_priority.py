@@ -79,6 +79,15 @@ def test_signatures_that_may_share_a_cause_at_a_site(signature: str, site_wide: 
                         model="mri").site_wide is site_wide
 
 
+@pytest.mark.parametrize(("signature", "site_only"), [
+    ("anomaly:ambient_temp_c", True), ("anomaly:humidity_pct", True),
+    ("anomaly:supply_voltage_v", False), ("anomaly:motor_current", False),
+])
+def test_the_room_s_readings_are_site_only(signature: str, site_only: bool) -> None:
+    # A supply voltage may be the building's mains or the device's own power supply.
+    assert RULES.site_only(signature) is site_only
+
+
 def test_without_site_grouping_the_environmental_patterns_group() -> None:
     doc = read_rules_document()
     del doc["site_grouping"]
@@ -108,6 +117,10 @@ def _doc(**changes: Any) -> dict[str, Any]:
     ({"analytics": {"failure_within_hours": [[24]], "failure_later": "P3",
                     "anomaly_score_at_least": [], "anomaly_otherwise": "P3"}}, "pair"),
     ({"site_grouping": {"signatures": "*ambient*"}}, "site_grouping.signatures"),
+    ({"site_grouping": {"signatures": ["*ambient*"], "site_only": "*ambient*"}},
+     "site_grouping.site_only: a list"),
+    ({"site_grouping": {"signatures": ["*ambient*"], "site_only": ["*humidity*"]}},
+     "not among its signatures"),
 ])
 def test_bad_rules_are_refused_with_the_entry_named(changes: dict[str, Any],
                                                     message: str) -> None:

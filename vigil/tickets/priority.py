@@ -250,6 +250,9 @@ class TicketRules:
     # of one site showing one at once become a site ticket. Without a ``site_grouping``
     # section, the environmental categories' patterns.
     site_wide_patterns: tuple[str, ...] = ()
+    # Of those, the patterns only a shared cause explains (readings of the room's air): one
+    # device alone showing one is no fault of that device. See ``site_only``.
+    site_only_patterns: tuple[str, ...] = ()
     # When a signature on many devices of one model becomes a fleet ticket.
     fleet: FleetGrouping = field(default_factory=FleetGrouping)
 
@@ -275,8 +278,13 @@ class TicketRules:
         grouping = doc.get("site_grouping", {})
         site_wide = grouping.get("signatures", [p for p, c in categories
                                                 if c is Category.ENVIRONMENTAL])
-        if not isinstance(site_wide, list) or not all(isinstance(p, str) for p in site_wide):
-            raise RulesError("site_grouping.signatures: a list of signature patterns")
+        site_only = grouping.get("site_only", [])
+        for name, value in (("signatures", site_wide), ("site_only", site_only)):
+            if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+                raise RulesError(f"site_grouping.{name}: a list of signature patterns")
+        if stray := [p for p in site_only if p not in site_wide]:
+            raise RulesError(f"site_grouping.site_only: {', '.join(stray)} not among its "
+                             "signatures (a site-only signature is grouped at its site)")
         fleet = FleetGrouping.parse(doc.get("fleet_grouping", {}),
                                     default_exclude=tuple(site_wide))
         by_model = {model: SectionRules.parse(_merged(doc, override), f"model.{model}")
@@ -284,7 +292,7 @@ class TicketRules:
         return cls(default=SectionRules.parse(doc, "rules"), by_model=by_model,
                    risk_classes=risk, floors=floors, categories=tuple(categories),
                    default_risk_class=default_class, site_wide_patterns=tuple(site_wide),
-                   fleet=fleet)
+                   site_only_patterns=tuple(site_only), fleet=fleet)
 
     @classmethod
     def load(cls, path: Path = DEFAULT_RULES_FILE) -> TicketRules:
@@ -301,6 +309,15 @@ class TicketRules:
 
     def site_wide(self, signature: str) -> bool:
         return any(fnmatchcase(signature, pattern) for pattern in self.site_wide_patterns)
+
+    def site_only(self, signature: str) -> bool:
+        """A signature that is news only when several devices of one site show it together.
+
+        The room's temperature or humidity read by one device while the devices beside it
+        read nothing unusual is the weather of a corner, or that device's sensor, not a
+        fault to send an engineer for; the same reading on several devices is the room.
+        """
+        return any(fnmatchcase(signature, pattern) for pattern in self.site_only_patterns)
 
     def decide(self, signal: Signal, *, signature: str, model: str | None) -> Decision:
         """Priority and category for a ticket with ``signature`` on a device of ``model``."""
