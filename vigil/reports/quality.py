@@ -461,9 +461,9 @@ def _summed(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 # --- beside the rows: reliability per model and planned maintenance ------------------
 
 
-# The four small aggregates beside the rows (failures per model, devices per model, planned
-# work done and still due) go as one statement: one round trip instead of four, each of which
-# cost about as much as its query.
+# The five small aggregates beside the rows (failures per model, devices per model, planned
+# work done and still due, tickets per analytics rule) go as one statement: one round trip
+# instead of five, each of which cost about as much as its query.
 START_DAY, END_DAY = bindparam("start_day", type_=Date), bindparam("end_day", type_=Date)
 DUE_UNTIL = _moment("due_until")
 
@@ -473,6 +473,39 @@ def _of_customer_devices(of_customer: bool) -> ColumnElement[bool]:
     if not of_customer:
         return true()
     return Device.site_id.in_(select(Site.id).where(Site.customer_id == CUSTOMER))
+
+
+@cache
+def _rule_counts(of_customer: bool) -> Select[Any]:
+    """Per analytics rule (signature): the period's tickets it opened and those cancelled."""
+    cancelled = Ticket.state == TicketState.CANCELLED.value
+    query = (select(Ticket.signature, func.count(Ticket.id).label("opened"),
+                    _count(cancelled).label("cancelled"))
+             .where(Ticket.source == TicketSource.ANALYTICS.value))
+    return _worked_in_period(query, of_customer).group_by(Ticket.signature)
+
+
+def _noisiest_first(rows: Iterable[tuple[str, int, int]]) -> list[RuleCancellations]:
+    found = [RuleCancellations(signature=signature, opened=opened, cancelled=cancelled,
+                               share=metrics.rate(cancelled, opened))
+             for signature, opened, cancelled in rows]
+    found.sort(key=lambda r: (-r.cancelled, -(r.share or 0.0), r.signature))
+    return found
+
+
+def cancellations_by_rule(session: Session, *, start: datetime, end: datetime,
+                          customer_id: int | None = None) -> list[RuleCancellations]:
+    """Per analytics rule (signature), the tickets opened in ``[start, end)`` and how many of
+    them an engineer cancelled as false alarms; noisiest first.
+
+    Counted as the report counts tickets: a site ticket once for the device tickets it
+    grouped, fleet tickets not at all; ``customer_id``: that customer's sites and devices.
+    The report reads the same counts in its statement beside the rows.
+    """
+    rows = session.connection().execute(_rule_counts(customer_id is not None),
+                                        _period(start, end, None, customer_id))
+    return _noisiest_first((signature, opened, cancelled) for signature, opened, cancelled
+                           in rows)
 
 
 @cache
@@ -508,13 +541,18 @@ def _beside_statement(of_customer: bool) -> CompoundSelect:
            .where(MaintenancePlan.active.is_(True), MaintenanceDue.next_due_at >= START,
                   MaintenanceDue.next_due_at < DUE_UNTIL, devices)
            .group_by(MaintenancePlan.kind, Device.model))
-    return union_all(failures, fleet, done, due)
+    # A rule's row carries its signature where the others carry the model.
+    per_rule = _rule_counts(of_customer).subquery()
+    rule_rows = select(literal("rules"), no_kind, per_rule.c.signature, no_day,
+                       per_rule.c.opened, per_rule.c.cancelled)
+    return union_all(failures, fleet, done, due, rule_rows)
 
 
 def _beside(session: Session, rules: TicketRules, start: datetime, end: datetime,
             as_of: datetime, customer_id: int | None
-            ) -> tuple[list[Reliability], dict[str, metrics.Completion]]:
-    """Reliability per model and planned-maintenance completion, from one statement."""
+            ) -> tuple[list[Reliability], dict[str, metrics.Completion], list[RuleCancellations]]:
+    """Reliability per model, planned-maintenance completion and the analytics rules' false
+    alarms, from one statement."""
     params: dict[str, Any] = {"start": start, "end": end, "start_day": start.date(),
                               "end_day": end.date(), "due_until": min(end, as_of)}
     if customer_id is not None:
@@ -523,9 +561,12 @@ def _beside(session: Session, rules: TicketRules, start: datetime, end: datetime
     whole: dict[str, int] = {}
     partial: dict[str, list[Any]] = defaultdict(list)
     tallies: list[metrics.Tally] = []
+    per_rule: list[tuple[str, int, int]] = []
     for part, kind, model, day, count, on_time in session.connection().execute(
             _beside_statement(customer_id is not None), params):
-        if part == "failures":
+        if part == "rules":
+            per_rule.append((model, count, on_time))
+        elif part == "failures":
             failures[model] = count
         elif part == "devices":
             if day is None:
@@ -536,7 +577,8 @@ def _beside(session: Session, rules: TicketRules, start: datetime, end: datetime
             high = rules.risk_class(model) in HIGH_RISK_CLASSES
             tallies.append(metrics.Tally(kind, high, due=count,
                                          done=count if part == "done" else 0, on_time=on_time))
-    return (_reliability(start, end, failures, whole, partial), _maintenance(tallies))
+    return (_reliability(start, end, failures, whole, partial), _maintenance(tallies),
+            _noisiest_first(per_rule))
 
 
 def _reliability(start: datetime, end: datetime, failures: Mapping[str, int],
@@ -566,32 +608,6 @@ def _maintenance(tallies: list[metrics.Tally]) -> dict[str, metrics.Completion]:
     return result
 
 
-@cache
-def _cancellations_statement(of_customer: bool) -> Select[Any]:
-    cancelled = Ticket.state == TicketState.CANCELLED.value
-    query = (select(Ticket.signature, func.count(Ticket.id).label("opened"),
-                    _count(cancelled).label("cancelled"))
-             .where(Ticket.source == TicketSource.ANALYTICS.value))
-    return _worked_in_period(query, of_customer).group_by(Ticket.signature)
-
-
-def cancellations_by_rule(session: Session, *, start: datetime, end: datetime,
-                          customer_id: int | None = None) -> list[RuleCancellations]:
-    """Per analytics rule (signature), the tickets opened in ``[start, end)`` and how many of
-    them an engineer cancelled as false alarms; noisiest first.
-
-    Counted as the report counts tickets: a site ticket once for the device tickets it
-    grouped, fleet tickets not at all; ``customer_id``: that customer's sites and devices.
-    """
-    rows = session.connection().execute(_cancellations_statement(customer_id is not None),
-                                        _period(start, end, None, customer_id))
-    found = [RuleCancellations(signature=signature, opened=opened, cancelled=cancelled,
-                               share=metrics.rate(cancelled, opened))
-             for signature, opened, cancelled in rows]
-    found.sort(key=lambda r: (-r.cancelled, -(r.share or 0.0), r.signature))
-    return found
-
-
 def service_quality(session: Session, *, start: datetime, end: datetime, group_by: GroupBy,
                     rules: TicketRules, as_of: datetime | None = None,
                     customer_id: int | None = None) -> QualityReport:
@@ -616,11 +632,11 @@ def service_quality(session: Session, *, start: datetime, end: datetime, group_b
     empty: dict[str, Any] = {name: 0 for name in _counts_names()}
     empty.update(mttr_sum=None, score_sum=None)
     total = _row(TOTAL, {**empty, **(totals or {})}, spread.get(TOTAL, {}))
-    reliability, maintenance = _beside(session, rules, start, end, as_of, customer_id)
+    reliability, maintenance, per_rule = _beside(session, rules, start, end, as_of,
+                                                 customer_id)
     return QualityReport(start=start, end=end, as_of=as_of, group_by=group_by, rows=rows,
                          total=total, reliability=reliability, maintenance=maintenance,
-                         cancellations_by_rule=cancellations_by_rule(
-                             session, start=start, end=end, customer_id=customer_id))
+                         cancellations_by_rule=per_rule)
 
 
 def _label(key: Any, label: Any) -> str:
