@@ -138,6 +138,9 @@ def test_a_fleet_ticket_is_the_service_organisations(
         ("fleet", "IP-100", None, None)
     assert body["title"] == "Fleet: event:E900 on 2 IP-100 devices at 2 sites"
     assert [e["kind"] for e in body["events"]] == ["transition", "link"]
+    listed = client.get("/api/v1/tickets", params={"scope": "fleet"},
+                        headers=headers("manager")).json()
+    assert [t["id"] for t in listed["items"]] == [fleet_id]
     engineer = headers("engineer")
     assert client.get(f"/api/v1/tickets/{fleet_id}/suggestions", headers=engineer) \
         .status_code == 200
