@@ -94,6 +94,16 @@ class CompletionOut(BaseModel):
     on_time_rate: float | None
 
 
+class RuleCancellationsOut(BaseModel):
+    """An analytics rule (its ticket signature) over the period: tickets it opened, and
+    those an engineer cancelled as false alarms, as a share of them."""
+
+    signature: str
+    opened: int
+    cancelled: int
+    share: float | None
+
+
 class QualityReportOut(BaseModel):
     """Tickets opened in [start, end), grouped, with a total row; times in service hours."""
 
@@ -109,7 +119,9 @@ class QualityReportOut(BaseModel):
             "satisfaction_answers": 0, "surveys_sent": 0, "survey_response_rate": None,
             "predicted": {"opened": 0, "confirmed": 0, "false_alarms": 0, "pending": 0,
                           "precision": None, "median_lead_h": None}},
-        "reliability": [], "maintenance": {}}]})
+        "reliability": [], "maintenance": {},
+        "cancellations_by_rule": [{"signature": "anomaly:motor_current_a", "opened": 12,
+                                   "cancelled": 3, "share": 0.25}]}]})
 
     start: datetime
     end: datetime
@@ -120,6 +132,7 @@ class QualityReportOut(BaseModel):
     total: RowOut
     reliability: list[ReliabilityOut]
     maintenance: dict[str, CompletionOut]
+    cancellations_by_rule: list[RuleCancellationsOut]
 
 
 def _aware(value: datetime, name: str) -> datetime:
@@ -172,8 +185,9 @@ def _name(report: QualityReport, extension: str) -> str:
     response_model=QualityReportOut,
     responses={**responses(401, 403, 404, 422),
                200: {"content": {"application/json": {}, "text/csv": {}},
-                     "description": "the report, as JSON or as CSV (one line per group and "
-                                    "a total line)"}},
+                     "description": "the report, as JSON or as CSV (``section=groups``: one "
+                                    "line per group and a total line; ``section=rules``: one "
+                                    "line per analytics rule with its false alarms)"}},
     summary="Service quality over a period: SLA compliance, times, MTTR, fixes, satisfaction "
             "(managers, administrators, and customers for their own)",
 )
@@ -185,12 +199,14 @@ def quality(
     group_by: GroupByLiteral = "model",
     customer_id: QueryId = None,
     format: Literal["json", "csv"] = "json",
+    section: Annotated[render.CsvSection, Query(
+        description="which table a CSV holds: the groups, or the analytics rules")] = "groups",
 ) -> QualityReportOut | Response:
     report, scope = _report(request, ctx, start, end, group_by, customer_id)
     if format == "csv":
-        return Response(render.as_csv(report), media_type="text/csv; charset=utf-8",
-                        headers={"Content-Disposition":
-                                 f'attachment; filename="{_name(report, "csv")}"'})
+        name = _name(report, "csv" if section == "groups" else "rules.csv")
+        return Response(render.as_csv(report, section), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
     doc = render.as_json(report)
     doc["customer_id"] = scope
     return QualityReportOut.model_validate(doc)

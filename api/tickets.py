@@ -97,6 +97,8 @@ def list_tickets(
     priority: Annotated[list[str] | None, Query(max_length=3)] = None,
     device_id: Annotated[str | None, Query(max_length=64)] = None,
     site_id: QueryId = None,
+    scope: Annotated[Literal["device", "site", "fleet"] | None, Query(
+        description="fleet: the service manager's tickets for a defect across a model")] = None,
     assigned_to_id: QueryId = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
@@ -112,6 +114,8 @@ def list_tickets(
         query = query.where(Ticket.device_id == device_id)
     if site_id is not None:
         query = query.where(Ticket.site_id == site_id)
+    if scope is not None:
+        query = query.where(Ticket.scope == scope)
     if assigned_to_id is not None:
         query = query.where(Ticket.assigned_to_id == assigned_to_id)
     if cursor is not None:

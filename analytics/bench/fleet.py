@@ -659,7 +659,8 @@ def _line(label: str, f: dict[str, Any]) -> str:
             f"accuracy {f['fault_type_accuracy']}; sudden failures {f['sudden_failures']} "
             f"({f['sudden_ticketed_before']} with a ticket in the fortnight before); "
             f"missed {f['missed_by_fault_type']}; {f['warmup_tickets']} tickets in the "
-            f"warm-up week, not counted")
+            f"warm-up week, not counted; {f['fleet_tickets']} fleet tickets (linking device "
+            f"tickets, not judged)")
 
 
 def evaluate(train: FleetRun, runs: list[FleetRun]) -> dict[str, Any]:

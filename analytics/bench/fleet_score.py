@@ -20,6 +20,9 @@ The rules, the same for the analytics and for the plain threshold rule:
 - Tickets per site episode count distinct root tickets (a device ticket linked
   under a site ticket counts as its site ticket), over the episodes that raised
   any ticket.
+- Fleet tickets (one signature on many devices of a model, for the service manager)
+  have no device: they link device tickets that are judged themselves, so they are
+  neither true nor false and are only counted (``fleet_tickets``).
 - Sudden failures (no precursor, labelled so) are counted apart, with the
   tickets that happened to open in the fortnight before them.
 - The fault type of a ticketed failure is the one the earliest of its tickets that names
@@ -41,6 +44,7 @@ BROKEN_GRACE = 7 * DAY_MS
 EPISODE_GRACE = DAY_MS
 SUDDEN_LOOKBACK = 14 * DAY_MS
 BASELINE_DAYS = 7
+FLEET = "fleet"  # the scope of a fleet ticket (``vigil.db.enums.TicketScope``)
 
 # (device model, ticket signature) -> predicted fault type
 TypePredictor = Callable[[str, str], str | None]
@@ -126,7 +130,8 @@ def score_tickets(truth: Mapping[str, Any], tickets: Sequence[TicketView], *,
     faults = faults_of(truth)
     per_device = _by_device(faults)
     episodes = [e for e in truth["site_episodes"] if first <= e["start_ms"] <= end]
-    counted = [t for t in tickets if first <= t.created_ms <= end]
+    in_period = [t for t in tickets if first <= t.created_ms <= end]
+    counted = [t for t in in_period if t.scope != FLEET]
     device_tickets: dict[str, list[TicketView]] = {}
     for t in tickets:
         if t.device is not None:
@@ -170,7 +175,8 @@ def score_tickets(truth: Mapping[str, Any], tickets: Sequence[TicketView], *,
         "ticketed_24h_share": round(len(leads) / len(predictable), 3) if predictable else None,
         "median_lead_h": round(statistics.median(leads), 1) if leads else None,
         "tickets": len(counted),
-        "warmup_tickets": sum(t.created_ms < first for t in tickets),
+        "fleet_tickets": len(in_period) - len(counted),
+        "warmup_tickets": sum(t.created_ms < first and t.scope != FLEET for t in tickets),
         "true_tickets": kinds["true"],
         "episode_tickets": kinds["episode"],
         "false_tickets": kinds["false"],

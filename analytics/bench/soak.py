@@ -162,13 +162,16 @@ class TicketSpan:
     signature: str
     opened_s: float
     closed_s: float | None
+    # A fleet ticket's device model: one open per model and signature.
+    model: str | None = None
 
 
 def duplicate_tickets(tickets: Iterable[TicketSpan]) -> list[TicketSpan]:
-    """Tickets opened while another of the same device (or site) and signature was open."""
+    """Tickets opened while another of the same device (or site, or fleet model) and signature
+    was open."""
     by_key: dict[tuple[Any, ...], list[TicketSpan]] = {}
     for t in tickets:
-        by_key.setdefault((t.scope, t.device_id, t.site_id, t.signature), []).append(t)
+        by_key.setdefault((t.scope, t.device_id, t.site_id, t.model, t.signature), []).append(t)
     out = []
     for group in by_key.values():
         group.sort(key=lambda t: (t.opened_s, t.id))
@@ -569,7 +572,7 @@ class Soak:
             return [TicketSpan(t.id, t.scope, t.device_id, t.site_id, t.signature,
                                _epoch(t.created_at),
                                _epoch(t.closed_at or t.updated_at)
-                               if t.state in final else None)
+                               if t.state in final else None, t.model)
                     for t in session.scalars(select(Ticket))]
 
     def count(self, sql: str) -> int:

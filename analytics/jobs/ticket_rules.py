@@ -9,8 +9,8 @@ desk's rules map the signature to a category (``*ambient*`` environmental,
 raises nothing: its alarms are marked handled without a ticket. After an
 engineer cancelled a device's ticket for a metric as a false alarm, that
 device and metric need ``damping_factor`` times as many alarms for a while
-(``damping_days``); :func:`cancellations_by_rule` counts the cancellations
-per signature for the quality report.
+(``damping_days``); the quality report counts the cancellations per signature
+(``vigil.reports.quality.cancellations_by_rule``).
 
 Each alarm is considered once (``handled_at``), in the transaction that files
 its ticket, so a pass after a restart neither repeats evidence nor loses any.
@@ -228,19 +228,6 @@ def false_alarms(
                TicketEvent.to_state == TicketState.CANCELLED.value, TicketEvent.at >= since)
         .group_by(Ticket.device_id, Ticket.signature))
     return {(str(device), signature[len(prefix):]): at for device, signature, at in rows}
-
-
-def cancellations_by_rule(session: Session, *, since: datetime) -> dict[str, int]:
-    """Analytics tickets cancelled as false alarms since ``since``, per rule (signature), so
-    that a noisy rule shows in the quality report."""
-    rows = session.execute(
-        select(Ticket.signature, func.count(func.distinct(Ticket.id)))
-        .join(TicketEvent, TicketEvent.ticket_id == Ticket.id)
-        .where(Ticket.source == TicketSource.ANALYTICS.value,
-               TicketEvent.kind == TicketEventKind.TRANSITION.value,
-               TicketEvent.to_state == TicketState.CANCELLED.value, TicketEvent.at >= since)
-        .group_by(Ticket.signature))
-    return {signature: int(count) for signature, count in rows}
 
 
 def ticket_rules_pass(

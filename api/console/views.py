@@ -696,6 +696,7 @@ def quality_page(request: Request, ctx: SignedIn, first: ReportFrom = "",
               "group": period.group.value},
         report=_quality(request, ctx, period), period=period,
         csv_url=f"{PREFIX}/reports/quality.csv?{period.query()}",
+        rules_csv_url=f"{PREFIX}/reports/quality.csv?{period.query()}&section=rules",
         published_url=f"{PREFIX}/reports/quality/published?{period.query(published_group)}",
         published_group=GROUP_LABELS[published_group],
         milestones=[m.value for m in Milestone])
@@ -704,12 +705,18 @@ def quality_page(request: Request, ctx: SignedIn, first: ReportFrom = "",
 
 @router.get("/reports/quality.csv")
 def quality_csv(request: Request, ctx: SignedIn, first: ReportFrom = "", to: ReportField = "",
-                group: ReportField = "") -> Response:
-    """The report's rows and total as CSV: rates are shares (0..1), times hours."""
+                group: ReportField = "", section: ReportField = "groups") -> Response:
+    """The report's rows and total as CSV: rates are shares (0..1), times hours; with
+    ``section=rules``, the analytics rules and their false alarms."""
     _quality_reader(ctx)
     period = _report_period(first, to, group)
-    name = f"service-quality-{period.first}-{period.last}-by-{period.group.value}.csv"
-    return Response(report_render.as_csv(_quality(request, ctx, period)), media_type="text/csv",
+    chosen = next((s for s in report_render.CSV_SECTIONS if s == section), None)
+    if chosen is None:
+        raise InvalidRequest(f"section: one of {', '.join(report_render.CSV_SECTIONS)}")
+    part = f"by-{period.group.value}" if chosen == "groups" else "rules"
+    name = f"service-quality-{period.first}-{period.last}-{part}.csv"
+    return Response(report_render.as_csv(_quality(request, ctx, period), chosen),
+                    media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
 
 

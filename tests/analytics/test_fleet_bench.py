@@ -40,7 +40,7 @@ TRUTH = {
 }
 
 
-def ticket(id_: int, device: str | None, site: str, day: float, signature: str = "anomaly:m",
+def ticket(id_: int, device: str | None, site: str | None, day: float, signature: str = "anomaly:m",
            scope: str = "device", parent: int | None = None) -> score.TicketView:
     return score.TicketView(id_, device, site, at(day), signature, scope, parent)
 
@@ -93,6 +93,18 @@ def test_the_fault_type_a_ticket_names_comes_before_the_learned_one() -> None:
     assert f["median_lead_h"] == 216.0 and f["fault_type_accuracy"] == 0.0
     f = score.score_tickets(TRUTH, named[:1], predict_type=learned)
     assert f["fault_type_accuracy"] == 1.0
+
+
+def test_a_fleet_ticket_is_counted_apart_not_judged() -> None:
+    """It has no device and no site: it links device tickets, which are judged themselves."""
+    fleet = [ticket(9, None, None, 21, "anomaly:m", scope="fleet"),
+             ticket(10, None, None, 3, "anomaly:m", scope="fleet")]  # in the warm-up week
+    plain = score.score_tickets(TRUTH, TICKETS)
+    f = score.score_tickets(TRUTH, [*TICKETS, *fleet])
+    assert f["fleet_tickets"] == 1 and plain["fleet_tickets"] == 0
+    assert {k: v for k, v in f.items() if k != "fleet_tickets"} == \
+        {k: v for k, v in plain.items() if k != "fleet_tickets"}
+    assert (f["tickets"], f["false_tickets"], f["warmup_tickets"]) == (7, 2, 1)
 
 
 def test_one_ticket_per_device_in_an_episode_counts_each() -> None:

@@ -74,6 +74,14 @@ def test_duplicates_are_tickets_opened_while_their_twin_was_open() -> None:
     assert duplicate_tickets([_ticket(1, 0, 100), _ticket(2, 100, None)]) == []
 
 
+def test_fleet_tickets_of_two_models_with_one_signature_are_no_duplicates() -> None:
+    def fleet(id_: int, model: str, opened: float) -> TicketSpan:
+        return TicketSpan(id_, "fleet", None, None, "event:E1", opened, None, model)
+
+    assert [t.id for t in duplicate_tickets(
+        [fleet(1, "IP-100", 0), fleet(2, "PM-7", 10), fleet(3, "IP-100", 20)])] == [3]
+
+
 def test_points_are_each_device_s_largest_field_count() -> None:
     series = [
         {"name": "telemetry", "tags": {"device": "a"},

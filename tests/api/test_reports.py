@@ -8,8 +8,11 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
 from tests.api.conftest import World
+from vigil.db.session import transaction
+from vigil.tickets.models import Ticket
 
 Headers = Callable[[str], dict[str, str]]
 URL = "/api/v1/reports/quality"
@@ -97,3 +100,29 @@ def test_periods_are_checked(client: TestClient, headers: Headers) -> None:
                                        "end": "2026-01-02T00:00:00Z"}, headers=h)
     assert too_long.status_code == 422 and "731 days" in too_long.json()["detail"]
     assert client.get(URL, params=period()).status_code == 401
+
+
+def test_false_alarms_per_analytics_rule_as_json_and_csv(
+    client: TestClient, headers: Headers, world: World, sessions: sessionmaker[Session]
+) -> None:
+    now = datetime.now(UTC)
+    with transaction(sessions) as session:
+        for key, state in (("a", "cancelled"), ("b", "open")):
+            session.add(Ticket(device_id=world.devices[key][1], site_id=world.site_ids[key],
+                               priority="P3", category="mechanical", source="analytics",
+                               state=state, signature="anomaly:flow", title="flow",
+                               created_at=now, updated_at=now))
+    body = client.get(URL, params=period(), headers=headers("manager")).json()
+    assert body["cancellations_by_rule"] == [
+        {"signature": "anomaly:flow", "opened": 2, "cancelled": 1, "share": 0.5}]
+    own = client.get(URL, params=period(), headers=headers("customer-a")).json()
+    assert own["cancellations_by_rule"] == [
+        {"signature": "anomaly:flow", "opened": 1, "cancelled": 1, "share": 1.0}]
+    answer = client.get(URL, params={**period(), "format": "csv", "section": "rules"},
+                        headers=headers("manager"))
+    assert answer.status_code == 200 and "rules.csv" in answer.headers["content-disposition"]
+    assert list(csv.DictReader(io.StringIO(answer.text))) == [
+        {"rule": "anomaly:flow", "opened": "2", "cancelled_false_alarm": "1",
+         "cancelled_share": "0.5"}]
+    assert client.get(URL, params={**period(), "format": "csv", "section": "people"},
+                      headers=headers("manager")).status_code == 422

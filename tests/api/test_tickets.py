@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session, sessionmaker
 
-from tests.api.conftest import World
+from tests.api.conftest import PASSWORD, World
+from vigil.db.enums import Severity, TicketSource
+from vigil.db.session import transaction
+from vigil.tickets import service
+from vigil.tickets.priority import Signal, TicketRules, read_rules_document
 
 Headers = Callable[[str], dict[str, str]]
 
@@ -107,3 +113,53 @@ def test_knowledge_suggestions_for_a_ticket_are_for_staff(
     assert [a["id"] for a in search] == [world.article_id]
     assert client.get("/api/v1/knowledge?category=electrical&model=IP-100",
                       headers=headers("manager")).json()[0]["title"] == "Any pump: fuse"
+
+
+def test_a_fleet_ticket_is_the_service_organisations(
+    client: TestClient, headers: Headers, world: World, sessions: sessionmaker[Session]
+) -> None:
+    """No device and no site: staff see it with its model; no customer sees it."""
+    doc = read_rules_document()
+    doc["fleet_grouping"] = {"min_devices": 2, "min_sites": 2}
+    rules = TicketRules.from_document(doc)
+    now = datetime.now(UTC)
+    with transaction(sessions) as session:
+        for device in (world.devices["a"][1], world.devices["b"][1]):
+            opened = service.open_or_join(
+                session, device_id=device, signature="event:E900", rules=rules, now=now,
+                signal=Signal(TicketSource.DEVICE_EVENT, severity=Severity.ERROR),
+                title="E900", evidence=service.Evidence(at=now))
+        assert opened.fleet_ticket is not None
+        fleet_id = opened.fleet_ticket.id
+    detail = client.get(f"/api/v1/tickets/{fleet_id}", headers=headers("manager"))
+    assert detail.status_code == 200, detail.text
+    body = detail.json()
+    assert (body["scope"], body["model"], body["device_id"], body["site_id"]) == \
+        ("fleet", "IP-100", None, None)
+    assert body["title"] == "Fleet: event:E900 on 2 IP-100 devices at 2 sites"
+    assert [e["kind"] for e in body["events"]] == ["transition", "link"]
+    listed = client.get("/api/v1/tickets", params={"scope": "fleet"},
+                        headers=headers("manager")).json()
+    assert [t["id"] for t in listed["items"]] == [fleet_id]
+    engineer = headers("engineer")
+    assert client.get(f"/api/v1/tickets/{fleet_id}/suggestions", headers=engineer) \
+        .status_code == 200
+    assert client.post(f"/api/v1/tickets/{fleet_id}/transitions", json={"to": "acknowledged"},
+                       headers=engineer).json()["state"] == "acknowledged"
+    for customer in ("customer-a", "customer-b"):
+        assert client.get(f"/api/v1/tickets/{fleet_id}",
+                          headers=headers(customer)).status_code == 404
+        queue = client.get("/api/v1/tickets", headers=headers(customer)).json()
+        assert fleet_id not in {t["id"] for t in queue["items"]}
+    # The console's page of it names the model and links the device tickets.
+    signed_in = client.post("/console/sign-in", follow_redirects=False,
+                            data={"username": "manager", "password": PASSWORD})
+    assert signed_in.status_code == 303, signed_in.text
+    page = client.get(f"/console/tickets/{fleet_id}")
+    assert page.status_code == 200, page.text
+    assert "IP-100 (fleet)" in page.text
+    device_tickets = opened.fleet_ticket.evidence["tickets"]
+    assert len(device_tickets) == 2
+    assert all(f'href="/console/tickets/{t}"' in page.text for t in device_tickets)
+    queue = client.get("/console/tickets")
+    assert queue.status_code == 200 and "IP-100 (fleet)" in queue.text

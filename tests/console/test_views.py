@@ -346,6 +346,16 @@ def test_the_quality_csv_and_the_published_version(client: TestClient) -> None:
         assert private not in published.text
     assert client.get("/console/reports/quality/published",
                       params={**period, "group": "site"}).status_code == 422
+    # The analytics rules and their false alarms: a table on the page and a CSV of their own.
+    assert 'id="rules"' in page and "False alarms by analytics rule" in published.text
+    found = re.search(r'id="rules-csv-link" href="([^"]+)"', page)
+    assert found
+    rules = client.get(html.unescape(found.group(1)))
+    assert rules.status_code == 200 and "-rules.csv" in rules.headers["content-disposition"]
+    assert next(csv.reader(io.StringIO(rules.text))) == [
+        "rule", "opened", "cancelled_false_alarm", "cancelled_share"]
+    assert client.get("/console/reports/quality.csv",
+                      params={**period, "section": "people"}).status_code == 422
 
 
 def test_remote_diagnosis_without_a_broker_says_the_command_was_not_delivered(

@@ -265,6 +265,12 @@ def test_the_report_command_writes_csv_and_the_published_pdf(
         lines = list(csv.DictReader(io.StringIO((tmp_path / "q.csv").read_text())))
         assert [line["group"] for line in lines] == ["Central ICU", "Ward 7", "(all)"]
         assert lines[-1]["opened"] == "5"
+        assert main(["report", *period, "--section", "rules", "--out",
+                     str(tmp_path / "rules.csv")]) == 0
+        rules = list(csv.DictReader(io.StringIO((tmp_path / "rules.csv").read_text())))
+        # The two analytics tickets of the desk, each its own rule; one a false alarm.
+        assert [(r["rule"], r["opened"], r["cancelled_false_alarm"]) for r in rules] == [
+            ("test:4", "1", "1"), ("test:3", "1", "0")]
         assert main(["report", *period, "--format", "pdf", "--out",
                      str(tmp_path / "q.pdf")]) == 0
         assert (tmp_path / "q.pdf").read_bytes().startswith(b"%PDF")

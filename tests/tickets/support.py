@@ -63,3 +63,39 @@ def seed(factory: sessionmaker[Session]) -> Org:
                    devices=tuple(d.id for d in devices), engineer_user_id=engineer.id,
                    night_engineer_user_id=night.id, manager_user_id=manager.id,
                    customer_user_id=nurse.id)
+
+
+@dataclass(frozen=True)
+class Fleet:
+    """Infusion pumps of one model at four sites of two customers, and monitors beside them."""
+
+    sites: tuple[int, ...]
+    # Pump ids by site, in the order of ``sites``.
+    pumps: tuple[tuple[str, ...], ...]
+    monitors: tuple[str, ...]
+    customer_ids: tuple[int, int]
+
+
+def seed_fleet(factory: sessionmaker[Session]) -> Fleet:
+    """Sites A (three pumps), B (two), C (one), D (two), the first two of one customer and
+    the others of another; a monitor at each of A, B, C."""
+    layout = {"A": 3, "B": 2, "C": 1, "D": 2}
+    with factory() as s, s.begin():
+        north, south = Customer(name="North Hospitals"), Customer(name="South Clinic")
+        sites = {name: Site(name=f"Site {name}", customer=north if name in "AB" else south,
+                            timezone="Europe/Berlin") for name in layout}
+        pumps: dict[str, list[Device]] = {}
+        n = 0
+        for name, count in layout.items():
+            for _ in range(count):
+                n += 1
+                pumps.setdefault(name, []).append(
+                    Device(id=f"pump-{n}", serial=f"IP-{n}", model="IP-100", site=sites[name]))
+        monitors = [Device(id=f"mon-{name}", serial=f"PM-{name}", model="PM-7", site=sites[name])
+                    for name in "ABC"]
+        s.add_all([*(d for group in pumps.values() for d in group), *monitors])
+        s.flush()
+        return Fleet(sites=tuple(sites[name].id for name in layout),
+                     pumps=tuple(tuple(d.id for d in pumps[name]) for name in layout),
+                     monitors=tuple(d.id for d in monitors),
+                     customer_ids=(north.id, south.id))

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from vigil.db.enums import Category, Priority, Severity, TicketSource
 from vigil.tickets.escalation import EscalationPolicy, Target
-from vigil.tickets.priority import RulesError, Signal, TicketRules, read_rules_document
+from vigil.tickets.priority import (
+    RulesError,
+    Signal,
+    TicketRules,
+    fleet_title,
+    read_rules_document,
+)
 
 RULES = TicketRules.load()
 
@@ -133,3 +139,74 @@ def test_escalation_chains_from_the_rules() -> None:
     with pytest.raises(RulesError, match="escalation.P2"):
         EscalationPolicy.from_document(_doc(escalation={"P1": read_rules_document()
                                                         ["escalation"]["P1"]}))
+
+
+# --- fleet grouping -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("signature", "fleet_wide"), [
+    ("anomaly:motor_current", True), ("prediction:bearing_wear", True), ("event:E042", True),
+    # A room's or a building's cause is never a defect of the model.
+    ("anomaly:ambient_temp", False), ("anomaly:humidity", False), ("site:power_outage", False),
+    ("anomaly:supply_voltage_v", False),
+    # Planned work falls due on many devices at once; a customer's report names a category.
+    ("plan:3:calibration", False), ("report:mechanical", False),
+])
+def test_signatures_that_may_be_a_defect_of_the_model(signature: str, fleet_wide: bool) -> None:
+    assert RULES.decide(Signal(TicketSource.ANALYTICS, score=0.9), signature=signature,
+                        model="mri").fleet_wide is fleet_wide
+
+
+def test_fleet_grouping_settings_from_the_rules_file() -> None:
+    fleet = RULES.fleet
+    assert (fleet.min_devices, fleet.min_sites, fleet.window) == (5, 3, timedelta(days=7))
+    assert fleet.reached(devices=5, sites=3)
+    assert not fleet.reached(devices=4, sites=3) and not fleet.reached(devices=9, sites=2)
+
+
+def test_without_fleet_grouping_the_defaults_exclude_the_site_wide_signatures() -> None:
+    doc = read_rules_document()
+    del doc["fleet_grouping"]
+    doc["site_grouping"] = {"signatures": ["*ambient*", "*mains*"]}
+    fleet = TicketRules.from_document(doc).fleet
+    assert fleet.exclude == ("*ambient*", "*mains*")
+    assert fleet.applies("anomaly:flow") and not fleet.applies("anomaly:mains_v")
+    assert (fleet.min_devices, fleet.min_sites, fleet.window) == (5, 3, timedelta(days=7))
+
+
+def test_a_fractional_window_and_no_signatures() -> None:
+    doc = _doc(fleet_grouping={"signatures": [], "window_days": 1.5})
+    fleet = TicketRules.from_document(doc).fleet
+    assert fleet.window == timedelta(hours=36)
+    assert not fleet.applies("anomaly:flow")
+
+
+def test_fleet_title_names_model_signature_devices_and_sites() -> None:
+    assert fleet_title("IP-100", "event:E042", devices=6, sites=3) == \
+        "Fleet: event:E042 on 6 IP-100 devices at 3 sites"
+    assert fleet_title("mri", "x" * 300, devices=2, sites=1).endswith("x")
+    assert len(fleet_title("mri", "x" * 300, devices=2, sites=1)) == 200
+
+
+@pytest.mark.parametrize(("fleet", "message"), [
+    ({"min_devices": 1}, r"fleet_grouping\.min_devices: a whole number of at least 2"),
+    ({"min_devices": 4.5}, r"fleet_grouping\.min_devices"),
+    ({"min_devices": True}, r"fleet_grouping\.min_devices"),
+    ({"min_sites": 0}, r"fleet_grouping\.min_sites: a whole number of at least 1"),
+    ({"min_sites": 6, "min_devices": 5}, "min_sites .6. cannot exceed min_devices .5."),
+    ({"window_days": 0}, r"fleet_grouping\.window_days: a number of days above 0"),
+    ({"window_days": "7"}, r"fleet_grouping\.window_days"),
+    ({"window_days": 400}, "at most 366"),
+    ({"signatures": "anomaly:*"}, r"fleet_grouping\.signatures: a list of signature patterns"),
+    ({"exclude": ["*ambient*", ""]}, r"fleet_grouping\.exclude"),
+    ({"min_device": 3}, r"unknown settings \['min_device'\]"),
+])
+def test_bad_fleet_grouping_is_refused_with_the_entry_named(fleet: dict[str, Any],
+                                                            message: str) -> None:
+    with pytest.raises(RulesError, match=message):
+        TicketRules.from_document(_doc(fleet_grouping=fleet))
+
+
+def test_fleet_grouping_must_be_a_table() -> None:
+    with pytest.raises(RulesError, match="fleet_grouping: a table"):
+        TicketRules.from_document(_doc(fleet_grouping=[5]))

@@ -53,9 +53,8 @@ def on_duty(session: Session, *, now: datetime, model: str | None) -> list[Candi
 
 def suggest_assignee(session: Session, *, ticket: Ticket, now: datetime) -> list[Candidate]:
     """Ranked suggestions for a ticket: the first is the one to assign."""
-    model = ticket.device.model if ticket.device is not None else None
     region = ticket.site.region if ticket.site is not None else None
-    return rank(candidates(session), model=model, region=region, now=now)
+    return rank(candidates(session), model=ticket.device_model, region=region, now=now)
 
 
 # --- administration (administrators; the API checks the role) -------------------------

@@ -157,7 +157,7 @@ def _query(ticket: Ticket) -> ranking.Query:
     summary = latest.get("summary", "") if isinstance(latest, dict) else ""
     text = " ".join(filter(None, [ticket.title, ticket.description, ticket.diagnosis_note,
                                   summary, ticket.signature.replace(":", " ")]))
-    return ranking.Query(text=text, model=ticket.device.model if ticket.device else None,
+    return ranking.Query(text=text, model=ticket.device_model,
                          fault_codes=fault_codes_of(ticket), category=ticket.category)
 
 
@@ -251,7 +251,7 @@ def draft_from_ticket(session: Session, *, ticket_id: int, actor: Actor,
     content = Content(
         title=ticket.title, symptoms="\n".join(filter(None, [ticket.description, summary])),
         cause=ticket.diagnosis_note, fix=ticket.verification_result or "",
-        device_models=[ticket.device.model] if ticket.device else [],
+        device_models=[ticket.device_model] if ticket.device_model else [],
         fault_codes=sorted(fault_codes_of(ticket)), categories=[Category(ticket.category)])
     article = create_article(session, content=content, actor=actor, now=now,
                              status=ArticleStatus.DRAFT, source_ticket_id=ticket.id)

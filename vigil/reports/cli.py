@@ -35,6 +35,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="csv",
                         help="csv and json hold every figure; html and pdf are the published "
                              "version (grouped by model or priority, no one named)")
+    parser.add_argument("--section", choices=["groups", "rules"], default="groups",
+                        help="which table a CSV holds: the groups with their total, or the "
+                             "analytics rules with the tickets cancelled as false alarms")
     parser.add_argument("--organisation", default="Vigil service",
                         help="the service organisation named on the published version")
     parser.add_argument("--out", type=Path, help="write here instead of standard output")
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
             report = service_quality(session, start=start, end=min(end, datetime.now(UTC)),
                                      group_by=GroupBy(args.group_by), rules=rules)
         if args.format == "csv":
-            output: str | bytes = render.as_csv(report)
+            output: str | bytes = render.as_csv(report, args.section)
         elif args.format == "json":
             output = json.dumps(render.as_json(report), indent=2) + "\n"
         else:

@@ -1,8 +1,9 @@
 """The service-quality report: how well the desk kept its promises over a period.
 
 For tickets opened in ``[start, end)`` and worked on their own (device tickets
-grouped under a site ticket are counted through it), grouped by site, device
-model, engineer or priority, with a total row:
+grouped under a site ticket are counted through it; a fleet ticket, which only
+links device tickets for the service manager, is not counted: its device tickets
+are), grouped by site, device model, engineer or priority, with a total row:
 
 - tickets opened, by source;
 - response, diagnosis and restore times in service hours (median and 90th
@@ -17,8 +18,11 @@ model, engineer or priority, with a total row:
   false alarms, with the lead time the prediction gave (``hours_to_failure`` in
   the first evidence piece's data).
 
-Beside the rows: MTBF per device model (operating hours over failures) and
-planned-maintenance completion, high-risk devices separately.
+Beside the rows: MTBF per device model (operating hours over failures),
+planned-maintenance completion, high-risk devices separately, and per analytics
+rule (the signature: ``anomaly:<metric>``, ``prediction:<fault type>``) the tickets
+it opened and how many an engineer cancelled as false alarms, so that a noisy rule
+shows (``cancellations_by_rule``).
 
 With ``customer_id`` everything (the rows, reliability and maintenance) counts only
 that customer's sites and their devices, in the queries themselves: what a
@@ -63,7 +67,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
-from vigil.db.enums import MaintenanceKind, Milestone, TicketSource, TicketState
+from vigil.db.enums import MaintenanceKind, Milestone, TicketScope, TicketSource, TicketState
 from vigil.devices.models import Device, Site
 from vigil.errors import InvalidRequest
 from vigil.maintenance.models import MaintenanceDue, MaintenancePlan, MaintenanceRecord
@@ -137,6 +141,17 @@ class Reliability:
     mtbf_h: float | None
 
 
+@dataclass(frozen=True, slots=True)
+class RuleCancellations:
+    """One analytics rule over the period: tickets it opened, and those cancelled as false
+    alarms (``share``: of those opened)."""
+
+    signature: str
+    opened: int
+    cancelled: int
+    share: float | None
+
+
 @dataclass(frozen=True)
 class QualityReport:
     start: datetime
@@ -147,6 +162,8 @@ class QualityReport:
     total: Row
     reliability: list[Reliability]
     maintenance: dict[str, metrics.Completion] = field(default_factory=dict)
+    # Noisiest first: most cancellations, then the highest share.
+    cancellations_by_rule: list[RuleCancellations] = field(default_factory=list)
 
 
 # --- the counts: one grouped query ------------------------------------------------
@@ -177,25 +194,35 @@ START, END, AS_OF = _moment("start"), _moment("end"), _moment("as_of")
 CUSTOMER = bindparam("customer_id", type_=Site.customer_id.type)
 
 
-def _period(start: datetime, end: datetime, as_of: datetime,
+def _period(start: datetime, end: datetime, as_of: datetime | None,
             customer_id: int | None) -> dict[str, Any]:
-    period: dict[str, Any] = {"start": start, "end": end, "as_of": as_of}
+    """The statements' parameters (``as_of`` for those that judge deadlines)."""
+    period: dict[str, Any] = {"start": start, "end": end}
+    if as_of is not None:
+        period["as_of"] = as_of
     if customer_id is not None:
         period["customer_id"] = customer_id
     return period
 
 
-def _scope(query: Any, group_by: GroupBy, of_customer: bool, labels: bool = True) -> Any:
-    """The period's tickets; ``of_customer``: only those of the ``customer_id`` parameter;
-    ``labels``: joined to the sites or people naming the groups (the model is joined always,
-    it is the key)."""
+def _worked_in_period(query: Any, of_customer: bool) -> Any:
+    """The tickets opened in the period and worked on their own (not grouped under a site
+    ticket; not a fleet ticket, which links device tickets counted themselves);
+    ``of_customer``: only those of the ``customer_id`` parameter."""
     query = query.where(Ticket.created_at >= START, Ticket.created_at < END,
-                        Ticket.parent_id.is_(None))
+                        Ticket.parent_id.is_(None), Ticket.scope != TicketScope.FLEET.value)
     if of_customer:
         # A device ticket may carry only its device; a site ticket only its site.
         sites = select(Site.id).where(Site.customer_id == CUSTOMER)
         query = query.where(or_(Ticket.site_id.in_(sites), Ticket.device_id.in_(
             select(Device.id).where(Device.site_id.in_(sites)))))
+    return query
+
+
+def _scope(query: Any, group_by: GroupBy, of_customer: bool, labels: bool = True) -> Any:
+    """The period's tickets (``_worked_in_period``); ``labels``: joined to the sites or
+    people naming the groups (the model is joined always, it is the key)."""
+    query = _worked_in_period(query, of_customer)
     if group_by is GroupBy.SITE and labels:
         query = query.outerjoin(Site, Site.id == Ticket.site_id)
     elif group_by is GroupBy.MODEL:
@@ -355,10 +382,7 @@ def _percentiles_python(session: Session, group_by: GroupBy, start: datetime,
                    group_by, customer_id is not None)
     query = query.where(or_(Ticket.respond_minutes.is_not(None), lead.is_not(None)))
     samples: dict[Any, dict[str, list[float]]] = defaultdict(lambda: defaultdict(list))
-    params: dict[str, Any] = {"start": start, "end": end}
-    if customer_id is not None:
-        params["customer_id"] = customer_id
-    for row in session.connection().execute(query, params):
+    for row in session.connection().execute(query, _period(start, end, None, customer_id)):
         for name, value in zip(_DURATIONS, row[1:], strict=True):
             if value is not None:
                 samples[row.key][name].append(float(value))
@@ -437,9 +461,9 @@ def _summed(rows: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
 # --- beside the rows: reliability per model and planned maintenance ------------------
 
 
-# The four small aggregates beside the rows (failures per model, devices per model, planned
-# work done and still due) go as one statement: one round trip instead of four, each of which
-# cost about as much as its query.
+# The five small aggregates beside the rows (failures per model, devices per model, planned
+# work done and still due, tickets per analytics rule) go as one statement: one round trip
+# instead of five, each of which cost about as much as its query.
 START_DAY, END_DAY = bindparam("start_day", type_=Date), bindparam("end_day", type_=Date)
 DUE_UNTIL = _moment("due_until")
 
@@ -449,6 +473,39 @@ def _of_customer_devices(of_customer: bool) -> ColumnElement[bool]:
     if not of_customer:
         return true()
     return Device.site_id.in_(select(Site.id).where(Site.customer_id == CUSTOMER))
+
+
+@cache
+def _rule_counts(of_customer: bool) -> Select[Any]:
+    """Per analytics rule (signature): the period's tickets it opened and those cancelled."""
+    cancelled = Ticket.state == TicketState.CANCELLED.value
+    query = (select(Ticket.signature, func.count(Ticket.id).label("opened"),
+                    _count(cancelled).label("cancelled"))
+             .where(Ticket.source == TicketSource.ANALYTICS.value))
+    return _worked_in_period(query, of_customer).group_by(Ticket.signature)
+
+
+def _noisiest_first(rows: Iterable[tuple[str, int, int]]) -> list[RuleCancellations]:
+    found = [RuleCancellations(signature=signature, opened=opened, cancelled=cancelled,
+                               share=metrics.rate(cancelled, opened))
+             for signature, opened, cancelled in rows]
+    found.sort(key=lambda r: (-r.cancelled, -(r.share or 0.0), r.signature))
+    return found
+
+
+def cancellations_by_rule(session: Session, *, start: datetime, end: datetime,
+                          customer_id: int | None = None) -> list[RuleCancellations]:
+    """Per analytics rule (signature), the tickets opened in ``[start, end)`` and how many of
+    them an engineer cancelled as false alarms; noisiest first.
+
+    Counted as the report counts tickets: a site ticket once for the device tickets it
+    grouped, fleet tickets not at all; ``customer_id``: that customer's sites and devices.
+    The report reads the same counts in its statement beside the rows.
+    """
+    rows = session.connection().execute(_rule_counts(customer_id is not None),
+                                        _period(start, end, None, customer_id))
+    return _noisiest_first((signature, opened, cancelled) for signature, opened, cancelled
+                           in rows)
 
 
 @cache
@@ -484,13 +541,18 @@ def _beside_statement(of_customer: bool) -> CompoundSelect:
            .where(MaintenancePlan.active.is_(True), MaintenanceDue.next_due_at >= START,
                   MaintenanceDue.next_due_at < DUE_UNTIL, devices)
            .group_by(MaintenancePlan.kind, Device.model))
-    return union_all(failures, fleet, done, due)
+    # A rule's row carries its signature where the others carry the model.
+    per_rule = _rule_counts(of_customer).subquery()
+    rule_rows = select(literal("rules"), no_kind, per_rule.c.signature, no_day,
+                       per_rule.c.opened, per_rule.c.cancelled)
+    return union_all(failures, fleet, done, due, rule_rows)
 
 
 def _beside(session: Session, rules: TicketRules, start: datetime, end: datetime,
             as_of: datetime, customer_id: int | None
-            ) -> tuple[list[Reliability], dict[str, metrics.Completion]]:
-    """Reliability per model and planned-maintenance completion, from one statement."""
+            ) -> tuple[list[Reliability], dict[str, metrics.Completion], list[RuleCancellations]]:
+    """Reliability per model, planned-maintenance completion and the analytics rules' false
+    alarms, from one statement."""
     params: dict[str, Any] = {"start": start, "end": end, "start_day": start.date(),
                               "end_day": end.date(), "due_until": min(end, as_of)}
     if customer_id is not None:
@@ -499,9 +561,12 @@ def _beside(session: Session, rules: TicketRules, start: datetime, end: datetime
     whole: dict[str, int] = {}
     partial: dict[str, list[Any]] = defaultdict(list)
     tallies: list[metrics.Tally] = []
+    per_rule: list[tuple[str, int, int]] = []
     for part, kind, model, day, count, on_time in session.connection().execute(
             _beside_statement(customer_id is not None), params):
-        if part == "failures":
+        if part == "rules":
+            per_rule.append((model, count, on_time))
+        elif part == "failures":
             failures[model] = count
         elif part == "devices":
             if day is None:
@@ -512,7 +577,8 @@ def _beside(session: Session, rules: TicketRules, start: datetime, end: datetime
             high = rules.risk_class(model) in HIGH_RISK_CLASSES
             tallies.append(metrics.Tally(kind, high, due=count,
                                          done=count if part == "done" else 0, on_time=on_time))
-    return (_reliability(start, end, failures, whole, partial), _maintenance(tallies))
+    return (_reliability(start, end, failures, whole, partial), _maintenance(tallies),
+            _noisiest_first(per_rule))
 
 
 def _reliability(start: datetime, end: datetime, failures: Mapping[str, int],
@@ -566,9 +632,11 @@ def service_quality(session: Session, *, start: datetime, end: datetime, group_b
     empty: dict[str, Any] = {name: 0 for name in _counts_names()}
     empty.update(mttr_sum=None, score_sum=None)
     total = _row(TOTAL, {**empty, **(totals or {})}, spread.get(TOTAL, {}))
-    reliability, maintenance = _beside(session, rules, start, end, as_of, customer_id)
+    reliability, maintenance, per_rule = _beside(session, rules, start, end, as_of,
+                                                 customer_id)
     return QualityReport(start=start, end=end, as_of=as_of, group_by=group_by, rows=rows,
-                         total=total, reliability=reliability, maintenance=maintenance)
+                         total=total, reliability=reliability, maintenance=maintenance,
+                         cancellations_by_rule=per_rule)
 
 
 def _label(key: Any, label: Any) -> str:

@@ -13,7 +13,7 @@ import io
 from dataclasses import asdict
 from datetime import datetime
 from html import escape
-from typing import Any
+from typing import Any, Literal
 
 from vigil import pdf
 from vigil.db.enums import Milestone, TicketSource
@@ -21,6 +21,10 @@ from vigil.errors import InvalidRequest
 from vigil.reports.quality import GroupBy, QualityReport, Row
 
 PUBLISHABLE_GROUPS = frozenset({GroupBy.MODEL, GroupBy.PRIORITY})
+# The report's tables a CSV holds: the groups with their total, or the analytics rules.
+CsvSection = Literal["groups", "rules"]
+CSV_SECTIONS: tuple[CsvSection, ...] = ("groups", "rules")
+RULE_COLUMNS = ("rule", "opened", "cancelled_false_alarm", "cancelled_share")
 
 
 def as_json(report: QualityReport) -> dict[str, Any]:
@@ -55,11 +59,20 @@ def _flat(row: Row) -> dict[str, Any]:
     return flat
 
 
-def as_csv(report: QualityReport) -> str:
-    """One line per group and a total line; rates are shares (0..1), times hours."""
-    rows = [_flat(r) for r in [*report.rows, report.total]]
+def as_csv(report: QualityReport, section: CsvSection = "groups") -> str:
+    """``groups``: one line per group and a total line; rates are shares (0..1), times hours.
+    ``rules``: one line per analytics rule, its tickets and those cancelled as false alarms."""
+    if section == "rules":
+        rows = [dict(zip(RULE_COLUMNS, (r.signature, r.opened, r.cancelled, r.share),
+                         strict=True)) for r in report.cancellations_by_rule]
+        fields = list(RULE_COLUMNS)
+    elif section == "groups":
+        rows = [_flat(r) for r in [*report.rows, report.total]]
+        fields = list(rows[0])
+    else:
+        raise InvalidRequest(f"section: one of {', '.join(CSV_SECTIONS)}")
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    writer = csv.DictWriter(out, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
     return out.getvalue()
@@ -136,6 +149,11 @@ def publishable_html(report: QualityReport, *, organisation: str) -> str:
     table(["work", "fell due", "done", "on time", "completion"],
           [[name.replace("_", " "), str(c.due), str(c.done), str(c.on_time), _pct(c.rate)]
            for name, c in report.maintenance.items()], totals=False)
+    cells.append("<h2>False alarms by analytics rule</h2>")
+    table(["rule", "tickets opened", "cancelled as false alarm", "share"],
+          [[r.signature, str(r.opened), str(r.cancelled), _pct(r.share)]
+           for r in report.cancellations_by_rule] or [["none opened", "0", "0", _pct(None)]],
+          totals=False)
     cells.append('<p class="note">Times are service time on each contract\'s calendar; the '
                  "restore clock stops while a ticket waits on the customer or on parts. "
                  "Compliance counts milestones met or past their deadline. High-risk devices "

@@ -104,7 +104,8 @@ class Ticket(Base):
             postgresql_where=_OPEN_SITE_PREDICATE,
         ),
         Index(
-            "uq_tickets_open_fleet_signature",
+            "uq_tickets_open_fleet_model_signature",
+            "model",
             "signature",
             unique=True,
             sqlite_where=_OPEN_FLEET_PREDICATE,
@@ -124,7 +125,10 @@ class Ticket(Base):
     scope: Mapped[str] = enum_column(TicketScope, default=TicketScope.DEVICE.value)
     device_id: Mapped[str | None] = mapped_column(ForeignKey("devices.id"), index=True)
     site_id: Mapped[int | None] = mapped_column(ForeignKey("sites.id"), index=True)
-    # A device ticket grouped under a site or fleet ticket, which is the one worked.
+    # The device model a fleet ticket is about (it has no device and no site); empty otherwise.
+    model: Mapped[str | None] = mapped_column(String(64))
+    # A device ticket grouped under a site ticket, which is the one worked. A fleet ticket
+    # links its device tickets without becoming their parent: each is still worked.
     parent_id: Mapped[int | None] = mapped_column(ForeignKey("tickets.id"), index=True)
     contract_id: Mapped[int | None] = mapped_column(ForeignKey("contracts.id"))
     priority: Mapped[str] = enum_column(Priority)
@@ -192,6 +196,11 @@ class Ticket(Base):
     @property
     def is_open(self) -> bool:
         return TicketState(self.state) not in FINAL_TICKET_STATES
+
+    @property
+    def device_model(self) -> str | None:
+        """The device model the ticket is about: its device's, or a fleet ticket's own."""
+        return self.device.model if self.device is not None else self.model
 
 
 class TicketEvent(Base):

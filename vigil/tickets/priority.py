@@ -11,6 +11,7 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,8 @@ class Decision:
     risk_class: str
     # The signature may have a cause shared by a room or a building (see ``site_wide``).
     site_wide: bool = False
+    # The signature on many devices of one model may be a defect of the model (``fleet``).
+    fleet_wide: bool = False
 
 
 def read_rules_document(path: Path = DEFAULT_RULES_FILE) -> dict[str, Any]:
@@ -149,6 +152,82 @@ class SectionRules:
         return self.maintenance_default
 
 
+def _patterns(value: Any, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(p, str) and p for p in value):
+        raise RulesError(f"{where}: a list of signature patterns")
+    return tuple(value)
+
+
+def _whole(value: Any, where: str, least: int) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < least:
+        raise RulesError(f"{where}: a whole number of at least {least}, not {value!r}")
+    return value
+
+
+_FLEET_KEYS = frozenset({"signatures", "exclude", "min_devices", "min_sites", "window_days"})
+
+
+@dataclass(frozen=True, slots=True)
+class FleetGrouping:
+    """When one fault signature shows on many devices of one model across sites, within days.
+
+    A batch of bad parts or a firmware defect is not any one device's fault: the
+    desk opens one fleet ticket for the service manager per (model, signature),
+    linking the device tickets, which are still worked one by one. Signatures
+    whose cause is a room or a building (``exclude``: by default the site
+    grouping's) are never a fleet signal; neither are signatures no pattern of
+    ``signatures`` matches (planned work, customers' reports by category).
+    """
+
+    signatures: tuple[str, ...] = ("anomaly:*", "prediction:*", "event:*")
+    exclude: tuple[str, ...] = ()
+    min_devices: int = 5
+    min_sites: int = 3
+    window: timedelta = timedelta(days=7)
+
+    @classmethod
+    def parse(cls, doc: Any, *, default_exclude: tuple[str, ...]) -> FleetGrouping:
+        """The ``fleet_grouping`` section; ``RulesError`` names a bad or unknown entry."""
+        where = "fleet_grouping"
+        if not isinstance(doc, Mapping):
+            raise RulesError(f"{where}: a table of settings")
+        unknown = set(doc) - _FLEET_KEYS
+        if unknown:
+            raise RulesError(f"{where}: unknown settings {sorted(unknown)} "
+                             f"(known: {', '.join(sorted(_FLEET_KEYS))})")
+        default = cls()
+        window = doc.get("window_days", default.window.total_seconds() / 86_400)
+        if (not isinstance(window, int | float) or isinstance(window, bool)
+                or not 0 < window <= 366):
+            raise RulesError(f"{where}.window_days: a number of days above 0 and at most 366, "
+                             f"not {window!r}")
+        min_devices = _whole(doc.get("min_devices", default.min_devices),
+                             f"{where}.min_devices", 2)
+        min_sites = _whole(doc.get("min_sites", default.min_sites), f"{where}.min_sites", 1)
+        if min_sites > min_devices:
+            raise RulesError(f"{where}: min_sites ({min_sites}) cannot exceed min_devices "
+                             f"({min_devices}): each site counts with a device of its own")
+        return cls(
+            signatures=_patterns(doc.get("signatures", list(default.signatures)),
+                                 f"{where}.signatures"),
+            exclude=_patterns(doc.get("exclude", list(default_exclude)), f"{where}.exclude"),
+            min_devices=min_devices, min_sites=min_sites, window=timedelta(days=window))
+
+    def applies(self, signature: str) -> bool:
+        """Whether the signature may be a defect of a model rather than of a place."""
+        return (any(fnmatchcase(signature, p) for p in self.signatures)
+                and not any(fnmatchcase(signature, p) for p in self.exclude))
+
+    def reached(self, *, devices: int, sites: int) -> bool:
+        return devices >= self.min_devices and sites >= self.min_sites
+
+
+def fleet_title(model: str, signature: str, *, devices: int, sites: int) -> str:
+    """What the service manager reads in the queue: which model, which fault, how widespread."""
+    return (f"Fleet: {signature} on {devices} {model} devices at "
+            f"{sites} site{'s' if sites != 1 else ''}")[:200]
+
+
 def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in override.items():
@@ -174,6 +253,8 @@ class TicketRules:
     # Of those, the patterns only a shared cause explains (readings of the room's air): one
     # device alone showing one is no fault of that device. See ``site_only``.
     site_only_patterns: tuple[str, ...] = ()
+    # When a signature on many devices of one model becomes a fleet ticket.
+    fleet: FleetGrouping = field(default_factory=FleetGrouping)
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> TicketRules:
@@ -204,12 +285,14 @@ class TicketRules:
         if stray := [p for p in site_only if p not in site_wide]:
             raise RulesError(f"site_grouping.site_only: {', '.join(stray)} not among its "
                              "signatures (a site-only signature is grouped at its site)")
+        fleet = FleetGrouping.parse(doc.get("fleet_grouping", {}),
+                                    default_exclude=tuple(site_wide))
         by_model = {model: SectionRules.parse(_merged(doc, override), f"model.{model}")
                     for model, override in doc.get("model", {}).items()}
         return cls(default=SectionRules.parse(doc, "rules"), by_model=by_model,
                    risk_classes=risk, floors=floors, categories=tuple(categories),
                    default_risk_class=default_class, site_wide_patterns=tuple(site_wide),
-                   site_only_patterns=tuple(site_only))
+                   site_only_patterns=tuple(site_only), fleet=fleet)
 
     @classmethod
     def load(cls, path: Path = DEFAULT_RULES_FILE) -> TicketRules:
@@ -246,4 +329,5 @@ class TicketRules:
             priority = most_urgent(priority, floor)
         category = signal.category or self.category(signature)
         return Decision(priority=priority, category=category, risk_class=risk_class,
-                        site_wide=self.site_wide(signature))
+                        site_wide=self.site_wide(signature),
+                        fleet_wide=self.fleet.applies(signature))

@@ -18,6 +18,8 @@ class TicketOut(TicketBrief):
     scope: str
     device_id: str | None
     site_id: int | None
+    model: str | None = Field(description="the device model a fleet ticket is about (a fleet "
+                                          "ticket has no device and no site); null otherwise")
     source: str
     signature: str
     description: str

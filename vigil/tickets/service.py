@@ -35,7 +35,7 @@ from vigil.devices.models import Device, Site
 from vigil.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from vigil.tickets import sla, transitions
 from vigil.tickets.models import Contract, Ticket, TicketAlert, TicketEvent, TicketPause
-from vigil.tickets.priority import Signal, TicketRules, most_urgent
+from vigil.tickets.priority import FleetGrouping, Signal, TicketRules, fleet_title, most_urgent
 from vigil.tickets.transitions import Actor, ActorRole
 
 # Pieces of evidence kept on the ticket row; every piece is also a ticket event.
@@ -77,6 +77,8 @@ class Opened:
     created: bool
     # The site ticket this evidence was grouped under, if any.
     site_ticket: Ticket | None = None
+    # The fleet ticket a new device ticket was linked to, if any.
+    fleet_ticket: Ticket | None = None
 
 
 # --- service terms: which levels, which calendar -----------------------------------
@@ -176,13 +178,16 @@ def get_ticket(session: Session, *, ticket_id: int, lock: bool = False) -> Ticke
 
 
 def _find_open(session: Session, *, scope: TicketScope, signature: str,
-               device_id: str | None = None, site_id: int | None = None) -> Ticket | None:
+               device_id: str | None = None, site_id: int | None = None,
+               model: str | None = None) -> Ticket | None:
     query = select(Ticket).where(Ticket.scope == scope, Ticket.signature == signature,
                                  Ticket.state.in_(OPEN_TICKET_STATES))
     if scope is TicketScope.DEVICE:
         query = query.where(Ticket.device_id == device_id)
     elif scope is TicketScope.SITE:
         query = query.where(Ticket.site_id == site_id)
+    else:
+        query = query.where(Ticket.model == model)
     # Lock it: two joiners must not both read the old count and each write count + 1.
     return session.scalars(query.with_for_update()).first()
 
@@ -205,10 +210,10 @@ def _add_evidence(session: Session, ticket: Ticket, evidence: Evidence, actor: A
 def _create(session: Session, *, scope: TicketScope, signature: str, device: Device | None,
             site: Site | None, source: TicketSource, priority: Priority, category: Category,
             title: str, description: str, evidence: Evidence, actor: Actor,
-            now: datetime) -> Ticket | None:
+            now: datetime, model: str | None = None) -> Ticket | None:
     """Insert a ticket, or return None if another transaction just opened the same one."""
     contract = contract_for(session, site=site, on=now.date())
-    ticket = Ticket(scope=scope, signature=signature, device=device, site=site,
+    ticket = Ticket(scope=scope, signature=signature, device=device, site=site, model=model,
                     contract=contract, source=source, priority=priority, category=category,
                     title=title, description=description, created_at=now, updated_at=now,
                     state=TicketState.OPEN, evidence={"latest": evidence.as_json(),
@@ -267,7 +272,10 @@ def open_or_join(session: Session, *, device_id: str, signature: str, signal: Si
     admits one insert; a transaction that loses the race joins the winner's
     ticket instead (on PostgreSQL it waits for the winner to commit first).
     A site-wide signature (``TicketRules.site_wide``) seen on several devices of
-    one site within ``grouping.window`` is grouped under one site ticket.
+    one site within ``grouping.window`` is grouped under one site ticket. A new
+    device ticket whose signature shows on enough devices of its model at enough
+    sites (``TicketRules.fleet``) is linked to the fleet ticket of that model and
+    signature, which it opens if none is open.
     """
     grouping = grouping or SiteGrouping()
     if not signature or len(signature) > 200:
@@ -303,7 +311,13 @@ def open_or_join(session: Session, *, device_id: str, signature: str, signal: Si
                 site_ticket = _group_at_site(session, ticket=ticket, site=site,
                                              grouping=grouping, actor=actor, now=now,
                                              evidence=evidence, category=decision.category)
-            return Opened(ticket=ticket, created=True, site_ticket=site_ticket)
+            fleet_ticket = None
+            if decision.fleet_wide:
+                fleet_ticket = _group_in_fleet(session, ticket=ticket, model=device.model,
+                                               fleet=rules.fleet, actor=actor, now=now,
+                                               evidence=evidence, category=decision.category)
+            return Opened(ticket=ticket, created=True, site_ticket=site_ticket,
+                          fleet_ticket=fleet_ticket)
     raise Conflict(f"the ticket for {device_id} / {signature} changed three times in a row")
 
 
@@ -345,6 +359,95 @@ def _group_at_site(session: Session, *, ticket: Ticket, site: Site, grouping: Si
     site_ticket.evidence = {**site_ticket.evidence,
                             "devices": sorted({t.device_id for t in siblings if t.device_id})}
     return site_ticket
+
+
+def _group_in_fleet(session: Session, *, ticket: Ticket, model: str, fleet: FleetGrouping,
+                    actor: Actor, now: datetime, evidence: Evidence,
+                    category: Category) -> Ticket | None:
+    """Link a new device ticket to its model's fleet ticket for the signature, opening that
+    once enough devices at enough sites had tickets for it within ``fleet.window``.
+
+    The fleet ticket is the manager's: it lists its device tickets (``evidence``:
+    ``tickets``, ``devices``, ``sites``) and each gets a LINK event, but none becomes
+    its child. The devices still need their own repair, a site ticket stays the parent
+    of the device tickets it grouped, and the quality report counts the device tickets,
+    not the fleet ticket. Tickets cancelled as false alarms are no evidence of a defect,
+    and tickets opened before a fleet ticket for the same model and signature was finished
+    do not count again towards a new one.
+    """
+    fleet_ticket = _find_open(session, scope=TicketScope.FLEET, signature=ticket.signature,
+                              model=model)
+    if fleet_ticket is not None:
+        _add_evidence(session, fleet_ticket, evidence, actor,
+                      {"device": ticket.device_id, "ticket": ticket.id})
+        _link_to_fleet(session, fleet_ticket, [ticket], model=model, actor=actor, now=now)
+        return fleet_ticket
+    # A finished fleet ticket settled the tickets before it: a new one needs new evidence.
+    settled = session.scalar(
+        select(func.max(Ticket.closed_at)).where(
+            Ticket.scope == TicketScope.FLEET, Ticket.model == model,
+            Ticket.signature == ticket.signature, Ticket.state.not_in(OPEN_TICKET_STATES)))
+    since = max(now - fleet.window, settled) if settled is not None else now - fleet.window
+    siblings = list(session.scalars(
+        select(Ticket).join(Device, Device.id == Ticket.device_id)
+        .where(Ticket.scope == TicketScope.DEVICE, Ticket.signature == ticket.signature,
+               Device.model == model, Ticket.state != TicketState.CANCELLED,
+               Ticket.created_at >= since)
+        .order_by(Ticket.id)))
+    devices = {t.device_id for t in siblings}
+    sites = {t.site_id for t in siblings if t.site_id is not None}
+    if not fleet.reached(devices=len(devices), sites=len(sites)):
+        return None
+    for _attempt in range(3):
+        fleet_ticket = _find_open(session, scope=TicketScope.FLEET,
+                                  signature=ticket.signature, model=model)
+        if fleet_ticket is not None:
+            break
+        fleet_ticket = _create(
+            session, scope=TicketScope.FLEET, signature=ticket.signature, device=None,
+            site=None, model=model, source=TicketSource(ticket.source),
+            priority=most_urgent(*(Priority(t.priority) for t in siblings)),
+            category=category,
+            title=fleet_title(model, ticket.signature, devices=len(devices), sites=len(sites)),
+            description="The same fault signature on many devices of this model at several "
+                        "sites within days: a cause shared by the model (a batch of parts, "
+                        "a firmware defect), not by one device or one place.",
+            evidence=evidence, actor=actor, now=now)
+        if fleet_ticket is not None:
+            break
+    if fleet_ticket is None:
+        raise Conflict(f"the fleet ticket for {model} / {ticket.signature} kept changing")
+    _link_to_fleet(session, fleet_ticket, siblings, model=model, actor=actor, now=now)
+    return fleet_ticket
+
+
+def _link_to_fleet(session: Session, fleet_ticket: Ticket, tickets: Sequence[Ticket], *,
+                   model: str, actor: Actor, now: datetime) -> None:
+    """Record the links of device tickets not yet linked, and bring the fleet ticket's
+    lists, title and priority up to date (a racing transaction may have linked some)."""
+    linked = set(fleet_ticket.evidence.get("tickets", []))
+    new = [t for t in tickets if t.id not in linked]
+    if not new:
+        return
+    for device_ticket in new:
+        record_event(session, device_ticket, kind=TicketEventKind.LINK, actor=actor, at=now,
+                     note=f"linked to fleet ticket #{fleet_ticket.id}",
+                     data={"fleet_ticket_id": fleet_ticket.id})
+    devices = set(fleet_ticket.evidence.get("devices", [])) | {t.device_id for t in new}
+    sites = set(fleet_ticket.evidence.get("sites", [])) | {
+        t.site_id for t in new if t.site_id is not None}
+    fleet_ticket.evidence = {**fleet_ticket.evidence,
+                             "tickets": sorted(linked | {t.id for t in new}),
+                             "devices": sorted(d for d in devices if d),
+                             "sites": sorted(sites)}
+    fleet_ticket.title = fleet_title(model, fleet_ticket.signature, devices=len(devices),
+                                     sites=len(sites))
+    fleet_ticket.updated_at = now
+    record_event(session, fleet_ticket, kind=TicketEventKind.LINK, actor=actor, at=now,
+                 note="linked device tickets " + ", ".join(f"#{t.id}" for t in new),
+                 data={"tickets": [t.id for t in new]})
+    _raise_priority(session, fleet_ticket, most_urgent(*(Priority(t.priority) for t in new)),
+                    actor, now)
 
 
 # --- moving a ticket ---------------------------------------------------------------
@@ -407,7 +510,8 @@ def transition(session: Session, *, ticket_id: int, to: TicketState, actor: Acto
 
 
 def _follow_parent(session: Session, parent: Ticket, *, actor: Actor, now: datetime) -> None:
-    """Device tickets grouped under a site or fleet ticket finish when it finishes."""
+    """Device tickets grouped under a site ticket finish when it finishes (a fleet ticket
+    has none: its device tickets are linked, each worked on its own)."""
     if parent.scope == TicketScope.DEVICE or TicketState(parent.state) not in FINAL_TICKET_STATES:
         return
     children = session.scalars(select(Ticket).where(Ticket.parent_id == parent.id,

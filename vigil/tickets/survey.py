@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from vigil.db.enums import Channel, RoleName, TicketEventKind, TicketState
+from vigil.db.enums import Channel, RoleName, TicketEventKind, TicketScope, TicketState
 from vigil.errors import Conflict, Forbidden, InvalidRequest, NotFound
 from vigil.tickets.models import Notification, SatisfactionSurvey, Ticket
 from vigil.tickets.service import get_ticket, record_event
@@ -190,7 +190,8 @@ def issue_due(session: Session, *, now: datetime, link_base: str, email: bool,
               valid_for: timedelta = DEFAULT_VALID_FOR) -> IssueReport:
     """Issue the survey of every ticket closed in the last ``window`` that has none yet.
 
-    A ticket grouped under a site ticket is asked about through its parent. Only
+    A ticket grouped under a site ticket is asked about through its parent; a fleet
+    ticket belongs to no hospital and is asked about through its device tickets. Only
     the recent window is read, so switching the job on does not ask about years
     of old repairs. ``link_base`` is the public address the token is appended to;
     with ``email`` the customer's users get the link through the outbox.
@@ -200,6 +201,7 @@ def issue_due(session: Session, *, now: datetime, link_base: str, email: bool,
     due = list(session.scalars(
         select(Ticket.id).where(
             Ticket.state == TicketState.CLOSED, Ticket.parent_id.is_(None),
+            Ticket.scope != TicketScope.FLEET,
             Ticket.closed_at >= now - window, Ticket.closed_at <= now,
             ~exists().where(SatisfactionSurvey.ticket_id == Ticket.id))
         .order_by(Ticket.id)))

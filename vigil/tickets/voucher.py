@@ -163,7 +163,7 @@ def gather(session: Session, ticket: Ticket, now: datetime) -> VoucherData:
     device = ticket.device
     return VoucherData(
         ticket_id=ticket.id, title=ticket.title, priority=ticket.priority, state=ticket.state,
-        serial=device.serial if device else None, model=device.model if device else None,
+        serial=device.serial if device else None, model=ticket.device_model,
         udi=device.udi if device else None, site=ticket.site.name if ticket.site else None,
         reported_at=ticket.created_at, responded_at=ticket.responded_at,
         diagnosed_at=ticket.diagnosed_at, restored_at=ticket.restored_at,

@@ -118,9 +118,8 @@ class _Directory:
             if current is Target.ASSIGNEE:
                 people = [ticket.assigned_to] if ticket.assigned_to is not None else []
             elif current is Target.ON_DUTY:
-                model = ticket.device.model if ticket.device is not None else None
                 people = [self.users[c.user_id] for c in
-                          rank(self.candidates, model=model, region=None, now=now)]
+                          rank(self.candidates, model=ticket.device_model, region=None, now=now)]
             else:
                 people = list(self.managers)
             people = [p for p in people if p.active]
