@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     CheckConstraint,
+    Computed,
     Float,
     ForeignKey,
     Index,
@@ -15,9 +16,13 @@ from sqlalchemy import (
     SmallInteger,
     String,
     UniqueConstraint,
+    false,
     text,
 )
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, mapped_column, relationship
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.functions import FunctionElement
 
 from vigil.db.base import Base, BigId, enum_column, in_range, timezone_name, utcnow
 from vigil.db.enums import (
@@ -42,6 +47,29 @@ _FINAL_STATES_SQL = ", ".join(f"'{state.value}'" for state in sorted(FINAL_TICKE
 OPEN_TICKET_PREDICATE = text(f"state NOT IN ({_FINAL_STATES_SQL})")
 _OPEN_SITE_PREDICATE = text(f"scope = 'site' AND state NOT IN ({_FINAL_STATES_SQL})")
 _OPEN_FLEET_PREDICATE = text(f"scope = 'fleet' AND state NOT IN ({_FINAL_STATES_SQL})")
+
+
+# The lead time a prediction gave, in hours: ``hours_to_failure`` in the data of the oldest
+# evidence piece kept (``recent[0]``), when it is a number. The same text is in migration 0011.
+_PG_LEAD, _SQLITE_LEAD = "'{recent,0,data,hours_to_failure}'", "'$.recent[0].data.hours_to_failure'"
+LEAD_HOURS_SQL = {
+    "postgresql": f"CASE WHEN json_typeof(evidence #> {_PG_LEAD}) = 'number' "
+                  f"THEN CAST(evidence #>> {_PG_LEAD} AS DOUBLE PRECISION) END",
+    "sqlite": f"CASE WHEN json_type(evidence, {_SQLITE_LEAD}) IN ('integer', 'real') "
+              f"THEN json_extract(evidence, {_SQLITE_LEAD}) END",
+}
+
+
+class lead_hours_of_evidence(FunctionElement[float]):  # noqa: N801 (an SQL function's name)
+    """The generated ``tickets.lead_hours``: each database has its own JSON functions."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(lead_hours_of_evidence)
+def _lead_hours_sql(element: lead_hours_of_evidence, compiler: SQLCompiler, **kw: Any) -> str:
+    return LEAD_HOURS_SQL[compiler.dialect.name]
 
 
 class Contract(Base):
@@ -177,6 +205,12 @@ class Ticket(Base):
     satisfaction_comment: Mapped[str | None] = mapped_column(String(2000))
     signed_off_at: Mapped[datetime | None]
     signed_off_by_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # Figures the service-quality report reads from every ticket of a period, kept on the row
+    # so it neither joins the surveys nor parses the evidence per ticket (see migration 0011):
+    # whether a satisfaction survey was issued (triggers on satisfaction_surveys keep it), and
+    # the lead time in hours the first kept evidence piece gave (generated from ``evidence``).
+    surveyed: Mapped[bool] = mapped_column(default=False, server_default=false())
+    lead_hours: Mapped[float | None] = mapped_column(Float, Computed(lead_hours_of_evidence()))
 
     device: Mapped[Device | None] = relationship()
     site: Mapped[Site | None] = relationship()
