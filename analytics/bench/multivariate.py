@@ -68,7 +68,7 @@ def labels(frame: pd.DataFrame, truth: dict[str, Any], *, days_before: float
            ) -> pd.DataFrame:
     """Per row: ``healthy``, ``quiet`` (healthy and no glitch or site episode), ``before``
     (within ``days_before`` of a predictable failure)."""
-    t = frame.index.asi8 // 1_000_000
+    t = frame.index.as_unit("ms").asi8
     device = frame[DEVICE].to_numpy()
     out = pd.DataFrame({"healthy": True, "quiet": True, "before": False}, index=range(len(t)))
     sites = {d["device"]: d["site"] for d in truth["devices"]}
