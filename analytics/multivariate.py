@@ -16,6 +16,11 @@ rows in the "healthy" history move nothing much. Two methods:
   Gaussian fit; catches a reading that breaks the usual relation between
   metrics even when each metric alone looks normal.
 - ``"isolation_forest"``: no distributional assumption, for multimodal data.
+
+:class:`WindowDetector`, which the jobs train and score with, rates a device's
+window of recent steps instead of one row (:func:`window_features`: level,
+spread and change of each metric, and a dead sensor's evidence, its missing
+share and whether it is stuck), with the same calibration and sign conventions.
 """
 
 from __future__ import annotations
