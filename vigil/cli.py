@@ -38,6 +38,8 @@ BENCHMARKS: dict[str, tuple[str, str]] = {
     "cmapss": ("analytics.bench.cmapss", "failure prediction on C-MAPSS FD001"),
     "prediction": ("analytics.bench.prediction",
                    "failure prediction trained on one simulated fleet, judged on another"),
+    "multivariate": ("analytics.bench.multivariate",
+                     "multivariate detectors fitted on one simulated fleet, judged on another"),
     "scoring": ("analytics.jobs.bench", "streaming scoring job: device-days scored per CPU second"),
     "api": ("api.bench", "API requests per second and latency under concurrent clients"),
     "desk": ("vigil.tickets.bench", "SLA watchdog pass and quality report over a large desk"),

@@ -138,10 +138,16 @@ def decode_states(blob: bytes | None) -> tuple[dict[str, StreamingDetector], lis
 
 
 def new_multivariate() -> Any:
-    """A multivariate detector with its defaults (robust Mahalanobis distance)."""
-    from analytics.multivariate import MultivariateDetector
+    """A multivariate detector with its defaults: each step rated by the window ending at it."""
+    from analytics.multivariate import WindowDetector
 
-    return MultivariateDetector()
+    return WindowDetector()
+
+
+def multivariate_context(model: Any) -> int:
+    """Steps before the first scored one that its window reads (0 for a one-row detector)."""
+    window = getattr(model, "window", 1)
+    return max(0, int(window) - 1) if isinstance(window, int) else 0
 
 
 def multivariate_anomaly(model: Any, frame: pd.DataFrame) -> np.ndarray:
@@ -158,8 +164,27 @@ def multivariate_anomaly(model: Any, frame: pd.DataFrame) -> np.ndarray:
 
 
 def multivariate_flags(model: Any, frame: pd.DataFrame) -> np.ndarray:
-    """True where a row is an outlier at the detector's own threshold."""
-    return multivariate_anomaly(model, frame) >= float(model.threshold)
+    """True where a row is an outlier at the detector's own threshold.
+
+    ``frame`` may hold several devices (a ``device`` column): a windowed detector takes each
+    device's windows apart.
+    """
+    import numpy as np
+
+    predict = getattr(model, "predict", None)
+    if predict is not None:
+        return np.asarray(predict(frame)) == -1
+    return multivariate_anomaly(model, frame) > float(model.threshold)
+
+
+def multivariate_sensor_faults(model: Any, frame: pd.DataFrame) -> np.ndarray:
+    """True where a row's window shows a dead or stuck sensor (never, for a one-row detector)."""
+    import numpy as np
+
+    faults = getattr(model, "sensor_faults", None)
+    if faults is None:
+        return np.zeros(len(frame), dtype=bool)
+    return np.asarray(faults(frame), dtype=bool)
 
 
 def multivariate_features(model: Any) -> list[str]:
@@ -170,8 +195,10 @@ def multivariate_features(model: Any) -> list[str]:
     return [str(n) for n in names]
 
 
-def multivariate_steps(model: Any, frame: pd.DataFrame) -> list[float]:
-    """Anomaly per row of resampled readings; NaN where the row has none of the model's metrics."""
+def multivariate_steps(model: Any, frame: pd.DataFrame, *, context: int = 0) -> list[float]:
+    """Anomaly per row of one device's resampled readings, each rated with the rows before it
+    (a windowed detector's window); NaN where the row has none of the model's metrics. The
+    first ``context`` rows are only history for the windows: no score is returned for them."""
     features = multivariate_features(model)
     rows = frame.reindex(columns=features)
     known = rows.notna().any(axis=1).to_numpy()
@@ -180,4 +207,4 @@ def multivariate_steps(model: Any, frame: pd.DataFrame) -> list[float]:
         for i, value in zip(known.nonzero()[0], multivariate_anomaly(model, rows[known]),
                             strict=True):
             out[int(i)] = float(value)
-    return out
+    return out[context:]

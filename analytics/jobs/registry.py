@@ -28,7 +28,8 @@ from sqlalchemy.orm import Session
 from vigil.scoring.models import ModelStatus, ModelVersion
 
 # Classes a stored model may be rebuilt as; nothing else is ever imported from a stored name.
-ALLOWED_CLASSES = frozenset({"analytics.multivariate.MultivariateDetector"})
+ALLOWED_CLASSES = frozenset({"analytics.multivariate.MultivariateDetector",
+                             "analytics.multivariate.WindowDetector"})
 
 
 class UnsafeModel(ValueError):

@@ -4,7 +4,9 @@ Healthy history only: each device's readings, resampled to its model's
 scoring step, minus the time around its tickets for real faults (from
 ``FAULT_LEAD`` before a ticket opened, while the device was degrading, until
 the ticket was restored or closed; a ticket cancelled as a false alarm does
-not count). Cross-validation holds out whole devices (folds grouped by
+not count) and its maintenance (:func:`unhealthy_periods`). The detector rates
+windows of steps, cut where history is cut, so no window joins the two sides
+of a fault or a visit. Cross-validation holds out whole devices (folds grouped by
 device), since the detector must serve devices it never saw. The figure
 compared for promotion is the calibration error on held-out devices: how far
 the share of healthy rows flagged is from the share the threshold promises
@@ -23,7 +25,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -34,13 +36,18 @@ from sqlalchemy.orm import Session
 from analytics.jobs import detector as adapter
 from analytics.jobs import registry
 from vigil.config import ScoringSettings
-from vigil.db.enums import TicketScope, TicketState
+from vigil.db.enums import DeviceState, TicketScope, TicketSource, TicketState
 from vigil.devices.models import Device
+from vigil.maintenance.models import MaintenanceRecord
 from vigil.scoring.models import ModelVersion
 from vigil.telemetry.store import TelemetryStore
 from vigil.tickets.models import Ticket
 
 FAULT_LEAD = timedelta(days=14)
+# A maintenance record says when the work was recorded, not how long the visit took (the
+# simulator's preventive visits and repairs last 1 to 4 h).
+MAINTENANCE_MARGIN = timedelta(hours=12)
+OUT_OF_TOLERANCE = ":out_of_tolerance"  # a plan's corrective ticket: a fault, not planned work
 MIN_DEVICES = 2
 MIN_ROWS = 200
 
@@ -57,7 +64,15 @@ class Outcome:
 def unhealthy_periods(
     session: Session, *, device_ids: Sequence[str], end: datetime
 ) -> dict[str, list[tuple[datetime, datetime]]]:
-    """Per device, the periods around its real-fault tickets."""
+    """Per device, the periods that are not healthy history: its faults and its maintenance.
+
+    A device ticket (not cancelled) cuts from ``FAULT_LEAD`` before it opened until
+    restored or closed; a maintenance plan's ticket for due work cuts from its opening to
+    its closing only (planned work, no fault to lead up to; an out-of-tolerance finding is
+    a fault). Devices report maintenance on their status topic, but only the latest status
+    is kept, so past visits are known from their records: ``MAINTENANCE_MARGIN`` either side
+    of each record's time, and a device in maintenance now from its status onwards.
+    """
     periods: dict[str, list[tuple[datetime, datetime]]] = {}
     tickets = session.scalars(select(Ticket).where(
         Ticket.scope == TicketScope.DEVICE.value, Ticket.device_id.in_(device_ids),
@@ -65,7 +80,22 @@ def unhealthy_periods(
     for ticket in tickets:
         opened = ticket.first_seen_at or ticket.created_at
         closed = ticket.restored_at or ticket.closed_at or end
-        periods.setdefault(str(ticket.device_id), []).append((opened - FAULT_LEAD, closed))
+        planned = (ticket.source == TicketSource.MAINTENANCE_PLAN.value
+                   and not ticket.signature.endswith(OUT_OF_TOLERANCE))
+        periods.setdefault(str(ticket.device_id), []).append(
+            (opened if planned else opened - FAULT_LEAD, closed))
+    records = session.execute(select(MaintenanceRecord.device_id, MaintenanceRecord.performed_at)
+                              .where(MaintenanceRecord.device_id.in_(device_ids)))
+    for device_id, performed in records:
+        periods.setdefault(str(device_id), []).append(
+            (performed - MAINTENANCE_MARGIN, performed + MAINTENANCE_MARGIN))
+    in_maintenance = session.execute(select(Device.id, Device.status_detail).where(
+        Device.id.in_(device_ids), Device.state == DeviceState.MAINTENANCE.value))
+    for device_id, detail in in_maintenance:
+        since_ms = (detail or {}).get("status_ts")
+        since = (datetime.fromtimestamp(since_ms / 1000, UTC) if isinstance(since_ms, int)
+                 else end - MAINTENANCE_MARGIN)
+        periods.setdefault(str(device_id), []).append((since, end))
     return periods
 
 
@@ -92,6 +122,15 @@ def healthy_history(
     return pd.concat(frames).sort_index()
 
 
+def healthy_flag_rate(model: Any, history: pd.DataFrame) -> float:
+    """Share of the history's steps flagged, each rated by its device's window ending there;
+    steps whose window shows a dead or stuck sensor are left out (a sensor fault is no
+    healthy step, and the detector learns without them)."""
+    flagged = adapter.multivariate_flags(model, history)
+    kept = ~adapter.multivariate_sensor_faults(model, history)
+    return float(np.mean(flagged[kept])) if kept.any() else 0.0
+
+
 def cross_validate(history: pd.DataFrame, *, folds: int = 5) -> dict[str, Any]:
     """Held-out-device calibration of the multivariate detector."""
     devices = np.array(sorted(history["device"].unique()))
@@ -100,10 +139,9 @@ def cross_validate(history: pd.DataFrame, *, folds: int = 5) -> dict[str, Any]:
     rates, errors = [], []
     for k in range(folds):
         held = set(devices[k::folds])
-        test = history["device"].isin(held)
-        model = adapter.new_multivariate().fit(history.loc[~test, metrics])
-        flagged = adapter.multivariate_flags(model, history.loc[test, metrics])
-        rate = float(np.mean(flagged))
+        test = history["device"].isin(held).to_numpy()
+        model = adapter.new_multivariate().fit(history[~test])
+        rate = healthy_flag_rate(model, history[test])
         rates.append(rate)
         errors.append(abs(rate - (1.0 - float(model.threshold))))
     return {"cv_calibration_error": float(np.mean(errors)),
@@ -112,9 +150,7 @@ def cross_validate(history: pd.DataFrame, *, folds: int = 5) -> dict[str, Any]:
 
 
 def calibration_error(model: Any, history: pd.DataFrame) -> float:
-    frame = history.reindex(columns=list(history.columns.drop("device")))
-    rate = float(np.mean(adapter.multivariate_flags(model, frame)))
-    return abs(rate - (1.0 - float(model.threshold)))
+    return abs(healthy_flag_rate(model, history) - (1.0 - float(model.threshold)))
 
 
 @dataclass(frozen=True)
@@ -137,7 +173,7 @@ def train_candidate(
     if history.empty or history["device"].nunique() < MIN_DEVICES or len(history) < MIN_ROWS:
         return Outcome(name, None, False, "not enough healthy history")
     figures = cross_validate(history)
-    fitted = adapter.new_multivariate().fit(history[figures["metrics"]])
+    fitted = adapter.new_multivariate().fit(history)
     trained = registry.Trained(
         name=name, kind="multivariate", params=registry.estimator_to_params(fitted),
         score=figures["cv_calibration_error"], higher_is_better=False, metrics=figures,

@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -97,8 +98,11 @@ def score_device(
     """Score the device's complete steps after its watermark (at most ``max_steps_per_pass``).
 
     ``multivariate``: the promoted multivariate detector of the device's model, if any; its
-    anomaly per step goes to the scores as field ``multivariate`` (no alarms yet: at its
-    threshold of 0.99 a healthy device would alarm about three times a day).
+    anomaly per step, rated by the window ending at that step (read back before the
+    watermark as far as the window reaches), goes to the scores as field ``multivariate``.
+    It raises no alarms: on a simulated fleet it flagged 1.2 % of healthy steps (three or
+    four a day per device at 5-minute steps) and only 3.0 % of the steps in the week before
+    a failure (``vigil bench multivariate``), so alarms on it would be mostly false.
     """
     result = DeviceResult(device.id)
     step_s = settings.step_for(device.model)
@@ -179,7 +183,15 @@ def score_device(
                 result.alarms += 1
         result.samples += len(rows)
     if multivariate is not None:
-        for i, value in enumerate(adapter.multivariate_steps(multivariate, frame)):
+        history = frame
+        context = adapter.multivariate_context(multivariate)
+        if context:  # the first steps' windows reach back before this pass
+            before = store.query(device.id, frame.index[0] - context * interval,
+                                 frame.index[0], interval=interval, measurement=measurement)
+            history = pd.concat([before, frame])
+            context = len(before)
+        for i, value in enumerate(adapter.multivariate_steps(multivariate, history,
+                                                              context=context)):
             if math.isfinite(value):
                 per_step[i][MULTIVARIATE] = value
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from analytics.jobs import registry
-from analytics.multivariate import MultivariateDetector
+from analytics.multivariate import MultivariateDetector, WindowDetector
 from tests.jobs.conftest import T0
 from vigil.db.session import transaction
 from vigil.scoring.models import ModelVersion
@@ -92,3 +92,22 @@ def test_a_multivariate_detector_round_trips_as_plain_json(factory) -> None:
     forest = MultivariateDetector(method="isolation_forest", n_estimators=10).fit(healthy)
     with pytest.raises(registry.UnsafeModel):
         registry.estimator_to_params(forest)
+
+
+def test_a_window_detector_round_trips_as_plain_json(factory) -> None:
+    rng = np.random.default_rng(1)
+    a = rng.normal(size=3000)
+    index = pd.date_range("2026-01-01", periods=3000, freq="5min", tz="UTC")
+    healthy = pd.DataFrame({"current": a, "flow": 2 * a + rng.normal(scale=0.1, size=3000)},
+                           index=index)
+    model = WindowDetector(window=6).fit(healthy)
+    with transaction(factory) as session:
+        row = registry.register(session, trained=trained(0.01, params=registry.estimator_to_params(
+            model)), now=T0)
+        registry.promote_if_better(session, candidate=row, now=T0)
+    with factory() as session:
+        loaded = registry.load(registry.promoted(session, name="multivariate:infusion_pump"))
+    assert isinstance(loaded, WindowDetector) and loaded.window == 6
+    odd = healthy.iloc[:100].assign(flow=0.0)
+    assert np.array_equal(loaded.anomaly_score(odd), model.anomaly_score(odd))
+    assert (loaded.predict(odd)[10:] == -1).all()
