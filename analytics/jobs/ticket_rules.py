@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
@@ -282,7 +282,7 @@ def alarm_pass(
     by_id = {a.id: a for a in (*recent, *pending)}
     episodes = _open_episodes(session, device_ids={f.device_id for f in found},
                               since=now - window, rules=rules)
-    opened = joined = refused = 0
+    filed = Filed()
     for finding in found:
         signature = finding.signature
         if not rules.site_wide(signature):
@@ -299,23 +299,16 @@ def alarm_pass(
             signal=Signal(source=TicketSource.ANALYTICS, score=peak.score),
             title=f"Unusual {finding.metric} on {finding.device_id}",
             evidence=evidence_of(finding, shown), now=now, rules=rules)
-        if result is None:
-            refused += 1
-            continue
-        opened += result.created
-        joined += not result.created
-        for alarm in finding.alarms:
-            row = by_id[alarm.id]
-            if row.ticket_id is None:
-                row.ticket_id = result.ticket.id
+        filed.count(result)
+        if result is not None:
+            _link((by_id[a.id] for a in finding.alarms), result)
     # A held finding's alarms wait for the devices beside it while they are inside the window.
     waiting = {a.id for f in held for a in f.alarms if a.ts > now - window}
     for row in pending:
         if row.id not in waiting:
             row.handled_at = now
     return {"alarms": len(pending), "in_maintenance": len(pending) - len(live),
-            "held_alarms": len(waiting), "tickets_opened": opened, "tickets_joined": joined,
-            "refused": refused}
+            "held_alarms": len(waiting), **filed.figures()}
 
 
 def _open_episodes(session: Session, *, device_ids: Collection[str], since: datetime,
@@ -345,6 +338,34 @@ def _open_site_tickets(session: Session, signatures: Collection[str]) -> set[tup
         Ticket.scope == TicketScope.SITE.value, Ticket.signature.in_(signatures),
         Ticket.state.in_(OPEN_TICKET_STATES)))
     return {(int(site), str(signature)) for site, signature in rows if site is not None}
+
+
+@dataclass
+class Filed:
+    """What one pass's filings came to, for its log line."""
+
+    opened: int = 0
+    joined: int = 0
+    refused: int = 0
+
+    def count(self, result: Opened | None) -> None:
+        """Count one ``file_ticket`` result (None: the desk refused it)."""
+        if result is None:
+            self.refused += 1
+        else:
+            self.opened += result.created
+            self.joined += not result.created
+
+    def figures(self) -> dict[str, int]:
+        return {"tickets_opened": self.opened, "tickets_joined": self.joined,
+                "refused": self.refused}
+
+
+def _link(rows: Iterable[AnomalyAlarm | Prediction], result: Opened) -> None:
+    """Point the rows a ticket rests on at it; a row keeps the ticket it first led to."""
+    for row in rows:
+        if row.ticket_id is None:
+            row.ticket_id = result.ticket.id
 
 
 def file_ticket(session: Session, *, device_id: str, signature: str, signal: Signal, title: str,
@@ -542,7 +563,7 @@ def prediction_pass(
         min_probability=settings.prediction_probability, min_passes=settings.prediction_passes,
         since=last_repair, damped=damped, damping_factor=settings.damping_factor)
     by_id = {p.id: p for p in (*recent, *pending)}
-    opened = joined = refused = 0
+    filed = Filed()
     for item in found:
         p = item.latest
         shown = None
@@ -560,16 +581,10 @@ def prediction_pass(
             session, device_id=item.device_id, signature=item.signature, signal=signal,
             title=f"Predicted failure ({p.fault}) of {item.device_id}",
             evidence=prediction_evidence(item, shown), now=now, rules=rules)
-        if result is None:
-            refused += 1
-            continue
-        opened += result.created
-        joined += not result.created
-        for q in item.predictions:
-            row = by_id[q.id]
-            if row.ticket_id is None:
-                row.ticket_id = result.ticket.id
+        filed.count(result)
+        if result is not None:
+            _link((by_id[q.id] for q in item.predictions), result)
     for row in pending:
         row.handled_at = now
     return {"considered": len(pending), "in_maintenance": len(pending) - len(live),
-            "tickets_opened": opened, "tickets_joined": joined, "refused": refused}
+            **filed.figures()}
