@@ -50,6 +50,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
+from functools import partial
 from typing import Any
 
 import pandas as pd
@@ -71,8 +72,14 @@ from vigil.errors import DomainError
 from vigil.scoring.models import AnomalyAlarm
 from vigil.telemetry.store import TelemetryStore
 from vigil.tickets.models import Ticket, TicketEvent
-from vigil.tickets.priority import Signal, TicketRules
-from vigil.tickets.service import Evidence, Opened, SiteGrouping, open_or_join
+from vigil.tickets.priority import Signal, SiteEpisode, TicketRules
+from vigil.tickets.service import (
+    Evidence,
+    Opened,
+    SiteGrouping,
+    open_or_join,
+    open_or_join_site,
+)
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +174,58 @@ def corroborated(
         else:
             held.append(finding)
     return to_file, held
+
+
+@dataclass(frozen=True, slots=True)
+class SiteFinding:
+    """Most of a site's devices alarming on one site-wide reading at once: a site episode."""
+
+    site_id: int
+    metric: str
+    alarms: tuple[AlarmView, ...]
+    devices_at_site: int
+
+    @property
+    def signature(self) -> str:
+        return f"{PREFIX}{self.metric}"
+
+    @property
+    def devices(self) -> tuple[str, ...]:
+        return tuple(sorted({a.device_id for a in self.alarms}))
+
+
+def site_findings(
+    new: Sequence[AlarmView], recent: Sequence[AlarmView], *, site_of: Mapping[str, int | None],
+    devices_at_site: Mapping[int, int], site_wide: Callable[[str], bool], episode: SiteEpisode,
+    min_devices: int,
+) -> list[SiteFinding]:
+    """Per site and site-wide metric with a new alarm: the ``episode.window`` ending at a new
+    alarm in which the most devices of the site alarmed, if they are ``episode.needed`` of the
+    site's devices. ``recent``: the site's earlier alarms (handled ones too)."""
+    keys: set[tuple[int, str]] = set()
+    for a in new:
+        site = site_of.get(a.device_id)
+        if site is not None and site_wide(f"{PREFIX}{a.metric}"):
+            keys.add((site, a.metric))
+    by_key: dict[tuple[int, str], dict[int, AlarmView]] = {k: {} for k in keys}
+    for a in (*recent, *new):
+        site = site_of.get(a.device_id)
+        bucket = None if site is None else by_key.get((site, a.metric))
+        if bucket is not None:
+            bucket[a.id] = a
+    new_ids = {a.id for a in new}
+    out = []
+    for site, metric in sorted(keys):
+        alarms = sorted(by_key[site, metric].values(), key=lambda a: (a.ts, a.id))
+        need = episode.needed(devices_at_site.get(site, 0), least=min_devices)
+        best: tuple[AlarmView, ...] = ()
+        for end in (a for a in alarms if a.id in new_ids):
+            inside = tuple(a for a in alarms if end.ts - episode.window < a.ts <= end.ts)
+            if len({a.device_id for a in inside}) > len({a.device_id for a in best}):
+                best = inside
+        if len({a.device_id for a in best}) >= need:
+            out.append(SiteFinding(site, metric, best, devices_at_site.get(site, 0)))
+    return out
 
 
 def readings_window(
@@ -272,6 +331,9 @@ def alarm_pass(
     damped = {key: settings.min_alarms * settings.damping_factor
               for key in false_alarms(session, device_ids={a.device_id for a in live},
                                       since=now - timedelta(days=settings.damping_days))}
+    filed = Filed()
+    episodes_filed = _site_pass(session, live, devices=devices, now=now, rules=rules,
+                                filed=filed)
     found, held = corroborated(
         findings([_view(a) for a in live], [_view(a) for a in recent],
                  min_alarms=settings.min_alarms, window=window, damped=damped),
@@ -282,7 +344,6 @@ def alarm_pass(
     by_id = {a.id: a for a in (*recent, *pending)}
     episodes = _open_episodes(session, device_ids={f.device_id for f in found},
                               since=now - window, rules=rules)
-    filed = Filed()
     for finding in found:
         signature = finding.signature
         if not rules.site_wide(signature):
@@ -308,7 +369,55 @@ def alarm_pass(
         if row.id not in waiting:
             row.handled_at = now
     return {"alarms": len(pending), "in_maintenance": len(pending) - len(live),
-            "held_alarms": len(waiting), **filed.figures()}
+            "held_alarms": len(waiting), "site_episodes": episodes_filed, **filed.figures()}
+
+
+def _site_pass(session: Session, live: Sequence[AnomalyAlarm], *, devices: Mapping[str, Device],
+               now: datetime, rules: TicketRules, filed: Filed) -> int:
+    """File the site episodes among the pass's alarms (:func:`site_findings`) as site tickets,
+    before the device findings, which then join them. Returns how many it filed or joined."""
+    wide = [a for a in live if rules.site_wide(PREFIX + a.metric)]
+    sites = {devices[a.device_id].site_id for a in wide} - {None}
+    if not sites:
+        return 0
+    episode = rules.site_episode
+    working = Device.state.is_distinct_from(DeviceState.MAINTENANCE.value)
+    rows = session.execute(
+        select(AnomalyAlarm, Device.site_id).join(Device, Device.id == AnomalyAlarm.device_id)
+        .where(Device.site_id.in_(sites), working,
+               AnomalyAlarm.metric.in_({a.metric for a in wide}),
+               AnomalyAlarm.ts > min(a.ts for a in wide) - episode.window,
+               AnomalyAlarm.ts <= now)).all()
+    sizes = {int(site): int(n) for site, n in session.execute(
+        select(Device.site_id, func.count()).where(Device.site_id.in_(sites), working)
+        .group_by(Device.site_id)) if site is not None}
+    by_id = {alarm.id: alarm for alarm in (*live, *(alarm for alarm, _site in rows))}
+    site_of: dict[str, int | None] = {alarm.device_id: site for alarm, site in rows}
+    site_of.update({d: device.site_id for d, device in devices.items()})
+    found = site_findings([_view(a) for a in wide], [_view(a) for a, _site in rows],
+                          site_of=site_of, devices_at_site=sizes, site_wide=rules.site_wide,
+                          episode=episode, min_devices=GROUPING.min_devices)
+    for finding in found:
+        peak = max(finding.alarms, key=lambda a: (a.score, a.ts))
+        seen = len(finding.devices)
+        evidence = Evidence(
+            at=max(a.ts for a in finding.alarms), score=peak.score,
+            summary=(f"{finding.metric}: {seen} of the site's {finding.devices_at_site} devices "
+                     f"alarmed within {episode.window}, peak score {peak.score:.3f}"),
+            data={"metric": finding.metric, "devices": list(finding.devices),
+                  "alarms": [{"device": a.device_id, "ts": a.ts.isoformat(),
+                              "score": round(a.score, 4), "value": a.value}
+                             for a in finding.alarms]})
+        result = _refusable(session, f"site {finding.site_id} {finding.signature}", partial(
+            open_or_join_site, session, site_id=finding.site_id, signature=finding.signature,
+            signal=Signal(source=TicketSource.ANALYTICS, score=peak.score),
+            title=f"Site-wide: {finding.metric} on {seen} of {finding.devices_at_site} devices "
+                  "at once",
+            evidence=evidence, devices=finding.devices, now=now, rules=rules))
+        filed.count(result)
+        if result is not None:
+            _link((by_id[a.id] for a in finding.alarms), result)
+    return len(found)
 
 
 def _open_episodes(session: Session, *, device_ids: Collection[str], since: datetime,
@@ -372,12 +481,18 @@ def file_ticket(session: Session, *, device_id: str, signature: str, signal: Sig
                 evidence: Evidence, now: datetime, rules: TicketRules) -> Opened | None:
     """``open_or_join`` in a savepoint; None (logged) when the desk refuses, so that one refused
     finding or prediction does not hold back the others."""
+    return _refusable(session, f"{device_id} {signature}", partial(
+        open_or_join, session, device_id=device_id, signature=signature, signal=signal,
+        title=title, evidence=evidence, now=now, rules=rules))
+
+
+def _refusable(session: Session, what: str, call: Callable[[], Opened]) -> Opened | None:
+    """Run one filing in a savepoint; None (logged) when the desk refuses it."""
     try:
         with session.begin_nested():
-            return open_or_join(session, device_id=device_id, signature=signature, signal=signal,
-                                title=title, evidence=evidence, now=now, rules=rules)
+            return call()
     except DomainError as exc:
-        log.error("no ticket for %s %s: %s", device_id, signature, exc)
+        log.error("no ticket for %s: %s", what, exc)
         return None
 
 

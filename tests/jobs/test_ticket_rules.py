@@ -242,3 +242,47 @@ def test_findings_on_several_of_a_device_s_readings_are_one_ticket(factory) -> N
     add_alarms(factory, "dev-000", "pressure", [40, 41, 42])  # more than a day later
     run(factory, now=T0 + 43 * HOUR)
     assert "anomaly:pressure" in {t.signature for t in tickets(factory)}
+
+
+def test_most_of_a_site_alarming_at_once_is_a_site_episode() -> None:
+    from analytics.jobs.ticket_rules import site_findings
+
+    site_of = {"a": 1, "b": 1, "c": 1, "d": 1, "e": 2}
+    sizes = {1: 4, 2: 1}
+
+    def found(new, recent=()):
+        return [(f.site_id, f.metric, f.devices) for f in site_findings(
+            new, list(recent), site_of=site_of, devices_at_site=sizes,
+            site_wide=RULES.site_wide, episode=RULES.site_episode, min_devices=3)]
+
+    sag = [alarm(1, 1.0, "supply_voltage_v", "a"), alarm(2, 1.5, "supply_voltage_v", "b")]
+    assert found(sag) == []  # two of four devices
+    third = alarm(3, 2.5, "supply_voltage_v", "c")
+    assert found([third], sag) == [(1, "supply_voltage_v", ("a", "b", "c"))]
+    late = alarm(4, 3.4, "supply_voltage_v", "d")  # over two hours after the first: a apart
+    assert found([late], [*sag, third]) == [(1, "supply_voltage_v", ("b", "c", "d"))]
+    assert found([alarm(5, 9.0, "supply_voltage_v", "a")], [*sag, third]) == []  # old news
+    # A device's own reading is never a site episode; nor is a site too small for the grouping.
+    assert found([alarm(6, 1, "flow", d) for d in "abcd"]) == []
+    assert found([alarm(7, 1, "ambient_temp_c", "e")]) == []
+
+
+def test_a_site_episode_seen_once_by_each_device_is_one_site_ticket(factory) -> None:
+    add_fleet(factory, 4)
+    for i, device in enumerate(["dev-000", "dev-001", "dev-002"]):
+        add_alarms(factory, device, "supply_voltage_v", [1 + i / 4])
+    add_alarms(factory, "dev-003", "ambient_temp_c", [1])  # the room: held, one device alone
+    outcome = run(factory)
+    assert (outcome["site_episodes"], outcome["tickets_opened"]) == (1, 1)
+    [site_ticket] = tickets(factory)
+    assert (site_ticket.scope, site_ticket.device_id) == ("site", None)
+    assert site_ticket.evidence["devices"] == ["dev-000", "dev-001", "dev-002"]
+    with factory() as session:
+        linked = session.scalars(select(AnomalyAlarm.ticket_id).where(
+            AnomalyAlarm.metric == "supply_voltage_v")).all()
+    assert linked == [site_ticket.id] * 3
+    # The fourth device's own finding on the reading joins the open site ticket.
+    add_alarms(factory, "dev-003", "supply_voltage_v", [6, 7, 8])
+    outcome = run(factory, now=T0 + 13 * HOUR)
+    assert (outcome["tickets_opened"], outcome["tickets_joined"]) == (0, 1)
+    assert [t.id for t in tickets(factory)] == [site_ticket.id]

@@ -121,6 +121,10 @@ def _doc(**changes: Any) -> dict[str, Any]:
      "site_grouping.site_only: a list"),
     ({"site_grouping": {"signatures": ["*ambient*"], "site_only": ["*humidity*"]}},
      "not among its signatures"),
+    ({"site_grouping": {"signatures": ["*ambient*"], "episode_share": 1.5}},
+     "site_grouping.episode_share"),
+    ({"site_grouping": {"signatures": ["*ambient*"], "episode_minutes": 0}},
+     "site_grouping.episode_minutes"),
 ])
 def test_bad_rules_are_refused_with_the_entry_named(changes: dict[str, Any],
                                                     message: str) -> None:
@@ -210,3 +214,10 @@ def test_bad_fleet_grouping_is_refused_with_the_entry_named(fleet: dict[str, Any
 def test_fleet_grouping_must_be_a_table() -> None:
     with pytest.raises(RulesError, match="fleet_grouping: a table"):
         TicketRules.from_document(_doc(fleet_grouping=[5]))
+
+
+def test_a_site_episode_needs_most_of_the_site_and_at_least_the_grouping_s_devices() -> None:
+    episode = RULES.site_episode
+    assert (episode.share, episode.window) == (0.75, timedelta(hours=2))
+    assert episode.needed(33, least=3) == 25
+    assert episode.needed(2, least=3) == 3

@@ -21,7 +21,7 @@ from vigil.db.enums import (
     TicketSource,
     TicketState,
 )
-from vigil.errors import Conflict, Forbidden, InvalidTransition, NotFound
+from vigil.errors import Conflict, Forbidden, InvalidRequest, InvalidTransition, NotFound
 from vigil.tickets import service
 from vigil.tickets.models import Contract, Ticket, TicketEvent
 from vigil.tickets.priority import Signal, TicketRules
@@ -240,6 +240,52 @@ def test_a_site_wide_cause_is_one_site_ticket(factory: sessionmaker[Session], or
     with factory() as s:
         states = s.scalars(select(Ticket.state).where(Ticket.parent_id == site_id)).all()
         assert states == [TicketState.CANCELLED] * 3
+
+
+def test_a_site_episode_opens_the_site_ticket_and_groups_the_open_device_tickets(
+        factory: sessionmaker[Session], org: Org) -> None:
+    strange = Signal(TicketSource.ANALYTICS, score=0.95)
+    with factory() as s, s.begin():
+        open_one(s, device="vent-1", signature="anomaly:supply_voltage_v", signal=strange)
+
+    def episode(s: Session, at: datetime) -> service.Opened:
+        return service.open_or_join_site(
+            s, site_id=org.site_id, signature="anomaly:supply_voltage_v", signal=strange,
+            title="Site-wide: supply_voltage_v on 3 of 3 devices at once",
+            evidence=Evidence(at=at, score=0.95, summary="sag"),
+            devices=["vent-1", "vent-2", "vent-3"], now=at, rules=RULES)
+
+    with factory() as s, s.begin():
+        opened = episode(s, T0 + timedelta(minutes=30))
+        assert opened.created and opened.site_ticket is opened.ticket
+    with factory() as s, s.begin():
+        again = episode(s, T0 + timedelta(minutes=50))
+        assert not again.created and again.ticket.id == opened.ticket.id
+    with factory() as s:
+        site_ticket = s.get(Ticket, opened.ticket.id)
+        assert site_ticket is not None
+        assert (site_ticket.scope, site_ticket.category) == (TicketScope.SITE,
+                                                              Category.ELECTRICAL)
+        assert site_ticket.evidence["devices"] == ["vent-1", "vent-2", "vent-3"]
+        assert site_ticket.evidence_count == 2
+        [device_ticket] = s.scalars(select(Ticket).where(Ticket.scope == TicketScope.DEVICE))
+        assert device_ticket.parent_id == site_ticket.id
+
+
+def test_a_site_episode_needs_a_site_wide_signature_and_a_site(
+        factory: sessionmaker[Session], org: Org) -> None:
+    def episode(s: Session, *, site_id: int, signature: str) -> service.Opened:
+        return service.open_or_join_site(
+            s, site_id=site_id, signature=signature, signal=Signal(TicketSource.ANALYTICS),
+            title="t", evidence=Evidence(at=T0), devices=["vent-1"], now=T0, rules=RULES)
+
+    with factory() as s, s.begin():
+        before = counts(s)
+        with pytest.raises(InvalidRequest, match="not a site-wide signature"):
+            episode(s, site_id=org.site_id, signature="anomaly:flow")
+        with pytest.raises(NotFound, match="site 999"):
+            episode(s, site_id=999, signature="anomaly:ambient_temp")
+        assert counts(s) == before
 
 
 def test_a_mains_sag_groups_but_coincident_device_faults_do_not(

@@ -8,6 +8,7 @@ never gets less than P2 for a failure-class signature, whatever the source says.
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -222,6 +223,26 @@ class FleetGrouping:
         return devices >= self.min_devices and sites >= self.min_sites
 
 
+@dataclass(frozen=True, slots=True)
+class SiteEpisode:
+    """When most of a site's devices alarm on one site-wide reading at once: one site ticket.
+
+    A sag of the building's mains or a failed air conditioner touches every device in
+    the room for an hour or two; each device's detector sees it once or twice, too few
+    alarms for a device ticket, but together they are unmistakable. On the training fleet
+    of `vigil bench fleet` (seed 11, no site episodes planned), weather moved the ambient
+    temperature or humidity of at most 55 % of a site's 33 devices within two hours and
+    the mains of at most 5; ``share`` sits well above the weather.
+    """
+
+    share: float = 0.75
+    window: timedelta = timedelta(hours=2)
+
+    def needed(self, devices_at_site: int, *, least: int) -> int:
+        """Devices that must alarm together at a site of ``devices_at_site`` devices."""
+        return max(least, math.ceil(self.share * devices_at_site))
+
+
 def fleet_title(model: str, signature: str, *, devices: int, sites: int) -> str:
     """What the service manager reads in the queue: which model, which fault, how widespread."""
     return (f"Fleet: {signature} on {devices} {model} devices at "
@@ -236,6 +257,18 @@ def _merged(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, A
         else:
             merged[key] = value
     return merged
+
+
+def _site_episode(grouping: Mapping[str, Any]) -> SiteEpisode:
+    """The ``site_grouping`` section's ``episode_share`` and ``episode_minutes``."""
+    default = SiteEpisode()
+    share = grouping.get("episode_share", default.share)
+    if not isinstance(share, int | float) or isinstance(share, bool) or not 0 < share <= 1:
+        raise RulesError(f"site_grouping.episode_share: a share of a site's devices above 0 "
+                         f"and at most 1, not {share!r}")
+    minutes = _whole(grouping.get("episode_minutes", int(default.window.total_seconds() // 60)),
+                     "site_grouping.episode_minutes", 1)
+    return SiteEpisode(share=float(share), window=timedelta(minutes=minutes))
 
 
 @dataclass(frozen=True)
@@ -255,6 +288,8 @@ class TicketRules:
     site_only_patterns: tuple[str, ...] = ()
     # When a signature on many devices of one model becomes a fleet ticket.
     fleet: FleetGrouping = field(default_factory=FleetGrouping)
+    # When a site-wide signature on most of a site's devices at once becomes a site ticket.
+    site_episode: SiteEpisode = field(default_factory=SiteEpisode)
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> TicketRules:
@@ -287,12 +322,13 @@ class TicketRules:
                              "signatures (a site-only signature is grouped at its site)")
         fleet = FleetGrouping.parse(doc.get("fleet_grouping", {}),
                                     default_exclude=tuple(site_wide))
+        episode = _site_episode(grouping)
         by_model = {model: SectionRules.parse(_merged(doc, override), f"model.{model}")
                     for model, override in doc.get("model", {}).items()}
         return cls(default=SectionRules.parse(doc, "rules"), by_model=by_model,
                    risk_classes=risk, floors=floors, categories=tuple(categories),
                    default_risk_class=default_class, site_wide_patterns=tuple(site_wide),
-                   site_only_patterns=tuple(site_only), fleet=fleet)
+                   site_only_patterns=tuple(site_only), fleet=fleet, site_episode=episode)
 
     @classmethod
     def load(cls, path: Path = DEFAULT_RULES_FILE) -> TicketRules:

@@ -9,7 +9,7 @@ not at all. Clocks are passed in (``now``), never read here.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -40,6 +40,8 @@ from vigil.tickets.transitions import Actor, ActorRole
 
 # Pieces of evidence kept on the ticket row; every piece is also a ticket event.
 RECENT_EVIDENCE = 20
+SITE_DESCRIPTION = ("Several devices at this site show the same signature at once: a cause "
+                    "in the room or the building's supply, not in one device.")
 
 
 
@@ -321,44 +323,104 @@ def open_or_join(session: Session, *, device_id: str, signature: str, signal: Si
     raise Conflict(f"the ticket for {device_id} / {signature} changed three times in a row")
 
 
+def _find_or_create(session: Session, *, scope: TicketScope, signature: str,
+                    create: Callable[[], Ticket | None], site_id: int | None = None,
+                    model: str | None = None) -> tuple[Ticket, bool]:
+    """The open site or fleet ticket for the signature, opening it with ``create`` if none is
+    open; ``True`` with a ticket this call opened. A transaction that loses the race to open
+    it finds the winner's on the next try."""
+    for _attempt in range(3):
+        ticket = _find_open(session, scope=scope, signature=signature, site_id=site_id,
+                            model=model)
+        if ticket is not None:
+            return ticket, False
+        ticket = create()
+        if ticket is not None:
+            return ticket, True
+    where = site_id if scope is TicketScope.SITE else model
+    raise Conflict(f"the {scope.value} ticket for {where} / {signature} kept changing")
+
+
+def _open_at_site(session: Session, *, site: Site, signature: str, since: datetime
+                  ) -> list[Ticket]:
+    """The site's open device tickets for the signature, opened since ``since`` and not yet
+    grouped under a site ticket (locked: a racing grouping must wait)."""
+    return list(session.scalars(
+        select(Ticket).where(Ticket.scope == TicketScope.DEVICE, Ticket.site_id == site.id,
+                             Ticket.signature == signature,
+                             Ticket.state.in_(OPEN_TICKET_STATES), Ticket.parent_id.is_(None),
+                             Ticket.created_at >= since)
+        .with_for_update()))
+
+
+def _adopt(session: Session, site_ticket: Ticket, children: Sequence[Ticket], *,
+           devices: Collection[str] = (), actor: Actor, now: datetime) -> None:
+    """Group device tickets under the site ticket; its evidence lists every device seen."""
+    for child in children:
+        child.parent_id = site_ticket.id
+        record_event(session, child, kind=TicketEventKind.LINK, actor=actor, at=now,
+                     note=f"grouped under site ticket #{site_ticket.id}",
+                     data={"parent_id": site_ticket.id})
+    seen = {*site_ticket.evidence.get("devices", []), *devices,
+            *(t.device_id for t in children if t.device_id)}
+    site_ticket.evidence = {**site_ticket.evidence, "devices": sorted(seen)}
+
+
 def _group_at_site(session: Session, *, ticket: Ticket, site: Site, grouping: SiteGrouping,
                    actor: Actor, now: datetime, evidence: Evidence,
                    category: Category) -> Ticket | None:
     """Open a site ticket once enough devices of the site share the signature; link them."""
-    siblings = list(session.scalars(
-        select(Ticket).where(Ticket.scope == TicketScope.DEVICE, Ticket.site_id == site.id,
-                             Ticket.signature == ticket.signature,
-                             Ticket.state.in_(OPEN_TICKET_STATES), Ticket.parent_id.is_(None),
-                             Ticket.created_at >= now - grouping.window)
-        .with_for_update()))
+    siblings = _open_at_site(session, site=site, signature=ticket.signature,
+                             since=now - grouping.window)
     if len({t.device_id for t in siblings}) < grouping.min_devices:
         return None
-    priority = most_urgent(*(Priority(t.priority) for t in siblings))
-    site_ticket = None
-    for _attempt in range(3):
-        site_ticket = _find_open(session, scope=TicketScope.SITE, signature=ticket.signature,
-                                 site_id=site.id)
-        if site_ticket is not None:
-            break
-        site_ticket = _create(
-            session, scope=TicketScope.SITE, signature=ticket.signature, device=None, site=site,
-            source=TicketSource(ticket.source), priority=priority, category=category,
-            title=f"Site-wide: {ticket.signature} on {len(siblings)} devices at {site.name}"[:200],
-            description="Several devices at this site show the same signature at once: a "
-                        "cause in the room or the building's supply, not in one device.",
-            evidence=evidence, actor=actor, now=now)
-        if site_ticket is not None:
-            break
-    if site_ticket is None:
-        raise Conflict(f"the site ticket for {site.id} / {ticket.signature} kept changing")
-    for sibling in siblings:
-        sibling.parent_id = site_ticket.id
-        record_event(session, sibling, kind=TicketEventKind.LINK, actor=actor, at=now,
-               note=f"grouped under site ticket #{site_ticket.id}",
-               data={"parent_id": site_ticket.id})
-    site_ticket.evidence = {**site_ticket.evidence,
-                            "devices": sorted({t.device_id for t in siblings if t.device_id})}
+    site_ticket, _ = _find_or_create(
+        session, scope=TicketScope.SITE, signature=ticket.signature, site_id=site.id,
+        create=lambda: _create(
+            session, scope=TicketScope.SITE, signature=ticket.signature, device=None,
+            site=site, source=TicketSource(ticket.source),
+            priority=most_urgent(*(Priority(t.priority) for t in siblings)), category=category,
+            title=f"Site-wide: {ticket.signature} on {len(siblings)} devices at "
+                  f"{site.name}"[:200],
+            description=SITE_DESCRIPTION, evidence=evidence, actor=actor, now=now))
+    _adopt(session, site_ticket, siblings, actor=actor, now=now)
     return site_ticket
+
+
+def open_or_join_site(session: Session, *, site_id: int, signature: str, signal: Signal,
+                      title: str, evidence: Evidence, devices: Collection[str], now: datetime,
+                      rules: TicketRules, actor: Actor = transitions.SYSTEM,
+                      grouping: SiteGrouping | None = None) -> Opened:
+    """One site ticket for a site-wide signature that most of a site's devices show at once.
+
+    The ticket rules call it for a site episode (``TicketRules.site_episode``: a mains sag
+    seen once or twice by every device of a ward, too few times for any device ticket).
+    It joins the site's open ticket for the signature or opens one, and groups the site's
+    open device tickets for it from within ``grouping.window`` under it, as ``open_or_join``
+    does once enough device tickets share a site-wide signature.
+    """
+    grouping = grouping or SiteGrouping()
+    if not rules.site_wide(signature):
+        raise InvalidRequest(f"{signature!r} is not a site-wide signature (the rules' "
+                             "site_grouping)")
+    site = session.get(Site, site_id)
+    if site is None:
+        raise NotFound(f"site {site_id} does not exist")
+    decision = rules.decide(signal, signature=signature, model=None)
+    ticket, created = _find_or_create(
+        session, scope=TicketScope.SITE, signature=signature, site_id=site.id,
+        create=lambda: _create(
+            session, scope=TicketScope.SITE, signature=signature, device=None, site=site,
+            source=signal.source, priority=decision.priority, category=decision.category,
+            title=title[:200], description=SITE_DESCRIPTION, evidence=evidence, actor=actor,
+            now=now))
+    if not created:
+        _add_evidence(session, ticket, evidence, actor, {"devices": sorted(devices)})
+        _raise_priority(session, ticket, decision.priority, actor, now)
+    _adopt(session, ticket, _open_at_site(session, site=site, signature=signature,
+                                          since=now - grouping.window),
+           devices=devices, actor=actor, now=now)
+    return Opened(ticket=ticket, created=created, site_ticket=ticket)
 
 
 def _group_in_fleet(session: Session, *, ticket: Ticket, model: str, fleet: FleetGrouping,
@@ -398,12 +460,9 @@ def _group_in_fleet(session: Session, *, ticket: Ticket, model: str, fleet: Flee
     sites = {t.site_id for t in siblings if t.site_id is not None}
     if not fleet.reached(devices=len(devices), sites=len(sites)):
         return None
-    for _attempt in range(3):
-        fleet_ticket = _find_open(session, scope=TicketScope.FLEET,
-                                  signature=ticket.signature, model=model)
-        if fleet_ticket is not None:
-            break
-        fleet_ticket = _create(
+    fleet_ticket, _ = _find_or_create(
+        session, scope=TicketScope.FLEET, signature=ticket.signature, model=model,
+        create=lambda: _create(
             session, scope=TicketScope.FLEET, signature=ticket.signature, device=None,
             site=None, model=model, source=TicketSource(ticket.source),
             priority=most_urgent(*(Priority(t.priority) for t in siblings)),
@@ -412,11 +471,7 @@ def _group_in_fleet(session: Session, *, ticket: Ticket, model: str, fleet: Flee
             description="The same fault signature on many devices of this model at several "
                         "sites within days: a cause shared by the model (a batch of parts, "
                         "a firmware defect), not by one device or one place.",
-            evidence=evidence, actor=actor, now=now)
-        if fleet_ticket is not None:
-            break
-    if fleet_ticket is None:
-        raise Conflict(f"the fleet ticket for {model} / {ticket.signature} kept changing")
+            evidence=evidence, actor=actor, now=now))
     _link_to_fleet(session, fleet_ticket, siblings, model=model, actor=actor, now=now)
     return fleet_ticket
 
