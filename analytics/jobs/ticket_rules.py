@@ -91,6 +91,8 @@ PREFIX = "anomaly:"  # signature of a streaming-anomaly ticket, followed by the 
 BATCH = 5000
 # The desk's grouping of site-wide signatures, which a site-only finding waits to reach.
 GROUPING = SiteGrouping()
+# Peers a device's reading is compared with before it is called the ward's (``shared_with_peers``).
+MIN_PEERS = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +176,36 @@ def corroborated(
         else:
             held.append(finding)
     return to_file, held
+
+
+def shared_with_peers(
+    found: Sequence[Finding], peer_alarms: Sequence[AlarmView], *,
+    peers_of: Mapping[str, Collection[str]], share: float, window: timedelta,
+    site_wide: Callable[[str], bool],
+) -> tuple[list[Finding], list[Finding]]:
+    """Split findings into the devices' own and those their peers share.
+
+    A device's peers are the other working devices of its model at its site: the same
+    room, the same ward's use. A reading that alarmed on at least ``share`` of them within
+    the window ending at the finding's last alarm moved with the ward (a hot week warms
+    every ventilator's turbine), not with this device. Site-wide signatures have their own
+    grouping, and a device with fewer than ``MIN_PEERS`` peers is compared with nobody.
+    """
+    by_metric: dict[str, list[AlarmView]] = {}
+    for a in peer_alarms:
+        by_metric.setdefault(a.metric, []).append(a)
+    own: list[Finding] = []
+    shared: list[Finding] = []
+    for finding in found:
+        peers = peers_of.get(finding.device_id, ())
+        if share <= 0 or site_wide(finding.signature) or len(peers) < MIN_PEERS:
+            own.append(finding)
+            continue
+        end = finding.last.ts
+        alarming = {a.device_id for a in by_metric.get(finding.metric, ())
+                    if a.device_id in peers and end - window < a.ts <= end}
+        (shared if len(alarming) >= share * len(peers) else own).append(finding)
+    return own, shared
 
 
 @dataclass(frozen=True, slots=True)
@@ -341,6 +373,7 @@ def alarm_pass(
         site_only=rules.site_only, min_devices=GROUPING.min_devices,
         site_open=_open_site_tickets(session, {PREFIX + a.metric for a in live
                                                if rules.site_only(PREFIX + a.metric)}))
+    found, shared = _peer_split(session, found, now=now, window=window, rules=rules)
     by_id = {a.id: a for a in (*recent, *pending)}
     episodes = _open_episodes(session, device_ids={f.device_id for f in found},
                               since=now - window, rules=rules)
@@ -369,7 +402,31 @@ def alarm_pass(
         if row.id not in waiting:
             row.handled_at = now
     return {"alarms": len(pending), "in_maintenance": len(pending) - len(live),
-            "held_alarms": len(waiting), "site_episodes": episodes_filed, **filed.figures()}
+            "held_alarms": len(waiting), "site_episodes": episodes_filed,
+            "shared_with_peers": len(shared), **filed.figures()}
+
+
+def _peer_split(session: Session, found: Sequence[Finding], *, now: datetime,
+                window: timedelta, rules: TicketRules) -> tuple[list[Finding], list[Finding]]:
+    """:func:`shared_with_peers` on the findings, with their devices' peers read here."""
+    if rules.peer_share <= 0 or not found:
+        return list(found), []
+    devices = list(session.execute(
+        select(Device.id, Device.site_id, Device.model)
+        .where(Device.site_id.in_(select(Device.site_id).where(
+                   Device.id.in_({f.device_id for f in found}))),
+               Device.state.is_distinct_from(DeviceState.MAINTENANCE.value))))
+    ward: dict[tuple[int | None, str], set[str]] = {}
+    for device, site, model in devices:
+        ward.setdefault((site, model), set()).add(device)
+    peers_of = {device: ward[site, model] - {device} for device, site, model in devices}
+    everyone = {d for peers in peers_of.values() for d in peers}
+    alarms = session.scalars(select(AnomalyAlarm).where(
+        AnomalyAlarm.device_id.in_(everyone),
+        AnomalyAlarm.metric.in_({f.metric for f in found}),
+        AnomalyAlarm.ts > min(f.last.ts for f in found) - window, AnomalyAlarm.ts <= now))
+    return shared_with_peers(found, [_view(a) for a in alarms], peers_of=peers_of,
+                             share=rules.peer_share, window=window, site_wide=rules.site_wide)
 
 
 def _site_pass(session: Session, live: Sequence[AnomalyAlarm], *, devices: Mapping[str, Device],

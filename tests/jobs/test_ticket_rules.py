@@ -286,3 +286,39 @@ def test_a_site_episode_seen_once_by_each_device_is_one_site_ticket(factory) -> 
     outcome = run(factory, now=T0 + 13 * HOUR)
     assert (outcome["tickets_opened"], outcome["tickets_joined"]) == (0, 1)
     assert [t.id for t in tickets(factory)] == [site_ticket.id]
+
+
+def test_a_reading_that_moved_with_the_same_model_beside_it_is_the_ward_s() -> None:
+    from analytics.jobs.ticket_rules import Finding, shared_with_peers
+
+    finding = Finding("a", "turbine_temp_c", (alarm(1, 10, "turbine_temp_c", "a"),))
+    peers_of = {"a": {"b", "c", "d", "e"}}
+
+    def split(peer_alarms, share=0.4, peers=peers_of, found=(finding,)):
+        own, shared = shared_with_peers(list(found), peer_alarms, peers_of=peers, share=share,
+                                        window=24 * HOUR, site_wide=RULES.site_wide)
+        return [f.device_id for f in own], [f.device_id for f in shared]
+
+    two = [alarm(2, 5, "turbine_temp_c", "b"), alarm(3, 9, "turbine_temp_c", "c")]
+    assert split(two) == ([], ["a"])  # two of four peers
+    assert split(two[:1]) == (["a"], [])  # one of four
+    assert split(two, share=0.0) == (["a"], [])  # the comparison switched off
+    assert split([alarm(2, -20, "turbine_temp_c", "b"), *two[1:]]) == (["a"], [])  # a day before
+    assert split([alarm(2, 5, "flow", "b"), *two[1:]]) == (["a"], [])  # another reading
+    assert split(two, peers={"a": {"b"}}) == (["a"], [])  # too few peers to compare with
+    sag = Finding("a", "supply_voltage_v", (alarm(1, 10, "supply_voltage_v", "a"),))
+    assert split([alarm(2, 5, "supply_voltage_v", d) for d in "bcde"], found=(sag,)) == (
+        ["a"], [])  # the site grouping's
+
+
+def test_a_finding_the_ward_shares_opens_no_device_ticket(factory) -> None:
+    add_fleet(factory, 4)
+    add_alarms(factory, "dev-000", "battery_temp_c", [1, 2, 3])
+    add_alarms(factory, "dev-001", "battery_temp_c", [2])
+    outcome = run(factory)
+    assert (outcome["tickets_opened"], outcome["shared_with_peers"]) == (1, 0)  # 1 of 3 peers
+    add_alarms(factory, "dev-002", "battery_temp_c", [4, 5, 6])
+    add_alarms(factory, "dev-003", "battery_temp_c", [5])
+    outcome = run(factory)
+    assert (outcome["tickets_opened"], outcome["shared_with_peers"]) == (0, 1)  # 3 of 3
+    assert [t.device_id for t in tickets(factory)] == ["dev-000"]

@@ -125,6 +125,7 @@ def _doc(**changes: Any) -> dict[str, Any]:
      "site_grouping.episode_share"),
     ({"site_grouping": {"signatures": ["*ambient*"], "episode_minutes": 0}},
      "site_grouping.episode_minutes"),
+    ({"peer_comparison": {"share": 2}}, "peer_comparison.share"),
 ])
 def test_bad_rules_are_refused_with_the_entry_named(changes: dict[str, Any],
                                                     message: str) -> None:
@@ -221,3 +222,4 @@ def test_a_site_episode_needs_most_of_the_site_and_at_least_the_grouping_s_devic
     assert (episode.share, episode.window) == (0.75, timedelta(hours=2))
     assert episode.needed(33, least=3) == 25
     assert episode.needed(2, least=3) == 3
+    assert RULES.peer_share == 0.4

@@ -290,6 +290,9 @@ class TicketRules:
     fleet: FleetGrouping = field(default_factory=FleetGrouping)
     # When a site-wide signature on most of a site's devices at once becomes a site ticket.
     site_episode: SiteEpisode = field(default_factory=SiteEpisode)
+    # A device's finding is the ward's, not the device's, when at least this share of the
+    # same model's other devices at its site alarmed on the same reading (0: never).
+    peer_share: float = 0.0
 
     @classmethod
     def from_document(cls, doc: Mapping[str, Any]) -> TicketRules:
@@ -323,12 +326,17 @@ class TicketRules:
         fleet = FleetGrouping.parse(doc.get("fleet_grouping", {}),
                                     default_exclude=tuple(site_wide))
         episode = _site_episode(grouping)
+        peer_share = doc.get("peer_comparison", {}).get("share", 0.0)
+        if (not isinstance(peer_share, int | float) or isinstance(peer_share, bool)
+                or not 0 <= peer_share <= 1):
+            raise RulesError(f"peer_comparison.share: a share from 0 to 1, not {peer_share!r}")
         by_model = {model: SectionRules.parse(_merged(doc, override), f"model.{model}")
                     for model, override in doc.get("model", {}).items()}
         return cls(default=SectionRules.parse(doc, "rules"), by_model=by_model,
                    risk_classes=risk, floors=floors, categories=tuple(categories),
                    default_risk_class=default_class, site_wide_patterns=tuple(site_wide),
-                   site_only_patterns=tuple(site_only), fleet=fleet, site_episode=episode)
+                   site_only_patterns=tuple(site_only), fleet=fleet, site_episode=episode,
+                   peer_share=float(peer_share))
 
     @classmethod
     def load(cls, path: Path = DEFAULT_RULES_FILE) -> TicketRules:
