@@ -234,7 +234,8 @@ def _scope(query: Any, group_by: GroupBy, of_customer: bool, labels: bool = True
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    return func.count(case((condition, 1)))
+    """Rows meeting ``condition``: a FILTER skips the others without evaluating a CASE."""
+    return func.count().filter(condition)
 
 
 def _lead_hours() -> ColumnElement[Any]:
@@ -335,7 +336,7 @@ def _everything_sql(session: Session, group_by: GroupBy, start: datetime, end: d
                  for name in _DURATIONS]
     counts_at = [(name, at) for at, name in enumerate(names)
                  if name not in _SPREAD_NAMES and name != "is_total"]
-    for row in result:
+    for row in result.all():
         group = TOTAL if row[total_at] else row[key_at]
         spread[group] = {name: (row[n], *(row[q] or (None, None))) for name, n, q in spread_at}
         counts[group] = {name: row[at] for name, at in counts_at}
@@ -479,11 +480,10 @@ def _rule_counts(of_customer: bool) -> Select[Any]:
 
 
 def _noisiest_first(rows: Iterable[tuple[str, int, int]]) -> list[RuleCancellations]:
-    found = [RuleCancellations(signature=signature, opened=opened, cancelled=cancelled,
-                               share=metrics.rate(cancelled, opened))
-             for signature, opened, cancelled in rows]
-    found.sort(key=lambda r: (-r.cancelled, -(r.share or 0.0), r.signature))
-    return found
+    """Sorted as plain tuples (signature, opened, cancelled), then made records."""
+    ordered = sorted(rows, key=lambda r: (-r[2], -(metrics.rate(r[2], r[1]) or 0.0), r[0]))
+    return [RuleCancellations(signature, opened, cancelled, metrics.rate(cancelled, opened))
+            for signature, opened, cancelled in ordered]
 
 
 def cancellations_by_rule(session: Session, *, start: datetime, end: datetime,
@@ -555,8 +555,9 @@ def _beside(session: Session, rules: TicketRules, start: datetime, end: datetime
     partial: dict[str, list[Any]] = defaultdict(list)
     tallies: list[metrics.Tally] = []
     per_rule: list[tuple[str, int, int]] = []
+    # Fetched at once: row by row cost about 2 µs a row, and the rules alone are one row each.
     for part, kind, model, day, count, on_time in session.connection().execute(
-            _beside_statement(customer_id is not None), params):
+            _beside_statement(customer_id is not None), params).all():
         if part == "rules":
             per_rule.append((model, count, on_time))
         elif part == "failures":
