@@ -265,7 +265,6 @@ def _count_columns() -> list[ColumnElement[Any]]:
         func.count(Ticket.satisfaction_score).label("answers"),
         # Kept on the ticket: an outer join to the surveys scanned all of them (see migration 0011).
         _count(Ticket.surveyed.is_(True)).label("surveys"),
-        _count(analytics).label("predicted"),
         _count(_confirmed_prediction()).label("confirmed"),
         _count(and_(analytics, Ticket.state == TicketState.CANCELLED.value)).label("false"),
     ]
@@ -299,15 +298,20 @@ _DURATIONS = ("respond_minutes", "diagnose_minutes", "restore_minutes", "lead")
 
 
 def _percentile_columns() -> list[ColumnElement[Any]]:
-    values = {name: getattr(Ticket, name) for name in _DURATIONS[:3]}
-    values["lead"] = _lead_hours()
+    """Count, median and 90th percentile of each duration; the lead time only of confirmed
+    predictions (a FILTER, as ``_lead_hours`` selects them)."""
+    values: list[tuple[str, Any, ColumnElement[bool] | None]] = [
+        (name, getattr(Ticket, name), None) for name in _DURATIONS[:3]]
+    values.append(("lead", Ticket.lead_hours, _confirmed_prediction()))
     columns: list[ColumnElement[Any]] = []
-    for name, value in values.items():
-        columns.append(func.count(value).label(f"{name}_n"))
+    for name, value, only in values:
+        count: Any = func.count(value)
         # Both quantiles from one sort of the group's values.
-        columns.append(func.percentile_cont(postgresql.array([0.5, 0.9]),
-                                            type_=postgresql.ARRAY(Float))
-                       .within_group(value).label(f"{name}_q"))
+        quantiles: Any = func.percentile_cont(postgresql.array([0.5, 0.9]),
+                                              type_=postgresql.ARRAY(Float)).within_group(value)
+        if only is not None:
+            count, quantiles = count.filter(only), quantiles.filter(only)
+        columns += [count.label(f"{name}_n"), quantiles.label(f"{name}_q")]
     return columns
 
 
@@ -416,7 +420,9 @@ def _row(group: str, counts: Mapping[str, Any], spread: Spread) -> Row:
         times[milestone] = _times(spread, minutes)
         met, decided = counts[met_name], counts[decided_name]
         compliance[milestone] = Compliance(met, decided, metrics.rate(met, decided))
-    predicted, confirmed, false = counts["predicted"], counts["confirmed"], counts["false"]
+    # Predictions are the analytics tickets, counted once as a source.
+    predicted = counts["source_analytics"]
+    confirmed, false = counts["confirmed"], counts["false"]
     score_sum = counts["score_sum"]
     return Row(
         group=group, opened=counts["opened"],
@@ -640,7 +646,7 @@ def _label(key: Any, label: Any) -> str:
 
 
 def _counts_names() -> list[str]:
-    names = ["opened", "finished", "first_time", "remote", "answers", "surveys", "predicted",
+    names = ["opened", "finished", "first_time", "remote", "answers", "surveys",
              "confirmed", "false", "mttr_n"]
     names += [f"source_{s.value}" for s in TicketSource]
     names += [f"{m}_{part}" for m in Milestone for part in ("met", "decided")]
