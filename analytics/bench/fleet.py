@@ -279,35 +279,40 @@ class Field:
                        now=now, request=Request(reason="false alarm: no fault found"))
 
 
-def named_fault(signature: str) -> str | None:
-    """The fault type a prediction's ticket names, in the simulator's terms: the predictor
-    names a fault by the failure code it learned from, the devices' code book says which."""
-    from analytics.jobs.ticket_rules import PREDICTION_PREFIX, UNKNOWN_FAULT
+def named_fault(signature: str, model: str | None = None) -> str | None:
+    """The fault type a ticket names, in the simulator's terms: a prediction's failure code
+    (the one the predictor learned from; the devices' code book says which fault it is), or,
+    given the device's model, the fault the catalogue says an anomaly's reading shows in (the
+    ticket's "likely: ..."; :func:`analytics.jobs.ticket_rules.likely_fault`)."""
+    from analytics.jobs.ticket_rules import PREDICTION_PREFIX, UNKNOWN_FAULT, likely_fault
     from edge_agent.simulator.physics import FAILURE_CODES
 
+    fault_of = {code: fault for fault, code in FAILURE_CODES.items()}
     if not signature.startswith(PREDICTION_PREFIX):
-        return None
+        mode = None if model is None else likely_fault(model, signature)
+        return None if mode is None else fault_of.get(mode.code, mode.code)
     name = signature[len(PREDICTION_PREFIX):]
     if name == UNKNOWN_FAULT:
         return None
-    return {code: fault for fault, code in FAILURE_CODES.items()}.get(name, name)
+    return fault_of.get(name, name)
 
 
 def collect_tickets(session: Any) -> list[score.TicketView]:
     from sqlalchemy import select
 
     from vigil.db.enums import TicketSource
-    from vigil.devices.models import Site
+    from vigil.devices.models import Device, Site
     from vigil.tickets.models import Ticket
 
     sites = {s.id: s.name for s in session.scalars(select(Site))}
+    models = {d.id: d.model for d in session.scalars(select(Device))}
     out = []
     for t in session.scalars(select(Ticket).where(
             Ticket.source == TicketSource.ANALYTICS.value).order_by(Ticket.id)):
         created = t.created_at if t.created_at.tzinfo else t.created_at.replace(tzinfo=UTC)
         out.append(score.TicketView(t.id, t.device_id, sites.get(t.site_id),
                                     int(created.timestamp() * 1000), t.signature, t.scope,
-                                    t.parent_id, named_fault(t.signature)))
+                                    t.parent_id, named_fault(t.signature, models.get(t.device_id))))
     return out
 
 
@@ -456,6 +461,7 @@ def out_of_fold_predictions(rows: Any, settings: Any, *, folds: int = 3) -> list
     import pandas as pd
 
     from analytics.jobs.ticket_rules import PredictionView
+    from analytics.prediction.catalogue import shipped_catalogue
     from analytics.prediction.failure import fit_predictor
 
     devices = sorted(rows["device"].astype(str).unique())
@@ -466,7 +472,8 @@ def out_of_fold_predictions(rows: Any, settings: Any, *, folds: int = 3) -> list
         learn, held = rows[fold != k], rows[fold == k]
         if held.empty or learn.loc[learn["failed"].astype(bool)].empty:
             continue
-        model, _ = fit_predictor(learn.reset_index(drop=True), settings)
+        model, _ = fit_predictor(learn.reset_index(drop=True), settings,
+                                 catalogue=shipped_catalogue())
         held = held.reset_index(drop=True)
         for i, a in enumerate(model.assess(held)):
             at = pd.Timestamp(held["time"].iloc[i]).to_pydatetime()

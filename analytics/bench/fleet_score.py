@@ -26,7 +26,9 @@ The rules, the same for the analytics and for the plain threshold rule:
 - Sudden failures (no precursor, labelled so) are counted apart, with the
   tickets that happened to open in the fortnight before them.
 - The fault type of a ticketed failure is the one the earliest of its tickets that names
-  one names (a prediction's); else the type learned for the first ticket's signature.
+  one names (a prediction's fault code, or the fault the catalogue says an anomaly's reading
+  shows in: the ticket's "likely: ..."); else the type learned for the first ticket's
+  signature.
 """
 
 from __future__ import annotations

@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, aliased
 from analytics.jobs import registry
 from analytics.jobs.retrain import Outcome
 from analytics.jobs.scoring import REPAIR_STATES, align_down
+from analytics.prediction.catalogue import shipped_catalogue
 from analytics.prediction.failure import (
     Assessment,
     FailurePredictor,
@@ -173,7 +174,8 @@ def train_predictor(session: Session, *, store: TelemetryStore, now: datetime,
     ends = rows.loc[rows["failed"].astype(bool), ["device", "life_end"]].drop_duplicates()
     if len(ends) < MIN_FAILURES:
         return Outcome(NAME, None, False, "not enough failures to learn from")
-    predictor, figures = fit_predictor(rows, predictor_settings(settings.prediction))
+    predictor, figures = fit_predictor(rows, predictor_settings(settings.prediction),
+                                       catalogue=shipped_catalogue())
     if not np.isfinite(figures["cv_brier"]):
         return Outcome(NAME, None, False, "no row with a known outcome")
     trained = registry.Trained(

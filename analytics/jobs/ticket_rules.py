@@ -57,6 +57,7 @@ import pandas as pd
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from analytics.prediction.catalogue import FaultCatalogue, FaultMode, shipped_catalogue
 from vigil.config import PredictionSettings, ScoringSettings, TicketRuleSettings
 from vigil.db.enums import (
     OPEN_TICKET_STATES,
@@ -391,7 +392,8 @@ def alarm_pass(
         result = file_ticket(
             session, device_id=finding.device_id, signature=signature,
             signal=Signal(source=TicketSource.ANALYTICS, score=peak.score),
-            title=f"Unusual {finding.metric} on {finding.device_id}",
+            title=(f"Unusual {finding.metric} on {finding.device_id}"
+                   f"{likely_note(devices[finding.device_id].model, finding.signature)}"),
             evidence=evidence_of(finding, shown), now=now, rules=rules)
         filed.count(result)
         if result is not None:
@@ -557,6 +559,25 @@ def _refusable(session: Session, what: str, call: Callable[[], Opened]) -> Opene
 
 PREDICTION_PREFIX = "prediction:"  # followed by the predicted fault type
 UNKNOWN_FAULT = "unknown"
+
+
+def likely_fault(model: str, signature: str, catalogue: FaultCatalogue | None = None
+                 ) -> FaultMode | None:
+    """The failure mode a ticket's signature names on a device of ``model`` by the fault
+    catalogue: a prediction's fault code, or the mode an anomalous reading shows in (none for
+    the room's readings or a model the catalogue does not know)."""
+    catalogue = catalogue or shipped_catalogue()
+    if signature.startswith(PREDICTION_PREFIX):
+        return catalogue.mode(model, signature[len(PREDICTION_PREFIX):])
+    if signature.startswith(PREFIX):
+        return catalogue.likely_fault(model, signature[len(PREFIX):])
+    return None
+
+
+def likely_note(model: str, signature: str) -> str:
+    """`` (likely: battery ageing)`` for a ticket's title, or nothing."""
+    mode = likely_fault(model, signature)
+    return "" if mode is None else f" (likely: {mode.name})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -751,7 +772,8 @@ def prediction_pass(
             category=prediction_category(rules, fault_type=p.fault_type, drivers=p.drivers))
         result = file_ticket(
             session, device_id=item.device_id, signature=item.signature, signal=signal,
-            title=f"Predicted failure ({p.fault}) of {item.device_id}",
+            title=(f"Predicted failure ({p.fault}) of {item.device_id}"
+                   f"{likely_note(devices[item.device_id].model, item.signature)}"),
             evidence=prediction_evidence(item, shown), now=now, rules=rules)
         filed.count(result)
         if result is not None:

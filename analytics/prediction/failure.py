@@ -34,19 +34,27 @@ Pure: it learns from the rows of :mod:`analytics.prediction.lives` and predicts 
   logistic regression (:func:`fit_fault_classifier`) on which way and how far each reading's
   scores moved in the last ``horizon_days`` before failures; otherwise the nearest centroid
   of the signed readings' scores, among the types seen on the device's model
-  (all types if it has none).
+  (all types if it has none). With a fault catalogue (:mod:`analytics.prediction.catalogue`,
+  the maker's knowledge of which readings each failure mode shows in), that learned answer
+  is one of two opinions (:func:`combine_fault`): only the model's own fault codes are named,
+  the learned probabilities are mixed with an even split over them (``fault_doubt``: a few
+  failures per model teach little), and each fault's odds grow with how far its catalogue
+  readings moved (``fault_evidence``, per robust standard deviation of that reading's score
+  among healthy rows: :attr:`FailurePredictor.moved`).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from analytics.prediction.catalogue import FaultCatalogue, FaultMode
+from analytics.prediction.catalogue import parse as parse_catalogue
 from analytics.prediction.lives import KINDS, SEPARATOR, kind_of, metric_of
 from analytics.prediction.metrics import brier_score, interval_coverage
 from analytics.prediction.rul import band, failure_probability, residual_bins
@@ -85,6 +93,16 @@ class PredictorSettings:
     # cross-validated AUC of 0.754, 0.777, 0.814 and 0.827 and Brier of 0.0207, 0.0202, 0.0204
     # and 0.0213 on the training fleet (seed 1); 0.02 keeps the Brier score.
     hazard_c: float = 0.02
+    # With a fault catalogue: the share of the learned fault probabilities replaced by an even
+    # split over the model's catalogue faults, and the log-odds a fault gains per robust
+    # standard deviation its readings moved. Chosen on the training fleet of `vigil bench
+    # fleet` (seed 11), leaving out one failed device at a time (9), on its rows within 14
+    # days of the failure: doubt 0, 0.5, 1 with evidence 1 named 0.698, 0.690, 0.698 right;
+    # evidence 0.25, 0.5, 1, 3 with doubt 0.5: 0.643, 0.659, 0.690, 0.698; the learned
+    # answer alone 0.222 (of 126 rows). Within two rows of each other; 0.5 and 1 keep both
+    # opinions.
+    fault_doubt: float = 0.5
+    fault_evidence: float = 1.0
 
 
 @dataclass(frozen=True)
@@ -197,6 +215,12 @@ class FailurePredictor:
     # A logistic regression of failing within the horizon (see :func:`fit_hazard`); without
     # it the probability comes from the residuals of the predicted life.
     hazard: dict[str, Any] = field(default_factory=dict)
+    # The fault catalogue the fault type is named with (none: by what was learned alone), and
+    # per reading feature the healthy rows' median and robust spread of its size, which say
+    # how far a reading moved (:meth:`moved`).
+    catalogue: FaultCatalogue | None = None
+    healthy_center: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    healthy_spread: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     # -- predicting ---------------------------------------------------------------------------
 
@@ -267,13 +291,58 @@ class FailurePredictor:
         return out
 
     def fault_type(self, rows: pd.DataFrame) -> list[str | None]:
+        """Each row's likely fault code: by the catalogue and what was learned together where
+        the catalogue knows the device's model, else by what was learned alone."""
+        if self.catalogue is None or not len(self.healthy_spread):
+            return [_most_likely(p) for p in self.learned_faults(rows)]
+        # A model with one fault type seen or none has learned nothing that tells its faults
+        # apart: the nearest centroid would name the one it saw whatever the readings say.
+        learned = self.learned_faults(rows, centroids=False)
+        models = rows["model"].astype(str).tolist()
+        alone = (self.learned_faults(rows) if any(not self.catalogue.of(m) for m in models)
+                 else learned)
+        moved = self.moved(rows)
+        out: list[str | None] = []
+        for i, model in enumerate(models):
+            modes = self.catalogue.of(model)
+            if not modes:
+                out.append(_most_likely(alone[i]))
+                continue
+            out.append(combine_fault(modes, learned[i], moved[i],
+                                     doubt=self.settings.fault_doubt,
+                                     evidence=self.settings.fault_evidence))
+        return out
+
+    def moved(self, rows: pd.DataFrame) -> list[dict[str, float]]:
+        """Per row, how far each reading moved: the largest over its kinds of score of the
+        score's size above the healthy rows' median, in their robust spreads (0 if below)."""
+        raw = rows.reindex(columns=self.features).to_numpy(dtype=float)
+        present = np.isfinite(raw)
+        kinds = np.array([kind_of(f) == "missing" for f in self.features])
+        size = np.where(kinds, np.nan_to_num(raw), np.log1p(np.abs(np.nan_to_num(raw))))
+        z = np.where(present, (size - self.healthy_center) / self.healthy_spread, 0.0)
+        metrics = [metric_of(f) for f in self.features]
+        out = []
+        for row in z:
+            per: dict[str, float] = {}
+            for metric, value in zip(metrics, row, strict=True):
+                per[metric] = max(per.get(metric, 0.0), float(value))
+            out.append(per)
+        return out
+
+    def learned_faults(self, rows: pd.DataFrame, *, centroids: bool = True
+                       ) -> list[dict[str, float]]:
+        """Per row, the probability of each fault code by what was learned from the fleet's
+        failures alone: a device model's own classifier's, else all on the one fault the
+        shared classifier or (with ``centroids``) the nearest centroid names; empty when
+        nothing was learned."""
         if not self.centroids:
-            return [None] * len(rows)
+            return [{} for _ in range(len(rows))]
         x = np.nan_to_num(rows.reindex(columns=self.fault_features).to_numpy(dtype=float))
         z = x / self.fault_scale
-        out: list[str | None] = []
+        out: list[dict[str, float]] = []
         models = rows["model"].astype(str).to_numpy()
-        classified = {m: classify_faults(self.fault_classifiers[m], rows[models == m])
+        classified = {m: fault_probabilities(self.fault_classifiers[m], rows[models == m])
                       for m in set(models.tolist()) if m in self.fault_classifiers}
         shared = self.fault_classifiers.get(POOLED)
         common = classify_faults(shared, rows) if shared else [OTHER] * len(rows)
@@ -282,7 +351,7 @@ class FailurePredictor:
             if common[i] != OTHER and common[i] not in self.fault_models.get(model, ()):
                 # A fault type of several device models, never seen on this one: only the
                 # readings every model shares can tell it.
-                out.append(common[i])
+                out.append({common[i]: 1.0})
                 if model in classified:
                     seen[model] += 1
                 continue
@@ -290,9 +359,12 @@ class FailurePredictor:
                 out.append(classified[model][seen[model]])
                 seen[model] += 1
                 continue
+            if not centroids:
+                out.append({})
+                continue
             allowed = self.fault_models.get(model) or sorted(self.centroids)
             distance = {f: float(np.sum((z[i] - self.centroids[f]) ** 2)) for f in allowed}
-            out.append(min(distance, key=lambda f: (distance[f], f)))
+            out.append({min(distance, key=lambda f: (distance[f], f)): 1.0})
         return out
 
     def assess(self, rows: pd.DataFrame) -> list[Assessment]:
@@ -338,6 +410,9 @@ class FailurePredictor:
             "centroids": {k: v.tolist() for k, v in self.centroids.items()},
             "fault_models": self.fault_models, "fault_classifiers": self.fault_classifiers,
             "hazard": self.hazard,
+            "catalogue": None if self.catalogue is None else self.catalogue.to_document(),
+            "healthy_center": self.healthy_center.tolist(),
+            "healthy_spread": self.healthy_spread.tolist(),
         }
 
     @classmethod
@@ -366,6 +441,10 @@ class FailurePredictor:
             fault_classifiers={str(k): _classifier_params(v) for k, v in params.get(
                 "fault_classifiers", {}).items()},
             hazard=_hazard_params(params["hazard"]) if params.get("hazard") else {},
+            # Versions stored before the catalogue name the fault by what they learned alone.
+            catalogue=parse_catalogue(params["catalogue"]) if params.get("catalogue") else None,
+            healthy_center=np.asarray(params.get("healthy_center", []), dtype=float),
+            healthy_spread=np.asarray(params.get("healthy_spread", []), dtype=float),
         )
 
 
@@ -478,13 +557,48 @@ def fit_fault_classifier(rows: pd.DataFrame, labels: np.ndarray, *, c: float,
                                "intercept": intercept.tolist()})
 
 
-def classify_faults(classifier: Mapping[str, Any], rows: pd.DataFrame) -> list[str]:
-    """The most likely fault type of each row by a :func:`fit_fault_classifier` classifier."""
+def fault_probabilities(classifier: Mapping[str, Any], rows: pd.DataFrame
+                        ) -> list[dict[str, float]]:
+    """Each row's probability of each fault type by a :func:`fit_fault_classifier` classifier."""
     x = fault_signs(rows, list(classifier["features"]), summaries=classifier["summaries"])
     z = (x - np.asarray(classifier["mean"])) / np.asarray(classifier["scale"])
     scores = z @ np.asarray(classifier["coef"]).T + np.asarray(classifier["intercept"])
-    classes = list(classifier["classes"])
-    return [classes[int(k)] for k in np.argmax(scores, axis=1)]
+    scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+    scores /= scores.sum(axis=1, keepdims=True)
+    classes = [str(c) for c in classifier["classes"]]
+    return [dict(zip(classes, (float(v) for v in row), strict=True)) for row in scores]
+
+
+def classify_faults(classifier: Mapping[str, Any], rows: pd.DataFrame) -> list[str]:
+    """The most likely fault type of each row by a :func:`fit_fault_classifier` classifier."""
+    return [str(_most_likely(p)) for p in fault_probabilities(classifier, rows)]
+
+
+def _most_likely(probabilities: Mapping[str, float]) -> str | None:
+    """The likeliest of ``probabilities``' faults, the first by name on a tie; None if empty."""
+    return max(sorted(probabilities), key=probabilities.__getitem__, default=None)
+
+
+def combine_fault(modes: Sequence[FaultMode], learned: Mapping[str, float],
+                  moved: Mapping[str, float], *, doubt: float, evidence: float) -> str:
+    """The likeliest of a device model's failure ``modes`` (its catalogue entries).
+
+    ``learned``: fault code -> probability by what the fleet's failures taught (codes outside
+    ``modes`` are dropped; empty: nothing learned). It is mixed with an even split over
+    ``modes``, ``doubt`` of it; then each mode's odds are multiplied by ``exp(evidence *
+    moved)`` of the furthest its readings moved (``moved``: reading -> robust deviations).
+    """
+    if not modes:
+        raise ValueError("no failure modes to choose from")
+    own = {m.code: float(learned.get(m.code, 0.0)) for m in modes}
+    total = sum(own.values())
+    share = doubt if total > 0 else 1.0
+    scores = {}
+    for m in modes:
+        prior = (1.0 - share) * (own[m.code] / total if total > 0 else 0.0) + share / len(modes)
+        scores[m.code] = (math.log(prior) + evidence * m.shown(moved) if prior > 0
+                          else -math.inf)
+    return str(_most_likely(scores))
 
 
 def _fault_classifiers(rows: pd.DataFrame, horizon: float, c: float) -> dict[str, dict[str, Any]]:
@@ -515,6 +629,26 @@ def _fault_classifiers(rows: pd.DataFrame, horizon: float, c: float) -> dict[str
     return out
 
 
+def healthy_sizes(healthy: pd.DataFrame, features: list[str]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """Per feature, the median and robust spread (interquartile range / 1.349, else the
+    standard deviation, else 1) of its size (as :func:`design` takes it) over ``healthy`` rows
+    that have the reading: what :meth:`FailurePredictor.moved` measures a row against."""
+    raw = healthy.reindex(columns=features).to_numpy(dtype=float)
+    center, spread = np.zeros(len(features)), np.ones(len(features))
+    for j, feature in enumerate(features):
+        values = raw[np.isfinite(raw[:, j]), j]
+        if kind_of(feature) != "missing":
+            values = np.log1p(np.abs(values))
+        if not len(values):
+            continue
+        center[j] = float(np.median(values))
+        q1, q3 = np.quantile(values, [0.25, 0.75])
+        robust = float(q3 - q1) / 1.349
+        spread[j] = robust if robust > 0 else (float(values.std()) or 1.0)
+    return center, spread
+
+
 def _fault_centroids(rows: pd.DataFrame, features: list[str], horizon: float
                      ) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, list[str]]]:
     near = rows[rows["failed"].astype(bool) & (rows["left_days"] <= horizon)
@@ -533,9 +667,11 @@ def _fault_centroids(rows: pd.DataFrame, features: list[str], horizon: float
     return scale, centroids, per_model
 
 
-def fit_predictor(rows: pd.DataFrame, settings: PredictorSettings | None = None
+def fit_predictor(rows: pd.DataFrame, settings: PredictorSettings | None = None, *,
+                  catalogue: FaultCatalogue | None = None
                   ) -> tuple[FailurePredictor, dict[str, Any]]:
     """Fit on training rows and cross-validate on held-out devices; returns the model and figures.
+    With ``catalogue``, the fault type is named with it (see the module's notes).
 
     Figures (all out of fold, whole devices held out): ``cv_brier`` of P(failure within the
     horizon) on rows whose outcome is known (the promotion score, lower is better), with the
@@ -595,6 +731,7 @@ def fit_predictor(rows: pd.DataFrame, settings: PredictorSettings | None = None
     fault_features = features
     fault_scale, centroids, fault_models = _fault_centroids(train, fault_features,
                                                             settings.horizon_days)
+    center, spread = healthy_sizes(train[healthy], features)
     predictor = FailurePredictor(
         settings=settings, features=features, models=models, mean=mean, scale=scale,
         weights=weights, intercept=intercept, reference=reference, calibration=calibration,
@@ -603,8 +740,9 @@ def fit_predictor(rows: pd.DataFrame, settings: PredictorSettings | None = None
         fault_classifiers=_fault_classifiers(train, settings.horizon_days, settings.fault_c),
         hazard=fit_hazard(rows, features, models, horizon=settings.horizon_days,
                           c=settings.hazard_c) if settings.probability_model == "logistic"
-        else {})
-    figures = _cross_figures(rows, train, y, oof, fold, folds, settings, features, models)
+        else {}, catalogue=catalogue, healthy_center=center, healthy_spread=spread)
+    figures = _cross_figures(rows, train, y, oof, fold, folds, settings, features, models,
+                             catalogue)
     figures.update({"devices": int(len(set(devices.tolist()))), "rows": int(len(rows)),
                     "rows_with_known_life": int(len(train)), "folds": folds,
                     "failures": int(sum(h["failures"] for h in history.values())),
@@ -614,7 +752,8 @@ def fit_predictor(rows: pd.DataFrame, settings: PredictorSettings | None = None
 
 def _cross_figures(rows: pd.DataFrame, train: pd.DataFrame, y: np.ndarray, oof: np.ndarray,
                    fold: np.ndarray, folds: int, settings: PredictorSettings,
-                   features: list[str], models: list[str]) -> dict[str, Any]:
+                   features: list[str], models: list[str], catalogue: FaultCatalogue | None
+                   ) -> dict[str, Any]:
     probability = np.zeros(len(train))
     lower, upper = np.zeros(len(train)), np.zeros(len(train))
     faults: list[str | None] = [None] * len(train)
@@ -635,11 +774,14 @@ def _cross_figures(rows: pd.DataFrame, train: pd.DataFrame, y: np.ndarray, oof: 
         scale, centroids, per_model = _fault_centroids(train[~held], features,
                                                        settings.horizon_days)
         classifiers = _fault_classifiers(train[~held], settings.horizon_days, settings.fault_c)
+        center, spread = healthy_sizes(
+            train[~held & (y >= settings.cap_days)], features)
         fold_model = FailurePredictor(
             settings=settings, features=features, models=models, mean=np.zeros(0),
             scale=np.zeros(0), weights=np.zeros(0), intercept=0.0, reference=np.zeros(0),
             calibration={}, history={}, fault_features=features, fault_scale=scale,
-            centroids=centroids, fault_models=per_model, fault_classifiers=classifiers)
+            centroids=centroids, fault_models=per_model, fault_classifiers=classifiers,
+            catalogue=catalogue, healthy_center=center, healthy_spread=spread)
         for index, fault in zip(np.flatnonzero(held), fold_model.fault_type(train[held]),
                                 strict=True):
             faults[index] = fault

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from analytics.prediction.catalogue import parse
 from analytics.prediction.failure import (
     FailurePredictor,
     PredictorSettings,
@@ -268,3 +269,24 @@ def test_a_stuck_sensor_reads_as_missing_not_as_a_reading_without_noise() -> Non
     # The frozen flow's steps are missing; the rest of the day reads as usual.
     assert got["flow__missing"] == pytest.approx(83 / 144, abs=0.01)
     assert abs(got["flow__spread"]) < 0.5 and abs(got["current__relation"]) < 3
+
+
+def test_the_catalogue_names_a_fault_the_fleet_never_saw_on_the_model_from_its_readings() -> None:
+    """Pumps only ever failed of fault A (flow): learned alone, a pump whose temp rises is A.
+    The catalogue says fault B shows in temp, so that pump is named B, and a flow pump A."""
+    rows = synthetic_rows({"pump": 6})
+    rows = rows[~rows["device"].str[-1].isin(list("135"))].reset_index(drop=True)
+    catalogue = parse({"pump": {"A": {"fault": "a", "readings": ["flow"]},
+                                "B": {"fault": "b", "readings": ["temp"]}}})
+    alone, _ = fit_predictor(rows)
+    both, figures = fit_predictor(rows, catalogue=catalogue)
+    fresh = synthetic_rows({"pump": 2}, seed=7, healthy=0)
+    latest = fresh[fresh["left_days"] == 2.0]
+    assert alone.fault_type(latest) == ["A", "A"]
+    assert both.fault_type(latest) == ["A", "B"]
+    assert figures["cv_fault_type_accuracy"] == 1.0
+    again = FailurePredictor.from_params(json.loads(json.dumps(both.to_params())))
+    assert again.catalogue == catalogue and again.fault_type(latest) == ["A", "B"]
+    # A model the catalogue does not know keeps what was learned.
+    assert both.fault_type(latest.assign(model="vent")) == alone.fault_type(
+        latest.assign(model="vent"))

@@ -86,6 +86,10 @@ def test_the_fault_type_a_ticket_names_comes_before_the_learned_one() -> None:
     assert named_fault("prediction:E-MOTOR-STALL") == "motor_wear"  # the devices' code book
     assert named_fault("prediction:unknown") is None
     assert named_fault("anomaly:motor_current") is None
+    # An anomaly's reading names the fault the catalogue says it shows, on the device's model.
+    assert named_fault("anomaly:battery_voltage_v", "infusion_pump") == "battery_ageing"
+    assert named_fault("anomaly:supply_voltage_v", "mri") == "power_problem"
+    assert named_fault("anomaly:ambient_temp_c", "infusion_pump") is None
     learned = score.predictor({("*", "anomaly:m"): "motor_wear"})
     named = [ticket(1, "d1", "A", 11), score.TicketView(2, "d1", "A", at(12), "prediction:x",
                                                          fault_type="battery_ageing")]
