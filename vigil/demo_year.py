@@ -177,7 +177,8 @@ def measure(tolerances: Mapping[str, Mapping[str, Any]], rng: random.Random, *,
 @dataclass(frozen=True, slots=True)
 class Step:
     """One thing an engineer (or the customer) does on a ticket, ``after`` the previous step;
-    with ``hour``, on the first day at that hour (UTC) after that."""
+    with ``hour``, at that hour (UTC) of the day ``after`` brings (the day after, if that
+    hour is not later than the previous step): a visit two days on, at eight."""
 
     name: str
     after: timedelta
@@ -223,7 +224,7 @@ def step_time(previous: datetime, step: Step) -> datetime:
     if step.hour is None:
         return at
     on_hour = datetime.combine(at.date(), time(step.hour), tzinfo=UTC)
-    return on_hour if on_hour >= at else on_hour + timedelta(days=1)
+    return on_hour if on_hour > previous else on_hour + timedelta(days=1)
 
 
 # --- the timeline ---------------------------------------------------------------------------
