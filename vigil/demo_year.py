@@ -191,7 +191,9 @@ def work_order(kind: str, rng: random.Random, *, slack: timedelta | None = None,
 
     Planned work is visited before it falls due (``slack``: the time left until then).
     """
-    minutes = lambda low, high: timedelta(minutes=rng.randint(low, high))  # noqa: E731
+    def minutes(low: int, high: int) -> timedelta:
+        return timedelta(minutes=rng.randint(low, high))
+
     if kind == "plan":
         # The visit is booked on a day before the work falls due (when the lead allows).
         visit_days = 4 if slack is None else max(1, min(4, (slack - timedelta(days=1)).days))
@@ -659,8 +661,8 @@ def printout(year: Year) -> Iterator[str]:
     for kind in MaintenanceKind:
         done = report.maintenance.get(kind.value)
         if done is not None:
-            yield (f"{kind.value}: {done.done} of {done.due} due done, {done.on_time} on time "
-                   f"({_pct(done.rate)})")
+            yield (f"{kind.value}: {done.done} of {done.due} due done ({_pct(done.rate)}), "
+                   f"{done.on_time} on time ({_pct(done.on_time_rate)})")
 
 
 def timeline_markdown(year: Year) -> str:
