@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from vigil.cli import main
 from vigil.db.enums import TicketSource, TicketState
 from vigil.demo import PLANS
-from vigil.demo_year import plan_year, replay
+from vigil.demo_year.runner import replay
+from vigil.demo_year.scenario import plan_year
 from vigil.errors import InvalidRequest
 from vigil.maintenance.models import MaintenanceRecord
 from vigil.tickets.models import ServiceReport, Ticket

@@ -1,54 +1,32 @@
-"""`vigil demo-year`: one device's year of service, replayed through the real desk.
+"""The demo year applied through the domain services: one transaction per action.
 
-The demo organisation of ``vigil demo-data`` gets one device of the chosen model;
-then a simulated clock runs over the year. Each morning the maintenance job
-(``vigil.maintenance.scheduled.maintenance_job``) sees the device's usage-hours
-counter and opens P3 tickets ahead of due plans; the device raises two fault
-codes (recorded as ingest records them, filed by the desk's intake); failure
-predictions on two days file a ticket through the ticket rules' prediction pass.
-An engineer the desk suggests works every ticket through the real transitions,
-records the planned work with its measured values (the first calibration out of
-tolerance, which opens a corrective ticket), the customer signs off and answers
-the survey, and each closed ticket's voucher is issued. At the end, the year's
-service-quality report for the device's model.
-
-``plan_year`` (pure: which happenings on which days, from the seed) and
-``work_order`` (pure: how an engineer paces a ticket) decide; ``replay`` applies
-them through the domain services, one transaction per action, the clock passed in.
+A discrete-event loop over the simulated clock: each morning the maintenance job,
+at their moments the device's fault codes (as ingest records them, then the
+desk's intake) and failure predictions (then the ticket rules' prediction pass),
+and each ticket's steps (``scenario.work_order``) through the real transitions,
+maintenance records, vouchers and surveys. It collects the timeline, the vouchers
+and the year's service-quality report; it writes no files.
 """
 
 from __future__ import annotations
 
-import argparse
-import csv
 import heapq
-import io
 import itertools
 import random
-import sys
-import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
-from pathlib import Path
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from edge_agent.simulator.physics import FAILURE_CODES, FAULT_TYPES, WARNING_CODES
 from vigil.db.enums import MaintenanceKind, TicketSource, TicketState
-from vigil.demo import PLANS, seed_demo
+from vigil.demo import seed_demo
+from vigil.demo_year.scenario import Fault, Forecast, Scenario, Step, measure, step_time, work_order
 from vigil.errors import InvalidRequest
-from vigil.reports.quality import QualityReport, Row
+from vigil.reports.quality import QualityReport
 
-MODELS = tuple(sorted(PLANS))
-DEFAULT_MODEL = "ventilator"
-# Hours of use per day (mean, spread) by model: an ICU ventilator runs about half the day,
-# which brings the demo's 200-hour lubrication plan due about every 17 days.
-DAILY_USE_H: Mapping[str, tuple[float, float]] = {
-    "ventilator": (12.0, 4.0), "infusion_pump": (9.0, 3.0), "patient_monitor": (20.0, 3.0),
-    "ct": (10.0, 2.0), "mri": (12.0, 2.0)}
 # What an engineer fits for each fault the simulator knows.
 PARTS: Mapping[str, tuple[str, str]] = {
     "battery_ageing": ("BAT-7V2-LI", "Battery pack"),
@@ -62,171 +40,6 @@ PARTS: Mapping[str, tuple[str, str]] = {
     "compressor_failure": ("MR-COMPR-8", "Helium compressor"),
     "power_problem": ("PSU-INT-01", "Internal power supply"),
 }
-
-
-# --- the scenario: pure ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Fault:
-    """A fault code the device raises."""
-
-    at: datetime
-    fault_type: str
-    code: str
-    severity: str
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class Forecast:
-    """A failure prediction made for the device."""
-
-    at: datetime
-    fault_type: str
-    probability: float
-    rul_days: float
-    horizon_days: float = 14.0
-
-
-@dataclass(frozen=True)
-class Scenario:
-    model: str
-    device_id: str
-    seed: int
-    start: datetime
-    days: int
-    counter_start: float
-    daily_use: tuple[float, ...]
-    faults: tuple[Fault, ...]
-    forecasts: tuple[Forecast, ...]
-    # The first calibration's quantity out of tolerance, and the value measured.
-    off_quantity: str
-    off_value: float
-
-    @property
-    def end(self) -> datetime:
-        return self.start + timedelta(days=self.days)
-
-    def usage_at(self, at: datetime) -> float:
-        """The usage-hours counter at ``at``: each day's use spread evenly over the day."""
-        elapsed = max(0.0, (at - self.start).total_seconds() / 86400)
-        whole = min(int(elapsed), len(self.daily_use))
-        hours = self.counter_start + sum(self.daily_use[:whole])
-        if whole < len(self.daily_use):
-            hours += self.daily_use[whole] * (elapsed - whole)
-        return round(hours, 2)
-
-
-def check_model(model: str) -> str:
-    if model not in PLANS:
-        raise InvalidRequest(f"no demo plans for device model {model!r}; "
-                             f"one of: {', '.join(MODELS)}")
-    return model
-
-
-def _moment(start: datetime, rng: random.Random, days: int, low: float, high: float) -> datetime:
-    day = rng.randint(int(days * low), max(int(days * low), int(days * high) - 1))
-    return start + timedelta(days=day, hours=rng.randint(0, 23), minutes=rng.randint(0, 59))
-
-
-def plan_year(*, model: str, seed: int, start: datetime, days: int = 365) -> Scenario:
-    """Which happenings fall on which days, from the seed alone."""
-    check_model(model)
-    if days < 30:
-        raise InvalidRequest(f"a demo year needs at least 30 days, not {days}")
-    rng = random.Random(seed)
-    mean, spread = DAILY_USE_H[model]
-    daily = tuple(round(min(24.0, max(0.0, rng.gauss(mean, spread))), 2) for _ in range(days))
-    first, second, predicted = rng.sample(FAULT_TYPES[model], 3)
-    faults = (
-        Fault(_moment(start, rng, days, 0.15, 0.35), first, WARNING_CODES[first], "warning",
-              f"{first.replace('_', ' ')} suspected"),
-        Fault(_moment(start, rng, days, 0.7, 0.9), second, FAILURE_CODES[second], "critical",
-              f"{second.replace('_', ' ')}: device out of service"))
-    made = _moment(start, rng, days, 0.45, 0.6).replace(hour=3, minute=0)
-    rul = round(rng.uniform(8, 14), 1)
-    forecasts = (Forecast(made, predicted, round(rng.uniform(0.55, 0.7), 2), rul),
-                 Forecast(made + timedelta(days=1), predicted, round(rng.uniform(0.7, 0.85), 2),
-                          rul - 1))
-    tolerances = PLANS[model][2]
-    off = rng.choice(sorted(tolerances))
-    limits = tolerances[off]
-    span = float(limits.get("high", 0)) - float(limits.get("low", 0))
-    off_value = round(float(limits["high"]) + rng.uniform(0.1, 0.6) * span / 2, 2)
-    return Scenario(model=model, device_id=f"{model.replace('_', '-')}-year-1", seed=seed,
-                    start=start, days=days, counter_start=round(rng.uniform(4000, 9000), 1),
-                    daily_use=daily, faults=faults, forecasts=forecasts, off_quantity=off,
-                    off_value=off_value)
-
-
-def measure(tolerances: Mapping[str, Mapping[str, Any]], rng: random.Random, *,
-            off: tuple[str, float] | None = None) -> dict[str, float]:
-    """Measured values near nominal, within tolerance unless ``off`` names one and its value."""
-    values = {}
-    for name, limits in sorted(tolerances.items()):
-        low, high = limits.get("low"), limits.get("high")
-        nominal = float(limits.get("nominal", 0.0))
-        reach = min(abs(float(v) - nominal) for v in (low, high) if v is not None)
-        values[name] = round(nominal + rng.uniform(-0.4, 0.4) * reach, 2)
-    if off is not None:
-        values[off[0]] = off[1]
-    return values
-
-
-@dataclass(frozen=True, slots=True)
-class Step:
-    """One thing an engineer (or the customer) does on a ticket, ``after`` the previous step;
-    with ``hour``, at that hour (UTC) of the day ``after`` brings (the day after, if that
-    hour is not later than the previous step): a visit two days on, at eight."""
-
-    name: str
-    after: timedelta
-    hour: int | None = None
-
-
-def work_order(kind: str, rng: random.Random, *, slack: timedelta | None = None,
-               ) -> tuple[Step, ...]:
-    """How a ticket of ``kind`` (plan, corrective, fault, prediction) is worked, paced by ``rng``.
-
-    Planned work is visited before it falls due (``slack``: the time left until then).
-    """
-    def minutes(low: int, high: int) -> timedelta:
-        return timedelta(minutes=rng.randint(low, high))
-
-    if kind == "plan":
-        # The visit is booked on a day before the work falls due (when the lead allows).
-        visit_days = 4 if slack is None else max(1, min(4, (slack - timedelta(days=1)).days))
-        steps = [Step("acknowledge", minutes(30, 180)), Step("diagnose", minutes(10, 60)),
-                 Step("dispatch", minutes(5, 30)),
-                 Step("work", timedelta(days=rng.randint(1, visit_days)),
-                      hour=rng.choice([7, 8, 9])),
-                 Step("verify", minutes(20, 40))]
-    elif kind == "corrective":
-        steps = [Step("acknowledge", minutes(20, 90)), Step("diagnose", minutes(10, 60)),
-                 Step("dispatch", minutes(30, 120)), Step("repair", timedelta(days=1), hour=8),
-                 Step("verify", minutes(30, 60))]
-    elif kind == "fault":
-        steps = [Step("acknowledge", minutes(10, 45)), Step("diagnose", minutes(5, 30)),
-                 Step("dispatch", minutes(60, 180)), Step("repair", minutes(240, 720)),
-                 Step("verify", minutes(60, 90))]
-    else:
-        steps = [Step("acknowledge", minutes(30, 150)), Step("diagnose", minutes(60, 240)),
-                 Step("dispatch", minutes(30, 90)),
-                 Step("repair", timedelta(days=rng.randint(1, 2)), hour=8),
-                 Step("verify", minutes(30, 60))]
-    steps += [Step("close", timedelta(days=1), hour=9), Step("survey", minutes(30, 90))]
-    if rng.random() < 0.8:  # most customers answer
-        steps.append(Step("answer", timedelta(days=rng.randint(0, 3)), hour=14))
-    return tuple(steps)
-
-
-def step_time(previous: datetime, step: Step) -> datetime:
-    at = previous + step.after
-    if step.hour is None:
-        return at
-    on_hour = datetime.combine(at.date(), time(step.hour), tzinfo=UTC)
-    return on_hour if on_hour > previous else on_hour + timedelta(days=1)
 
 
 # --- the timeline ---------------------------------------------------------------------------
@@ -483,7 +296,8 @@ class Runner:
             measurements=measure(plan.tolerances, rng, off=off))
         values = "; ".join(
             f"{m['name']} {m['value']:g} {m['unit']} "
-            f"{'within' if m['within'] else 'OUT OF'} [{_num(m['low'])}, {_num(m['high'])}]"
+            f"{'within' if m['within'] else 'OUT OF'} "
+            f"[{number_text(m['low'])}, {number_text(m['high'])}]"
             for m in entry.measurements)
         next_due = f"{entry.next_due_at:%Y-%m-%d}" if entry.next_due_at else "by usage"
         self.line(now, str(plan.kind), t.id,
@@ -589,8 +403,11 @@ def _met(at: datetime, deadline: datetime | None) -> str:
         f"LATE, due {deadline:%m-%d %H:%M}"
 
 
-def _num(value: float | None) -> str:
-    return "-" if value is None else f"{value:g}"
+def number_text(value: float | None, digits: int | None = None) -> str:
+    """A limit or figure as short text: "-" when there is none."""
+    if value is None:
+        return "-"
+    return f"{value if digits is None else round(value, digits):g}"
 
 
 def replay(factory: sessionmaker[Session], scenario: Scenario, *,
@@ -615,169 +432,3 @@ def replay(factory: sessionmaker[Session], scenario: Scenario, *,
     return runner.run()
 
 
-# --- printing and files ---------------------------------------------------------------------
-
-REPORT_HEAD = ("group", "opened", "plan", "event", "analytics", "respond", "diagnose",
-               "restore", "mttr_h", "ftf", "surveys", "score", "predicted")
-
-
-def _pct(value: float | None) -> str:
-    return "–" if value is None else f"{value:.0%}"
-
-
-def report_rows(report: QualityReport) -> list[tuple[str, ...]]:
-    """The report's rows (and total) as short columns for the terminal."""
-    def cells(row: Row) -> tuple[str, ...]:
-        c = row.compliance
-        return (row.group, str(row.opened),
-                *(str(row.by_source.get(s.value, 0)) for s in (
-                    TicketSource.MAINTENANCE_PLAN, TicketSource.DEVICE_EVENT,
-                    TicketSource.ANALYTICS)),
-                *(f"{c[m].met}/{c[m].decided}" for m in ("respond", "diagnose", "restore")),
-                _num(None if row.mttr_h is None else round(row.mttr_h, 1)),
-                _pct(row.first_time_fix_rate),
-                f"{row.satisfaction_answers}/{row.surveys_sent}",
-                _num(None if row.satisfaction_mean is None else round(row.satisfaction_mean, 2)),
-                f"{row.predicted.confirmed}/{row.predicted.opened}")
-    return [cells(r) for r in [*report.rows, report.total]]
-
-
-def printout(year: Year) -> Iterator[str]:
-    s = year.scenario
-    yield (f"vigil demo-year: {s.model} {s.device_id} at {year.site}, {s.start:%Y-%m-%d} to "
-           f"{s.end:%Y-%m-%d} (exclusive), seed {s.seed}")
-    yield from (line.render() for line in year.lines)
-    report = year.report
-    if report is None:
-        return
-    yield ""
-    yield (f"Service-quality report {report.start:%Y-%m-%d} to {report.end:%Y-%m-%d}, by device "
-           "model (compliance: met/decided; surveys: answered/sent; predicted: confirmed/opened)")
-    table = [REPORT_HEAD, *report_rows(report)]
-    widths = [max(len(r[i]) for r in table) for i in range(len(REPORT_HEAD))]
-    for row in table:
-        yield "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w)
-                        for i, (cell, w) in enumerate(zip(row, widths, strict=True)))
-    for kind in MaintenanceKind:
-        done = report.maintenance.get(kind.value)
-        if done is not None:
-            yield (f"{kind.value}: {done.done} of {done.due} due done ({_pct(done.rate)}), "
-                   f"{done.on_time} on time ({_pct(done.on_time_rate)})")
-
-
-def timeline_markdown(year: Year) -> str:
-    rows = ["| when (UTC) | what | ticket | detail |", "|---|---|---|---|"]
-    rows += [f"| {ln.at:%Y-%m-%d %H:%M} | {ln.what} | {'' if ln.ticket is None else ln.ticket}"
-             f" | {ln.text.replace('|', '/')} |" for ln in year.lines]
-    return "\n".join(rows) + "\n"
-
-
-def timeline_csv(year: Year) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["at", "what", "ticket", "detail"])
-    writer.writerows([ln.at.isoformat(), ln.what, ln.ticket, ln.text] for ln in year.lines)
-    return out.getvalue()
-
-
-def write_files(year: Year, out: Path, timeline_format: str) -> list[Path]:
-    import json
-
-    from vigil.reports import render
-
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    timeline = out / f"timeline.{timeline_format}"
-    timeline.write_text(timeline_markdown(year) if timeline_format == "md"
-                        else timeline_csv(year), encoding="utf-8")
-    written.append(timeline)
-    vouchers = out / "vouchers"
-    vouchers.mkdir(exist_ok=True)
-    for ticket_id, html in sorted(year.vouchers.items()):
-        path = vouchers / f"ticket-{ticket_id}.html"
-        path.write_text(html, encoding="utf-8")
-        written.append(path)
-    for ticket_id, pdf in sorted(year.voucher_pdfs.items()):
-        path = vouchers / f"ticket-{ticket_id}.pdf"
-        path.write_bytes(pdf)
-        written.append(path)
-    if year.report is not None:
-        (out / "report.json").write_text(json.dumps(render.as_json(year.report), indent=2) + "\n",
-                                         encoding="utf-8")
-        (out / "report.csv").write_text(render.as_csv(year.report), encoding="utf-8")
-        written += [out / "report.json", out / "report.csv"]
-    return written
-
-
-# --- the command ----------------------------------------------------------------------------
-
-
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a day as YYYY-MM-DD, not {text!r}") from None
-
-
-def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--device-model", default=DEFAULT_MODEL,
-                        help=f"the device's model, one of {', '.join(MODELS)} "
-                             f"(default {DEFAULT_MODEL})")
-    parser.add_argument("--seed", type=int, default=1,
-                        help="decides the days of faults and predictions, the daily use, the "
-                             "calibration out of tolerance and the engineer's pace")
-    parser.add_argument("--start", type=_day,
-                        help="first day, UTC (default: --days before today)")
-    parser.add_argument("--days", type=int, default=365, help="how long to replay")
-    parser.add_argument("--database", choices=["fresh", "configured"], default="fresh",
-                        help="fresh: a new SQLite database (year.sqlite in --out, else a "
-                             "temporary one); configured: the configured database, which must "
-                             "not hold the demo organisation yet")
-    parser.add_argument("--out", type=Path,
-                        help="also write the timeline, each voucher's HTML and the report "
-                             "(JSON, CSV) into this folder")
-    parser.add_argument("--format", choices=["md", "csv"], default="md",
-                        help="the timeline file's format with --out")
-    parser.add_argument("--pdf", action="store_true",
-                        help="render each voucher as PDF as well (WeasyPrint)")
-
-
-def run(args: argparse.Namespace) -> int:
-    from vigil.config import get_settings
-    from vigil.db import migrations
-    from vigil.db.session import make_engine, make_session_factory
-
-    try:
-        start_day = args.start or datetime.now(UTC).date() - timedelta(days=args.days)
-        scenario = plan_year(model=args.device_model, seed=args.seed, days=args.days,
-                             start=datetime.combine(start_day, time(), UTC))
-    except InvalidRequest as exc:
-        print(f"vigil demo-year: {exc}", file=sys.stderr)
-        return 2
-    with tempfile.TemporaryDirectory(prefix="vigil-demo-year-") as scratch:
-        if args.database == "configured":
-            url = get_settings().sql_url
-        else:
-            folder = args.out or Path(scratch)
-            folder.mkdir(parents=True, exist_ok=True)
-            database = folder / "year.sqlite"
-            if database.exists():
-                print(f"vigil demo-year: {database} exists; remove it or choose another --out",
-                      file=sys.stderr)
-                return 2
-            url = f"sqlite:///{database}"
-        engine = make_engine(url)
-        try:
-            migrations.upgrade(engine)
-            year = replay(make_session_factory(engine), scenario, with_pdf=args.pdf)
-        except InvalidRequest as exc:
-            print(f"vigil demo-year: {exc}", file=sys.stderr)
-            return 2
-        finally:
-            engine.dispose()
-    for text in printout(year):
-        print(text)
-    if args.out is not None:
-        written = write_files(year, args.out, args.format)
-        print(f"\nvigil demo-year: {len(written)} files in {args.out}", file=sys.stderr)
-    return 0
