@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,7 +15,7 @@ from vigil.cli import main
 from vigil.db.enums import TicketSource, TicketState
 from vigil.demo import PLANS
 from vigil.demo_year.runner import replay
-from vigil.demo_year.scenario import plan_year
+from vigil.demo_year.scenario import Step, plan_year, step_time, work_order
 from vigil.errors import InvalidRequest
 from vigil.maintenance.models import MaintenanceRecord
 from vigil.tickets.models import ServiceReport, Ticket
@@ -34,6 +35,20 @@ def test_the_plan_is_the_seeds_and_the_counter_grows() -> None:
         one.counter_start + sum(one.daily_use[:10]), abs=0.01)
     with pytest.raises(InvalidRequest, match="toaster.*ventilator"):
         plan_year(model="toaster", seed=1, start=START)
+
+
+def test_an_engineer_visits_before_planned_work_falls_due() -> None:
+    booked = datetime(2026, 2, 2, 9, 5, tzinfo=UTC)
+    assert step_time(booked, Step("work", timedelta(days=1), hour=8)) == booked.replace(
+        day=3, hour=8, minute=0)
+    assert step_time(booked, Step("work", timedelta(hours=1), hour=8)) == booked.replace(
+        day=3, hour=8, minute=0)
+    for seed in range(20):
+        steps = work_order("plan", random.Random(seed), slack=timedelta(days=2, hours=22))
+        at = booked
+        for step in steps[:4]:
+            at = step_time(at, step)
+        assert steps[3].name == "work" and at < booked + timedelta(days=2, hours=22)
 
 
 def test_a_short_year_on_the_desk(factory: sessionmaker[Session]) -> None:
