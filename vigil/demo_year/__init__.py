@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -33,6 +34,7 @@ from vigil.db.enums import MaintenanceKind, TicketSource
 from vigil.demo_year.runner import Year, number_text, replay
 from vigil.demo_year.scenario import DEFAULT_MODEL, MODELS, plan_year
 from vigil.errors import InvalidRequest
+from vigil.reports import render
 from vigil.reports.quality import QualityReport, Row
 
 # --- printing and files ---------------------------------------------------------------------
@@ -101,10 +103,6 @@ def timeline_csv(year: Year) -> str:
 
 
 def write_files(year: Year, out: Path, timeline_format: str) -> list[Path]:
-    import json
-
-    from vigil.reports import render
-
     out.mkdir(parents=True, exist_ok=True)
     written = []
     timeline = out / f"timeline.{timeline_format}"

@@ -21,12 +21,30 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics.jobs.ticket_rules import prediction_pass
+from vigil.config import TicketRuleSettings
 from vigil.db.enums import MaintenanceKind, TicketSource, TicketState
+from vigil.db.session import transaction
 from vigil.demo import seed_demo
 from vigil.demo_year.scenario import Fault, Forecast, Scenario, Step, measure, step_time, work_order
+from vigil.devices.models import Device, DeviceEvent, Prediction
+from vigil.engineers.service import suggest_assignee
 from vigil.errors import InvalidRequest
-from vigil.reports.quality import QualityReport
+from vigil.maintenance import service as maintenance
+from vigil.maintenance.models import MaintenancePlan
+from vigil.maintenance.rules import Usage
+from vigil.maintenance.scheduled import maintenance_job
+from vigil.reports.quality import GroupBy, QualityReport, service_quality
+from vigil.tickets import service as tickets
+from vigil.tickets import survey, voucher
+from vigil.tickets.intake import handle_device_events
+from vigil.tickets.models import Ticket
+from vigil.tickets.priority import TicketRules
+from vigil.tickets.transitions import Actor, ActorRole, Request
+from vigil.users.models import User
 
+# The demo's hospital user, who signs repairs off and answers the surveys.
+DEMO_CUSTOMER_USER = "hana"
 # What an engineer fits for each fault the simulator knows.
 PARTS: Mapping[str, tuple[str, str]] = {
     "battery_ageing": ("BAT-7V2-LI", "Battery pack"),
@@ -90,8 +108,6 @@ class Runner:
 
     def __init__(self, factory: sessionmaker[Session], scenario: Scenario, *,
                  with_pdf: bool = False) -> None:
-        from vigil.config import TicketRuleSettings
-        from vigil.tickets.priority import TicketRules
 
         self.factory, self.scenario, self.with_pdf = factory, scenario, with_pdf
         self.rules = TicketRules.load()
@@ -100,7 +116,8 @@ class Runner:
         self.order = itertools.count()
         self.tickets: dict[int, _Ticket] = {}
         self.steps: dict[int, list[Step]] = {}
-        self.engineer: dict[int, tuple[Any, int, str]] = {}
+        # Ticket id -> the engineer working it: as actor, user id, display name.
+        self.engineer: dict[int, tuple[Actor, int, str]] = {}
         self.tokens: dict[int, str] = {}
         self.calibrations = 0
         self.year = Year(scenario, site="")
@@ -139,8 +156,6 @@ class Runner:
 
     def morning(self, now: datetime) -> None:
         """The maintenance job's pass, with the counter's reading of the moment."""
-        from vigil.maintenance.rules import Usage
-        from vigil.maintenance.scheduled import maintenance_job
 
         def usage(devices: Sequence[str]) -> dict[str, Usage]:
             reading = Usage(self.scenario.usage_at(now), now)
@@ -150,10 +165,6 @@ class Runner:
 
     def fault(self, now: datetime, fault: Fault) -> None:
         """The device raises a code: ingest records it, the desk's intake files it."""
-        from vigil.db.session import transaction
-        from vigil.devices.models import DeviceEvent
-        from vigil.tickets.intake import handle_device_events
-
         with transaction(self.factory) as session:
             seq = len([f for f in self.scenario.faults if f.at <= now])
             session.add(DeviceEvent(device_id=self.scenario.device_id, seq=seq, ts=now,
@@ -165,10 +176,6 @@ class Runner:
 
     def forecast(self, now: datetime, forecast: Forecast) -> None:
         """A failure prediction is stored; the ticket rules' prediction pass considers it."""
-        from analytics.jobs.ticket_rules import prediction_pass
-        from vigil.db.session import transaction
-        from vigil.devices.models import Prediction
-
         with transaction(self.factory) as session:
             session.add(Prediction(
                 device_id=self.scenario.device_id, made_at=now,
@@ -183,9 +190,6 @@ class Runner:
             prediction_pass(session, now=now, settings=self.rule_settings, rules=self.rules)
 
     def find_new_tickets(self, now: datetime) -> None:
-        from vigil.maintenance.models import MaintenancePlan
-        from vigil.tickets.models import Ticket
-
         with self.factory() as session:
             new = session.scalars(select(Ticket).where(
                 Ticket.device_id == self.scenario.device_id,
@@ -229,8 +233,6 @@ class Runner:
     # -- what the engineer and the customer do
 
     def work(self, now: datetime, ticket_id: int) -> None:
-        from vigil.db.session import transaction
-
         step = self.steps[ticket_id][0]
         with transaction(self.factory) as session:
             done = getattr(self, f"_{step.name}")(session, now, self.tickets[ticket_id])
@@ -241,11 +243,6 @@ class Runner:
             self.at(now + timedelta(hours=1), ("work", ticket_id))
 
     def _acknowledge(self, session: Session, now: datetime, t: _Ticket) -> bool:
-        from vigil.engineers.service import suggest_assignee
-        from vigil.tickets import service as tickets
-        from vigil.tickets.transitions import Actor, ActorRole
-        from vigil.users.models import User
-
         ticket = tickets.get_ticket(session, ticket_id=t.id)
         suggested = suggest_assignee(session, ticket=ticket, now=now)
         if not suggested:
@@ -263,10 +260,7 @@ class Runner:
         return True
 
     def _move(self, session: Session, now: datetime, t: _Ticket, to: TicketState,
-              **request: str) -> Any:
-        from vigil.tickets import service as tickets
-        from vigil.tickets.transitions import Request
-
+              **request: str) -> Ticket:
         return tickets.transition(session, ticket_id=t.id, to=to, actor=self.engineer[t.id][0],
                                   now=now, request=Request(**request))
 
@@ -276,9 +270,6 @@ class Runner:
 
     def _work(self, session: Session, now: datetime, t: _Ticket) -> bool:
         """The planned work: recorded with its measured values, then the ticket restored."""
-        from vigil.maintenance import service as maintenance
-        from vigil.maintenance.models import MaintenancePlan
-
         plan = session.get(MaintenancePlan, t.plan_id)
         assert plan is not None
         actor, user_id, _name = self.engineer[t.id]
@@ -322,15 +313,13 @@ class Runner:
         return True
 
     def _repair(self, session: Session, now: datetime, t: _Ticket) -> bool:
-        from vigil.tickets.voucher import record_part
-
         actor = self.engineer[t.id][0]
         done = "adjusted"
         part = PARTS.get(t.fault_type or "") if t.kind != "corrective" else None
         if part is not None:
             number, description = part
-            record_part(session, ticket_id=t.id, part_number=number, quantity=1, actor=actor,
-                        now=now, description=description)
+            voucher.record_part(session, ticket_id=t.id, part_number=number, quantity=1,
+                                actor=actor, now=now, description=description)
             done = f"{description} replaced ({number} x1)"
         ticket = self._move(session, now, t, TicketState.REPAIRED)
         self.line(now, "restored", t.id, f"{done}; {_hours(ticket.restore_minutes)} service h "
@@ -346,12 +335,7 @@ class Runner:
 
     def _close(self, session: Session, now: datetime, t: _Ticket) -> bool:
         """The customer signs off and closes; the voucher is issued with the sign-off on it."""
-        from vigil.tickets import service as tickets
-        from vigil.tickets import voucher
-        from vigil.tickets.transitions import Actor, ActorRole
-        from vigil.users.models import User
-
-        customer = session.scalars(select(User).where(User.username == "hana")).one()
+        customer = session.scalars(select(User).where(User.username == DEMO_CUSTOMER_USER)).one()
         actor = Actor(customer.username, ActorRole.CUSTOMER)
         tickets.sign_off(session, ticket_id=t.id, actor=actor, user_id=customer.id, now=now)
         tickets.transition(session, ticket_id=t.id, to=TicketState.CLOSED, actor=actor, now=now)
@@ -366,15 +350,11 @@ class Runner:
         return True
 
     def _survey(self, session: Session, now: datetime, t: _Ticket) -> bool:
-        from vigil.tickets import survey
-
         self.tokens[t.id] = survey.issue(session, ticket_id=t.id, now=now).token
         self.line(now, "survey sent", t.id, "link to the customer, valid 30 days")
         return True
 
     def _answer(self, session: Session, now: datetime, t: _Ticket) -> bool:
-        from vigil.tickets import survey
-
         rng = random.Random(self.scenario.seed * 31 + t.id)
         score = rng.choice([3, 4, 4, 5, 5, 5])
         comment = {3: "Fixed, but we waited for the visit.", 4: "Good work, thank you.",
@@ -385,8 +365,6 @@ class Runner:
         return True
 
     def report(self) -> QualityReport:
-        from vigil.reports.quality import GroupBy, service_quality
-
         with self.factory() as session:
             return service_quality(session, start=self.scenario.start, end=self.scenario.end,
                                    group_by=GroupBy.MODEL, rules=self.rules)
@@ -399,8 +377,7 @@ def _hours(minutes: float | None) -> str:
 def _met(at: datetime, deadline: datetime | None) -> str:
     if deadline is None:
         return "no deadline"
-    return f"met, due {deadline:%m-%d %H:%M}" if at <= deadline else \
-        f"LATE, due {deadline:%m-%d %H:%M}"
+    return f"{'met' if at <= deadline else 'LATE'}, due {deadline:%m-%d %H:%M}"
 
 
 def number_text(value: float | None, digits: int | None = None) -> str:
@@ -416,9 +393,6 @@ def replay(factory: sessionmaker[Session], scenario: Scenario, *,
 
     Raises ``InvalidRequest`` when the database holds the demo organisation already.
     """
-    from vigil.db.session import transaction
-    from vigil.devices.models import Device
-
     with transaction(factory) as session:
         created = seed_demo(session, devices=[(scenario.device_id, scenario.model)],
                             now=scenario.start)
