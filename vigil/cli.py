@@ -24,6 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "api": ("api.cli", "serve the HTTP API"),
     "users": ("vigil.users.cli", "manage users (create the first administrator)"),
     "demo-data": ("vigil.demo", "create a demo service organisation, plans and knowledge base"),
+    "demo-year": ("vigil.demo_year", "replay one demo device's year of plans, tickets and "
+                  "vouchers on a simulated clock"),
     "demo-fleet": ("vigil.demo_fleet", "register `vigil simulate`'s devices, a credential each"),
     "report": ("vigil.reports.cli", "the service-quality report: CSV, JSON, published HTML/PDF"),
 }
