@@ -94,3 +94,16 @@ def test_measurements_against_tolerances() -> None:
         check_measurements({"flow_error_pct": 1.0}, tolerances)
     with pytest.raises(InvalidRequest):
         check_measurements({"flow_error_pct": float("nan"), "occlusion_kpa": 1.0}, tolerances)
+
+
+def test_a_counter_first_read_after_the_work_counts_its_rate_from_that_reading() -> None:
+    # Installed on DONE, counter unknown; first read on day 30 at 5,000 h, then 10 h a day.
+    first = DONE + timedelta(days=30)
+    reading = Usage(hours=5100.0, at=first + timedelta(days=10))
+    due = next_due(Interval(usage_hours=200), done_at=DONE, done_usage_hours=5000.0,
+                   done_usage_at=first, usage=reading)
+    assert (due.at, due.usage_hours) == (first + timedelta(days=20), 5200.0)
+    # Counted from the installation instead, the rate would be a quarter and the date far off.
+    from_work = next_due(Interval(usage_hours=200), done_at=DONE, done_usage_hours=5000.0,
+                         usage=reading)
+    assert from_work.at == reading.at + timedelta(days=40)

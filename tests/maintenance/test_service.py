@@ -110,6 +110,26 @@ def test_usage_plan_falls_due_from_the_telemetry_reading(
     assert report.tickets_opened == 0  # due on day 20, lead 2 days
 
 
+def test_a_counter_first_read_a_month_in_projects_from_that_reading(
+        factory: sessionmaker[Session], org: Org) -> None:
+    with factory() as s, s.begin():
+        service.create_plan(s, kind=MaintenanceKind.PREVENTIVE, title="Lubrication",
+                            device_id="vent-1", interval_usage_hours=200, lead_days=2,
+                            actor=ENGINEER, now=T0, baseline=T0)
+    # The device reports its counter only from day 30, then runs 10 h a day.
+    month = T0 + timedelta(days=30)
+    readings = iter([Usage(1000.0, month), Usage(1150.0, month + timedelta(days=15))])
+    maintenance_job(factory, RULES, lambda devices: {"vent-1": next(readings)},
+                    clock=lambda: month)
+    report = maintenance_job(factory, RULES, lambda devices: {"vent-1": next(readings)},
+                             clock=lambda: month + timedelta(days=15))
+    with factory() as s:
+        due = s.scalars(select(MaintenanceDue)).one()
+        assert (due.last_usage_hours, due.due_usage_hours) == (1000.0, 1200.0)
+        assert due.next_due_at == month + timedelta(days=20)
+    assert report.tickets_opened == 0
+
+
 def test_completion_records_values_sets_next_due_and_opens_a_corrective_ticket(
         factory: sessionmaker[Session], org: Org) -> None:
     with factory() as s, s.begin():

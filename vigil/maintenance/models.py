@@ -75,6 +75,9 @@ class MaintenanceDue(Base):
     last_done_at: Mapped[datetime]
     # The usage-hours reading when it was last done (empty: not known).
     last_usage_hours: Mapped[float | None] = mapped_column(Float)
+    # When that reading was taken: the work, or the first reading of a device whose counter at
+    # the work is unknown. The rate of use is counted from it (empty: from ``last_done_at``).
+    last_usage_at: Mapped[datetime | None]
     next_due_at: Mapped[datetime | None] = mapped_column(index=True)
     # The reading at which usage makes it due (empty: the plan has no usage interval).
     due_usage_hours: Mapped[float | None] = mapped_column(Float)

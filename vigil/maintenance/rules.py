@@ -52,14 +52,18 @@ class Due:
 
 
 def next_due(interval: Interval, *, done_at: datetime, done_usage_hours: float | None,
-             usage: Usage | None = None) -> Due:
-    """The next due date after work done at ``done_at`` (with the counter at ``done_usage_hours``).
+             usage: Usage | None = None, done_usage_at: datetime | None = None) -> Due:
+    """The next due date after work done at ``done_at`` (with the counter at ``done_usage_hours``,
+    read at ``done_usage_at``, by default the work's time).
 
     By usage: due at once when the latest reading has reached the threshold;
-    otherwise projected at the rate of use since the work was done. Without a
+    otherwise projected at the rate of use since the counter was read. Without a
     usage rate (no reading since, or the counter stood still) a usage-only plan
-    has no date yet, and a combined plan falls due by the calendar.
+    has no date yet, and a combined plan falls due by the calendar. A device whose
+    counter at the work is unknown counts from its first reading, taken later: the
+    rate must be counted from that reading's time, not the work's.
     """
+    since = done_usage_at or done_at
     calendar_at = done_at + timedelta(days=interval.days) if interval.days else None
     usage_at: datetime | None = None
     threshold: float | None = None
@@ -72,8 +76,8 @@ def next_due(interval: Interval, *, done_at: datetime, done_usage_hours: float |
         if threshold is not None and usage is not None:
             if usage.hours >= threshold:
                 usage_at = max(usage.at, done_at)
-            elif base is not None and usage.at > done_at and usage.hours > base:
-                rate = (usage.hours - base) / (usage.at - done_at).total_seconds()
+            elif base is not None and usage.at > since and usage.hours > base:
+                rate = (usage.hours - base) / (usage.at - since).total_seconds()
                 usage_at = usage.at + timedelta(seconds=(threshold - usage.hours) / rate)
     candidates = [(at, by) for at, by in ((calendar_at, "calendar"), (usage_at, "usage"))
                   if at is not None]

@@ -155,9 +155,10 @@ def refresh(session: Session, *, now: datetime, ticket_rules: TicketRules,
             if (due.last_usage_hours is None and reading is not None
                     and plan.interval_usage_hours is not None):
                 # The counter when work was last done is unknown: count from the first reading.
-                due.last_usage_hours = reading.hours
+                due.last_usage_hours, due.last_usage_at = reading.hours, reading.at
             answer = rules.next_due(interval_of(plan), done_at=due.last_done_at,
-                                    done_usage_hours=due.last_usage_hours, usage=reading)
+                                    done_usage_hours=due.last_usage_hours,
+                                    done_usage_at=due.last_usage_at, usage=reading)
             due.next_due_at, due.due_usage_hours = answer.at, answer.usage_hours
             if answer.at is not None and (earliest is None or answer.at < earliest):
                 earliest = answer.at
@@ -230,6 +231,7 @@ def complete(session: Session, *, plan_id: int, device_id: str, actor: Actor,
     answer = rules.next_due(interval_of(plan), done_at=performed_at,
                             done_usage_hours=usage_hours, usage=reading)
     due.last_done_at, due.last_usage_hours = performed_at, usage_hours
+    due.last_usage_at = performed_at if usage_hours is not None else None
     due.next_due_at, due.due_usage_hours = answer.at, answer.usage_hours
     due.ticket_id, due.escalated_at = None, None
     entry.next_due_at = answer.at
