@@ -27,7 +27,7 @@ import json
 import sys
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
 from vigil.db.enums import MaintenanceKind, TicketSource
@@ -35,6 +35,7 @@ from vigil.demo_year.runner import Year, number_text, replay
 from vigil.demo_year.scenario import DEFAULT_MODEL, MODELS, plan_year
 from vigil.errors import InvalidRequest
 from vigil.reports import render
+from vigil.reports.cli import day_argument
 from vigil.reports.quality import QualityReport, Row
 
 # --- printing and files ---------------------------------------------------------------------
@@ -130,13 +131,6 @@ def write_files(year: Year, out: Path, timeline_format: str) -> list[Path]:
 # --- the command ----------------------------------------------------------------------------
 
 
-def _day(text: str) -> date:
-    try:
-        return date.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"a day as YYYY-MM-DD, not {text!r}") from None
-
-
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device-model", default=DEFAULT_MODEL,
                         help=f"the device's model, one of {', '.join(MODELS)} "
@@ -144,7 +138,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=1,
                         help="decides the days of faults and predictions, the daily use, the "
                              "calibration out of tolerance and the engineer's pace")
-    parser.add_argument("--start", type=_day,
+    parser.add_argument("--start", type=day_argument,
                         help="first day, UTC (default: --days before today)")
     parser.add_argument("--days", type=int, default=365, help="how long to replay")
     parser.add_argument("--database", choices=["fresh", "configured"], default="fresh",

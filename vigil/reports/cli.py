@@ -19,7 +19,8 @@ from vigil.reports.quality import GroupBy
 FORMATS = ("csv", "json", "html", "pdf")
 
 
-def _day(text: str) -> date:
+def day_argument(text: str) -> date:
+    """A command-line day as YYYY-MM-DD, refused with a clear message otherwise."""
     try:
         return date.fromisoformat(text)
     except ValueError:
@@ -27,9 +28,9 @@ def _day(text: str) -> date:
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="start", type=_day,
+    parser.add_argument("--from", dest="start", type=day_argument,
                         help="first day of the period (default: 90 days before --to)")
-    parser.add_argument("--to", dest="end", type=_day,
+    parser.add_argument("--to", dest="end", type=day_argument,
                         help="day after the period (default: tomorrow, so today is in it)")
     parser.add_argument("--group-by", choices=[g.value for g in GroupBy], default="model")
     parser.add_argument("--format", choices=FORMATS, default="csv",
