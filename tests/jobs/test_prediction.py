@@ -12,6 +12,7 @@ import functools
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -199,6 +200,8 @@ def test_devices_heading_to_failure_get_the_highest_probabilities_once_per_pass(
         assert p.basis["calibration"] in {"own", "pooled"}
     for d in heading:
         assert by_device[d].drivers and by_device[d].fault_type is not None
+    assert_the_spans_read_assess_as_the_whole_month(factory, influx, config.jobs,
+                                                    now=clock())
 
     # Once per pass: a second poll, and a restarted worker, find the job not due yet.
     clock.advance(timedelta(minutes=5))
@@ -266,3 +269,58 @@ def test_old_predictions_are_purged_but_each_devices_newest_stays(
                                .order_by(Prediction.device_id)).all()
     assert [(d, T0 - m) for d, m in left] == [("dev-000", timedelta(days=10)),
                                               ("dev-001", timedelta(days=300))]
+
+
+class Spans:
+    """The store, noting how long a span each query asks for."""
+
+    def __init__(self, store: TelemetryStore) -> None:
+        self.store = store
+        self.asked: list[timedelta] = []
+
+    def query(self, device: str, start: datetime, end: datetime, **kw: Any) -> Any:
+        self.asked.append(end - start)
+        return self.store.query(device, start, end, **kw)
+
+
+def assert_the_spans_read_assess_as_the_whole_month(
+        factory: sessionmaker[Session], store: TelemetryStore, settings: JobsSettings, *,
+        now: datetime) -> None:
+    """An assessment reads the baseline's days and the recent window, not the month between:
+    every device's assessment is the one the whole month gives, repaired devices included."""
+    from analytics.jobs.prediction import (
+        BEFORE,
+        assess_device,
+        assess_readings,
+        assessed_at,
+        failures,
+        read_steps,
+        repairs,
+    )
+
+    with factory() as session:
+        row = registry.promoted(session, name=NAME)
+        assert row is not None
+        predictor = registry.load(row)
+        devices = list(session.scalars(select(Device).order_by(Device.id)))
+        ids = [d.id for d in devices]
+        lag = timedelta(days=settings.prediction.baseline_lag_days)
+        failed = failures(session, device_ids=ids, start=now - lag - BEFORE, end=now)
+        fixed = repairs(session, device_ids=ids)
+    repaired_within = 0
+    read_days: list[float] = []
+    for device in devices:
+        when = assessed_at(device, now=now, settings=settings)
+        month = read_steps(store, device, start=when - lag, end=when, scoring=settings.scoring)
+        whole = assess_readings(month, device, predictor=predictor, at=when, settings=settings,
+                                failed=failed, fixed=fixed.get(device.id, []))
+        noting = Spans(store)
+        spans = assess_device(noting, device, predictor=predictor,  # type: ignore[arg-type]
+                              now=now, settings=settings, failed=failed,
+                              fixed=fixed.get(device.id, []))
+        assert spans == whole, device.id
+        read_days.append(sum(noting.asked, timedelta()) / DAY)
+        repaired_within += any(when - lag < r < when for r in fixed.get(device.id, []))
+    assert repaired_within >= 1  # a life that starts at a repair inside the month is covered
+    # Most devices are read for the baseline's 3 days and the last 3, not the month's 30.
+    assert sorted(read_days)[len(read_days) // 2] < 7
