@@ -19,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import start_http_server
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics.jobs.memory import MemoryRelease
 from analytics.jobs.metrics import JobMetrics
 from analytics.jobs.runner import FleetTask, LocalTask, TwoPhaseTask, Worker
 from vigil.config import Settings
@@ -210,6 +211,7 @@ def open_service(settings: Settings, *, metrics_port: int | None = None,
                  "retention": settings.desk.retention_interval_s, **settings.jobs.intervals_s}
     jobs = settings.jobs.model_copy(update={"intervals_s": intervals})
     worker = Worker(factory=factory, store=store, settings=jobs, fleet_tasks=tasks,
-                    local_tasks=local, metrics=JobMetrics(), stop=stop)
+                    local_tasks=local, metrics=JobMetrics(), stop=stop,
+                    memory=MemoryRelease.here())
     port = settings.jobs.metrics_port if metrics_port is None else metrics_port
     return JobsService(worker, metrics_host=settings.jobs.metrics_host, metrics_port=port)
