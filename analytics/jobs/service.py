@@ -196,6 +196,7 @@ def open_service(settings: Settings, *, metrics_port: int | None = None,
     from vigil.telemetry import open_store
     from vigil.tickets.scheduled import Desk
 
+    memory = MemoryRelease.here()  # before the store's and the scheduler's threads start
     engine = make_engine(settings.sql_url)
     factory = make_session_factory(engine)
     store = open_store(settings)
@@ -211,7 +212,6 @@ def open_service(settings: Settings, *, metrics_port: int | None = None,
                  "retention": settings.desk.retention_interval_s, **settings.jobs.intervals_s}
     jobs = settings.jobs.model_copy(update={"intervals_s": intervals})
     worker = Worker(factory=factory, store=store, settings=jobs, fleet_tasks=tasks,
-                    local_tasks=local, metrics=JobMetrics(), stop=stop,
-                    memory=MemoryRelease.here())
+                    local_tasks=local, metrics=JobMetrics(), stop=stop, memory=memory)
     port = settings.jobs.metrics_port if metrics_port is None else metrics_port
     return JobsService(worker, metrics_host=settings.jobs.metrics_host, metrics_port=port)

@@ -68,3 +68,43 @@ def test_without_glibc_nothing_is_trimmed_and_the_size_is_still_reported() -> No
     memory = MemoryRelease(trim=None, resident=lambda: 123 * MB)  # musl or macOS: no trim
     released = memory.after_pass()
     assert released is not None and (released.before, released.returned) == (123 * MB, 0)
+
+
+THREAD_PASS = """
+import sys, threading
+import numpy as np
+from analytics.jobs.memory import MemoryRelease
+memory = MemoryRelease.here() if sys.argv[1] == "here" else MemoryRelease(trim=None)
+del memory  # the setting stays; a fresh one measures below
+freed = np.ones(20 * 2**20 // 8)
+del freed  # NumPy freed a 20 MB block: glibc now keeps up to 40 MB at an arena's top
+def work():
+    blocks = [b"\\x01" * 65536 for _ in range(480)]  # 30 MB, all freed when the pass ends
+    del blocks
+thread = threading.Thread(target=work)
+thread.start()
+thread.join()
+released = MemoryRelease.here().after_pass()
+print(released.returned)
+"""
+
+
+@pytest.mark.skipif(glibc_trim() is None or resident_bytes() is None,
+                    reason="needs glibc and /proc")
+def test_memory_a_pass_freed_on_a_pool_thread_is_handed_back(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root)}
+
+    def returned(how: str) -> int:
+        out = subprocess.run([sys.executable, "-c", THREAD_PASS, how], env=env, check=True,
+                             capture_output=True, text=True, timeout=120)
+        return int(out.stdout.split()[-1])
+
+    # Without one arena the thread's 30 MB stay at its arena's top, out of the trim's reach.
+    assert returned("here") >= 20 * MB
+    assert returned("default") < 15 * MB
