@@ -39,3 +39,10 @@ class JobMetrics:
         self.leases_lost = Counter(
             "vigil_job_leases_lost", "Units whose lease another worker took over", ["job"],
             registry=r)
+        self.resident = Gauge(
+            "vigil_job_resident_memory_bytes",
+            "Resident memory of the worker after its last pass that did work", registry=r)
+        self.returned = Counter(
+            "vigil_job_memory_returned_bytes",
+            "Memory freed by passes and handed back to the system after them, by job", ["job"],
+            registry=r)

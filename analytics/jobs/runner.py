@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from analytics.jobs import leases, registry
+from analytics.jobs.memory import MemoryRelease
 from analytics.jobs.metrics import JobMetrics
 from analytics.jobs.scoring import score_device
 from vigil.config import JobsSettings
@@ -81,6 +82,7 @@ class Worker:
         clock: Clock = utc_now,
         owner: str | None = None,
         stop: threading.Event | None = None,
+        memory: MemoryRelease | None = None,
     ) -> None:
         self.factory = factory
         self.store = store
@@ -91,6 +93,8 @@ class Worker:
         self.clock = clock
         self.owner = owner or settings.worker_id or leases.worker_name()
         self.stop = stop or threading.Event()
+        # Hands what a pass freed back to the system (the service's workers; None: left alone).
+        self.memory = memory
         # name -> (promoted version's id, its model), see _load_promoted
         self._promoted: dict[str, tuple[int, Any]] = {}
 
@@ -114,17 +118,27 @@ class Worker:
                 report = self.fleet_pass(job)
         except Exception:
             self.metrics.failures.labels(job).inc()
-            log.exception("%s pass failed after %.2f s", job, time.perf_counter() - started)
+            log.exception("%s pass failed after %.2f s%s", job, time.perf_counter() - started,
+                          self._release_memory(job))
             return PassReport(job, failures=1, seconds=time.perf_counter() - started)
         report.seconds = time.perf_counter() - started
         if report.units:
             self.metrics.runs.labels(job).inc()
             self.metrics.duration.labels(job).observe(report.seconds)
-            log.info("%s: %d units, %d failed, in %.2f s %s", job, report.units, report.failures,
-                     report.seconds, report.detail)
+            log.info("%s: %d units, %d failed, in %.2f s %s%s", job, report.units,
+                     report.failures, report.seconds, report.detail, self._release_memory(job))
         if not report.failures:
             self.metrics.last_success.labels(job).set(time.time())
         return report
+
+    def _release_memory(self, job: str) -> str:
+        """After a pass that did work: freed memory back to the system; the log line's tail."""
+        released = self.memory.after_pass() if self.memory is not None else None
+        if released is None:
+            return ""
+        self.metrics.resident.set(released.after)
+        self.metrics.returned.labels(job).inc(released.returned)
+        return f"; RSS {released.after / 2**20:.0f} MB, {released.returned / 2**20:.1f} MB returned"
 
     # -- per-device: streaming scoring ------------------------------------------------------
 

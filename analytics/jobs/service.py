@@ -19,6 +19,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import start_http_server
 from sqlalchemy.orm import Session, sessionmaker
 
+from analytics.jobs.memory import MemoryRelease
 from analytics.jobs.metrics import JobMetrics
 from analytics.jobs.runner import FleetTask, LocalTask, TwoPhaseTask, Worker
 from vigil.config import Settings
@@ -195,6 +196,7 @@ def open_service(settings: Settings, *, metrics_port: int | None = None,
     from vigil.telemetry import open_store
     from vigil.tickets.scheduled import Desk
 
+    memory = MemoryRelease.here()  # before the store's and the scheduler's threads start
     engine = make_engine(settings.sql_url)
     factory = make_session_factory(engine)
     store = open_store(settings)
@@ -210,6 +212,6 @@ def open_service(settings: Settings, *, metrics_port: int | None = None,
                  "retention": settings.desk.retention_interval_s, **settings.jobs.intervals_s}
     jobs = settings.jobs.model_copy(update={"intervals_s": intervals})
     worker = Worker(factory=factory, store=store, settings=jobs, fleet_tasks=tasks,
-                    local_tasks=local, metrics=JobMetrics(), stop=stop)
+                    local_tasks=local, metrics=JobMetrics(), stop=stop, memory=memory)
     port = settings.jobs.metrics_port if metrics_port is None else metrics_port
     return JobsService(worker, metrics_host=settings.jobs.metrics_host, metrics_port=port)
