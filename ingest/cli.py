@@ -37,11 +37,13 @@ def run(args: argparse.Namespace) -> int:
     from ingest.service import open_service
     from vigil.config import get_settings
     from vigil.logs import configure_logging
+    from vigil.memory import MemoryRelease
 
+    memory = MemoryRelease.here()  # one malloc arena: before the client's and our threads
     settings = get_settings()
     configure_logging(settings.log_level)
     log.info("telemetry store: %s", settings.telemetry_store)
-    service = open_service(settings, metrics_port=args.metrics_port)
+    service = open_service(settings, metrics_port=args.metrics_port, memory=memory)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

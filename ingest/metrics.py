@@ -70,3 +70,13 @@ class IngestMetrics:
         self.store_up = Gauge(
             "vigil_ingest_store_up", "1 while the last telemetry write succeeded", registry=r
         )
+        self.resident = Gauge(
+            "vigil_ingest_resident_memory_bytes",
+            "Resident memory of the process after the writer's last trim",
+            registry=r,
+        )
+        self.memory_returned = Counter(
+            "vigil_ingest_memory_returned_bytes",
+            "Freed memory handed back to the system by the writer's trims",
+            registry=r,
+        )

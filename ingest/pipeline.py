@@ -9,7 +9,9 @@ memory is never acknowledged before the copy it repeats is durable.
 When a store is down the writer retries with capped exponential backoff and
 the worker stops at a small number of waiting batches; the inbox then fills,
 and the broker stops sending once Receive Maximum messages are unacknowledged.
-Memory stays bounded and the rest waits at the broker.
+Memory stays bounded and the rest waits at the broker. What a backlog held is
+handed back to the system after it is written (``vigil.memory``): the writer
+trims at most every ``TRIM_EVERY_S`` after it wrote something.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from ingest.records import IngestRecords
 from ingest.registry import KnownDevices
 from ingest.validation import Accepted, FastTelemetry, Rejected, RejectReason, Rules, check_message
 from vigil.config import IngestSettings
+from vigil.memory import MemoryRelease
 from vigil.telemetry.store import Point, TelemetryError, TelemetryStore, WriteRefused
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,12 @@ BATCHES_IN_MEMORY = 3
 
 # A store error about the data written (permanent), not about the store (passing).
 REFUSED_DATA = (TelemetryError, WriteRefused)
+
+# A trim walks the arena's free chunks: 0.2 ms when there is nothing to return, 12 ms
+# when it returns 134 MB freed in 64 kB holes (measured on the 2-core development
+# machine). Twice a minute costs nothing and keeps what a store outage's backlog
+# held from staying resident for the rest of the process's life.
+TRIM_EVERY_S = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +114,10 @@ class Pipeline:
         acker: Acker,
         metrics: IngestMetrics,
         options: PipelineOptions,
+        *,
+        memory: MemoryRelease | None = None,
     ) -> None:
+        """``memory``: hands freed memory back after writes (None: never)."""
         self.inbox = inbox
         self.store = store
         self.records = records
@@ -129,6 +141,9 @@ class Pipeline:
         self.store_failing_since: float | None = None
         self.sql_failing_since: float | None = None
         self.batches_written = 0
+        self.memory = memory
+        self._trimmed_at = time.monotonic()
+        self._wrote_since_trim = False
 
     # --- lifecycle ------------------------------------------------------------
 
@@ -304,6 +319,7 @@ class Pipeline:
             except queue.Empty:
                 if self._abandon.is_set():
                     return
+                self._release_memory()
                 continue
             if item is None:
                 return
@@ -326,6 +342,22 @@ class Pipeline:
                 m.lag.set(done - batch.oldest_received)
             if seen:
                 self._write_last_seen(seen)
+            self._wrote_since_trim = True
+            self._release_memory()
+
+    def _release_memory(self) -> None:
+        """Freed memory back to the system, if something was written since the last time and
+        the last time is ``TRIM_EVERY_S`` ago."""
+        if self.memory is None or not self._wrote_since_trim:
+            return
+        now = time.monotonic()
+        if now - self._trimmed_at < TRIM_EVERY_S:
+            return
+        self._trimmed_at, self._wrote_since_trim = now, False
+        released = self.memory.after_pass()
+        if released is not None:
+            self.metrics.resident.set(released.after)
+            self.metrics.memory_returned.inc(released.returned)
 
     def _make_durable(self, batch: Batch) -> bool:
         if batch.points and not self._retry("telemetry", lambda: self._write_points(batch)):

@@ -21,6 +21,7 @@ from ingest.records import IngestRecords
 from ingest.registry import KnownDevices
 from ingest.subscriber import Subscriber, default_client_id
 from vigil.config import Settings
+from vigil.memory import MemoryRelease
 from vigil.telemetry.store import TelemetryStore
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,10 @@ class IngestService:
         *,
         metrics_port: int | None = None,
         owns_stores: bool = False,
+        memory: MemoryRelease | None = None,
     ) -> None:
-        """``owns_stores``: ``stop`` closes the store and the records too (``open_service``)."""
+        """``owns_stores``: ``stop`` closes the store and the records too (``open_service``);
+        ``memory``: the writer hands freed memory back through it (``vigil.memory``)."""
         s = settings.ingest
         self.settings = settings
         self.store = store
@@ -66,6 +69,7 @@ class IngestService:
             self.subscriber.ack,
             self.metrics,
             PipelineOptions.from_settings(s),
+            memory=memory,
         )
         port = s.metrics_port if metrics_port is None else metrics_port
         # Port 0 lets the system choose one (several workers on one host); it is logged.
@@ -129,7 +133,8 @@ class IngestService:
         ) and self.pipeline.alive, detail
 
 
-def open_service(settings: Settings, *, metrics_port: int | None = None) -> IngestService:
+def open_service(settings: Settings, *, metrics_port: int | None = None,
+                 memory: MemoryRelease | None = None) -> IngestService:
     """The service with the telemetry store and SQL database the settings name, closed on stop."""
     from vigil.telemetry import open_store
 
@@ -141,4 +146,5 @@ def open_service(settings: Settings, *, metrics_port: int | None = None) -> Inge
         ),
         metrics_port=metrics_port,
         owns_stores=True,
+        memory=memory,
     )

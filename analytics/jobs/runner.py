@@ -23,12 +23,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from analytics.jobs import leases, registry
-from analytics.jobs.memory import MemoryRelease
 from analytics.jobs.metrics import JobMetrics
 from analytics.jobs.scoring import score_device
 from vigil.config import JobsSettings
 from vigil.db.session import transaction
 from vigil.devices.models import Device
+from vigil.memory import MemoryRelease
 from vigil.scoring.models import ModelStatus, ModelVersion, StreamState
 from vigil.telemetry.store import TelemetryStore
 

@@ -19,10 +19,10 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import start_http_server
 from sqlalchemy.orm import Session, sessionmaker
 
-from analytics.jobs.memory import MemoryRelease
 from analytics.jobs.metrics import JobMetrics
 from analytics.jobs.runner import FleetTask, LocalTask, TwoPhaseTask, Worker
 from vigil.config import Settings
+from vigil.memory import MemoryRelease
 from vigil.telemetry.store import TelemetryStore
 from vigil.tickets.priority import TicketRules
 

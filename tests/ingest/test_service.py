@@ -29,6 +29,7 @@ from tests.ingest.support import (
     wait_for,
 )
 from vigil.config import Settings
+from vigil.memory import MemoryRelease
 from vigil.servers import InfluxDB, Mosquitto
 from vigil.telemetry.influx import InfluxStore
 from vigil.telemetry.store import StoreUnavailable
@@ -39,9 +40,11 @@ DEVICES = ["pump-1", "pump-2", "mon-3"]
 
 
 @contextmanager
-def running(settings: Settings, store: InfluxStore | None = None) -> Iterator[IngestService]:
+def running(settings: Settings, store: InfluxStore | None = None,
+            memory: MemoryRelease | None = None) -> Iterator[IngestService]:
     store = store or InfluxStore.from_settings(settings.influxdb)
-    service = IngestService(settings, store, IngestRecords.from_url(settings.sql_url))
+    service = IngestService(settings, store, IngestRecords.from_url(settings.sql_url),
+                            memory=memory)
     service.start()
     try:
         assert service.subscriber.wait_subscribed(30), "ingest did not subscribe"
@@ -447,3 +450,45 @@ def test_acknowledged_messages_are_not_delivered_again(
         )
         assert received == 2
     pub.close()
+
+
+@pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
+def test_the_writer_hands_freed_memory_back_after_writing_and_not_while_idle(
+    mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import ingest.pipeline
+
+    prepare_registry(sql_url, DEVICES)
+    settings = settings_for(
+        mosquitto, influxdb, influx_database, sql_url, client_id="it-trim", shared_group="it-trim"
+    )
+    trims: list[float] = []
+    sizes = iter(range(200 * 2**20, 0, -2**20))  # each reading 1 MB below the one before
+
+    def trim() -> bool:
+        trims.append(time.monotonic())
+        return True
+
+    monkeypatch.setattr(ingest.pipeline, "TRIM_EVERY_S", 0.0)
+    memory = MemoryRelease(trim=trim, resident=lambda: next(sizes))
+    with running(settings, memory=memory) as service:
+        time.sleep(1.5)  # idle: nothing written, so nothing to hand back
+        assert trims == []
+        pub = Publisher(mosquitto.port, "it-trim-pub")
+        base = whole_second_ago(60)
+        for seq in range(50):
+            pub.publish(topic("pump-1", "telemetry"),
+                        telemetry_payload(seq, base + seq, {"m0": 1.0}))
+        pub.wait_acked()
+        wait_for(lambda: service.metrics.acks._value.get() >= 50, 60, "all acknowledged")
+        wait_for(lambda: trims, 10, "a trim after the write")
+        time.sleep(1.5)
+        after_write = len(trims)
+        time.sleep(1.5)  # idle again: no further trims
+        assert len(trims) == after_write
+        pub.close()
+        metric = service.metrics.registry.get_sample_value
+        assert metric("vigil_ingest_memory_returned_bytes_total") == 2**20 * len(trims)
+        resident = metric("vigil_ingest_resident_memory_bytes")
+        assert resident is not None and resident < 200 * 2**20

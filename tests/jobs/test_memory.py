@@ -6,10 +6,10 @@ import logging
 
 import pytest
 
-from analytics.jobs.memory import MemoryRelease, glibc_trim, resident_bytes
 from analytics.jobs.metrics import JobMetrics
 from analytics.jobs.runner import Worker
 from vigil.config import JobsSettings
+from vigil.memory import MemoryRelease, glibc_trim, resident_bytes
 
 MB = 2**20
 
@@ -73,7 +73,7 @@ def test_without_glibc_nothing_is_trimmed_and_the_size_is_still_reported() -> No
 THREAD_PASS = """
 import sys, threading
 import numpy as np
-from analytics.jobs.memory import MemoryRelease
+from vigil.memory import MemoryRelease
 memory = MemoryRelease.here() if sys.argv[1] == "here" else MemoryRelease(trim=None)
 del memory  # the setting stays; a fresh one measures below
 freed = np.ones(20 * 2**20 // 8)

@@ -1,19 +1,23 @@
-"""Handing the memory a job pass freed back to the system.
+"""Handing the memory a long-running process freed back to the system.
 
-A pass reads frames, decodes detector states and builds lists, then frees them.
-glibc's allocator keeps freed memory for reuse in its arenas: the main heap and
-one arena per thread that allocated, up to eight per core, and APScheduler runs
-the passes on a pool of up to ten threads. A thread arena gives back the free
-space at its top only beyond a threshold that glibc raises to twice the largest
-block NumPy freed (up to 64 MB), and ``malloc_trim`` does not trim the top of a
-thread arena at all. So a worker's resident memory climbed, arena by arena, as
-passes landed on other threads of the pool, by about 6 MB per arena that held
-0.1 to 1.2 MB in use (``malloc_stats`` of a soak's jobs process).
+A jobs pass reads frames, decodes detector states and builds lists, then frees
+them; ingest holds a backlog in its inbox and batches while a store is away,
+then writes it and frees it. glibc's allocator keeps freed memory for reuse in
+its arenas: the main heap and one arena per thread that allocated, up to eight
+per core (APScheduler runs the passes on a pool of up to ten threads; ingest
+receives on paho's thread, decodes on its worker and writes on its writer). A
+thread arena gives back the free space at its top only beyond a threshold that
+glibc raises to twice the largest block NumPy freed (up to 64 MB), and
+``malloc_trim`` does not trim the top of a thread arena at all. So a jobs
+worker's resident memory climbed, arena by arena, as passes landed on other
+threads of the pool, by about 6 MB per arena that held 0.1 to 1.2 MB in use
+(``malloc_stats`` of a soak's jobs process).
 
-The workers therefore use one arena (``M_ARENA_MAX`` 1: Python allocates under
-its interpreter lock, so threads gain little from arenas of their own) and call
-``malloc_trim(0)`` after each pass that did work, which returns the free pages
-of that arena, its top included. Elsewhere than on glibc nothing is done.
+These processes therefore use one arena (``M_ARENA_MAX`` 1: Python allocates
+under its interpreter lock, so threads gain little from arenas of their own)
+and call ``malloc_trim(0)`` after work (a jobs pass that did work; ingest's
+writer at most every half minute), which returns the free pages of that arena,
+its top included. Elsewhere than on glibc nothing is done.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-log = logging.getLogger("analytics.jobs")
+log = logging.getLogger(__name__)
 
 Trim = Callable[[], bool]
 Resident = Callable[[], int | None]
