@@ -5,7 +5,7 @@ seed with the old, easy faults) in a temporary folder:
 
 1. the simulator plans the fleet and its ground truth, and its virtual devices
    (the edge agent's outbox and MQTT links) publish the whole history to a
-   Mosquitto started here;
+   Mosquitto started for the fleet (or the one ``--broker`` names);
 2. `vigil ingest`, a separate process, writes it to the telemetry store
    (embedded by default) and the device registry in SQLite;
 3. history is replayed through the jobs' own passes (`analytics.jobs.runner`)
@@ -28,6 +28,11 @@ rule's band ``k`` is chosen on the training fleet to match the analytics' false
 ticket rate there. Nothing is chosen on the evaluation fleet. The easy fleet
 reuses the training fleet's choices.
 
+Two processes share the work (:func:`run_fleets`): the training fleet is
+backfilled beside the evaluation fleets, and the evaluation and easy fleets are
+replayed side by side once the training fleet's predictor is learned. With
+``--broker`` the fleets run one after another, since their devices share ids.
+
 Scoring speed is the process CPU time of the scoring passes (reading and
 resampling in the store, scoring, writing scores, saving states), as device-days
 per CPU second, and as a ratio to the rate 5,000 devices' telemetry arrives.
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import signal
@@ -45,11 +51,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from analytics.bench import fleet_score as score
 from analytics.bench.probe import ready, scrape, wait_for
@@ -60,6 +68,7 @@ FLEET_FOR_RATIO = 5000
 K_GRID = tuple(x / 2 for x in range(4, 121))  # 2.0 .. 60.0: wide enough to match a quiet rule
 PROBABILITY_GRID = tuple(x / 20 for x in range(2, 20))  # 0.1 .. 0.95
 ENGINEER_NAME = "bench-engineer"
+T = TypeVar("T")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
@@ -540,67 +549,109 @@ def install_predictor(factory: Any, trained: Any, now: datetime) -> None:
         registry.promote_if_better(session, candidate=row, now=now)
 
 
-def run_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *, host: str,
-              port: int, work: Path, predictor: Learned | None = None, learn: bool = False
-              ) -> FleetRun:
-    """Backfill (or reuse) and replay one fleet. ``predictor``: a trained failure predictor
-    to run in the replay; ``learn``: train one on this fleet's history after its replay."""
-    from edge_agent.simulator.scenario import plan_scenario, write_ground_truth
+def _fleet_settings(folder: Path, name: str, store: str) -> Any:
+    """The settings of one fleet's folder: its SQLite file and its telemetry store."""
     from vigil.config import Settings
+
+    base = Settings()
+    return base.model_copy(update={
+        "data_dir": folder, "telemetry_store": store, "database_url": None,
+        "influxdb": base.influxdb.model_copy(update={"database": f"bench_fleet_{name}"})})
+
+
+def prepare_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *,
+                  work: Path) -> dict[str, float]:
+    """Plan one fleet and backfill it into ``work/name``: its ground truth, its telemetry and
+    a snapshot of its SQL database as the backfill left it, which each replay starts from.
+
+    With ``--reuse`` (or ``--score-only``) a backfill already there is kept. Without
+    ``--broker`` the fleet gets a Mosquitto of its own, so two fleets can backfill at once
+    (their devices have the same ids). Returns the samples stored and the backfill's time."""
+    from edge_agent.simulator.scenario import plan_scenario, write_ground_truth
+    from vigil.benchmarks import open_broker
     from vigil.db import migrations
     from vigil.db.session import make_engine, make_session_factory
     from vigil.servers import free_port
-    from vigil.telemetry import open_store
 
     folder = work / name
     folder.mkdir(parents=True, exist_ok=True)
     sql_file, snapshot = folder / "vigil.db", folder / "vigil-backfilled.db"
-    reuse = (args.reuse or args.score_only) and snapshot.exists()
-    if reuse:  # the same period as the backfill, even on another day
+    if (args.reuse or args.score_only) and snapshot.exists():
         truth = json.loads((folder / "truth.json").read_text())
-        start_ms, end_ms = int(truth["start_ms"]), int(truth["end_ms"])
-    else:
-        today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        end_ms = int(today.timestamp() * 1000)
-        start_ms = end_ms - args.days * DAY_MS
-        scenario = plan_scenario(args.devices, seed=seed, start_ms=start_ms, end_ms=end_ms,
-                                 fault_fraction=args.fault_fraction, faults=kind)
-        truth = write_ground_truth(folder / "truth.json", scenario)
-    if args.score_only:
-        return scored_run(name, folder, truth, args)
+        _announce(name, seed, kind, args, truth)
+        print(f"[{name}] backfill reused from {folder}", flush=True)
+        return {"samples": 0, "backfill_s": 0.0}
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    end_ms = int(today.timestamp() * 1000)
+    start_ms = end_ms - args.days * DAY_MS
+    scenario = plan_scenario(args.devices, seed=seed, start_ms=start_ms, end_ms=end_ms,
+                             fault_fraction=args.fault_fraction, faults=kind)
+    truth = write_ground_truth(folder / "truth.json", scenario)
+    _announce(name, seed, kind, args, truth)
+    for stale in (sql_file, folder / "vigil.db-wal", folder / "vigil.db-shm"):
+        stale.unlink(missing_ok=True)
+    engine = make_engine(_fleet_settings(folder, name, args.store).sql_url)
+    migrations.upgrade(engine)
+    register(make_session_factory(engine), truth)
+    engine.dispose()
     metrics_port = free_port()
-    env = fleet_env(folder, store=args.store, mqtt_port=port, metrics_port=metrics_port,
-                    name=name)
-    base = Settings()
-    settings = base.model_copy(update={
-        "data_dir": folder, "telemetry_store": args.store, "database_url": None,
-        "influxdb": base.influxdb.model_copy(update={"database": f"bench_fleet_{name}"})})
-    if reuse:  # a stopped run's write-ahead log must not be replayed into the fresh copy
-        for stale in (sql_file, folder / "vigil.db-wal", folder / "vigil.db-shm"):
-            stale.unlink(missing_ok=True)
-        shutil.copyfile(snapshot, sql_file)
-    engine = make_engine(settings.sql_url)
-    if reuse:  # a snapshot taken by an older version gets the newer tables
-        migrations.upgrade(engine)
-    factory = make_session_factory(engine)
+    host, port, broker = open_broker(args.broker, work / f"mosquitto-{name}")
+    try:
+        samples, timings = backfill(
+            scenario.specs, seed, host=host, port=port, folder=folder,
+            env=fleet_env(folder, store=args.store, mqtt_port=port, metrics_port=metrics_port,
+                          name=name),
+            metrics_port=metrics_port, start_ms=start_ms, end_ms=end_ms, step_s=args.step)
+    finally:
+        if broker is not None:
+            broker.stop()
+    with closing(sqlite3.connect(sql_file)) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    shutil.copyfile(sql_file, snapshot)
+    print(f"[{name}] backfill: {samples:,} samples stored through Mosquitto and vigil ingest "
+          f"in {timings['backfill_s']:.0f} s", flush=True)
+    return {"samples": float(samples), **timings}
+
+
+def prepare_fleets(fleets: list[tuple[str, int, str]], args: argparse.Namespace, *,
+                   work: Path) -> dict[str, dict[str, float]]:
+    """Several fleets prepared one after another (one worker's share)."""
+    return {name: prepare_fleet(name, seed, kind, args, work=work)
+            for name, seed, kind in fleets}
+
+
+def _announce(name: str, seed: int, kind: str, args: argparse.Namespace,
+              truth: dict[str, Any]) -> None:
     print(f"[{name}] {args.devices} devices x {args.days} days at {args.step:g} s, seed {seed}, "
           f"{kind} faults: {len(truth['faults'])} faults, "
           f"{len(truth['site_episodes'])} site episodes", flush=True)
-    if reuse:
-        samples, timings = 0, {"backfill_s": 0.0}
-        print(f"[{name}] backfill reused from {folder}", flush=True)
-    else:
-        migrations.upgrade(engine)
-        register(factory, truth)
-        samples, timings = backfill(scenario.specs, seed, host=host, port=port, folder=folder,
-                                    env=env, metrics_port=metrics_port, start_ms=start_ms,
-                                    end_ms=end_ms, step_s=args.step)
-        engine.dispose()
-        with closing(sqlite3.connect(sql_file)) as db:
-            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        shutil.copyfile(sql_file, snapshot)
-        print(f"[{name}] backfill: {samples:,} samples stored through Mosquitto and vigil ingest "
-              f"in {timings['backfill_s']:.0f} s", flush=True)
+
+
+def replay_fleet(name: str, args: argparse.Namespace, *, work: Path,
+                 prepared: dict[str, float], predictor: Learned | None = None,
+                 learn: bool = False) -> FleetRun:
+    """Replay one prepared fleet from its snapshot. ``predictor``: a trained failure predictor
+    to run in the replay; ``learn``: train one on this fleet's history after its replay."""
+    from vigil.db import migrations
+    from vigil.db.session import make_engine, make_session_factory
+    from vigil.telemetry import open_store
+
+    folder = work / name
+    truth = json.loads((folder / "truth.json").read_text())
+    if args.score_only:
+        return scored_run(name, folder, truth, args)
+    start_ms, end_ms = int(truth["start_ms"]), int(truth["end_ms"])
+    sql_file = folder / "vigil.db"
+    # A stopped run's write-ahead log must not be replayed into the fresh copy.
+    for stale in (sql_file, folder / "vigil.db-wal", folder / "vigil.db-shm"):
+        stale.unlink(missing_ok=True)
+    shutil.copyfile(folder / "vigil-backfilled.db", sql_file)
+    settings = _fleet_settings(folder, name, args.store)
+    engine = make_engine(settings.sql_url)
+    migrations.upgrade(engine)  # a snapshot taken by an older version gets the newer tables
+    factory = make_session_factory(engine)
+    samples = int(prepared["samples"])
+    timings = {k: v for k, v in prepared.items() if k != "samples"}
     store = open_store(settings)
     trained = None
     try:
@@ -628,17 +679,51 @@ def run_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *, host
     return FleetRun(name, truth, tickets, daily, samples, timings, cpu, device_days, trained)
 
 
+class InProcess(Executor):
+    """Runs each call at once in this process: the fleets one after another, as they must
+    when they share a broker (``--broker``) or only read back a replay (``--score-only``)."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:
+            future.set_exception(exc)
+        return future
+
+
+def run_fleets(args: argparse.Namespace, work: Path) -> tuple[FleetRun, list[FleetRun]]:
+    """The training fleet, then the evaluation fleets with its predictor, on two processes.
+
+    The replays are single-threaded, and the machine the bench is sized for has two cores:
+    the evaluation fleets are backfilled while the training fleet is, then replayed, and
+    the evaluation and easy fleets are replayed side by side once the training fleet's
+    predictor is trained. Each fleet's work is the same as one after another."""
+    others = [("eval", args.eval_seed, "realistic")]
+    if not args.no_easy:
+        others.append(("easy", args.eval_seed, "easy"))
+    executor: Executor = (InProcess() if args.broker or args.score_only else ProcessPoolExecutor(
+        max_workers=2, mp_context=multiprocessing.get_context("spawn")))
+    with executor:
+        train_ready = executor.submit(prepare_fleet, "train", args.train_seed, "realistic",
+                                      args, work=work)
+        others_ready = executor.submit(prepare_fleets, others, args, work=work)
+        train = executor.submit(replay_fleet, "train", args, work=work,
+                                prepared=train_ready.result(),
+                                learn=not args.no_prediction).result()
+        prepared = others_ready.result()
+        replays = [executor.submit(replay_fleet, name, args, work=work, prepared=prepared[name],
+                                   predictor=train.predictor) for name, _seed, _kind in others]
+        return train, [r.result() for r in replays]
+
+
 def scored_run(name: str, folder: Path, truth: dict[str, Any], args: argparse.Namespace
                ) -> FleetRun:
     """A fleet replayed by an earlier run in ``folder``, read back to be scored again."""
-    from vigil.config import Settings
     from vigil.db.session import make_engine, make_session_factory
     from vigil.telemetry import open_store
 
-    base = Settings()
-    settings = base.model_copy(update={
-        "data_dir": folder, "telemetry_store": args.store, "database_url": None,
-        "influxdb": base.influxdb.model_copy(update={"database": f"bench_fleet_{name}"})})
+    settings = _fleet_settings(folder, name, args.store)
     saved = json.loads((folder / "run.json").read_text())
     engine = make_engine(settings.sql_url)
     store = open_store(settings)
@@ -688,27 +773,16 @@ def evaluate(train: FleetRun, runs: list[FleetRun]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vigil.benchmarks import open_broker
-
     started = time.monotonic()
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="vigil-fleet-"))
     work.mkdir(parents=True, exist_ok=True)
-    host, port, broker = open_broker(args.broker, work)
     print(f"fleets of {args.devices} devices x {args.days} days, a reading every {args.step:g} s; "
           f"train seed {args.train_seed}, eval seed {args.eval_seed}; store {args.store}; "
           f"scoring every {args.tick_h:g} h and ticket rules every {args.rules_min:g} min of "
           f"telemetry time", flush=True)
     try:
-        train = run_fleet("train", args.train_seed, "realistic", args, host=host, port=port,
-                          work=work, learn=not args.no_prediction)
-        runs = [run_fleet("eval", args.eval_seed, "realistic", args, host=host, port=port,
-                          work=work, predictor=train.predictor)]
-        if not args.no_easy:
-            runs.append(run_fleet("easy", args.eval_seed, "easy", args, host=host, port=port,
-                                  work=work, predictor=train.predictor))
+        train, runs = run_fleets(args, work)
     finally:
-        if broker:
-            broker.stop()
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)
     figures = evaluate(train, runs)

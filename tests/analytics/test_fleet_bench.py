@@ -138,17 +138,21 @@ def test_lives_restart_after_a_repair() -> None:
 
 @pytest.mark.servers
 @pytest.mark.slow
-def test_tiny_fleet_end_to_end(mosquitto: Mosquitto, tmp_path, capsys) -> None:
+@pytest.mark.parametrize("shared_broker", [False, True], ids=["two-processes", "one-broker"])
+def test_tiny_fleet_end_to_end(mosquitto: Mosquitto, tmp_path, capfd, shared_broker: bool
+                               ) -> None:
+    """Without --broker each fleet has a Mosquitto of its own and two processes share the
+    fleets; with one, the fleets run one after another in this process."""
     from analytics.bench import fleet
 
     parser = argparse.ArgumentParser()
     fleet.configure(parser)
+    broker = ["--broker", f"{mosquitto.host}:{mosquitto.port}"] if shared_broker else []
     args = parser.parse_args(["--devices", "6", "--days", "9", "--step", "3600",
-                              "--rules-min", "240", "--no-easy",
-                              "--broker", f"{mosquitto.host}:{mosquitto.port}",
-                              "--workdir", str(tmp_path)])
+                              "--rules-min", "240",
+                              "--workdir", str(tmp_path), *broker])
     assert fleet.run(args) == 0
-    out = capsys.readouterr().out
+    out = capfd.readouterr().out
     result = json.loads(out.strip().splitlines()[-1])
     for key in ("ticketed_24h_share", "median_lead_h", "false_per_100_device_days",
                 "tickets_per_site_episode", "fault_type_accuracy", "device_days_per_s_per_core",
@@ -156,8 +160,13 @@ def test_tiny_fleet_end_to_end(mosquitto: Mosquitto, tmp_path, capsys) -> None:
         assert key in result
     assert result["devices"] == 6 and result["days"] == 9
     assert result["device_days_per_s_per_core"] > 0
-    truth = json.loads((tmp_path / "eval" / "truth.json").read_text())
-    assert len(truth["devices"]) == 6
+    assert result["easy_faults"] is not None
+    for name in ("train", "eval", "easy"):
+        truth = json.loads((tmp_path / name / "truth.json").read_text())
+        assert len(truth["devices"]) == 6
+        assert f"[{name}] replay:" in out
+    # Each fleet's replay ends with its analytics tickets counted, whichever process ran it.
+    assert (tmp_path / "easy" / "run.json").exists()
 
 
 def test_prediction_tickets_follow_runs_of_confident_passes_and_the_budget_sets_the_bar() -> None:
