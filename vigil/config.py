@@ -127,6 +127,10 @@ class ScoringSettings(BaseModel):
     # not seen its daily cycle twice; the evaluation fleet of `vigil bench fleet` filed 88
     # tickets in its first week with the detectors' own warm-up of 150 steps only.
     alarm_after_steps: int = Field(576, ge=0)
+    # Devices whose detectors a worker keeps decoded between passes, about 1.5 MB each
+    # (``analytics.jobs.detector.DecodedStates``): decoding is a third of a pass's CPU. Off by
+    # default; worth it where a worker's devices fit in the memory it can spare.
+    decoded_states_devices: int = Field(0, ge=0)
     measurement: str = "telemetry"
     scores_measurement: str = "scores"
 

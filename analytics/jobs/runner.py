@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.orm.exc import StaleDataError
 
 from analytics.jobs import leases, registry
+from analytics.jobs.detector import DecodedStates
 from analytics.jobs.metrics import JobMetrics
 from analytics.jobs.scoring import score_device
 from vigil.config import JobsSettings
@@ -97,6 +98,7 @@ class Worker:
         self.memory = memory
         # name -> (promoted version's id, its model), see _load_promoted
         self._promoted: dict[str, tuple[int, Any]] = {}
+        self.decoded = DecodedStates(settings.scoring.decoded_states_devices)
 
     @property
     def ttl(self) -> timedelta:
@@ -184,7 +186,7 @@ class Worker:
                 model = self._promoted.get(f"multivariate:{device.model}", (0, None))[1]
                 result = score_device(session, store=self.store, device=device,
                                       settings=self.settings.scoring, now=now, site=site,
-                                      multivariate=model)
+                                      multivariate=model, decoded=self.decoded)
                 next_due = now if result.more else now + self.interval(job)
                 leases.release(session, lease=lease, now=now, next_due=next_due)
         except (leases.LeaseLost, StaleDataError) as exc:

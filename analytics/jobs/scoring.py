@@ -94,8 +94,12 @@ def score_device(
     now: datetime,
     site: str = "",
     multivariate: Any = None,
+    decoded: adapter.DecodedStates | None = None,
 ) -> DeviceResult:
     """Score the device's complete steps after its watermark (at most ``max_steps_per_pass``).
+
+    ``decoded``: the worker's detectors kept from its last passes (saved states are decoded
+    when it has none for the device, or not the ones saved).
 
     ``multivariate``: the promoted multivariate detector of the device's model, if any; its
     anomaly per step, rated by the window ending at that step (read back before the
@@ -156,7 +160,10 @@ def score_device(
         session.flush()
         return result
     # Loading and saving the states is most of a live pass's cost (about 8 ms per metric stream).
-    detectors, result.dropped_states = adapter.decode_states(state.states)
+    if decoded is not None:
+        detectors, result.dropped_states = decoded.take(device.id, state.states)
+    else:
+        detectors, result.dropped_states = adapter.decode_states(state.states)
 
     times_ms = [int(t.timestamp() * 1000) for t in frame.index]
     times_s = [t / 1000.0 for t in times_ms]
@@ -205,6 +212,8 @@ def score_device(
     state.scored_steps += result.steps
     result.watermark_ms = state.watermark_ms
     _save(session, state, detectors, now)
+    if decoded is not None:
+        decoded.keep(device.id, state.states, detectors)
     return result
 
 

@@ -40,10 +40,10 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TelemetryS
 
 
 def run(factory: sessionmaker[Session], store: TelemetryStore, now, settings=SETTINGS,
-        device="dev-000"):
+        device="dev-000", decoded: adapter.DecodedStates | None = None):
     with transaction(factory) as session:
         return score_device(session, store=store, device=session.get(Device, device),
-                            settings=settings, now=now)
+                            settings=settings, now=now, decoded=decoded)
 
 
 def scores(store: TelemetryStore, device: str = "dev-000"):
@@ -121,6 +121,63 @@ def test_scoring_in_many_passes_gives_the_scores_of_one_pass(factory, embedded, 
     many_passes = scores(embedded)
     assert len(many_passes) == len(one_pass) == 4 * 288 - 1
     assert (many_passes.to_numpy() == one_pass.to_numpy()).all()
+
+
+def test_detectors_kept_decoded_between_passes_give_the_scores_and_states_of_saved_ones(
+        factory, embedded, tmp_path) -> None:
+    add_fleet(factory, 1)
+    embedded.write(readings("dev-000", T0 - 4 * DAY, T0, spike_at=T0 - DAY))
+    small = ScoringSettings(max_steps_per_pass=100)
+    decoded = adapter.DecodedStates(capacity=10)
+    while run(factory, embedded, T0, settings=small, decoded=decoded).more:
+        assert len(decoded) == 1
+
+    other = make_session_factory(migrated(f"sqlite:///{tmp_path / 'other.db'}"))
+    add_fleet(other, 1)
+    with EmbeddedStore(tmp_path / "other-telemetry.db") as plain:
+        plain.write(readings("dev-000", T0 - 4 * DAY, T0, spike_at=T0 - DAY))
+        while run(other, plain, T0, settings=small).more:
+            pass
+        assert (scores(embedded).to_numpy() == scores(plain).to_numpy()).all()
+    with factory() as a, other() as b:
+        assert a.get(StreamState, "dev-000").states == b.get(StreamState, "dev-000").states
+
+
+def test_kept_detectors_whose_save_rolled_back_are_not_used(factory, embedded) -> None:
+    """The saved blob, not the device, finds kept detectors: a pass whose transaction failed
+    after the save leaves the database's states, which are decoded again."""
+    add_fleet(factory, 1)
+    embedded.write(readings("dev-000", T0 - 3 * DAY, T0))
+    decoded = adapter.DecodedStates(capacity=10)
+    run(factory, embedded, T0 - 2 * DAY, decoded=decoded)
+    with factory() as session:
+        saved = session.get(StreamState, "dev-000").states
+    with pytest.raises(RuntimeError), transaction(factory) as session:
+        score_device(session, store=embedded, device=session.get(Device, "dev-000"),
+                     settings=SETTINGS, now=T0 - DAY, decoded=decoded)
+        raise RuntimeError("the commit fails")
+    with factory() as session:
+        assert session.get(StreamState, "dev-000").states == saved  # rolled back
+    kept, dropped = decoded.take("dev-000", saved)
+    # Decoded afresh from the saved blob: the kept detectors had scored the lost day.
+    assert dropped == [] and kept["flow"].get_state() == adapter.decode_states(saved)[0][
+        "flow"].get_state()
+    assert len(decoded) == 0
+
+
+def test_kept_detectors_are_bounded_and_taken_once() -> None:
+    decoded = adapter.DecodedStates(capacity=2)
+    detectors = {"flow": adapter.new_detector()}
+    blob = adapter.encode_states(detectors)
+    for device in ("a", "b", "c"):
+        decoded.keep(device, blob, detectors)
+    assert len(decoded) == 2  # "a", scored longest ago, dropped
+    assert decoded.take("b", blob)[0] is detectors
+    assert decoded.take("b", blob)[0] is not detectors  # taken: decoded from the blob now
+    assert decoded.take("a", blob)[0] is not detectors
+    off = adapter.DecodedStates(capacity=0)
+    off.keep("a", blob, detectors)
+    assert len(off) == 0
 
 
 def test_a_spike_raises_an_alarm_at_its_step(factory, embedded) -> None:
