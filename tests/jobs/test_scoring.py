@@ -282,3 +282,14 @@ def test_a_new_step_for_the_device_model_restarts_its_detectors_on_whole_steps(
         assert state.step_s == 600
         flow = adapter.decode_states(state.states)[0]["flow"]
     assert flow.get_state()["learned"]["seen"] == result.steps
+
+
+def test_only_lists_of_floats_are_packed_and_every_value_comes_back_as_it_was() -> None:
+    state = {"floats": [0.5] * 10, "ints": list(range(10)), "mixed": [1.0] * 9 + [2],
+             "short": [1.5, 2.5], "bools": [True] * 10}
+    packed = adapter._pack(state)
+    assert set(packed["floats"]) == {adapter.PACKED}
+    assert packed["ints"] == state["ints"] and packed["mixed"] == state["mixed"]
+    back = adapter._unpack(json.loads(json.dumps(packed)))
+    assert back == state
+    assert [type(v) for v in back["mixed"]] == [float] * 9 + [int]
