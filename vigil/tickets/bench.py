@@ -27,6 +27,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from contextlib import ExitStack
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as clock_time
@@ -264,6 +265,8 @@ def populate(session: Session, args: argparse.Namespace, now: datetime) -> dict[
          "expires_on": date(2028, 1, 1)}
         for i in range(1, 101) for model in rng.sample(MODELS, 2)])
     open_n = round(args.tickets * args.open_share)
+    signatures = analytics_signatures()
+    taken: set[tuple[str, str]] = set()
     rows: list[dict[str, Any]] = []
     surveyed: list[bool] = []
     for n in range(args.tickets):
@@ -281,8 +284,10 @@ def populate(session: Session, args: argparse.Namespace, now: datetime) -> dict[
         due = sla.deadlines(created, priority, sla.DEFAULT_SERVICE_LEVELS, calendar)
         progressed = state not in (TicketState.OPEN,)
         restored = state in (TicketState.REPAIRED, TicketState.VERIFIED, *CLOSED_STATES)
-        signature = f"bench:{n}"
         source = rng.choice(list(TicketSource))
+        signature = f"bench:{n}"
+        if source is TicketSource.ANALYTICS:
+            signature = analytics_signature(device, is_open, rng, signatures, taken)
         # Milestones met after spread-out delays, with the service time the desk keeps.
         met = {"responded_at": created + timedelta(minutes=rng.uniform(5, 300))
                if progressed else None,
@@ -339,6 +344,35 @@ def populate(session: Session, args: argparse.Namespace, now: datetime) -> dict[
                 f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                 f"(SELECT max(id) FROM {table}))"))
     return {"sites": sites_n, "tickets": args.tickets, "open": open_n, "engineers": 100}
+
+
+def analytics_signatures() -> dict[str, tuple[str, ...]]:
+    """The signatures the jobs' ticket rules file per device model: an anomaly on each reading
+    the simulated model reports and a prediction of each fault type it develops (11 to 13 a
+    model, 41 in all). The report counts tickets and false alarms per signature, so a bench
+    with a signature per ticket (as this one had) times a report of a rule per ticket."""
+    from edge_agent.simulator.physics import FAULT_TYPES, DeviceSim, Site
+
+    out = {}
+    for model in MODELS:
+        readings = DeviceSim("probe", model, Site("probe"), seed=0).sample(0)
+        out[model] = (*(f"anomaly:{reading}" for reading in sorted(readings)),
+                      *(f"prediction:{fault}" for fault in FAULT_TYPES[model]))
+    return out
+
+
+def analytics_signature(device: Mapping[str, Any], is_open: bool, rng: random.Random,
+                        signatures: Mapping[str, tuple[str, ...]],
+                        taken: set[tuple[str, str]]) -> str:
+    """One of the device model's signatures; an open ticket's not open on the device yet (the
+    desk keeps one open ticket per device and signature)."""
+    choices = signatures[device["model"]]
+    if not is_open:
+        return rng.choice(choices)
+    free = [s for s in choices if (device["id"], s) not in taken]
+    signature = rng.choice(free)
+    taken.add((device["id"], signature))
+    return signature
 
 
 def populate_maintenance(session: Session, rng: random.Random, devices: list[dict[str, Any]],
