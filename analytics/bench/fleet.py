@@ -272,19 +272,22 @@ class Field:
                                actor=engineer, now=now,
                                request=Request(diagnosis_note=f"replaced: {f.fault_type}"))
         stale = now - self.triage
-        for ticket in session.scalars(select(Ticket).where(
+        # Columns, not tickets: a true ticket stays open until its repair, and loading its
+        # evidence every hour of the replay was most of the easy fleet's replay time.
+        for ticket_id, device_id, created_at in session.execute(select(
+                Ticket.id, Ticket.device_id, Ticket.created_at).where(
                 Ticket.source == TicketSource.ANALYTICS.value,
                 Ticket.state == TicketState.OPEN.value, Ticket.created_at <= stale)).all():
-            session.refresh(ticket)  # finishing a site ticket finishes the ones it links
-            if ticket.state != TicketState.OPEN.value:
+            created_ms = int(created_at.replace(tzinfo=UTC).timestamp() * 1000) \
+                if created_at.tzinfo is None else int(created_at.timestamp() * 1000)
+            if device_id is not None and any(f.onset_ms <= created_ms <= f.until_ms
+                                             for f in self.by_device.get(device_id, ())):
                 continue
-            created_ms = int(ticket.created_at.replace(tzinfo=UTC).timestamp() * 1000) \
-                if ticket.created_at.tzinfo is None else int(ticket.created_at.timestamp() * 1000)
-            if ticket.device_id is not None and any(
-                    f.onset_ms <= created_ms <= f.until_ms
-                    for f in self.by_device.get(ticket.device_id, ())):
+            # Finishing a site ticket finishes the ones it links: read the state again.
+            if session.scalar(select(Ticket.state).where(Ticket.id == ticket_id)) \
+                    != TicketState.OPEN.value:
                 continue
-            transition(session, ticket_id=ticket.id, to=TicketState.CANCELLED, actor=engineer,
+            transition(session, ticket_id=ticket_id, to=TicketState.CANCELLED, actor=engineer,
                        now=now, request=Request(reason="false alarm: no fault found"))
 
 
