@@ -564,6 +564,13 @@ def _fleet_settings(folder: Path, name: str, store: str) -> Any:
         "influxdb": base.influxdb.model_copy(update={"database": f"bench_fleet_{name}"})})
 
 
+def _remove_sql_file(folder: Path) -> None:
+    """The fleet's SQLite file and its write-ahead log: a stopped run's log must not be
+    replayed into a fresh file or a fresh copy of the snapshot."""
+    for stale in ("vigil.db", "vigil.db-wal", "vigil.db-shm"):
+        (folder / stale).unlink(missing_ok=True)
+
+
 def prepare_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *,
                   work: Path) -> dict[str, float]:
     """Plan one fleet and backfill it into ``work/name``: its ground truth, its telemetry and
@@ -593,8 +600,7 @@ def prepare_fleet(name: str, seed: int, kind: str, args: argparse.Namespace, *,
                              fault_fraction=args.fault_fraction, faults=kind)
     truth = write_ground_truth(folder / "truth.json", scenario)
     _announce(name, seed, kind, args, truth)
-    for stale in (sql_file, folder / "vigil.db-wal", folder / "vigil.db-shm"):
-        stale.unlink(missing_ok=True)
+    _remove_sql_file(folder)
     engine = make_engine(_fleet_settings(folder, name, args.store).sql_url)
     migrations.upgrade(engine)
     register(make_session_factory(engine), truth)
@@ -646,11 +652,8 @@ def replay_fleet(name: str, args: argparse.Namespace, *, work: Path,
     if args.score_only:
         return scored_run(name, folder, truth, args)
     start_ms, end_ms = int(truth["start_ms"]), int(truth["end_ms"])
-    sql_file = folder / "vigil.db"
-    # A stopped run's write-ahead log must not be replayed into the fresh copy.
-    for stale in (sql_file, folder / "vigil.db-wal", folder / "vigil.db-shm"):
-        stale.unlink(missing_ok=True)
-    shutil.copyfile(folder / "vigil-backfilled.db", sql_file)
+    _remove_sql_file(folder)
+    shutil.copyfile(folder / "vigil-backfilled.db", folder / "vigil.db")
     settings = _fleet_settings(folder, name, args.store)
     engine = make_engine(settings.sql_url)
     migrations.upgrade(engine)  # a snapshot taken by an older version gets the newer tables

@@ -160,10 +160,8 @@ def score_device(
         session.flush()
         return result
     # Loading and saving the states is most of a live pass's cost (about 8 ms per metric stream).
-    if decoded is not None:
-        detectors, result.dropped_states = decoded.take(device.id, state.states)
-    else:
-        detectors, result.dropped_states = adapter.decode_states(state.states)
+    decoded = decoded if decoded is not None else adapter.DecodedStates(capacity=0)
+    detectors, result.dropped_states = decoded.take(device.id, state.states)
 
     times_ms = [int(t.timestamp() * 1000) for t in frame.index]
     times_s = [t / 1000.0 for t in times_ms]
@@ -212,8 +210,7 @@ def score_device(
     state.scored_steps += result.steps
     result.watermark_ms = state.watermark_ms
     _save(session, state, detectors, now)
-    if decoded is not None:
-        decoded.keep(device.id, state.states, detectors)
+    decoded.keep(device.id, state.states, detectors)
     return result
 
 
