@@ -39,7 +39,12 @@ the fault type where the rules name one, else the reading that drove the predict
 its evidence holds the probability, the band, the drivers and their readings. A device in
 maintenance raises nothing, and a cancelled false alarm damps the same fault type on the
 same device as it damps an anomaly rule: ``damping_factor`` times as many passes, counted
-from the cancellation.
+from the cancellation, and each above the highest probability the cancelled ticket rested
+on (the engineer looked at that level and found the device sound; without the bar, a
+device whose predictions hover above the threshold was re-ticketed every six days).
+A prediction ticket opened while its site's site-wide episode is open and inside the
+prediction's reading window (a mains sag or an air-conditioning failure that moved the
+readings it rests on) is grouped under that site ticket, which is looked at first.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from functools import partial
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
 from analytics.prediction.catalogue import FaultCatalogue, FaultMode, shipped_catalogue
@@ -78,6 +83,7 @@ from vigil.tickets.service import (
     Evidence,
     Opened,
     SiteGrouping,
+    group_under_site_episode,
     open_or_join,
     open_or_join_site,
 )
@@ -305,6 +311,15 @@ def _view(alarm: AnomalyAlarm) -> AlarmView:
     return AlarmView(alarm.id, alarm.device_id, alarm.metric, alarm.ts, alarm.score, alarm.value)
 
 
+def _cancelled_since(device_ids: Collection[str], since: datetime, prefix: str
+                     ) -> tuple[ColumnElement[bool], ...]:
+    """Where a ticket of ``device_ids`` with a ``prefix`` signature was cancelled since
+    ``since`` (with ``TicketEvent`` joined)."""
+    return (Ticket.device_id.in_(device_ids), Ticket.signature.like(f"{prefix}%"),
+            TicketEvent.kind == TicketEventKind.TRANSITION.value,
+            TicketEvent.to_state == TicketState.CANCELLED.value, TicketEvent.at >= since)
+
+
 def false_alarms(
     session: Session, *, device_ids: Collection[str], since: datetime, prefix: str = PREFIX
 ) -> dict[tuple[str, str], datetime]:
@@ -315,11 +330,26 @@ def false_alarms(
     rows = session.execute(
         select(Ticket.device_id, Ticket.signature, func.max(TicketEvent.at))
         .join(TicketEvent, TicketEvent.ticket_id == Ticket.id)
-        .where(Ticket.device_id.in_(device_ids), Ticket.signature.like(f"{prefix}%"),
-               TicketEvent.kind == TicketEventKind.TRANSITION.value,
-               TicketEvent.to_state == TicketState.CANCELLED.value, TicketEvent.at >= since)
+        .where(*_cancelled_since(device_ids, since, prefix))
         .group_by(Ticket.device_id, Ticket.signature))
     return {(str(device), signature[len(prefix):]): at for device, signature, at in rows}
+
+
+def dismissed_predictions(session: Session, *, device_ids: Collection[str], since: datetime
+                          ) -> dict[tuple[str, str], Dismissal]:
+    """(device, fault type) of prediction tickets cancelled as false alarms since ``since``:
+    the latest cancellation and the highest probability linked to those tickets."""
+    if not device_ids:
+        return {}
+    rows = session.execute(
+        select(Ticket.device_id, Ticket.signature, func.max(TicketEvent.at),
+               func.max(Prediction.probability))
+        .join(TicketEvent, TicketEvent.ticket_id == Ticket.id)
+        .outerjoin(Prediction, Prediction.ticket_id == Ticket.id)
+        .where(*_cancelled_since(device_ids, since, PREDICTION_PREFIX))
+        .group_by(Ticket.device_id, Ticket.signature))
+    return {(str(device), signature[len(PREDICTION_PREFIX):]): Dismissal(at, peak or 0.0)
+            for device, signature, at, peak in rows}
 
 
 def ticket_rules_pass(
@@ -617,19 +647,28 @@ class PredictedFailure:
         return f"{PREDICTION_PREFIX}{self.latest.fault}"
 
 
+@dataclass(frozen=True, slots=True)
+class Dismissal:
+    """A device's prediction tickets for a fault type cancelled as false alarms: the latest
+    cancellation, and the highest probability those tickets rested on."""
+
+    at: datetime
+    peak: float
+
+
 def predicted_failures(
     new: Sequence[PredictionView], recent: Sequence[PredictionView], *, min_probability: float,
     min_passes: int, since: Mapping[str, datetime] | None = None,
-    damped: Mapping[tuple[str, str], datetime] | None = None, damping_factor: int = 1,
+    damped: Mapping[tuple[str, str], Dismissal] | None = None, damping_factor: int = 1,
 ) -> list[PredictedFailure]:
     """Per device with a new prediction: its newest run of consecutive predictions at or above
     ``min_probability``, if the run holds ``min_passes`` of them.
 
     ``recent``: earlier predictions (handled ones too). ``since[device]`` (its last repair):
     predictions up to then are of an earlier life and do not count. ``damped[(device, fault
-    type)]`` (the latest cancellation as a false alarm of the device's ticket for the fault
-    type the newest prediction names): the run counts from then and needs ``damping_factor``
-    times as many passes.
+    type)]`` (the device's tickets for the fault type the newest prediction names, cancelled
+    as false alarms): the run counts from the latest cancellation, needs ``damping_factor``
+    times as many passes, and each above the probability the cancelled tickets peaked at.
     """
     since = since or {}
     damped = damped or {}
@@ -642,10 +681,12 @@ def predicted_failures(
     for device in sorted(by_device):
         history = sorted(by_device[device].values(), key=lambda p: (p.made_at, p.id))
         cancelled = damped.get((device, history[-1].fault))
-        cuts = [at for at in (since.get(device), cancelled) if at is not None]
+        cuts = [at for at in (since.get(device), cancelled.at if cancelled else None) if at]
+        dismissed = -1.0 if cancelled is None else cancelled.peak
         run: list[PredictionView] = []
         for p in reversed(history):
-            if p.probability < min_probability or any(p.made_at <= at for at in cuts):
+            if p.probability < min_probability or p.probability <= dismissed or \
+                    any(p.made_at <= at for at in cuts):
                 break
             run.append(p)
         need = min_passes * (damping_factor if cancelled is not None else 1)
@@ -748,14 +789,14 @@ def prediction_pass(
             Prediction.handled_at.is_not(None))))
     last_repair = {device: max(times) for device, times in
                    repairs(session, device_ids=sorted(ids)).items() if times}
-    damped = false_alarms(session, device_ids=ids,
-                          since=now - timedelta(days=settings.damping_days),
-                          prefix=PREDICTION_PREFIX)
+    damped = dismissed_predictions(session, device_ids=ids,
+                                   since=now - timedelta(days=settings.damping_days))
     found = predicted_failures(
         [_prediction_view(p) for p in live], [_prediction_view(p) for p in recent],
         min_probability=settings.prediction_probability, min_passes=settings.prediction_passes,
         since=last_repair, damped=damped, damping_factor=settings.damping_factor)
     by_id = {p.id: p for p in (*recent, *pending)}
+    window_days = (prediction or PredictionSettings()).window_days
     filed = Filed()
     for item in found:
         p = item.latest
@@ -764,8 +805,7 @@ def prediction_pass(
             scoring = scoring or ScoringSettings()
             shown = drivers_window(
                 store, item, step_s=scoring.step_for(devices[item.device_id].model),
-                measurement=scoring.measurement,
-                days=(prediction or PredictionSettings()).window_days)
+                measurement=scoring.measurement, days=window_days)
         signal = Signal(
             source=TicketSource.ANALYTICS, score=p.probability,
             hours_to_failure=None if p.rul_days is None else 24 * p.rul_days,
@@ -778,6 +818,9 @@ def prediction_pass(
         filed.count(result)
         if result is not None:
             _link((by_id[q.id] for q in item.predictions), result)
+            if result.created:
+                group_under_site_episode(session, ticket=result.ticket, now=now,
+                                         since=p.made_at - timedelta(days=window_days))
     for row in pending:
         row.handled_at = now
     return {"considered": len(pending), "in_maintenance": len(pending) - len(live),

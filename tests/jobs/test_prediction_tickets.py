@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import select
 
 from analytics.jobs.ticket_rules import (
+    Dismissal,
     PredictionView,
     predicted_failures,
     prediction_category,
@@ -15,10 +16,12 @@ from analytics.jobs.ticket_rules import (
 )
 from tests.jobs.conftest import T0, add_fleet
 from vigil.config import TicketRuleSettings
+from vigil.db.enums import TicketSource
 from vigil.db.models import Device, Ticket, TicketEvent
 from vigil.db.session import transaction
 from vigil.devices.models import Prediction
-from vigil.tickets.priority import TicketRules
+from vigil.tickets.priority import Signal, TicketRules
+from vigil.tickets.service import Evidence, open_or_join_site
 
 RULES = TicketRules.load()
 SETTINGS = TicketRuleSettings(prediction_probability=0.5, prediction_passes=2)
@@ -47,15 +50,26 @@ def test_a_ticket_needs_enough_consecutive_passes_above_the_threshold() -> None:
 
 def test_a_cancelled_false_alarm_counts_passes_from_the_cancellation_and_needs_more() -> None:
     history = [view(i, i, 0.8) for i in range(1, 6)]
-    damped = {("dev-000", "E-MOTOR-STALL"): T0 + 2.5 * DAY}
+    damped = {("dev-000", "E-MOTOR-STALL"): Dismissal(T0 + 2.5 * DAY, peak=0.7)}
     kw = {"min_probability": 0.5, "min_passes": 2, "damping_factor": 2}
     assert predicted_failures(history[-1:], history[:3], damped=damped, **kw) == []
     [found] = predicted_failures(history[-1:], history[:4], damped=damped, **{
         **kw, "min_passes": 1})
     assert [p.id for p in found.predictions] == [3, 4, 5]
     # Another fault type on the same device is not damped.
-    other = {("dev-000", "E-PSU"): T0 + 2.5 * DAY}
+    other = {("dev-000", "E-PSU"): Dismissal(T0 + 2.5 * DAY, peak=0.7)}
     assert len(predicted_failures(history[-1:], history[:4], damped=other, **kw)) == 1
+
+
+def test_after_a_cancellation_only_passes_above_what_the_engineer_dismissed_count() -> None:
+    kw = {"min_probability": 0.5, "min_passes": 2, "damping_factor": 1}
+    damped = {("dev-000", "E-MOTOR-STALL"): Dismissal(T0 + 0.5 * DAY, peak=0.8)}
+    level = [view(i, i, 0.8) for i in range(1, 6)]  # as high as the dismissed ticket: sound
+    assert predicted_failures(level[-1:], level[:4], damped=damped, **kw) == []
+    worse = [*level[:3], view(4, 4, 0.85), view(5, 5, 0.9)]
+    [found] = predicted_failures(worse[-1:], worse[:4], damped=damped, **kw)
+    assert [p.id for p in found.predictions] == [4, 5]
+    assert len(predicted_failures(level[-1:], level[:4], **kw)) == 1  # undamped: a ticket
 
 
 def test_the_category_follows_the_fault_type_else_the_strongest_reading() -> None:
@@ -143,10 +157,34 @@ def test_a_cancelled_prediction_ticket_damps_the_same_fault_on_the_device(factor
         row.state, row.cancel_reason = "cancelled", "false alarm"
         session.add(TicketEvent(ticket_id=row.id, actor="eng1", kind="transition",
                                 from_state="open", to_state="cancelled", at=T0 + 2 * DAY))
-    add_predictions(factory, "dev-000", [3, 4, 5], 0.9)  # three passes since: not yet four
-    assert run(factory, T0 + 5.5 * DAY)["tickets_opened"] == 0
-    add_predictions(factory, "dev-000", [6], 0.9)
-    assert run(factory, T0 + 6.5 * DAY)["tickets_opened"] == 1
+    # Four passes since, but no higher than the 0.9 the engineer found the device sound at.
+    add_predictions(factory, "dev-000", [3, 4, 5, 6], 0.9)
+    assert run(factory, T0 + 6.5 * DAY)["tickets_opened"] == 0
+    add_predictions(factory, "dev-000", [7, 8, 9], 0.95)  # three passes higher: not yet four
+    assert run(factory, T0 + 9.5 * DAY)["tickets_opened"] == 0
+    add_predictions(factory, "dev-000", [10], 0.95)
+    assert run(factory, T0 + 10.5 * DAY)["tickets_opened"] == 1
+
+
+def test_a_prediction_whose_window_saw_a_site_episode_is_grouped_under_its_ticket(
+        factory) -> None:
+    add_fleet(factory, 3)
+    with transaction(factory) as session:
+        site_id = session.get(Device, "dev-000").site_id
+        # A warm room days ago (still open), and a mains sag inside dev-000's window.
+        for at, reading in ((T0 - 3 * DAY, "ambient_temp_c"), (T0 + 0.8 * DAY, "supply_voltage_v")):
+            open_or_join_site(
+                session, site_id=site_id, signature=f"anomaly:{reading}",
+                signal=Signal(source=TicketSource.ANALYTICS, score=0.9), title="Site-wide",
+                evidence=Evidence(at=at, score=0.9, summary=reading),
+                devices=["dev-000", "dev-001", "dev-002"], now=at, rules=RULES)
+    add_predictions(factory, "dev-000", [0, 1], 0.9)
+    add_predictions(factory, "dev-001", [1.5, 2.5], 0.9)  # its window began after the sag
+    run(factory, T0 + 3 * DAY)
+    by_device = {t.device_id: t for t in tickets(factory)}
+    [sag] = [t for t in tickets(factory) if t.signature == "anomaly:supply_voltage_v"]
+    assert by_device["dev-000"].parent_id == sag.id
+    assert by_device["dev-001"].parent_id is None
 
 
 def test_an_analytics_ticket_is_no_failure_label_but_its_repair_starts_a_life(factory) -> None:

@@ -423,6 +423,23 @@ def open_or_join_site(session: Session, *, site_id: int, signature: str, signal:
     return Opened(ticket=ticket, created=created, site_ticket=ticket)
 
 
+def group_under_site_episode(session: Session, *, ticket: Ticket, since: datetime,
+                             now: datetime, actor: Actor = transitions.SYSTEM) -> Ticket | None:
+    """Group a device ticket under its site's newest open site ticket opened since ``since``,
+    if there is one: the site-wide episode moved the readings the ticket rests on (a failure
+    prediction whose window saw a mains sag), so whoever handles the episode looks at it
+    first, and it closes with the episode. Returns the site ticket."""
+    if ticket.parent_id is not None or ticket.site_id is None:
+        return None
+    site_ticket = session.scalars(
+        select(Ticket).where(Ticket.scope == TicketScope.SITE, Ticket.site_id == ticket.site_id,
+                             Ticket.state.in_(OPEN_TICKET_STATES), Ticket.created_at >= since)
+        .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(1)).first()
+    if site_ticket is not None:
+        _adopt(session, site_ticket, [ticket], actor=actor, now=now)
+    return site_ticket
+
+
 def _group_in_fleet(session: Session, *, ticket: Ticket, model: str, fleet: FleetGrouping,
                     actor: Actor, now: datetime, evidence: Evidence,
                     category: Category) -> Ticket | None:
