@@ -530,17 +530,25 @@ def prediction_tickets(views: list[Any], truth: dict[str, Any], *, probability: 
 def choose_probability(views: list[Any], truth: dict[str, Any], *, passes: int,
                        false_budget: float, grid: tuple[float, ...] = PROBABILITY_GRID
                        ) -> tuple[float, dict[str, Any]]:
-    """The lowest probability whose prediction tickets on the training fleet stay within
-    ``false_budget`` false tickets per 100 device-days (the highest of the grid if none)."""
-    chosen: tuple[float, dict[str, Any]] | None = None
-    for p in sorted(grid, reverse=True):
+    """Of the probabilities whose prediction tickets on the training fleet stay within
+    ``false_budget`` false tickets per 100 device-days, the one that tickets the most
+    predictable failures at least 24 h ahead, then the one with the fewest false tickets,
+    then the lowest (the highest of the grid if none stays within the budget). A bar lower
+    than the one that already catches as many failures only adds false tickets: on the
+    training fleet of seed 21 the lowest within the budget (0.1) and 0.3 ticketed the same
+    11 failures, with 6 and 2 false tickets."""
+    if not grid:
+        raise ValueError("no probability to choose from")
+    tried = []
+    for p in sorted(grid):
         figures = score.score_tickets(truth, prediction_tickets(views, truth, probability=p,
                                                                 passes=passes))
-        if chosen is None or (figures["false_per_100_device_days"] or 0.0) <= false_budget:
-            chosen = (p, figures)
-    if chosen is None:
-        raise ValueError("no probability to choose from")
-    return chosen
+        tried.append((p, figures))
+    within = [(p, f) for p, f in tried
+              if (f["false_per_100_device_days"] or 0.0) <= false_budget]
+    if not within:
+        return tried[-1]
+    return min(within, key=lambda pf: (-pf[1]["ticketed_24h"], pf[1]["false_tickets"], pf[0]))
 
 
 def install_predictor(factory: Any, trained: Any, now: datetime) -> None:

@@ -25,7 +25,15 @@ Pure: it learns from the rows of :mod:`analytics.prediction.lives` and predicts 
   included: fitted to that outcome, it ranks the days before failures above healthy ones
   better than the life's residuals do (``probability_model="residuals"``: the share of the
   residuals that put the failure within the horizon,
-  :func:`~analytics.prediction.rul.failure_probability`).
+  :func:`~analytics.prediction.rul.failure_probability`). A device model with fewer than
+  ``min_failures`` failures in the training data gets the probability of a second, shared
+  regression on the strongest-of-a-kind columns alone (``shared_hazard``): how far any of a
+  device's readings moved, in its own baseline's spreads, means the same on every model, while
+  the weights of a reading only one model has are learned from that model's failures, of which
+  it has too few. On the fleet bench's training fleets (seeds 11 and 21, out of fold) this
+  ticketed 6 and 11 of 8 and 11 predictable failures at least 24 h ahead instead of 4 and 7,
+  at the same false-ticket budget; a CT with no failure to learn from had scored 0.001 while
+  its gantry vibration climbed for two weeks. The basis says which regression spoke.
 - **Drivers.** Each reading's contribution in days of life: its features' weights times
   their distance from healthy rows' median; the strongest-of-a-kind column counts for the
   reading that was the strongest. The device model's column is not a reading and no column
@@ -213,8 +221,10 @@ class FailurePredictor:
     # :func:`fit_fault_classifier`); the centroids serve the others.
     fault_classifiers: dict[str, dict[str, Any]] = field(default_factory=dict)
     # A logistic regression of failing within the horizon (see :func:`fit_hazard`); without
-    # it the probability comes from the residuals of the predicted life.
+    # it the probability comes from the residuals of the predicted life. ``shared_hazard``:
+    # the same on the strongest-of-a-kind columns alone, for device models with few failures.
     hazard: dict[str, Any] = field(default_factory=dict)
+    shared_hazard: dict[str, Any] = field(default_factory=dict)
     # The fault catalogue the fault type is named with (none: by what was learned alone), and
     # per reading feature the healthy rows' median and robust spread of its size, which say
     # how far a reading moved (:meth:`moved`).
@@ -232,11 +242,23 @@ class FailurePredictor:
     def _group(self, model: str) -> str:
         return model if model in self.calibration else POOLED
 
+    def few_failures(self, rows: pd.DataFrame) -> np.ndarray:
+        """Per row, whether its device model had fewer than ``min_failures`` failures to learn
+        from (a model not seen in training had none)."""
+        return np.array([self.history.get(str(m), {}).get("failures", 0)
+                         < self.settings.min_failures for m in rows["model"]], dtype=bool)
+
     def probability(self, rows: pd.DataFrame, predicted: np.ndarray) -> np.ndarray:
-        """P(failure within the horizon): by the hazard regression if there is one, else the
-        share of ``predicted``'s residual distribution within the horizon."""
+        """P(failure within the horizon): by the hazard regression if there is one (the shared
+        one for a device model with few failures), else the share of ``predicted``'s residual
+        distribution within the horizon."""
         if self.hazard:
-            return hazard_probability(self.hazard, rows, self.features, self.models)
+            out = hazard_probability(self.hazard, rows, self.features, self.models)
+            few = self.few_failures(rows) if self.shared_hazard else np.zeros(len(rows), bool)
+            if few.any():
+                out[few] = hazard_probability(self.shared_hazard, rows[few], self.features,
+                                              self.models)
+            return out
         out = np.zeros(len(rows))
         groups = np.array([self._group(str(m)) for m in rows["model"]])
         for group in set(groups.tolist()):
@@ -378,6 +400,8 @@ class FailurePredictor:
         # a healthy device's capped prediction sits below the cap, its residuals above it.
         median = np.minimum(self.band(rows, predicted, coverage=0.0)[0], cap)
         faults = self.fault_type(rows)
+        shared = (self.few_failures(rows) if self.hazard and self.shared_hazard
+                  else np.zeros(len(rows), dtype=bool))
         out = []
         for i, (per, model) in enumerate(zip(self.contributions(rows), rows["model"].astype(str),
                                              strict=True)):
@@ -390,6 +414,7 @@ class FailurePredictor:
                 drivers={k: round(v, 2) for v, k in down}, fault_type=faults[i],
                 basis={"model_failures": history["failures"], "model_devices": history["devices"],
                        "calibration": "own" if self._group(model) == model else "pooled",
+                       "probability": "shared" if shared[i] else "own",
                        "capped_at_days": self.settings.cap_days,
                        "coverage": self.settings.coverage}))
         return out
@@ -409,7 +434,7 @@ class FailurePredictor:
             "fault_scale": self.fault_scale.tolist(),
             "centroids": {k: v.tolist() for k, v in self.centroids.items()},
             "fault_models": self.fault_models, "fault_classifiers": self.fault_classifiers,
-            "hazard": self.hazard,
+            "hazard": self.hazard, "shared_hazard": self.shared_hazard,
             "catalogue": None if self.catalogue is None else self.catalogue.to_document(),
             "healthy_center": self.healthy_center.tolist(),
             "healthy_spread": self.healthy_spread.tolist(),
@@ -441,6 +466,9 @@ class FailurePredictor:
             fault_classifiers={str(k): _classifier_params(v) for k, v in params.get(
                 "fault_classifiers", {}).items()},
             hazard=_hazard_params(params["hazard"]) if params.get("hazard") else {},
+            # Versions stored before the shared regression use their own for every model.
+            shared_hazard=(_hazard_params(params["shared_hazard"])
+                           if params.get("shared_hazard") else {}),
             # Versions stored before the catalogue name the fault by what they learned alone.
             catalogue=parse_catalogue(params["catalogue"]) if params.get("catalogue") else None,
             healthy_center=np.asarray(params.get("healthy_center", []), dtype=float),
@@ -463,14 +491,28 @@ def _predict(fitted: tuple[np.ndarray, np.ndarray, np.ndarray, float], rows: pd.
     return np.clip(z @ weights + intercept, 0.0, cap)
 
 
+ALL_INPUTS = "all"
+SHARED_INPUTS = "strongest"  # a hazard on the strongest-of-a-kind columns alone
+
+
 def _hazard_params(document: Mapping[str, Any]) -> dict[str, Any]:
+    inputs = str(document.get("inputs", ALL_INPUTS))
+    if inputs not in (ALL_INPUTS, SHARED_INPUTS):
+        raise ValueError(f"unknown hazard inputs {inputs!r}")
     return {key: [float(v) for v in document[key]] for key in ("mean", "scale", "coef")} | {
-        "intercept": float(document["intercept"])}
+        "intercept": float(document["intercept"]), "inputs": inputs}
+
+
+def _hazard_design(rows: pd.DataFrame, features: list[str], models: list[str], inputs: str
+                   ) -> np.ndarray:
+    x = design(rows, features, models)
+    return x[:, len(features):len(features) + len(KINDS)] if inputs == SHARED_INPUTS else x
 
 
 def fit_hazard(rows: pd.DataFrame, features: list[str], models: list[str], *, horizon: float,
-               c: float) -> dict[str, Any]:
-    """A logistic regression of failing within ``horizon`` on :func:`design`, as plain numbers;
+               c: float, inputs: str = ALL_INPUTS) -> dict[str, Any]:
+    """A logistic regression of failing within ``horizon`` on :func:`design` (or, with
+    ``inputs`` ``SHARED_INPUTS``, on its strongest-of-a-kind columns), as plain numbers;
     empty when the rows hold no failure within it (or nothing else)."""
     from sklearn.linear_model import LogisticRegression
 
@@ -479,19 +521,19 @@ def fit_hazard(rows: pd.DataFrame, features: list[str], models: list[str], *, ho
     y = outcome[decided]
     if len(set(y.tolist())) < 2:
         return {}
-    x = design(rows[decided], features, models)
+    x = _hazard_design(rows[decided], features, models, inputs)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     fitted = LogisticRegression(C=c, max_iter=2000).fit((x - mean) / scale, y)
     return _hazard_params({"mean": mean.tolist(), "scale": scale.tolist(),
                            "coef": fitted.coef_[0].tolist(),
-                           "intercept": float(fitted.intercept_[0])})
+                           "intercept": float(fitted.intercept_[0]), "inputs": inputs})
 
 
 def hazard_probability(hazard: Mapping[str, Any], rows: pd.DataFrame, features: list[str],
                        models: list[str]) -> np.ndarray:
-    z = (design(rows, features, models) - np.asarray(hazard["mean"])) / np.asarray(
-        hazard["scale"])
+    x = _hazard_design(rows, features, models, str(hazard.get("inputs", ALL_INPUTS)))
+    z = (x - np.asarray(hazard["mean"])) / np.asarray(hazard["scale"])
     return np.asarray(1.0 / (1.0 + np.exp(-(z @ np.asarray(hazard["coef"])
                                              + float(hazard["intercept"])))))
 
@@ -701,13 +743,7 @@ def fit_predictor(rows: pd.DataFrame, settings: PredictorSettings | None = None,
         oof[held] = _predict(fitted, train[held], features, models, settings.cap_days)
 
     # Failures and devices per device model; own residuals where there are enough failures.
-    history: dict[str, dict[str, int]] = {}
-    for model in models:
-        of_model = train[train["model"].astype(str) == model]
-        failed = of_model[of_model["failed"].astype(bool)]
-        lives_failed = failed[["device", "life_end"]].drop_duplicates()
-        history[model] = {"failures": len(lives_failed),
-                          "devices": int(of_model["device"].nunique())}
+    history = failures_per_model(train)
     calibration = {POOLED: _calibration(oof, y, settings.bins)}
     model_of = train["model"].astype(str).to_numpy()
     for model in models:
@@ -732,6 +768,7 @@ def fit_predictor(rows: pd.DataFrame, settings: PredictorSettings | None = None,
     fault_scale, centroids, fault_models = _fault_centroids(train, fault_features,
                                                             settings.horizon_days)
     center, spread = healthy_sizes(train[healthy], features)
+    logistic = settings.probability_model == "logistic"
     predictor = FailurePredictor(
         settings=settings, features=features, models=models, mean=mean, scale=scale,
         weights=weights, intercept=intercept, reference=reference, calibration=calibration,
@@ -739,8 +776,10 @@ def fit_predictor(rows: pd.DataFrame, settings: PredictorSettings | None = None,
         centroids=centroids, fault_models=fault_models,
         fault_classifiers=_fault_classifiers(train, settings.horizon_days, settings.fault_c),
         hazard=fit_hazard(rows, features, models, horizon=settings.horizon_days,
-                          c=settings.hazard_c) if settings.probability_model == "logistic"
-        else {}, catalogue=catalogue, healthy_center=center, healthy_spread=spread)
+                          c=settings.hazard_c) if logistic else {},
+        shared_hazard=fit_hazard(rows, features, models, horizon=settings.horizon_days,
+                                 c=settings.hazard_c, inputs=SHARED_INPUTS) if logistic else {},
+        catalogue=catalogue, healthy_center=center, healthy_spread=spread)
     figures = _cross_figures(rows, train, y, oof, fold, folds, settings, features, models,
                              catalogue)
     figures.update({"devices": int(len(set(devices.tolist()))), "rows": int(len(rows)),
@@ -748,6 +787,17 @@ def fit_predictor(rows: pd.DataFrame, settings: PredictorSettings | None = None,
                     "failures": int(sum(h["failures"] for h in history.values())),
                     "per_model": history, "features": len(features)})
     return predictor, figures
+
+
+def failures_per_model(rows: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Per device model in ``rows``: its lives that ended in a failure, and its devices."""
+    history: dict[str, dict[str, int]] = {}
+    for model, of_model in rows.groupby(rows["model"].astype(str)):
+        failed = of_model[of_model["failed"].astype(bool)]
+        history[str(model)] = {
+            "failures": len(failed[["device", "life_end"]].drop_duplicates()),
+            "devices": int(of_model["device"].nunique())}
+    return history
 
 
 def _cross_figures(rows: pd.DataFrame, train: pd.DataFrame, y: np.ndarray, oof: np.ndarray,
@@ -766,10 +816,18 @@ def _cross_figures(rows: pd.DataFrame, train: pd.DataFrame, y: np.ndarray, oof: 
             # Learned from every row of the other folds' devices, censored ones included.
             held_devices = set(train.loc[held, "device"].astype(str))
             others = rows[~rows["device"].astype(str).isin(held_devices)]
-            hazard = fit_hazard(others, features, models, horizon=settings.horizon_days,
-                                c=settings.hazard_c)
-            if hazard:
-                probability[held] = hazard_probability(hazard, train[held], features, models)
+            fold_hazard = FailurePredictor(
+                settings=settings, features=features, models=models, mean=np.zeros(0),
+                scale=np.zeros(0), weights=np.zeros(0), intercept=0.0, reference=np.zeros(0),
+                calibration={}, history=failures_per_model(others), fault_features=[],
+                fault_scale=np.zeros(0), centroids={}, fault_models={},
+                hazard=fit_hazard(others, features, models, horizon=settings.horizon_days,
+                                  c=settings.hazard_c),
+                shared_hazard=fit_hazard(others, features, models,
+                                         horizon=settings.horizon_days, c=settings.hazard_c,
+                                         inputs=SHARED_INPUTS))
+            if fold_hazard.hazard:
+                probability[held] = fold_hazard.probability(train[held], oof[held])
         lower[held], upper[held] = band(oof[held], edges, residuals, settings.coverage)
         scale, centroids, per_model = _fault_centroids(train[~held], features,
                                                        settings.horizon_days)

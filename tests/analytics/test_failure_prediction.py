@@ -209,6 +209,34 @@ def test_a_model_with_few_failures_borrows_the_pooled_band_and_says_so() -> None
     assert {a.basis["calibration"] for a in pump} == {"own"}
 
 
+def ct_rows(failing: int, *, seed: int, healthy: int) -> pd.DataFrame:
+    """:func:`synthetic_rows` of a model whose readings no other model has."""
+    rows = synthetic_rows({"ct": failing}, seed=seed, healthy=healthy)
+    names = {"flow": "gantry", "temp": "anode", "noise": "tilt"}
+    return rows.rename(columns=lambda c: names.get(c.split("__")[0], "") + "__" +
+                       c.split("__")[1] if "__" in c else c)
+
+
+def test_a_model_with_no_failures_gets_the_probability_every_model_shares() -> None:
+    """The CT never failed in training, so nothing taught what its own readings mean; how far
+    they moved from the device's baseline means the same on every model."""
+    rows = pd.concat([synthetic_rows({"pump": 6}), ct_rows(0, seed=1, healthy=6)],
+                     ignore_index=True)
+    predictor, _ = fit_predictor(rows, PredictorSettings(min_failures=3))
+    fresh = ct_rows(2, seed=7, healthy=4)
+    latest = fresh[fresh["left_days"] == 3.0].reset_index(drop=True)
+    got = predictor.assess(latest)
+    assert {a.basis["probability"] for a in got} == {"shared"}
+    failing = [a.probability for a, f in zip(got, latest["failed"], strict=True) if f]
+    healthy = [a.probability for a, f in zip(got, latest["failed"], strict=True) if not f]
+    assert min(failing) > 0.5 > 0.1 > max(healthy)
+    # Without the shared regression, the pumps' own one sees nothing in the CT's readings.
+    own = FailurePredictor.from_params({**predictor.to_params(), "shared_hazard": {}})
+    assert max(a.probability for a in own.assess(latest)) < 0.2
+    pump = predictor.assess(rows[(rows["model"] == "pump") & (rows["left_days"] == 2.0)])
+    assert {a.basis["probability"] for a in pump} == {"own"}
+
+
 def test_plain_parameters_rebuild_the_same_predictor() -> None:
     rows = synthetic_rows({"pump": 4})
     predictor, _ = fit_predictor(rows)

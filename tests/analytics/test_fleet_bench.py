@@ -191,5 +191,13 @@ def test_prediction_tickets_follow_runs_of_confident_passes_and_the_budget_sets_
     p, figures = choose_probability(views, TRUTH, passes=2, false_budget=0.0,
                                     grid=(0.2, 0.3, 0.5, 0.95))
     assert p == 0.5 and figures["ticketed_24h"] == 1 and figures["false_tickets"] == 0
+    # Within a loose budget: as many failures at 0.5 as lower, and no false ticket.
     p, _ = choose_probability(views, TRUTH, passes=2, false_budget=5.0, grid=(0.2, 0.3, 0.5))
-    assert p == 0.2
+    assert p == 0.5
+    # d1 only 0.4 confident: the bar that tickets its failure wins, false ticket and all.
+    timid = [v if v.device_id == "d2" or v.probability < 0.5 else
+             PredictionView(v.id, v.device_id, v.made_at, 0.4, 7.0, fault_type=v.fault_type)
+             for v in views]
+    p, figures = choose_probability(timid, TRUTH, passes=2, false_budget=5.0,
+                                    grid=(0.2, 0.3, 0.5))
+    assert p == 0.2 and figures["ticketed_24h"] == 1 and figures["false_tickets"] == 1
