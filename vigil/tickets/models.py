@@ -47,6 +47,7 @@ _FINAL_STATES_SQL = ", ".join(f"'{state.value}'" for state in sorted(FINAL_TICKE
 OPEN_TICKET_PREDICATE = text(f"state NOT IN ({_FINAL_STATES_SQL})")
 _OPEN_SITE_PREDICATE = text(f"scope = 'site' AND state NOT IN ({_FINAL_STATES_SQL})")
 _OPEN_FLEET_PREDICATE = text(f"scope = 'fleet' AND state NOT IN ({_FINAL_STATES_SQL})")
+_ANALYTICS_PREDICATE = text(f"source = '{TicketSource.ANALYTICS.value}'")
 
 
 # The lead time a prediction gave, in hours: ``hours_to_failure`` in the data of the oldest
@@ -140,6 +141,14 @@ class Ticket(Base):
             postgresql_where=_OPEN_FLEET_PREDICATE,
         ),
         Index("ix_tickets_state_priority", "state", "priority"),
+        # The analytics tickets of a period, for the service-quality report's false alarms
+        # per rule (see migration 0013).
+        Index(
+            "ix_tickets_analytics_created_at",
+            "created_at",
+            sqlite_where=_ANALYTICS_PREDICATE,
+            postgresql_where=_ANALYTICS_PREDICATE,
+        ),
         CheckConstraint(
             "satisfaction_score IS NULL OR satisfaction_score BETWEEN 1 AND 5",
             name="satisfaction_score_range",
