@@ -33,7 +33,9 @@ class RankedPrediction(BaseModel):
     basis: dict[str, Any] = Field(
         default_factory=dict,
         description="what the prediction rests on: the device model's failures in training, "
-                    "whether the band is the model's own or the fleet's pooled one")
+                    "whether the band is the model's own or the fleet's pooled one, and "
+                    "whether the probability is the model's own or shared by every model "
+                    "(a model with few failures)")
     model_version: str
 
 
