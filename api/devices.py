@@ -98,9 +98,11 @@ def device_page(
 
 # Answered with JSON made straight from the rows: DevicePage documents it, but building and
 # validating 100 DeviceOut models a page cost about 4 ms of the list's time (cProfile).
+# Async, as the page is loaded by then: a plain function would make one more trip to a
+# worker thread and back for 0.24 ms of serialising.
 @router.get("", response_model=DevicePage, responses=responses(401, 403, 422),
             summary="Devices with their health, filtered, sorted and paged by cursor")
-def list_devices(page: Annotated[health.Page, Depends(device_page)]) -> Response:
+async def list_devices(page: Annotated[health.Page, Depends(device_page)]) -> Response:
     body = {"items": [item._asdict() for item in page.items], "next_cursor": page.next_cursor}
     return Response(pydantic_core.to_json(body), media_type="application/json")
 

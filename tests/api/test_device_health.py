@@ -5,17 +5,23 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, event, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from tests.api.conftest import World
-from vigil.db.enums import TicketState
+from vigil.auth.service import Principal
+from vigil.db import migrations
+from vigil.db.enums import RoleName, TicketState
 from vigil.db.models import Device, Prediction, Ticket
-from vigil.db.session import transaction
-from vigil.devices.health import DeviceHealth
+from vigil.db.session import make_engine, make_session_factory, transaction
+from vigil.devices.health import DeviceFilter, DeviceHealth, get_device_health, list_devices
 from vigil.devices.schemas import DeviceOut
+from vigil.errors import NotFound
 
 Headers = Callable[[str], dict[str, str]]
 T0 = datetime(2026, 11, 1, tzinfo=UTC)
@@ -127,3 +133,33 @@ def test_the_list_shows_new_predictions_and_ticket_changes_at_once(
         with_open = client.get("/api/v1/devices?has_open_tickets=true",
                                headers=headers("engineer")).json()["items"]
         assert (device in [i["id"] for i in with_open]) == (opened > 0)
+
+
+def test_sqlite_counts_open_tickets_from_their_partial_index(tmp_path: Path) -> None:
+    """SQLite's planner would read every ticket of each device through ix_tickets_device_id
+    (3.1 ms of a page of 100 with ten tickets a device, against 0.4 ms)."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'vigil.db'}")
+    migrations.upgrade(engine)
+    sent: list[tuple[str, Any]] = []
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def keep(conn: Any, cursor: Any, statement: str, parameters: Any, context: Any,
+             executemany: bool) -> None:
+        sent.append((statement, parameters))
+
+    admin = Principal(1, "admin", frozenset({RoleName.ADMIN}), "bearer")
+    try:
+        with make_session_factory(engine)() as session:
+            list_devices(session, principal=admin, filters=DeviceFilter(), sort="last_seen")
+            with pytest.raises(NotFound):
+                get_device_health(session, principal=admin, device_id="absent")
+        statements = [(s, p) for s, p in sent if "open_tickets" in s]
+        assert len(statements) == 2
+        with engine.connect() as connection:
+            for statement, parameters in statements:
+                plan = " | ".join(row[3] for row in connection.exec_driver_sql(
+                    "EXPLAIN QUERY PLAN " + statement, parameters))
+                assert "INDEX uq_tickets_open_signature" in plan, plan
+                assert "ix_tickets_device_id" not in plan, plan
+    finally:
+        engine.dispose()
