@@ -169,22 +169,30 @@ def test_a_cancelled_prediction_ticket_damps_the_same_fault_on_the_device(factor
 def test_a_prediction_whose_window_saw_a_site_episode_is_grouped_under_its_ticket(
         factory) -> None:
     add_fleet(factory, 3)
-    with transaction(factory) as session:
-        site_id = session.get(Device, "dev-000").site_id
-        # A warm room days ago (still open), and a mains sag inside dev-000's window.
-        for at, reading in ((T0 - 3 * DAY, "ambient_temp_c"), (T0 + 0.8 * DAY, "supply_voltage_v")):
+
+    def site_wide(reading: str, at) -> None:
+        with transaction(factory) as session:
             open_or_join_site(
-                session, site_id=site_id, signature=f"anomaly:{reading}",
+                session, site_id=session.get(Device, "dev-000").site_id,
+                signature=f"anomaly:{reading}",
                 signal=Signal(source=TicketSource.ANALYTICS, score=0.9), title="Site-wide",
                 evidence=Evidence(at=at, score=0.9, summary=reading),
                 devices=["dev-000", "dev-001", "dev-002"], now=at, rules=RULES)
+
+    site_wide("ambient_temp_c", T0 - 3 * DAY)  # a warm room, still open, last seen days ago
+    site_wide("supply_voltage_v", T0 + 0.8 * DAY)  # a mains sag inside dev-000's window
     add_predictions(factory, "dev-000", [0, 1], 0.9)
     add_predictions(factory, "dev-001", [1.5, 2.5], 0.9)  # its window began after the sag
     run(factory, T0 + 3 * DAY)
+    site_wide("ambient_temp_c", T0 + 3.2 * DAY)  # the warm room seen again: still going on
+    add_predictions(factory, "dev-002", [3, 4], 0.9)
+    run(factory, T0 + 4.5 * DAY)
     by_device = {t.device_id: t for t in tickets(factory)}
-    [sag] = [t for t in tickets(factory) if t.signature == "anomaly:supply_voltage_v"]
+    sag, room = (next(t for t in tickets(factory) if t.signature == f"anomaly:{reading}")
+                 for reading in ("supply_voltage_v", "ambient_temp_c"))
     assert by_device["dev-000"].parent_id == sag.id
     assert by_device["dev-001"].parent_id is None
+    assert by_device["dev-002"].parent_id == room.id
 
 
 def test_an_analytics_ticket_is_no_failure_label_but_its_repair_starts_a_life(factory) -> None:

@@ -425,16 +425,18 @@ def open_or_join_site(session: Session, *, site_id: int, signature: str, signal:
 
 def group_under_site_episode(session: Session, *, ticket: Ticket, since: datetime,
                              now: datetime, actor: Actor = transitions.SYSTEM) -> Ticket | None:
-    """Group a device ticket under its site's newest open site ticket opened since ``since``,
-    if there is one: the site-wide episode moved the readings the ticket rests on (a failure
-    prediction whose window saw a mains sag), so whoever handles the episode looks at it
-    first, and it closes with the episode. Returns the site ticket."""
+    """Group a device ticket under its site's open site ticket last seen since ``since``, if
+    there is one (the latest seen): the site-wide episode moved the readings the ticket rests
+    on (a failure prediction whose window saw a mains sag, or the end of a day-long
+    air-conditioning failure), so whoever handles the episode looks at it first, and it closes
+    with the episode. Returns the site ticket."""
     if ticket.parent_id is not None or ticket.site_id is None:
         return None
+    seen = func.coalesce(Ticket.last_seen_at, Ticket.created_at)
     site_ticket = session.scalars(
         select(Ticket).where(Ticket.scope == TicketScope.SITE, Ticket.site_id == ticket.site_id,
-                             Ticket.state.in_(OPEN_TICKET_STATES), Ticket.created_at >= since)
-        .order_by(Ticket.created_at.desc(), Ticket.id.desc()).limit(1)).first()
+                             Ticket.state.in_(OPEN_TICKET_STATES), seen >= since)
+        .order_by(seen.desc(), Ticket.id.desc()).limit(1)).first()
     if site_ticket is not None:
         _adopt(session, site_ticket, [ticket], actor=actor, now=now)
     return site_ticket
