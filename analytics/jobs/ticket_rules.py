@@ -42,9 +42,9 @@ same device as it damps an anomaly rule: ``damping_factor`` times as many passes
 from the cancellation, and each above the highest probability the cancelled ticket rested
 on (the engineer looked at that level and found the device sound; without the bar, a
 device whose predictions hover above the threshold was re-ticketed every six days).
-A prediction ticket opened while its site's site-wide episode is open and inside the
-prediction's reading window (a mains sag or an air-conditioning failure that moved the
-readings it rests on) is grouped under that site ticket, which is looked at first.
+A prediction ticket is grouped under its site's open site ticket when the episode was seen
+inside the reading window of one of the passes the prediction rests on (a mains sag or an
+air-conditioning failure that moved those readings): that ticket is looked at first.
 """
 
 from __future__ import annotations
@@ -819,8 +819,10 @@ def prediction_pass(
         if result is not None:
             _link((by_id[q.id] for q in item.predictions), result)
             if result.created:
+                # Any of the run's windows: the first reading day of its first pass on.
+                first = item.predictions[0].made_at
                 group_under_site_episode(session, ticket=result.ticket, now=now,
-                                         since=p.made_at - timedelta(days=window_days))
+                                         since=first - timedelta(days=window_days))
     for row in pending:
         row.handled_at = now
     return {"considered": len(pending), "in_maintenance": len(pending) - len(live),

@@ -182,11 +182,11 @@ def test_a_prediction_whose_window_saw_a_site_episode_is_grouped_under_its_ticke
     site_wide("ambient_temp_c", T0 - 3 * DAY)  # a warm room, still open, last seen days ago
     site_wide("supply_voltage_v", T0 + 0.8 * DAY)  # a mains sag inside dev-000's window
     add_predictions(factory, "dev-000", [0, 1], 0.9)
-    add_predictions(factory, "dev-001", [1.5, 2.5], 0.9)  # its window began after the sag
+    add_predictions(factory, "dev-001", [2, 3], 0.9)  # its windows began after the sag
     run(factory, T0 + 3 * DAY)
     site_wide("ambient_temp_c", T0 + 3.2 * DAY)  # the warm room seen again: still going on
-    add_predictions(factory, "dev-002", [3, 4], 0.9)
-    run(factory, T0 + 4.5 * DAY)
+    add_predictions(factory, "dev-002", [4, 5], 0.9)  # the first pass's window saw the room
+    run(factory, T0 + 5.5 * DAY)
     by_device = {t.device_id: t for t in tickets(factory)}
     sag, room = (next(t for t in tickets(factory) if t.signature == f"anomaly:{reading}")
                  for reading in ("supply_voltage_v", "ambient_temp_c"))
