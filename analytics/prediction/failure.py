@@ -242,23 +242,19 @@ class FailurePredictor:
     def _group(self, model: str) -> str:
         return model if model in self.calibration else POOLED
 
-    def few_failures(self, rows: pd.DataFrame) -> np.ndarray:
-        """Per row, whether its device model had fewer than ``min_failures`` failures to learn
-        from (a model not seen in training had none)."""
-        return np.array([self.history.get(str(m), {}).get("failures", 0)
-                         < self.settings.min_failures for m in rows["model"]], dtype=bool)
+    def shared_rows(self, rows: pd.DataFrame) -> np.ndarray:
+        """Per row, whether its probability comes from the shared regression."""
+        if not (self.hazard and self.shared_hazard):
+            return np.zeros(len(rows), dtype=bool)
+        return few_failures(self.history, rows, self.settings.min_failures)
 
     def probability(self, rows: pd.DataFrame, predicted: np.ndarray) -> np.ndarray:
         """P(failure within the horizon): by the hazard regression if there is one (the shared
         one for a device model with few failures), else the share of ``predicted``'s residual
         distribution within the horizon."""
         if self.hazard:
-            out = hazard_probability(self.hazard, rows, self.features, self.models)
-            few = self.few_failures(rows) if self.shared_hazard else np.zeros(len(rows), bool)
-            if few.any():
-                out[few] = hazard_probability(self.shared_hazard, rows[few], self.features,
-                                              self.models)
-            return out
+            return hazard_probabilities(self.hazard, self.shared_hazard, rows, self.features,
+                                        self.models, shared=self.shared_rows(rows))
         out = np.zeros(len(rows))
         groups = np.array([self._group(str(m)) for m in rows["model"]])
         for group in set(groups.tolist()):
@@ -400,8 +396,7 @@ class FailurePredictor:
         # a healthy device's capped prediction sits below the cap, its residuals above it.
         median = np.minimum(self.band(rows, predicted, coverage=0.0)[0], cap)
         faults = self.fault_type(rows)
-        shared = (self.few_failures(rows) if self.hazard and self.shared_hazard
-                  else np.zeros(len(rows), dtype=bool))
+        shared = self.shared_rows(rows)
         out = []
         for i, (per, model) in enumerate(zip(self.contributions(rows), rows["model"].astype(str),
                                              strict=True)):
@@ -536,6 +531,17 @@ def hazard_probability(hazard: Mapping[str, Any], rows: pd.DataFrame, features: 
     z = (x - np.asarray(hazard["mean"])) / np.asarray(hazard["scale"])
     return np.asarray(1.0 / (1.0 + np.exp(-(z @ np.asarray(hazard["coef"])
                                              + float(hazard["intercept"])))))
+
+
+def hazard_probabilities(hazard: Mapping[str, Any], shared_hazard: Mapping[str, Any],
+                         rows: pd.DataFrame, features: list[str], models: list[str], *,
+                         shared: np.ndarray | None) -> np.ndarray:
+    """:func:`hazard_probability` by ``hazard``, and by ``shared_hazard`` for the rows
+    ``shared`` marks (none if None)."""
+    out = hazard_probability(hazard, rows, features, models)
+    if shared is not None and shared.any():
+        out[shared] = hazard_probability(shared_hazard, rows[shared], features, models)
+    return out
 
 
 def fault_signs(rows: pd.DataFrame, features: list[str], *, summaries: bool = False
@@ -789,6 +795,14 @@ def fit_predictor(rows: pd.DataFrame, settings: PredictorSettings | None = None,
     return predictor, figures
 
 
+def few_failures(history: Mapping[str, Mapping[str, int]], rows: pd.DataFrame,
+                 min_failures: int) -> np.ndarray:
+    """Per row, whether its device model had fewer than ``min_failures`` failures in
+    ``history`` (:func:`failures_per_model`; a model not in it had none)."""
+    return np.array([history.get(str(m), {}).get("failures", 0) < min_failures
+                     for m in rows["model"]], dtype=bool)
+
+
 def failures_per_model(rows: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Per device model in ``rows``: its lives that ended in a failure, and its devices."""
     history: dict[str, dict[str, int]] = {}
@@ -816,18 +830,15 @@ def _cross_figures(rows: pd.DataFrame, train: pd.DataFrame, y: np.ndarray, oof: 
             # Learned from every row of the other folds' devices, censored ones included.
             held_devices = set(train.loc[held, "device"].astype(str))
             others = rows[~rows["device"].astype(str).isin(held_devices)]
-            fold_hazard = FailurePredictor(
-                settings=settings, features=features, models=models, mean=np.zeros(0),
-                scale=np.zeros(0), weights=np.zeros(0), intercept=0.0, reference=np.zeros(0),
-                calibration={}, history=failures_per_model(others), fault_features=[],
-                fault_scale=np.zeros(0), centroids={}, fault_models={},
-                hazard=fit_hazard(others, features, models, horizon=settings.horizon_days,
-                                  c=settings.hazard_c),
-                shared_hazard=fit_hazard(others, features, models,
-                                         horizon=settings.horizon_days, c=settings.hazard_c,
-                                         inputs=SHARED_INPUTS))
-            if fold_hazard.hazard:
-                probability[held] = fold_hazard.probability(train[held], oof[held])
+            hazard = fit_hazard(others, features, models, horizon=settings.horizon_days,
+                                c=settings.hazard_c)
+            shared = fit_hazard(others, features, models, horizon=settings.horizon_days,
+                                c=settings.hazard_c, inputs=SHARED_INPUTS)
+            if hazard:
+                few = few_failures(failures_per_model(others), train[held],
+                                   settings.min_failures) if shared else None
+                probability[held] = hazard_probabilities(hazard, shared, train[held], features,
+                                                         models, shared=few)
         lower[held], upper[held] = band(oof[held], edges, residuals, settings.coverage)
         scale, centroids, per_model = _fault_centroids(train[~held], features,
                                                        settings.horizon_days)

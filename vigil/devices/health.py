@@ -116,6 +116,8 @@ _HEALTH_SQLITE = _health_query(_OPEN_TICKETS_SQLITE)
 
 def _health(session: Session) -> Select[Any]:
     return _HEALTH_SQLITE if session.get_bind().dialect.name == "sqlite" else _HEALTH
+
+
 _SORT_COLUMNS: dict[str, Any] = {
     "id": Device.id, "last_seen": Device.last_seen, "model": Device.model,
     "serial": Device.serial, "risk": Device.risk,
