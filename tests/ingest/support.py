@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -54,6 +55,24 @@ def prepare_registry(url: str, devices: list[str], model: str = "PUMP-X1") -> No
             session.add_all(Device(id=d, serial=f"SN-{d}", model=model) for d in devices)
     finally:
         engine.dispose()
+
+
+def prepare_registry_at_once(url: str, devices: list[str], staging: Path) -> None:
+    """Like ``prepare_registry``, but the tables and the devices appear in one step.
+
+    Migrating first and registering after leaves a moment in which the registry is
+    readable and empty, so a reader there would rightly call every device unknown.
+    SQLite's backup API copies a fully prepared database under one write lock.
+    """
+    staged = staging / "registry-staged.db"
+    prepare_registry(f"sqlite:///{staged}", devices)
+    source = sqlite3.connect(staged)
+    target = sqlite3.connect(url.removeprefix("sqlite:///"))
+    try:
+        source.backup(target)
+    finally:
+        source.close()
+        target.close()
 
 
 def sql_rows(url: str, query):  # type: ignore[no-untyped-def]

@@ -23,6 +23,7 @@ from tests.ingest.support import (
     events,
     points_per_device,
     prepare_registry,
+    prepare_registry_at_once,
     settings_for,
     telemetry_payload,
     timestamps,
@@ -370,7 +371,7 @@ def test_samples_the_store_refuses_are_dead_lettered_without_stalling(
 
 @pytest.mark.parametrize("sql_url", ["sqlite"], indirect=True)
 def test_nothing_is_judged_before_the_device_registry_can_be_read(
-    mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str
+    mosquitto: Mosquitto, influxdb: InfluxDB, influx_database: str, sql_url: str, tmp_path: Path
 ) -> None:
     """With the registry unreadable every device would look unknown: ingest waits instead."""
     settings = settings_for(
@@ -389,7 +390,7 @@ def test_nothing_is_judged_before_the_device_registry_can_be_read(
         wait_for(lambda: len(service.inbox) == 5, 30, "the messages received")
         assert service.metrics.acks._value.get() == 0
         assert not service.ready()[0]
-        prepare_registry(sql_url, DEVICES)
+        prepare_registry_at_once(sql_url, DEVICES, tmp_path)
         wait_for(
             lambda: points_per_device(influxdb, influx_database) == {"pump-1": 5},
             60,
