@@ -24,6 +24,11 @@ humidity) are no fault of one device: a finding of one is held, its alarms left
 unhandled while inside the window, until enough devices of its site show it to
 make the desk's site ticket (:func:`corroborated`).
 
+A reading whose level follows the clinician's settings (the fault catalogue's
+``follows_settings``: a ventilator's oxygen readings follow the prescribed FiO2) opens no
+ticket on its own; it joins a fault episode already open on the device
+(:func:`beside_settings`).
+
 Findings on several of a device's own readings within the window are one fault
 episode (a worn motor moves its current and the volume it delivers): a finding
 joins the device's open anomaly ticket opened within the window, whichever
@@ -213,6 +218,30 @@ def shared_with_peers(
                     if a.device_id in peers and end - window < a.ts <= end}
         (shared if len(alarming) >= share * len(peers) else own).append(finding)
     return own, shared
+
+
+def beside_settings(
+    found: Sequence[Finding], *, model_of: Mapping[str, str], episodes: Mapping[str, str],
+    catalogue: FaultCatalogue,
+) -> tuple[list[Finding], list[Finding]]:
+    """Split off the findings on readings whose level follows the clinician's settings
+    (:meth:`FaultCatalogue.follows_settings`) and that stand alone: no fault episode open on
+    the device and no other finding of it in this pass.
+
+    Alone they are the prescription, not a fault: on six development fleets (`vigil bench
+    fleet`, seeds 11/12, 21/22, 31/32), 20 of 21 anomaly tickets on ventilators' oxygen
+    readings (measured FiO2, the O2 cell) were false and the other split a mains sag's site
+    episode. Beside a fault they join its ticket as evidence, so they come after the device's
+    other findings, which open it.
+    """
+
+    def follows(finding: Finding) -> bool:
+        return catalogue.follows_settings(model_of.get(finding.device_id, ""), finding.metric)
+
+    own = [f for f in found if not follows(f)]
+    faulty = set(episodes) | {f.device_id for f in own}
+    beside = [f for f in found if follows(f) and f.device_id in faulty]
+    return own + beside, [f for f in found if follows(f) and f.device_id not in faulty]
 
 
 @dataclass(frozen=True, slots=True)
@@ -408,6 +437,9 @@ def alarm_pass(
     by_id = {a.id: a for a in (*recent, *pending)}
     episodes = _open_episodes(session, device_ids={f.device_id for f in found},
                               since=now - window, rules=rules)
+    found, prescribed = beside_settings(
+        found, model_of={d: device.model for d, device in devices.items()}, episodes=episodes,
+        catalogue=shipped_catalogue())
     for finding in found:
         signature = finding.signature
         if not rules.site_wide(signature):
@@ -435,7 +467,8 @@ def alarm_pass(
             row.handled_at = now
     return {"alarms": len(pending), "in_maintenance": len(pending) - len(live),
             "held_alarms": len(waiting), "site_episodes": episodes_filed,
-            "shared_with_peers": len(shared), **filed.figures()}
+            "shared_with_peers": len(shared), "following_settings": len(prescribed),
+            **filed.figures()}
 
 
 def _peer_split(session: Session, found: Sequence[Finding], *, now: datetime,

@@ -7,7 +7,10 @@ the FMEA); a fleet's run-to-failure history has only a few failures per model. T
 - the failure predictor names only a fault of the device's own model, and prefers the fault
   whose readings moved (:mod:`analytics.prediction.failure`);
 - an anomaly on a reading names the fault that reading belongs to (:meth:`likely_fault`), so
-  an engineer sees "likely: battery ageing" on an ``anomaly:battery_voltage_v`` ticket.
+  an engineer sees "likely: battery ageing" on an ``anomaly:battery_voltage_v`` ticket;
+- a mode whose readings follow what the clinician sets (``follows_settings``: a ventilator's
+  oxygen readings follow the prescribed FiO2) shows only in how its readings relate, so an
+  anomaly on one of them alone is no evidence of a fault (:meth:`follows_settings`).
 
 Pure: :func:`load` reads the file, everything else works on the loaded data.
 """
@@ -35,6 +38,8 @@ class FaultMode:
     code: str  # the fault code the device raises when the fault becomes a failure
     name: str  # for an engineer: "battery ageing"
     readings: tuple[str, ...]  # the readings it shows in, the most direct measure first
+    # The readings' levels follow the clinician's settings, so the mode shows in their relation.
+    follows_settings: bool = False
 
     def shown(self, moved: Mapping[str, float]) -> float:
         """How far the mode shows: the furthest any of its readings moved (``moved``: reading
@@ -60,17 +65,25 @@ class FaultCatalogue:
 
     def to_document(self) -> dict[str, dict[str, dict[str, Any]]]:
         """The catalogue as the TOML file's tables (:func:`parse` reads it back)."""
-        return {model: {m.code: {"fault": m.name, "readings": list(m.readings)} for m in modes}
+        return {model: {m.code: {"fault": m.name, "readings": list(m.readings),
+                                 **({"follows_settings": True} if m.follows_settings else {})}
+                         for m in modes}
                 for model, modes in self.modes.items()}
 
     def likely_fault(self, model: str, reading: str) -> FaultMode | None:
         """The failure mode of ``model`` that ``reading`` shows, if the catalogue names one."""
         return next((m for m in self.of(model) if reading in m.readings), None)
 
+    def follows_settings(self, model: str, reading: str) -> bool:
+        """Whether ``reading``'s level on ``model`` follows what the clinician sets."""
+        mode = self.likely_fault(model, reading)
+        return mode is not None and mode.follows_settings
+
 
 def parse(document: Mapping[str, Any]) -> FaultCatalogue:
-    """A catalogue from the TOML document's tables (``[model.CODE]`` with ``fault`` and
-    ``readings``); :class:`CatalogueError` names what is wrong."""
+    """A catalogue from the TOML document's tables (``[model.CODE]`` with ``fault``,
+    ``readings`` and optionally ``follows_settings``); :class:`CatalogueError` names what is
+    wrong."""
     modes: dict[str, tuple[FaultMode, ...]] = {}
     for model, faults in document.items():
         if not isinstance(faults, Mapping) or not faults:
@@ -86,12 +99,15 @@ def parse(document: Mapping[str, Any]) -> FaultCatalogue:
             if (not isinstance(readings, list) or not readings
                     or not all(isinstance(r, str) and r for r in readings)):
                 raise CatalogueError(f"{model}.{code}: `readings` must list reading names")
+            follows = entry.get("follows_settings", False)
+            if not isinstance(follows, bool):
+                raise CatalogueError(f"{model}.{code}: `follows_settings` must be true or false")
             for reading in readings:
                 if reading in seen:
                     raise CatalogueError(f"{model}: {reading} belongs to both {seen[reading]} "
                                          f"and {code}")
                 seen[reading] = code
-            out.append(FaultMode(str(code), name, tuple(readings)))
+            out.append(FaultMode(str(code), name, tuple(readings), follows))
         modes[str(model)] = tuple(out)
     return FaultCatalogue(modes)
 

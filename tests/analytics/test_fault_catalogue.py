@@ -69,3 +69,14 @@ def test_only_the_models_own_faults_are_named_and_nothing_learned_leaves_the_rea
                          doubt=0.5, evidence=1.0) == "E-MOTOR"
     with pytest.raises(ValueError):
         combine_fault((), {}, {}, doubt=0.5, evidence=1.0)
+
+
+def test_a_mode_whose_readings_follow_the_clinicians_settings_is_marked_so() -> None:
+    catalogue = load()
+    assert catalogue.follows_settings("ventilator", "fio2_measured_pct")
+    assert catalogue.follows_settings("ventilator", "o2_cell_mv")
+    assert not catalogue.follows_settings("ventilator", "turbine_vibration_mm_s")
+    assert not catalogue.follows_settings("ventilator", "ambient_temp_c")
+    assert not catalogue.follows_settings("toaster", "fio2_measured_pct")
+    with pytest.raises(CatalogueError, match="follows_settings"):
+        parse({"vent": {"E-O2": {"fault": "o2", "readings": ["x"], "follows_settings": "yes"}}})

@@ -322,3 +322,23 @@ def test_a_finding_the_ward_shares_opens_no_device_ticket(factory) -> None:
     outcome = run(factory)
     assert (outcome["tickets_opened"], outcome["shared_with_peers"]) == (0, 1)  # 3 of 3
     assert [t.device_id for t in tickets(factory)] == ["dev-000"]
+
+
+def test_a_reading_that_follows_the_prescription_opens_nothing_alone_but_joins_a_fault(
+    factory,
+) -> None:
+    add_fleet(factory, 2, model="ventilator")
+    add_alarms(factory, "dev-000", "fio2_measured_pct", [1, 2, 3])  # a patient on more oxygen
+    outcome = run(factory)
+    assert (outcome["tickets_opened"], outcome["following_settings"]) == (0, 1)
+    assert tickets(factory) == []
+    add_alarms(factory, "dev-001", "turbine_vibration_mm_s", [4, 5, 6])
+    add_alarms(factory, "dev-001", "o2_cell_mv", [5, 6, 7])
+    outcome = run(factory, now=T0 + 13 * HOUR)
+    assert (outcome["tickets_opened"], outcome["tickets_joined"]) == (1, 1)
+    [ticket] = tickets(factory)
+    assert (ticket.device_id, ticket.signature) == ("dev-001", "anomaly:turbine_vibration_mm_s")
+    with factory() as session:  # the prescribed reading's alarms are handled, not left waiting
+        waiting = session.scalar(select(func.count()).select_from(AnomalyAlarm)
+                                 .where(AnomalyAlarm.handled_at.is_(None)))
+    assert waiting == 0
