@@ -41,12 +41,13 @@ each considered once (``handled_at``): a device whose last ``prediction_passes``
 priority follows the predicted remaining life and the device's risk class; its category
 the fault type where the rules name one, else the reading that drove the prediction most
 (ambient temperature and humidity point to the environment, supply voltage to the mains);
-its evidence holds the probability, the band, the drivers and their readings. A device in
-maintenance raises nothing, and a cancelled false alarm damps the same fault type on the
-same device as it damps an anomaly rule: ``damping_factor`` times as many passes, counted
-from the cancellation, and each above the highest probability the cancelled ticket rested
-on (the engineer looked at that level and found the device sound; without the bar, a
-device whose predictions hover above the threshold was re-ticketed every six days).
+its evidence holds the probability, the band, the drivers and their readings. A device's
+open prediction ticket takes its later predictions, whatever fault type they name. A device
+in maintenance raises nothing, and a cancelled false alarm damps the device's predictions as
+it damps an anomaly rule: ``damping_factor`` times as many passes, counted from the
+cancellation, and each above the highest probability the cancelled ticket rested on (the
+engineer looked at that level and found the device sound; without the bar, a device whose
+predictions hover above the threshold was re-ticketed every six days).
 A prediction ticket is grouped under its site's open site ticket when the episode was seen
 inside the reading window of one of the passes the prediction rests on (a mains sag or an
 air-conditioning failure that moved those readings): that ticket is looked at first.
@@ -365,20 +366,19 @@ def false_alarms(
 
 
 def dismissed_predictions(session: Session, *, device_ids: Collection[str], since: datetime
-                          ) -> dict[tuple[str, str], Dismissal]:
-    """(device, fault type) of prediction tickets cancelled as false alarms since ``since``:
-    the latest cancellation and the highest probability linked to those tickets."""
+                          ) -> dict[str, Dismissal]:
+    """Per device, its prediction tickets cancelled as false alarms since ``since``, whatever
+    fault type they named: the latest cancellation and the highest probability linked to
+    those tickets."""
     if not device_ids:
         return {}
     rows = session.execute(
-        select(Ticket.device_id, Ticket.signature, func.max(TicketEvent.at),
-               func.max(Prediction.probability))
+        select(Ticket.device_id, func.max(TicketEvent.at), func.max(Prediction.probability))
         .join(TicketEvent, TicketEvent.ticket_id == Ticket.id)
         .outerjoin(Prediction, Prediction.ticket_id == Ticket.id)
         .where(*_cancelled_since(device_ids, since, PREDICTION_PREFIX))
-        .group_by(Ticket.device_id, Ticket.signature))
-    return {(str(device), signature[len(PREDICTION_PREFIX):]): Dismissal(at, peak or 0.0)
-            for device, signature, at, peak in rows}
+        .group_by(Ticket.device_id))
+    return {str(device): Dismissal(at, peak or 0.0) for device, at, peak in rows}
 
 
 def ticket_rules_pass(
@@ -561,6 +561,24 @@ def _open_episodes(session: Session, *, device_ids: Collection[str], since: date
     return out
 
 
+def _open_predictions(session: Session, *, device_ids: Collection[str]) -> dict[str, str]:
+    """Per device, the signature of its oldest open prediction ticket: a later prediction
+    naming another fault type joins it, as the same predicted failure with a changed guess
+    of its type, rather than opening a second ticket for the device."""
+    if not device_ids:
+        return {}
+    rows = session.execute(
+        select(Ticket.device_id, Ticket.signature)
+        .where(Ticket.scope == TicketScope.DEVICE.value, Ticket.device_id.in_(device_ids),
+               Ticket.signature.like(f"{PREDICTION_PREFIX}%"),
+               Ticket.state.in_(OPEN_TICKET_STATES))
+        .order_by(Ticket.created_at, Ticket.id))
+    out: dict[str, str] = {}
+    for device, signature in rows:
+        out.setdefault(str(device), str(signature))
+    return out
+
+
 def _open_site_tickets(session: Session, signatures: Collection[str]) -> set[tuple[int, str]]:
     """(site, signature) of the open site tickets with one of ``signatures``."""
     if not signatures:
@@ -682,8 +700,8 @@ class PredictedFailure:
 
 @dataclass(frozen=True, slots=True)
 class Dismissal:
-    """A device's prediction tickets for a fault type cancelled as false alarms: the latest
-    cancellation, and the highest probability those tickets rested on."""
+    """A device's prediction tickets cancelled as false alarms: the latest cancellation, and
+    the highest probability those tickets rested on."""
 
     at: datetime
     peak: float
@@ -692,16 +710,19 @@ class Dismissal:
 def predicted_failures(
     new: Sequence[PredictionView], recent: Sequence[PredictionView], *, min_probability: float,
     min_passes: int, since: Mapping[str, datetime] | None = None,
-    damped: Mapping[tuple[str, str], Dismissal] | None = None, damping_factor: int = 1,
+    damped: Mapping[str, Dismissal] | None = None, damping_factor: int = 1,
 ) -> list[PredictedFailure]:
     """Per device with a new prediction: its newest run of consecutive predictions at or above
     ``min_probability``, if the run holds ``min_passes`` of them.
 
     ``recent``: earlier predictions (handled ones too). ``since[device]`` (its last repair):
-    predictions up to then are of an earlier life and do not count. ``damped[(device, fault
-    type)]`` (the device's tickets for the fault type the newest prediction names, cancelled
-    as false alarms): the run counts from the latest cancellation, needs ``damping_factor``
-    times as many passes, and each above the probability the cancelled tickets peaked at.
+    predictions up to then are of an earlier life and do not count. ``damped[device]`` (the
+    device's prediction tickets cancelled as false alarms): the run counts from the latest
+    cancellation, needs ``damping_factor`` times as many passes, and each above the
+    probability the cancelled tickets peaked at. Whatever fault type they named: the engineer
+    found the device sound, and the predictor's guess of the type may change from one day to
+    the next on the same readings (on the development fleet of seed 32, three devices were
+    re-ticketed within eight days under another fault type after a cancellation).
     """
     since = since or {}
     damped = damped or {}
@@ -713,7 +734,7 @@ def predicted_failures(
     out = []
     for device in sorted(by_device):
         history = sorted(by_device[device].values(), key=lambda p: (p.made_at, p.id))
-        cancelled = damped.get((device, history[-1].fault))
+        cancelled = damped.get(device)
         cuts = [at for at in (since.get(device), cancelled.at if cancelled else None) if at]
         dismissed = -1.0 if cancelled is None else cancelled.peak
         run: list[PredictionView] = []
@@ -830,6 +851,7 @@ def prediction_pass(
         since=last_repair, damped=damped, damping_factor=settings.damping_factor)
     by_id = {p.id: p for p in (*recent, *pending)}
     window_days = (prediction or PredictionSettings()).window_days
+    open_predictions = _open_predictions(session, device_ids={f.device_id for f in found})
     filed = Filed()
     for item in found:
         p = item.latest
@@ -844,7 +866,8 @@ def prediction_pass(
             hours_to_failure=None if p.rul_days is None else 24 * p.rul_days,
             category=prediction_category(rules, fault_type=p.fault_type, drivers=p.drivers))
         result = file_ticket(
-            session, device_id=item.device_id, signature=item.signature, signal=signal,
+            session, device_id=item.device_id,
+            signature=open_predictions.get(item.device_id, item.signature), signal=signal,
             title=(f"Predicted failure ({p.fault}) of {item.device_id}"
                    f"{likely_note(devices[item.device_id].model, item.signature)}"),
             evidence=prediction_evidence(item, shown), now=now, rules=rules)

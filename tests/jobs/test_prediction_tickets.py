@@ -50,20 +50,20 @@ def test_a_ticket_needs_enough_consecutive_passes_above_the_threshold() -> None:
 
 def test_a_cancelled_false_alarm_counts_passes_from_the_cancellation_and_needs_more() -> None:
     history = [view(i, i, 0.8) for i in range(1, 6)]
-    damped = {("dev-000", "E-MOTOR-STALL"): Dismissal(T0 + 2.5 * DAY, peak=0.7)}
+    damped = {"dev-000": Dismissal(T0 + 2.5 * DAY, peak=0.7)}
     kw = {"min_probability": 0.5, "min_passes": 2, "damping_factor": 2}
     assert predicted_failures(history[-1:], history[:3], damped=damped, **kw) == []
     [found] = predicted_failures(history[-1:], history[:4], damped=damped, **{
         **kw, "min_passes": 1})
     assert [p.id for p in found.predictions] == [3, 4, 5]
-    # Another fault type on the same device is not damped.
-    other = {("dev-000", "E-PSU"): Dismissal(T0 + 2.5 * DAY, peak=0.7)}
+    # Another device is not damped.
+    other = {"dev-001": Dismissal(T0 + 2.5 * DAY, peak=0.7)}
     assert len(predicted_failures(history[-1:], history[:4], damped=other, **kw)) == 1
 
 
 def test_after_a_cancellation_only_passes_above_what_the_engineer_dismissed_count() -> None:
     kw = {"min_probability": 0.5, "min_passes": 2, "damping_factor": 1}
-    damped = {("dev-000", "E-MOTOR-STALL"): Dismissal(T0 + 0.5 * DAY, peak=0.8)}
+    damped = {"dev-000": Dismissal(T0 + 0.5 * DAY, peak=0.8)}
     level = [view(i, i, 0.8) for i in range(1, 6)]  # as high as the dismissed ticket: sound
     assert predicted_failures(level[-1:], level[:4], damped=damped, **kw) == []
     worse = [*level[:3], view(4, 4, 0.85), view(5, 5, 0.9)]
@@ -147,7 +147,7 @@ def test_a_device_in_maintenance_raises_nothing_from_predictions(factory) -> Non
     assert tickets(factory) == []
 
 
-def test_a_cancelled_prediction_ticket_damps_the_same_fault_on_the_device(factory) -> None:
+def test_a_cancelled_prediction_ticket_damps_the_device_s_predictions(factory) -> None:
     add_fleet(factory, 1)
     add_predictions(factory, "dev-000", [0, 1], 0.9)
     run(factory, T0 + 1.5 * DAY)
@@ -160,10 +160,24 @@ def test_a_cancelled_prediction_ticket_damps_the_same_fault_on_the_device(factor
     # Four passes since, but no higher than the 0.9 the engineer found the device sound at.
     add_predictions(factory, "dev-000", [3, 4, 5, 6], 0.9)
     assert run(factory, T0 + 6.5 * DAY)["tickets_opened"] == 0
-    add_predictions(factory, "dev-000", [7, 8, 9], 0.95)  # three passes higher: not yet four
+    # Three passes higher, now naming another fault type: not yet four.
+    add_predictions(factory, "dev-000", [7, 8, 9], 0.95, fault="E-BATT-FAIL")
     assert run(factory, T0 + 9.5 * DAY)["tickets_opened"] == 0
-    add_predictions(factory, "dev-000", [10], 0.95)
+    add_predictions(factory, "dev-000", [10], 0.95, fault="E-BATT-FAIL")
     assert run(factory, T0 + 10.5 * DAY)["tickets_opened"] == 1
+
+
+def test_a_prediction_naming_another_fault_joins_the_device_s_open_prediction_ticket(
+        factory) -> None:
+    add_fleet(factory, 1)
+    add_predictions(factory, "dev-000", [0, 1], 0.9)
+    run(factory, T0 + 1.5 * DAY)
+    add_predictions(factory, "dev-000", [2, 3], 0.9, fault="E-BATT-FAIL")
+    outcome = run(factory, T0 + 3.5 * DAY)
+    assert (outcome["tickets_opened"], outcome["tickets_joined"]) == (0, 1)
+    [ticket] = tickets(factory)
+    assert ticket.signature == "prediction:E-MOTOR-STALL"
+    assert ticket.evidence["latest"]["data"]["fault_type"] == "E-BATT-FAIL"
 
 
 def test_a_prediction_whose_window_saw_a_site_episode_is_grouped_under_its_ticket(
