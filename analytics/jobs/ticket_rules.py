@@ -21,8 +21,10 @@ bench fleet``) files each ticket at the time live operation would have.
 
 The room's readings (the rules' ``site_only`` signatures: ambient temperature,
 humidity) are no fault of one device: a finding of one is held, its alarms left
-unhandled while inside the window, until enough devices of its site show it to
-make the desk's site ticket (:func:`corroborated`).
+unhandled while inside the window, until as large a share of its site's working
+devices show it as a site episode needs (the rules' ``episode_share``; a few devices
+of a site's thirty were chance, not the room: on six development fleets, the two site
+tickets that three devices' findings made were both false) (:func:`corroborated`).
 
 A reading whose level follows the clinician's settings (the fault catalogue's
 ``follows_settings``: a ventilator's oxygen readings follow the prescribed FiO2) opens no
@@ -167,13 +169,13 @@ def findings(
 
 def corroborated(
     found: Sequence[Finding], *, site_of: Mapping[str, int | None],
-    site_only: Callable[[str], bool], min_devices: int,
+    site_only: Callable[[str], bool], needed: Callable[[int], int],
     site_open: Collection[tuple[int, str]] = (),
 ) -> tuple[list[Finding], list[Finding]]:
     """Split findings into those to file and those to hold back.
 
     A finding of a site-only signature (``TicketRules.site_only``: the room's air) files
-    when ``min_devices`` devices of its site have one, or when its site already has an
+    when ``needed(site)`` devices of its site have one, or when its site already has an
     open ticket for it (``site_open``: (site, signature)); until then it is held.
     """
     devices = Counter((site_of.get(f.device_id), f.signature) for f in found
@@ -183,7 +185,7 @@ def corroborated(
     for finding in found:
         site = site_of.get(finding.device_id)
         if (not site_only(finding.signature) or (site is not None and (
-                devices[site, finding.signature] >= min_devices
+                devices[site, finding.signature] >= needed(site)
                 or (site, finding.signature) in site_open))):
             to_file.append(finding)
         else:
@@ -426,11 +428,15 @@ def alarm_pass(
     filed = Filed()
     episodes_filed = _site_pass(session, live, devices=devices, now=now, rules=rules,
                                 filed=filed)
+    found = findings([_view(a) for a in live], [_view(a) for a in recent],
+                     min_alarms=settings.min_alarms, window=window, damped=damped)
+    site_of = {d: device.site_id for d, device in devices.items()}
+    sizes = _working_devices(session, {site_of[f.device_id] for f in found
+                                       if rules.site_only(f.signature)} - {None})
     found, held = corroborated(
-        findings([_view(a) for a in live], [_view(a) for a in recent],
-                 min_alarms=settings.min_alarms, window=window, damped=damped),
-        site_of={d: device.site_id for d, device in devices.items()},
-        site_only=rules.site_only, min_devices=GROUPING.min_devices,
+        found, site_of=site_of, site_only=rules.site_only,
+        needed=lambda site: rules.site_episode.needed(sizes.get(site, 0),
+                                                      least=GROUPING.min_devices),
         site_open=_open_site_tickets(session, {PREFIX + a.metric for a in live
                                                if rules.site_only(PREFIX + a.metric)}))
     found, shared = _peer_split(session, found, now=now, window=window, rules=rules)
@@ -510,9 +516,7 @@ def _site_pass(session: Session, live: Sequence[AnomalyAlarm], *, devices: Mappi
                AnomalyAlarm.metric.in_({a.metric for a in wide}),
                AnomalyAlarm.ts > min(a.ts for a in wide) - episode.window,
                AnomalyAlarm.ts <= now)).all()
-    sizes = {int(site): int(n) for site, n in session.execute(
-        select(Device.site_id, func.count()).where(Device.site_id.in_(sites), working)
-        .group_by(Device.site_id)) if site is not None}
+    sizes = _working_devices(session, sites)
     by_id = {alarm.id: alarm for alarm in (*live, *(alarm for alarm, _site in rows))}
     site_of: dict[str, int | None] = {alarm.device_id: site for alarm, site in rows}
     site_of.update({d: device.site_id for d, device in devices.items()})
@@ -540,6 +544,16 @@ def _site_pass(session: Session, live: Sequence[AnomalyAlarm], *, devices: Mappi
         if result is not None:
             _link((by_id[a.id] for a in finding.alarms), result)
     return len(found)
+
+
+def _working_devices(session: Session, sites: Collection[int | None]) -> dict[int, int]:
+    """How many devices of each of ``sites`` are working (not in maintenance)."""
+    if not sites:
+        return {}
+    working = Device.state.is_distinct_from(DeviceState.MAINTENANCE.value)
+    return {int(site): int(n) for site, n in session.execute(
+        select(Device.site_id, func.count()).where(Device.site_id.in_(sites), working)
+        .group_by(Device.site_id)) if site is not None}
 
 
 def _open_episodes(session: Session, *, device_ids: Collection[str], since: datetime,

@@ -192,11 +192,12 @@ def test_findings_of_the_room_wait_for_the_devices_beside_them() -> None:
     found = [finding("a", "ambient_temp_c"), finding("b", "ambient_temp_c"),
              finding("c", "motor_current"), finding("d", "ambient_temp_c")]
     site_of = {"a": 1, "b": 1, "c": 1, "d": 2}
-    filed, held = corroborated(found, site_of=site_of, site_only=RULES.site_only, min_devices=2)
+    filed, held = corroborated(found, site_of=site_of, site_only=RULES.site_only,
+                               needed=lambda site: 2)
     assert [f.device_id for f in filed] == ["a", "b", "c"]
     assert [f.device_id for f in held] == ["d"]
-    filed, held = corroborated(found, site_of=site_of, site_only=RULES.site_only, min_devices=2,
-                               site_open={(2, "anomaly:ambient_temp_c")})
+    filed, held = corroborated(found, site_of=site_of, site_only=RULES.site_only,
+                               needed=lambda site: 2, site_open={(2, "anomaly:ambient_temp_c")})
     assert held == []
 
 
@@ -219,6 +220,19 @@ def test_one_device_s_room_reading_opens_nothing_until_the_site_shows_it(factory
     assert all(t.parent_id == site.id for t in opened if t.scope == "device")
     add_alarms(factory, "dev-003", "ambient_temp_c", [10, 11, 12])
     assert run(factory, now=T0 + 13 * HOUR)["tickets_joined"] == 1  # the site ticket is open
+
+
+def test_a_room_reading_on_a_few_of_a_large_site_s_devices_is_chance(factory) -> None:
+    add_fleet(factory, 8)  # the rules' episode share (0.75) of 8: six devices
+    for i, device in enumerate(("dev-000", "dev-001", "dev-002", "dev-003", "dev-004")):
+        add_alarms(factory, device, "ambient_temp_c", [1 + i, 2 + i, 3 + i])
+    outcome = run(factory)
+    assert (outcome["tickets_opened"], outcome["held_alarms"]) == (0, 15)
+    add_alarms(factory, "dev-005", "ambient_temp_c", [7, 8, 9])
+    outcome = run(factory)
+    assert outcome["held_alarms"] == 0
+    assert outcome["tickets_opened"] + outcome["tickets_joined"] == 6
+    assert [t.scope for t in tickets(factory)].count("site") == 1
 
 
 def test_a_held_room_finding_lapses_after_the_window(factory) -> None:

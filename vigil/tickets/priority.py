@@ -355,11 +355,12 @@ class TicketRules:
         return any(fnmatchcase(signature, pattern) for pattern in self.site_wide_patterns)
 
     def site_only(self, signature: str) -> bool:
-        """A signature that is news only when several devices of one site show it together.
+        """A signature that is news only when most devices of one site show it together.
 
         The room's temperature or humidity read by one device while the devices beside it
         read nothing unusual is the weather of a corner, or that device's sensor, not a
-        fault to send an engineer for; the same reading on several devices is the room.
+        fault to send an engineer for; the same reading on most of the site's devices
+        (``site_episode.share``) is the room.
         """
         return any(fnmatchcase(signature, pattern) for pattern in self.site_only_patterns)
 
