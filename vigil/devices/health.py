@@ -21,10 +21,9 @@ from sqlalchemy.orm import Session
 
 from vigil.auth.service import Principal
 from vigil.auth.visibility import device_visible
-from vigil.db.enums import FINAL_TICKET_STATES
 from vigil.devices.models import Device, Site
 from vigil.errors import InvalidRequest, NotFound
-from vigil.tickets.models import Ticket
+from vigil.tickets.models import FINAL_STATES_SQL, Ticket
 
 SortKey = Literal["id", "last_seen", "model", "serial", "risk"]
 SORT_KEYS: tuple[str, ...] = ("id", "last_seen", "model", "serial", "risk")
@@ -34,9 +33,7 @@ MAX_PAGE = 500
 _NEVER = datetime(1970, 1, 1, tzinfo=UTC)
 # Open tickets, written as the literal predicate of the partial index on open tickets
 # (``uq_tickets_open_signature``), so a database can count them from that index alone.
-_OPEN_TICKET_SQL = ("tickets.state NOT IN ("
-                    + ", ".join(f"'{state.value}'" for state in sorted(FINAL_TICKET_STATES))
-                    + ")")
+_OPEN_TICKET_SQL = f"tickets.state NOT IN ({FINAL_STATES_SQL})"
 _OPEN_TICKET = text(_OPEN_TICKET_SQL)
 # SQLite's planner (3.40) still counts them through ix_tickets_device_id, reading every
 # ticket of each device: 3.1 ms of SQLite for a page of 100 by last_seen with ten tickets

@@ -42,11 +42,12 @@ from vigil.db.enums import (
 from vigil.devices.models import Customer, Device, Site
 from vigil.users.models import User
 
-_FINAL_STATES_SQL = ", ".join(f"'{state.value}'" for state in sorted(FINAL_TICKET_STATES))
+# The final states as an SQL list, spelt once for every predicate on open tickets.
+FINAL_STATES_SQL = ", ".join(f"'{state.value}'" for state in sorted(FINAL_TICKET_STATES))
 # Rows this predicate selects are the open tickets; used by the partial unique indexes.
-OPEN_TICKET_PREDICATE = text(f"state NOT IN ({_FINAL_STATES_SQL})")
-_OPEN_SITE_PREDICATE = text(f"scope = 'site' AND state NOT IN ({_FINAL_STATES_SQL})")
-_OPEN_FLEET_PREDICATE = text(f"scope = 'fleet' AND state NOT IN ({_FINAL_STATES_SQL})")
+OPEN_TICKET_PREDICATE = text(f"state NOT IN ({FINAL_STATES_SQL})")
+_OPEN_SITE_PREDICATE = text(f"scope = 'site' AND state NOT IN ({FINAL_STATES_SQL})")
+_OPEN_FLEET_PREDICATE = text(f"scope = 'fleet' AND state NOT IN ({FINAL_STATES_SQL})")
 _ANALYTICS_PREDICATE = text(f"source = '{TicketSource.ANALYTICS.value}'")
 
 
