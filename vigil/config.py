@@ -272,6 +272,9 @@ class ApiSettings(BaseModel):
     derived from the host name and ``port``. The broker keeps a stopped
     process's share of the results for ``diagnosis_session_expiry_s``. Without ``diagnosis`` the API
     sends no commands and records no results (an API run without a broker).
+
+    ``db_pool_size`` and ``db_max_overflow`` size the API process's pool of database
+    connections.
     """
 
     host: str = "127.0.0.1"
@@ -281,6 +284,8 @@ class ApiSettings(BaseModel):
     diagnosis_sweep_s: float = Field(1.0, gt=0)
     # How long the broker keeps a stopped API process's results (see api/README.md).
     diagnosis_session_expiry_s: int = Field(120, ge=0, le=7 * 24 * 3600)
+    db_pool_size: int = Field(5, ge=1, le=1000)
+    db_max_overflow: int = Field(10, ge=0, le=1000)
 
 
 class Settings(BaseSettings):
