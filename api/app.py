@@ -33,6 +33,7 @@ from api import (
     tickets,
     users,
 )
+from api.admission import Admission, pool_capacity
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from vigil.config import Settings
@@ -121,6 +122,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.admission.raise_thread_limit()
         if app.state.broker_files is not None:
             # The broker may have missed changes while no API ran.
             sync_broker(app.state.sessions, app.state.broker_files)
@@ -149,6 +151,8 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_session_factory(engine)
+    app.state.admission = Admission(pool_capacity(engine) or settings.api.db_slots,
+                                    settings.api.admission_wait_s)
     app.state.telemetry = store_opener
     app.state.metrics = ApiMetrics()
     app.state.broker_files = broker_files(settings)
