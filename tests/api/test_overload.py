@@ -169,5 +169,7 @@ def test_a_slot_comes_back_once_whether_its_holder_fails_or_its_waiter_goes_away
         with anyio.fail_after(0.05):
             await admission.acquire()
         admission.release()
+        with pytest.raises(ValueError):
+            admission.release()
 
     anyio.run(scenario)
