@@ -11,16 +11,20 @@ import asyncio
 import time
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 
 import anyio
+import anyio.to_thread
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from api.admission import Admission, Overloaded
+from api.admission import SPARE_THREADS, Admission, Overloaded
+from api.app import create_app
 from tests.api.conftest import PASSWORD, World
 from tests.live_app import served
+from vigil.config import ApiSettings, Settings
 
 CLIENTS = 120
 REQUESTS_EACH = 2
@@ -146,6 +150,21 @@ def test_a_stream_takes_a_slot_per_read_not_for_its_life(app: FastAPI, world: Wo
 
     with served(app) as base:
         assert asyncio.run(scenario(base, _signed_in(base, "engineer"))) == [200] * 5
+
+
+def test_the_slots_follow_the_pool_and_the_threads_outnumber_them(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, api=ApiSettings(diagnosis=False, db_pool_size=30,
+                                                           db_max_overflow=20))
+    app = create_app(settings)
+    assert app.state.engine.pool.size() == 30
+    assert app.state.admission.slots == 50
+
+    async def threads() -> float:
+        return anyio.to_thread.current_default_thread_limiter().total_tokens
+
+    with TestClient(app) as client:
+        assert client.portal is not None
+        assert client.portal.call(threads) >= 50 + SPARE_THREADS
 
 
 def test_a_slot_comes_back_once_whether_its_holder_fails_or_its_waiter_goes_away() -> None:
