@@ -5,14 +5,15 @@ AnyIO's worker threads (40 by default) and checks out a pooled connection
 (5 + 10 overflow by default). With more requests than connections, the
 threads wait in the pool's checkout; the requests holding connections then
 need threads too (for the route, for the transaction's teardown) and find
-none, so everything stalls until checkouts time out: 100 clients on the
-health list got 0.9 req/s, every request failing at the clients' 30 s timeout.
+none, so everything stalls until checkouts time out after 30 s: with
+``vigil bench api --clients 100`` the health list got 0.6 req/s, 100 requests
+failing at the clients' 30 s timeout (``api/README.md``, "Under load").
 
 So a request first takes one of as many slots as the pool has connections,
 waiting in the event loop, where waiting costs no thread. It holds the slot
-until its transaction is torn down, so a checkout never waits; one that finds
-no slot within ``api.admission_wait_s`` is answered 503 ``overloaded`` with
-``Retry-After``, rather than later than any client would wait.
+until its transaction is torn down, so its checkout finds a connection free.
+One that finds no slot within ``api.admission_wait_s`` is answered 503
+``overloaded`` with ``Retry-After``, rather than later than any client waits.
 """
 
 from __future__ import annotations
