@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from api import (
@@ -32,6 +33,7 @@ from api import (
     tickets,
     users,
 )
+from api.admission import Admission, pool_capacity
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from vigil.config import Settings
@@ -91,6 +93,21 @@ def diagnosis_bus(settings: Settings, sessions: sessionmaker[Session]) -> Diagno
                         session_expiry_s=settings.api.diagnosis_session_expiry_s)
 
 
+def api_engine(settings: Settings) -> Engine:
+    """The API process's engine, its pool as large as ``api.db_pool_size`` and ``db_max_overflow``.
+
+    In-memory SQLite has no pool to size: SQLAlchemy keeps one connection per thread.
+    """
+    url = make_url(settings.sql_url)
+    ensure_sqlite_folder(url)
+    in_memory = url.get_backend_name() == "sqlite" and (
+        url.database in (None, "", ":memory:") or url.query.get("mode") == "memory")
+    if in_memory:
+        return make_engine(url)
+    return make_engine(url, pool_size=settings.api.db_pool_size,
+                       max_overflow=settings.api.db_max_overflow)
+
+
 def create_app(
     settings: Settings,
     *,
@@ -99,13 +116,13 @@ def create_app(
 ) -> FastAPI:
     """The API for ``settings``; tests pass their own engine or telemetry store."""
     if engine is None:
-        ensure_sqlite_folder(settings.sql_url)
-        engine = make_engine(settings.sql_url)
+        engine = api_engine(settings)
     owned_engine = engine
     store_opener = telemetry or cache(lambda: open_store(settings))
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.admission.raise_thread_limit()
         if app.state.broker_files is not None:
             # The broker may have missed changes while no API ran.
             sync_broker(app.state.sessions, app.state.broker_files)
@@ -134,6 +151,8 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_session_factory(engine)
+    app.state.admission = Admission(pool_capacity(engine) or settings.api.db_slots,
+                                    settings.api.admission_wait_s)
     app.state.telemetry = store_opener
     app.state.metrics = ApiMetrics()
     app.state.broker_files = broker_files(settings)

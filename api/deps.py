@@ -12,13 +12,17 @@ transaction for writes, which already hold the write lock, and into a short
 transaction of its own after a read has finished, so a read never waits on a
 writer (or for a second pooled connection) to record it. Streams, which hold
 no transaction, identify their caller with ``current_principal``.
+
+Each of these first takes a database slot (``api.admission``), waiting in the
+event loop, and holds it until its transaction is torn down: a request never
+waits for a pooled connection in a worker thread.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -27,6 +31,7 @@ from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
+from api.admission import Admission
 from vigil.auth.models import SessionKind
 from vigil.auth.service import (
     ACCESS_PREFIX,
@@ -54,6 +59,25 @@ def session_factory(request: Request) -> sessionmaker[Session]:
     return request.app.state.sessions
 
 
+def admission(request: Request) -> Admission:
+    found: Admission = request.app.state.admission
+    return found
+
+
+async def admitted(request: Request) -> AsyncIterator[None]:
+    """A database slot, held from before the connection is checked out until after teardown.
+
+    The dependencies that open a transaction sit under this one, so FastAPI exits
+    it after theirs, whether the route returned, raised or was cancelled.
+    """
+    async with admission(request).slot():
+        yield
+
+
+# Function scope: released when the route returns, before a streamed body is sent.
+Admitted = Annotated[None, Depends(admitted, scope="function")]
+
+
 def _unit_of_work(request: Request) -> Iterator[Session]:
     factory = session_factory(request)
     if request.method in SAFE_METHODS:
@@ -64,7 +88,7 @@ def _unit_of_work(request: Request) -> Iterator[Session]:
             yield session
 
 
-def get_db(request: Request) -> Iterator[Session]:
+def get_db(request: Request, _slot: Admitted) -> Iterator[Session]:
     """One transaction for the request, for routes anyone may call."""
     yield from _unit_of_work(request)
 
@@ -113,8 +137,12 @@ def _note_use_apart(factory: sessionmaker[Session], principal: Principal) -> Non
         note_use(session, principal=principal)
 
 
-def current_principal(request: Request) -> Principal:
-    """The caller, identified in a session of its own: for routes that hold no transaction."""
+def current_principal(request: Request, _slot: Admitted) -> Principal:
+    """The caller, identified in a session of its own: for routes that hold no transaction.
+
+    Its slot is held until the route returns, covering the reads a stream's route
+    makes before it streams; the stream then takes a slot per read.
+    """
     factory = session_factory(request)
     with factory() as session, session.begin():
         principal = identify(request, session)
@@ -146,14 +174,14 @@ def _context(request: Request, roles: frozenset[str] | None = None,
         _note_use_apart(session_factory(request), principal)
 
 
-def signed_in(request: Request) -> Iterator[Ctx]:
+def signed_in(request: Request, _slot: Admitted) -> Iterator[Ctx]:
     yield from _context(request)
 
 
 def _allowing(roles: frozenset[str], refusal: str) -> Callable[..., Iterator[Ctx]]:
     """A dependency that lets through only callers holding one of ``roles``."""
 
-    def dependency(request: Request) -> Iterator[Ctx]:
+    def dependency(request: Request, _slot: Admitted) -> Iterator[Ctx]:
         yield from _context(request, roles, refusal)
 
     return dependency

@@ -21,7 +21,8 @@ from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 
-from api.deps import StaffOnly, after_commit, current_principal, session_factory
+from api.admission import Overloaded
+from api.deps import StaffOnly, admission, after_commit, current_principal, session_factory
 from api.params import PathId
 from api.problems import responses
 from vigil.auth.service import Principal
@@ -183,12 +184,18 @@ async def _poll(request: Request, step: Callable[[int], tuple[str, int, bool]], 
     """Events from ``step`` until it says the session is over, the client goes or time is up.
 
     Async, with each database or store read in a worker thread, so a waiting stream
-    holds no thread of the server's pool.
+    holds no thread of the server's pool; and each read takes a database slot of its
+    own, so a stream holds none while it waits. A read that finds no slot in time is
+    skipped: the stream tries again at its next poll.
     """
     position = cursor
     deadline = time.monotonic() + wait_s
     while True:
-        chunk, position, over = await run_in_threadpool(step, position)
+        try:
+            async with admission(request).slot():
+                chunk, position, over = await run_in_threadpool(step, position)
+        except Overloaded:
+            chunk, over = "", False
         if chunk:
             yield chunk
             continue

@@ -18,6 +18,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.admission import Overloaded
 from vigil.auth.service import Throttled, Unauthenticated
 from vigil.db.base import InvalidValue
 from vigil.errors import (
@@ -50,6 +51,7 @@ STATUS_OF: tuple[tuple[type[Exception], int, str], ...] = (
     (TelemetryError, 422, "invalid-telemetry-request"),
     (StoreUnavailable, 503, "telemetry-unavailable"),
     (PdfUnavailable, 503, "pdf-unavailable"),
+    (Overloaded, 503, "overloaded"),
 )
 
 
@@ -104,7 +106,7 @@ async def _domain(request: Request, exc: Exception) -> JSONResponse:
     for cls, status, kind in STATUS_OF:
         if isinstance(exc, cls):
             headers = {}
-            if isinstance(exc, Throttled):
+            if isinstance(exc, Throttled | Overloaded):
                 headers["Retry-After"] = str(exc.retry_after)
             if isinstance(exc, Unauthenticated):
                 headers["WWW-Authenticate"] = 'Bearer realm="vigil"'

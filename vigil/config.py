@@ -272,6 +272,11 @@ class ApiSettings(BaseModel):
     derived from the host name and ``port``. The broker keeps a stopped
     process's share of the results for ``diagnosis_session_expiry_s``. Without ``diagnosis`` the API
     sends no commands and records no results (an API run without a broker).
+
+    ``db_pool_size`` and ``db_max_overflow`` size the API process's pool of database
+    connections, and so how many requests use the database at once; the others wait
+    for one of them up to ``admission_wait_s`` seconds, then are answered 503
+    (``api/admission.py``).
     """
 
     host: str = "127.0.0.1"
@@ -281,6 +286,14 @@ class ApiSettings(BaseModel):
     diagnosis_sweep_s: float = Field(1.0, gt=0)
     # How long the broker keeps a stopped API process's results (see api/README.md).
     diagnosis_session_expiry_s: int = Field(120, ge=0, le=7 * 24 * 3600)
+    db_pool_size: int = Field(5, ge=1, le=1000)
+    db_max_overflow: int = Field(10, ge=0, le=1000)
+    admission_wait_s: float = Field(5.0, gt=0, le=300)
+
+    @property
+    def db_slots(self) -> int:
+        """Requests in the database at once: one per connection the pool may open."""
+        return self.db_pool_size + self.db_max_overflow
 
 
 class Settings(BaseSettings):

@@ -33,6 +33,7 @@ from api import diagnosis as diagnosis_api
 from api import predictions as predictions_api
 from api import tickets as tickets_api
 from api import users as users_api
+from api.admission import Overloaded
 from api.console import queries
 from api.deps import Ctx, Db, SignedIn, after_commit
 from api.params import PathId
@@ -162,6 +163,12 @@ class ConsoleRoute(APIRoute):
             except TelemetryError:
                 response = _error_page(request, 503, "Readings unavailable",
                                        "the telemetry store cannot be reached; try again shortly")
+            except Overloaded as exc:
+                status, _kind = status_of(exc)
+                response = _error_page(request, status, "Busy",
+                                       "Vigil has more requests than it can answer just now; "
+                                       "try again in a few seconds")
+                response.headers["Retry-After"] = str(exc.retry_after)
             for name, value in SECURITY_HEADERS.items():
                 response.headers.setdefault(name, value)
             return response

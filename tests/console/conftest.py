@@ -9,16 +9,12 @@ from __future__ import annotations
 import math
 import os
 import shutil
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 from playwright.sync_api import Browser, sync_playwright
 from sqlalchemy import Engine, select
@@ -26,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from api.app import create_app
 from tests.conftest import IN_CI
+from tests.live_app import served
 from vigil.auth.passwords import hash_password
 from vigil.config import Settings
 from vigil.db import migrations
@@ -172,12 +169,6 @@ def seed(sessions: sessionmaker[Session], store: EmbeddedStore, now: datetime) -
     return world
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Running:
     url: str
@@ -218,20 +209,8 @@ def app(engine: Engine, store: EmbeddedStore, world: World,
 @pytest.fixture(scope="session")
 def server(app: FastAPI, world: World, engine: Engine) -> Iterator[Running]:
     """The app on uvicorn in a thread, on a free loopback port."""
-    port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                            lifespan="off", access_log=False)
-    instance = uvicorn.Server(config)
-    thread = threading.Thread(target=instance.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not instance.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield Running(f"http://127.0.0.1:{port}", world, app, make_session_factory(engine))
-    instance.should_exit = True
-    thread.join(timeout=10)
+    with served(app, lifespan="off") as url:
+        yield Running(url, world, app, make_session_factory(engine))
 
 
 @pytest.fixture(scope="session")

@@ -9,21 +9,19 @@ reaches the page only through the broker, the bus and the transcript.
 from __future__ import annotations
 
 import re
-import threading
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
 from playwright.sync_api import Browser, expect
 from sqlalchemy import Engine
 
 from api.app import create_app
-from tests.console.conftest import Running, World, free_port
+from tests.console.conftest import Running, World
 from tests.console.test_browser import TABLET, Tab
 from tests.diagnosis.conftest import SimulatedDevice
+from tests.live_app import served
 from vigil.config import ApiSettings, MqttSettings, Settings
 from vigil.diagnosis.bus import DiagnosisBus
 from vigil.servers import Mosquitto
@@ -46,21 +44,10 @@ def live(engine: Engine, store: EmbeddedStore, world: World, mosquitto: Mosquitt
     app.state.diagnosis = bus
     bus.start()
     assert bus.wait_subscribed(10), "the diagnosis bus did not subscribe"
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off",
-                                           access_log=False))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
-        time.sleep(0.05)
     try:
-        yield Running(f"http://127.0.0.1:{port}", world, app, app.state.sessions)
+        with served(app, lifespan="off") as url:
+            yield Running(url, world, app, app.state.sessions)
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
         bus.stop()
 
 

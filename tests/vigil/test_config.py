@@ -48,6 +48,23 @@ def test_bad_values_are_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None
         Settings()
 
 
+@pytest.mark.parametrize(("name", "value"), [("DB_POOL_SIZE", "0"), ("DB_MAX_OVERFLOW", "-1"),
+                                           ("ADMISSION_WAIT_S", "0"), ("ADMISSION_WAIT_S", "soon")])
+def test_the_api_pool_and_its_admission_are_checked(monkeypatch: pytest.MonkeyPatch, name: str,
+                                                     value: str) -> None:
+    monkeypatch.delenv("VIGIL_CONFIG", raising=False)
+    monkeypatch.setenv(f"VIGIL_API__{name}", value)
+    with pytest.raises(ValidationError, match=f"api.{name.lower()}"):
+        Settings()
+
+
+def test_the_api_admits_a_request_per_pooled_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("VIGIL_CONFIG", raising=False)
+    monkeypatch.setenv("VIGIL_API__DB_POOL_SIZE", "8")
+    monkeypatch.setenv("VIGIL_API__DB_MAX_OVERFLOW", "4")
+    assert Settings().api.db_slots == 12
+
+
 def test_missing_config_file_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
     monkeypatch.setenv("VIGIL_CONFIG", str(tmp_path / "nope.toml"))
     with pytest.raises(FileNotFoundError, match="not a file"):
