@@ -182,6 +182,11 @@ class PredictionSettings(BaseModel):
     # kept): a row per device every 6 h is 7 million rows a year for 5,000 devices.
     keep_days: float = Field(90.0, gt=0)
 
+    @property
+    def reading_days(self) -> float:
+        """How far back the readings behind one prediction reach: its longest window."""
+        return max(self.window_days, self.noise_window_days)
+
 
 class JobsSettings(BaseModel):
     """`vigil jobs`: which jobs run how often, the leases that share work, the metrics port.

@@ -233,7 +233,7 @@ def assessed_readings(store: TelemetryStore, device: Device, *, at: datetime,
     step = timedelta(seconds=settings.scoring.step_for(device.model))
     start = at - timedelta(days=p.baseline_lag_days)
     base_days = timedelta(days=p.baseline_days)
-    recent = at - timedelta(days=max(p.noise_window_days, p.window_days))
+    recent = at - timedelta(days=p.reading_days)
 
     def read(a: datetime, b: datetime) -> pd.DataFrame:
         return read_steps(store, device, start=a, end=b, scoring=settings.scoring)

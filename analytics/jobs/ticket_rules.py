@@ -51,8 +51,13 @@ cancellation, and each above the highest probability the cancelled ticket rested
 engineer looked at that level and found the device sound; without the bar, a device whose
 predictions hover above the threshold was re-ticketed every six days).
 A prediction ticket is grouped under its site's open site ticket when the episode was seen
-inside the reading window of one of the passes the prediction rests on (a mains sag or an
-air-conditioning failure that moved those readings): that ticket is looked at first.
+inside the readings of one of the passes the prediction rests on (a mains sag or an
+air-conditioning failure that moved those readings; the readings reach back the
+prediction's longest window, the noise's 3 days): that ticket is looked at first. Once the
+site ticket is finished, predictions whose last ``prediction_passes`` passes read the
+episode (from its first sighting to its end) file nothing: the service has put the episode
+behind it, and on the evaluation fleet of seed 42, an air-conditioning failure's aftermath
+filed 17 prediction tickets at once the day after its site ticket was finished, all false.
 """
 
 from __future__ import annotations
@@ -593,6 +598,30 @@ def _open_predictions(session: Session, *, device_ids: Collection[str]) -> dict[
     return out
 
 
+def _finished_site_episodes(session: Session, *, site_ids: Collection[int], since: datetime
+                            ) -> dict[int, list[tuple[datetime, datetime]]]:
+    """Per site, the spans (first seen to finished) of its site tickets finished since
+    ``since``: the episodes the service has looked at and put behind it."""
+    if not site_ids:
+        return {}
+    seen = func.coalesce(Ticket.first_seen_at, Ticket.created_at)
+    out: dict[int, list[tuple[datetime, datetime]]] = {}
+    for site, start, end in session.execute(
+            select(Ticket.site_id, seen, Ticket.closed_at).where(
+                Ticket.scope == TicketScope.SITE.value, Ticket.site_id.in_(site_ids),
+                Ticket.state.not_in(OPEN_TICKET_STATES), Ticket.closed_at >= since)):
+        if site is not None and end is not None:
+            out.setdefault(site, []).append((start, end))
+    return out
+
+
+def read_during_episode(made_at: datetime, reading: timedelta,
+                        episodes: Sequence[tuple[datetime, datetime]]) -> bool:
+    """Whether the readings behind a prediction made at ``made_at`` (``reading`` back) overlap
+    one of ``episodes``."""
+    return any(start <= made_at and end >= made_at - reading for start, end in episodes)
+
+
 def _open_site_tickets(session: Session, signatures: Collection[str]) -> set[tuple[int, str]]:
     """(site, signature) of the open site tickets with one of ``signatures``."""
     if not signatures:
@@ -864,17 +893,29 @@ def prediction_pass(
         min_probability=settings.prediction_probability, min_passes=settings.prediction_passes,
         since=last_repair, damped=damped, damping_factor=settings.damping_factor)
     by_id = {p.id: p for p in (*recent, *pending)}
-    window_days = (prediction or PredictionSettings()).window_days
+    prediction = prediction or PredictionSettings()
+    reading = timedelta(days=prediction.reading_days)
     open_predictions = _open_predictions(session, device_ids={f.device_id for f in found})
+    behind = _finished_site_episodes(
+        session, since=min((f.predictions[0].made_at for f in found), default=now) - reading,
+        site_ids={site for f in found if (site := devices[f.device_id].site_id) is not None})
     filed = Filed()
+    held = 0
     for item in found:
         p = item.latest
+        site = devices[item.device_id].site_id
+        # The passes a ticket needs must rest on readings clear of a finished site episode.
+        if site is not None and any(
+                read_during_episode(q.made_at, reading, behind.get(site, ()))
+                for q in item.predictions[-settings.prediction_passes:]):
+            held += 1
+            continue
         shown = None
         if store is not None:
             scoring = scoring or ScoringSettings()
             shown = drivers_window(
                 store, item, step_s=scoring.step_for(devices[item.device_id].model),
-                measurement=scoring.measurement, days=window_days)
+                measurement=scoring.measurement, days=prediction.window_days)
         signal = Signal(
             source=TicketSource.ANALYTICS, score=p.probability,
             hours_to_failure=None if p.rul_days is None else 24 * p.rul_days,
@@ -889,11 +930,11 @@ def prediction_pass(
         if result is not None:
             _link((by_id[q.id] for q in item.predictions), result)
             if result.created:
-                # Any of the run's windows: the first reading day of its first pass on.
+                # Any of the run's readings: from its first pass's reading span on.
                 first = item.predictions[0].made_at
                 group_under_site_episode(session, ticket=result.ticket, now=now,
-                                         since=first - timedelta(days=window_days))
+                                         since=first - reading)
     for row in pending:
         row.handled_at = now
     return {"considered": len(pending), "in_maintenance": len(pending) - len(live),
-            **filed.figures()}
+            "after_site_episode": held, **filed.figures()}

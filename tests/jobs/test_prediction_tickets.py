@@ -17,7 +17,7 @@ from analytics.jobs.ticket_rules import (
 from tests.jobs.conftest import T0, add_fleet
 from vigil.config import TicketRuleSettings
 from vigil.db.enums import TicketSource
-from vigil.db.models import Device, Ticket, TicketEvent
+from vigil.db.models import Customer, Device, Site, Ticket, TicketEvent
 from vigil.db.session import transaction
 from vigil.devices.models import Prediction
 from vigil.tickets.priority import Signal, TicketRules
@@ -193,20 +193,51 @@ def test_a_prediction_whose_window_saw_a_site_episode_is_grouped_under_its_ticke
                 evidence=Evidence(at=at, score=0.9, summary=reading),
                 devices=["dev-000", "dev-001", "dev-002"], now=at, rules=RULES)
 
+    # The readings behind a pass reach back 3 days (the noise's window).
     site_wide("ambient_temp_c", T0 - 3 * DAY)  # a warm room, still open, last seen days ago
-    site_wide("supply_voltage_v", T0 + 0.8 * DAY)  # a mains sag inside dev-000's window
+    site_wide("supply_voltage_v", T0 + 0.8 * DAY)  # a mains sag inside dev-000's readings
     add_predictions(factory, "dev-000", [0, 1], 0.9)
-    add_predictions(factory, "dev-001", [2, 3], 0.9)  # its windows began after the sag
     run(factory, T0 + 3 * DAY)
-    site_wide("ambient_temp_c", T0 + 3.2 * DAY)  # the warm room seen again: still going on
-    add_predictions(factory, "dev-002", [4, 5], 0.9)  # the first pass's window saw the room
+    add_predictions(factory, "dev-001", [4, 5], 0.9)  # its readings began after the sag
     run(factory, T0 + 5.5 * DAY)
+    site_wide("ambient_temp_c", T0 + 5.8 * DAY)  # the warm room seen again: still going on
+    add_predictions(factory, "dev-002", [6, 7], 0.9)  # the first pass's readings saw the room
+    run(factory, T0 + 7.5 * DAY)
     by_device = {t.device_id: t for t in tickets(factory)}
     sag, room = (next(t for t in tickets(factory) if t.signature == f"anomaly:{reading}")
                  for reading in ("supply_voltage_v", "ambient_temp_c"))
     assert by_device["dev-000"].parent_id == sag.id
     assert by_device["dev-001"].parent_id is None
     assert by_device["dev-002"].parent_id == room.id
+
+
+def test_a_finished_site_episode_s_readings_file_no_prediction_ticket(factory) -> None:
+    """An air-conditioning failure warms every device of a ward; once its site ticket is
+    finished, predictions resting on those days' readings are its aftermath, not faults."""
+    add_fleet(factory, 2)
+    with transaction(factory) as session:
+        elsewhere = Site(name="Ward 9", customer=Customer(name="Other Hospital"))
+        session.get(Device, "dev-001").site = elsewhere
+        site_ticket = open_or_join_site(
+            session, site_id=session.get(Device, "dev-000").site_id,
+            signature="anomaly:ambient_temp_c",
+            signal=Signal(source=TicketSource.ANALYTICS, score=0.9), title="Warm ward",
+            evidence=Evidence(at=T0 + 0.5 * DAY, score=0.9, summary="ambient_temp_c"),
+            devices=["dev-000"], now=T0 + 0.5 * DAY, rules=RULES).ticket
+        site_ticket.state, site_ticket.closed_at = "cancelled", T0 + 1.5 * DAY
+    for device in ("dev-000", "dev-001"):
+        add_predictions(factory, device, [2, 3], 0.9)
+    outcome = run(factory, T0 + 3.5 * DAY)
+    assert (outcome["tickets_opened"], outcome["after_site_episode"]) == (1, 1)
+    assert [t.device_id for t in tickets(factory) if t.scope == "device"] == ["dev-001"]
+    # The pass on day 4 still read the ward's last warm hours; days 5 and 6 are clear.
+    for day in (4, 5):
+        add_predictions(factory, "dev-000", [day], 0.9)
+        assert run(factory, T0 + (day + 0.5) * DAY)["after_site_episode"] == 1
+    add_predictions(factory, "dev-000", [6], 0.9)
+    assert run(factory, T0 + 6.5 * DAY)["tickets_opened"] == 1
+    ticket = next(t for t in tickets(factory) if t.device_id == "dev-000")
+    assert ticket.parent_id is None
 
 
 def test_an_analytics_ticket_is_no_failure_label_but_its_repair_starts_a_life(factory) -> None:
