@@ -201,3 +201,12 @@ def test_prediction_tickets_follow_runs_of_confident_passes_and_the_budget_sets_
     p, figures = choose_probability(timid, TRUTH, passes=2, false_budget=5.0,
                                     grid=(0.2, 0.3, 0.5))
     assert p == 0.2 and figures["ticketed_24h"] == 1 and figures["false_tickets"] == 1
+    # d1 never confident: no bar catches anything, so the budget is spent, not saved.
+    blind = [v if v.device_id == "d2" else
+             PredictionView(v.id, v.device_id, v.made_at, 0.1, 7.0, fault_type=v.fault_type)
+             for v in views]
+    p, figures = choose_probability(blind, TRUTH, passes=2, false_budget=5.0,
+                                    grid=(0.2, 0.3, 0.5))
+    assert p == 0.2 and figures["ticketed_24h"] == 0 and figures["false_tickets"] == 1
+    p, _ = choose_probability(blind, TRUTH, passes=2, false_budget=0.0, grid=(0.2, 0.3, 0.5))
+    assert p == 0.5
