@@ -237,6 +237,46 @@ def test_a_model_with_no_failures_gets_the_probability_every_model_shares() -> N
     assert {a.basis["probability"] for a in pump} == {"own"}
 
 
+def relation_ct(failing: int, *, seed: int, healthy: int) -> pd.DataFrame:
+    """:func:`ct_rows` whose fault A shows in how the gantry relates to the other readings,
+    not in its level or noise: a way no training failure showed."""
+    rows = ct_rows(failing, seed=seed, healthy=healthy)
+    rng = np.random.default_rng(seed + 100)
+    hit = rows["failed"].to_numpy(dtype=bool) & (rows["fault_type"] == "A").to_numpy()
+    strength = np.maximum(0.0, 10 - rows["left_days"].to_numpy(dtype=float)) / 2
+    rows.loc[hit, "gantry__relation"] += 3 * strength[hit]
+    rows.loc[hit, "gantry__level"] = rng.normal(0, 1, hit.sum())
+    rows.loc[hit, "gantry__spread"] = rng.normal(0, 0.1, hit.sum())
+    return rows
+
+
+def test_the_shared_probability_reads_how_far_a_catalogue_fault_s_readings_moved() -> None:
+    """Pumps failed with a reading's level and noise leaving their band, so the
+    strongest-of-a-kind columns learned nothing of relations. A CT, which never failed in
+    training, whose gantry (its fault A's reading, says the catalogue) leaves its relation:
+    how far a fault's readings moved, in healthy spreads, was learned from the pumps."""
+    catalogue = parse({model: {"A": {"fault": "a", "readings": [a]},
+                               "B": {"fault": "b", "readings": [b]}}
+                       for model, a, b in (("pump", "flow", "temp"), ("ct", "gantry", "anode"))})
+    rows = pd.concat([synthetic_rows({"pump": 6}), ct_rows(0, seed=1, healthy=6)],
+                     ignore_index=True)
+    settings = PredictorSettings(min_failures=3)
+    with_catalogue, _ = fit_predictor(rows, settings, catalogue=catalogue)
+    alone, _ = fit_predictor(rows, settings)
+    fresh = relation_ct(2, seed=7, healthy=4)
+    near = fresh[fresh["left_days"].isin([1.0, 2.0, 3.0])].reset_index(drop=True)
+    failing = (near["fault_type"] == "A").to_numpy()
+    healthy = ~near["failed"].to_numpy(dtype=bool)
+    for predictor, ranked in ((with_catalogue, True), (alone, False)):
+        got = predictor.assess(near)
+        assert {a.basis["probability"] for a in got} == {"shared"}
+        p = np.array([a.probability for a in got])
+        assert bool(p[failing].min() > p[healthy].max()) is ranked
+    stored = json.loads(json.dumps(with_catalogue.to_params()))
+    assert stored["shared_hazard"]["inputs"] == "evidence"
+    assert FailurePredictor.from_params(stored).assess(near) == with_catalogue.assess(near)
+
+
 def test_plain_parameters_rebuild_the_same_predictor() -> None:
     rows = synthetic_rows({"pump": 4})
     predictor, _ = fit_predictor(rows)
