@@ -9,8 +9,10 @@ the FMEA); a fleet's run-to-failure history has only a few failures per model. T
 - an anomaly on a reading names the fault that reading belongs to (:meth:`likely_fault`), so
   an engineer sees "likely: battery ageing" on an ``anomaly:battery_voltage_v`` ticket;
 - a mode whose readings follow what the clinician sets (``follows_settings``: a ventilator's
-  oxygen readings follow the prescribed FiO2) shows only in how its readings relate, so an
-  anomaly on one of them alone is no evidence of a fault (:meth:`follows_settings`).
+  oxygen readings follow the prescribed FiO2) shows only in how its readings relate, and one
+  whose readings follow the mains (``follows_mains``: the supply voltage dips when the grid
+  does) shows in their noise, so an anomaly on one of them alone is no evidence of a fault
+  (:meth:`alone_no_evidence`).
 
 Pure: :func:`load` reads the file, everything else works on the loaded data.
 """
@@ -40,6 +42,8 @@ class FaultMode:
     readings: tuple[str, ...]  # the readings it shows in, the most direct measure first
     # The readings' levels follow the clinician's settings, so the mode shows in their relation.
     follows_settings: bool = False
+    # The readings follow the mains: their dips and spikes are the grid's, the mode's ripple.
+    follows_mains: bool = False
 
     def shown(self, moved: Mapping[str, float]) -> float:
         """How far the mode shows: the furthest any of its readings moved (``moved``: reading
@@ -66,7 +70,8 @@ class FaultCatalogue:
     def to_document(self) -> dict[str, dict[str, dict[str, Any]]]:
         """The catalogue as the TOML file's tables (:func:`parse` reads it back)."""
         return {model: {m.code: {"fault": m.name, "readings": list(m.readings),
-                                 **({"follows_settings": True} if m.follows_settings else {})}
+                                 **({"follows_settings": True} if m.follows_settings else {}),
+                                 **({"follows_mains": True} if m.follows_mains else {})}
                          for m in modes}
                 for model, modes in self.modes.items()}
 
@@ -79,11 +84,17 @@ class FaultCatalogue:
         mode = self.likely_fault(model, reading)
         return mode is not None and mode.follows_settings
 
+    def alone_no_evidence(self, model: str, reading: str) -> bool:
+        """Whether an anomaly on ``reading`` alone says nothing of ``model``'s faults: its level
+        follows the clinician's settings or the mains."""
+        mode = self.likely_fault(model, reading)
+        return mode is not None and (mode.follows_settings or mode.follows_mains)
+
 
 def parse(document: Mapping[str, Any]) -> FaultCatalogue:
     """A catalogue from the TOML document's tables (``[model.CODE]`` with ``fault``,
-    ``readings`` and optionally ``follows_settings``); :class:`CatalogueError` names what is
-    wrong."""
+    ``readings`` and optionally ``follows_settings`` and ``follows_mains``);
+    :class:`CatalogueError` names what is wrong."""
     modes: dict[str, tuple[FaultMode, ...]] = {}
     for model, faults in document.items():
         if not isinstance(faults, Mapping) or not faults:
@@ -99,15 +110,17 @@ def parse(document: Mapping[str, Any]) -> FaultCatalogue:
             if (not isinstance(readings, list) or not readings
                     or not all(isinstance(r, str) and r for r in readings)):
                 raise CatalogueError(f"{model}.{code}: `readings` must list reading names")
-            follows = entry.get("follows_settings", False)
-            if not isinstance(follows, bool):
-                raise CatalogueError(f"{model}.{code}: `follows_settings` must be true or false")
+            flags = {}
+            for flag in ("follows_settings", "follows_mains"):
+                flags[flag] = entry.get(flag, False)
+                if not isinstance(flags[flag], bool):
+                    raise CatalogueError(f"{model}.{code}: `{flag}` must be true or false")
             for reading in readings:
                 if reading in seen:
                     raise CatalogueError(f"{model}: {reading} belongs to both {seen[reading]} "
                                          f"and {code}")
                 seen[reading] = code
-            out.append(FaultMode(str(code), name, tuple(readings), follows))
+            out.append(FaultMode(str(code), name, tuple(readings), **flags))
         modes[str(model)] = tuple(out)
     return FaultCatalogue(modes)
 

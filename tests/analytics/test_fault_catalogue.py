@@ -78,5 +78,12 @@ def test_a_mode_whose_readings_follow_the_clinicians_settings_is_marked_so() -> 
     assert not catalogue.follows_settings("ventilator", "turbine_vibration_mm_s")
     assert not catalogue.follows_settings("ventilator", "ambient_temp_c")
     assert not catalogue.follows_settings("toaster", "fio2_measured_pct")
+    assert catalogue.alone_no_evidence("ventilator", "o2_cell_mv")
+    assert catalogue.alone_no_evidence("mri", "supply_voltage_v")
+    assert not catalogue.alone_no_evidence("mri", "cold_head_temp_k")
+    assert not catalogue.alone_no_evidence("toaster", "supply_voltage_v")
+    assert parse(catalogue.to_document()) == catalogue
+    with pytest.raises(CatalogueError, match="follows_mains"):
+        parse({"vent": {"E-PSU": {"fault": "psu", "readings": ["v"], "follows_mains": 1}}})
     with pytest.raises(CatalogueError, match="follows_settings"):
         parse({"vent": {"E-O2": {"fault": "o2", "readings": ["x"], "follows_settings": "yes"}}})

@@ -344,7 +344,7 @@ def test_a_reading_that_follows_the_prescription_opens_nothing_alone_but_joins_a
     add_fleet(factory, 2, model="ventilator")
     add_alarms(factory, "dev-000", "fio2_measured_pct", [1, 2, 3])  # a patient on more oxygen
     outcome = run(factory)
-    assert (outcome["tickets_opened"], outcome["following_settings"]) == (0, 1)
+    assert (outcome["tickets_opened"], outcome["no_evidence_alone"]) == (0, 1)
     assert tickets(factory) == []
     add_alarms(factory, "dev-001", "turbine_vibration_mm_s", [4, 5, 6])
     add_alarms(factory, "dev-001", "o2_cell_mv", [5, 6, 7])
@@ -356,3 +356,19 @@ def test_a_reading_that_follows_the_prescription_opens_nothing_alone_but_joins_a
         waiting = session.scalar(select(func.count()).select_from(AnomalyAlarm)
                                  .where(AnomalyAlarm.handled_at.is_(None)))
     assert waiting == 0
+
+
+def test_a_device_s_supply_dips_alone_are_the_mains_and_open_nothing(factory) -> None:
+    """The supply voltage follows the mains: a dip is the grid's, a failing power supply's
+    ripple the failure predictor's. Beside the device's own fault it joins as evidence."""
+    add_fleet(factory, 4)
+    add_alarms(factory, "dev-000", "supply_voltage_v", [1, 2, 3])
+    outcome = run(factory)
+    assert (outcome["tickets_opened"], outcome["no_evidence_alone"]) == (0, 1)
+    assert tickets(factory) == []
+    add_alarms(factory, "dev-001", "motor_current_ma", [4, 5, 6])
+    add_alarms(factory, "dev-001", "supply_voltage_v", [5, 6, 7])
+    outcome = run(factory, now=T0 + 13 * HOUR)
+    assert outcome["no_evidence_alone"] == 0
+    assert sorted((t.device_id, t.signature) for t in tickets(factory)) == [
+        ("dev-001", "anomaly:motor_current_ma"), ("dev-001", "anomaly:supply_voltage_v")]
