@@ -26,8 +26,6 @@ from weakref import WeakKeyDictionary
 import anyio
 import anyio.to_thread
 from anyio.lowlevel import RunVar
-from sqlalchemy import Engine
-from sqlalchemy.pool import QueuePool
 
 # Threads beyond the slots, so the transactions of admitted requests and the routes that
 # need no database always find a worker thread.
@@ -44,14 +42,6 @@ class Overloaded(Exception):
     def __init__(self, retry_after: int) -> None:
         super().__init__("the server is overloaded; try again shortly")
         self.retry_after = retry_after
-
-
-def pool_capacity(engine: Engine) -> int | None:
-    """The connections ``engine`` can hold at once, if its pool bounds them."""
-    pool = engine.pool
-    if isinstance(pool, QueuePool) and pool._max_overflow >= 0:
-        return pool.size() + pool._max_overflow
-    return None
 
 
 class Admission:

@@ -33,7 +33,7 @@ from api import (
     tickets,
     users,
 )
-from api.admission import Admission, pool_capacity
+from api.admission import Admission
 from api.limits import BodyLimitMiddleware
 from api.metrics import ApiMetrics, MetricsMiddleware
 from vigil.config import Settings
@@ -114,7 +114,12 @@ def create_app(
     engine: Engine | None = None,
     telemetry: Callable[[], TelemetryStore] | None = None,
 ) -> FastAPI:
-    """The API for ``settings``; tests pass their own engine or telemetry store."""
+    """The API for ``settings``; tests pass their own engine or telemetry store.
+
+    Requests take one of ``api.db_slots`` slots before they check out a connection, so an
+    engine passed in pools at least that many (SQLAlchemy's default pool, 5 + 10, holds
+    the default's 15).
+    """
     if engine is None:
         engine = api_engine(settings)
     owned_engine = engine
@@ -151,8 +156,7 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = make_session_factory(engine)
-    app.state.admission = Admission(pool_capacity(engine) or settings.api.db_slots,
-                                    settings.api.admission_wait_s)
+    app.state.admission = Admission(settings.api.db_slots, settings.api.admission_wait_s)
     app.state.telemetry = store_opener
     app.state.metrics = ApiMetrics()
     app.state.broker_files = broker_files(settings)

@@ -12,6 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from sqlalchemy import text
 
+from api.deps import Admitted
 from api.problems import problem, responses
 
 router = APIRouter(tags=["health"])
@@ -60,7 +61,9 @@ def _timed(name: str, probe: Any) -> tuple[str, Check]:
     summary="The database, the telemetry store and the broker are reachable",
     responses=responses(503),
 )
-def readyz(request: Request) -> Response:
+def readyz(request: Request, _admitted: Admitted) -> Response:
+    """Takes a database slot like any request: a server with none free within the wait is
+    not ready for more (503 ``overloaded``), rather than a probe stuck in the pool."""
     state = request.app.state
 
     def database() -> str:

@@ -106,6 +106,7 @@ def test_a_request_that_finds_no_slot_in_time_is_refused_with_retry_after(
         refused = client.get(HEALTH_LIST, headers=admin)
         waited = time.monotonic() - started
         page = client.get("/console/fleet")
+        busy, alive = client.get("/readyz"), client.get("/healthz")
     finally:
         portal.call(admission.release)
     assert refused.status_code == 503
@@ -119,6 +120,8 @@ def test_a_request_that_finds_no_slot_in_time_is_refused_with_retry_after(
     assert page.headers["content-type"].startswith("text/html")
     assert page.headers["retry-after"] == "1"
     assert "Busy" in page.text
+    assert busy.status_code == 503 and busy.json()["type"].endswith("/overloaded")
+    assert alive.status_code == 200  # alive needs no database
     assert client.get(HEALTH_LIST, headers=admin).status_code == 200
 
 
