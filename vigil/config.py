@@ -269,6 +269,11 @@ class DeskSettings(BaseModel):
         return url.rstrip("/") if url else None
 
 
+# The diagnosis bus's threads, one storing results and one sweeping expiries, each hold one
+# pooled connection at a time, outside the requests' admission.
+DIAGNOSIS_CONNECTIONS = 2
+
+
 class ApiSettings(BaseModel):
     """The HTTP API, and its MQTT link for remote diagnosis.
 
@@ -297,8 +302,10 @@ class ApiSettings(BaseModel):
 
     @property
     def db_slots(self) -> int:
-        """Requests in the database at once: one per connection the pool may open."""
-        return self.db_pool_size + self.db_max_overflow
+        """Requests in the database at once: one per connection the pool may open, less
+        those the diagnosis bus's threads (results and sweeps) may hold."""
+        background = DIAGNOSIS_CONNECTIONS if self.diagnosis else 0
+        return max(1, self.db_pool_size + self.db_max_overflow - background)
 
 
 class Settings(BaseSettings):

@@ -62,6 +62,8 @@ def test_the_api_admits_a_request_per_pooled_connection(monkeypatch: pytest.Monk
     monkeypatch.delenv("VIGIL_CONFIG", raising=False)
     monkeypatch.setenv("VIGIL_API__DB_POOL_SIZE", "8")
     monkeypatch.setenv("VIGIL_API__DB_MAX_OVERFLOW", "4")
+    assert Settings().api.db_slots == 10  # the diagnosis bus's two threads keep one each
+    monkeypatch.setenv("VIGIL_API__DIAGNOSIS", "false")
     assert Settings().api.db_slots == 12
 
 
