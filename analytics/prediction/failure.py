@@ -255,13 +255,14 @@ class FailurePredictor:
             return np.zeros(len(rows), dtype=bool)
         return few_failures(self.history, rows, self.settings.min_failures)
 
-    def probability(self, rows: pd.DataFrame, predicted: np.ndarray) -> np.ndarray:
+    def probability(self, rows: pd.DataFrame, predicted: np.ndarray, *,
+                    moved: Sequence[Mapping[str, float]] | None = None) -> np.ndarray:
         """P(failure within the horizon): by the hazard regression if there is one (the shared
         one for a device model with few failures), else the share of ``predicted``'s residual
         distribution within the horizon."""
         if self.hazard:
             shared = self.shared_rows(rows)
-            evidence = (self.evidence(rows) if shared.any()
+            evidence = (self.evidence(rows, moved=moved) if shared.any()
                         and self.shared_hazard.get("inputs") == EVIDENCE_INPUTS else None)
             return hazard_probabilities(self.hazard, self.shared_hazard, rows, self.features,
                                         self.models, shared=shared, evidence=evidence)
@@ -318,9 +319,11 @@ class FailurePredictor:
             out.append(per)
         return out
 
-    def fault_type(self, rows: pd.DataFrame) -> list[str | None]:
+    def fault_type(self, rows: pd.DataFrame, *,
+                   moved: Sequence[Mapping[str, float]] | None = None) -> list[str | None]:
         """Each row's likely fault code: by the catalogue and what was learned together where
-        the catalogue knows the device's model, else by what was learned alone."""
+        the catalogue knows the device's model, else by what was learned alone. ``moved``:
+        :meth:`moved` of ``rows``, if the caller has it."""
         if self.catalogue is None or not len(self.healthy_spread):
             return [_most_likely(p) for p in self.learned_faults(rows)]
         # A model with one fault type seen or none has learned nothing that tells its faults
@@ -329,7 +332,7 @@ class FailurePredictor:
         models = rows["model"].astype(str).tolist()
         alone = (self.learned_faults(rows) if any(not self.catalogue.of(m) for m in models)
                  else learned)
-        moved = self.moved(rows)
+        moved = self.moved(rows) if moved is None else moved
         out: list[str | None] = []
         for i, model in enumerate(models):
             modes = self.catalogue.of(model)
@@ -345,12 +348,14 @@ class FailurePredictor:
         """Per row, how far each reading moved (see :func:`moved_readings`)."""
         return moved_readings(rows, self.features, self.healthy_center, self.healthy_spread)
 
-    def evidence(self, rows: pd.DataFrame) -> np.ndarray | None:
+    def evidence(self, rows: pd.DataFrame, *,
+                 moved: Sequence[Mapping[str, float]] | None = None) -> np.ndarray | None:
         """Per row, how far its model's catalogue faults show (see :func:`catalogue_evidence`);
-        None without a catalogue."""
+        None without a catalogue. ``moved``: :meth:`moved` of ``rows``, if the caller has it."""
         if self.catalogue is None or not len(self.healthy_spread):
             return None
-        return catalogue_evidence(self.catalogue, rows, self.moved(rows))
+        return catalogue_evidence(self.catalogue, rows,
+                                  self.moved(rows) if moved is None else moved)
 
     def learned_faults(self, rows: pd.DataFrame, *, centroids: bool = True
                        ) -> list[dict[str, float]]:
@@ -392,14 +397,17 @@ class FailurePredictor:
     def assess(self, rows: pd.DataFrame) -> list[Assessment]:
         """An assessment for each row (a device's latest window)."""
         predicted = self.predict_rul(rows)
-        probability = self.probability(rows, predicted)
+        # How far each reading moved serves the probability and the fault type: read it once.
+        moved = (self.moved(rows) if self.catalogue is not None and len(self.healthy_spread)
+                 else None)
+        probability = self.probability(rows, predicted, moved=moved)
         cap = self.settings.cap_days
         # The band's ends are capped too: an upper end at the cap reads "the cap or more".
         lower, upper = (np.minimum(b, cap) for b in self.band(rows, predicted))
         # The life reported is the residual distribution's median, so it lies inside its band:
         # a healthy device's capped prediction sits below the cap, its residuals above it.
         median = np.minimum(self.band(rows, predicted, coverage=0.0)[0], cap)
-        faults = self.fault_type(rows)
+        faults = self.fault_type(rows, moved=moved)
         shared = self.shared_rows(rows)
         out = []
         for i, (per, model) in enumerate(zip(self.contributions(rows), rows["model"].astype(str),
