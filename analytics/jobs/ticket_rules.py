@@ -448,22 +448,22 @@ def alarm_pass(
     found = findings([_view(a) for a in live], [_view(a) for a in recent],
                      min_alarms=settings.min_alarms, window=window, damped=damped)
     site_of = {d: device.site_id for d, device in devices.items()}
+    # The site tickets open after this pass's site episodes, for the findings to join.
+    site_open = _open_site_tickets(session, {f.signature for f in found})
     sizes = _working_devices(session, {site_of[f.device_id] for f in found
                                        if rules.site_only(f.signature)} - {None})
     found, held = corroborated(
         found, site_of=site_of, site_only=rules.site_only,
         needed=lambda site: rules.site_episode.needed(sizes.get(site, 0),
                                                       least=GROUPING.min_devices),
-        site_open=_open_site_tickets(session, {PREFIX + a.metric for a in live
-                                               if rules.site_only(PREFIX + a.metric)}))
+        site_open=site_open)
     found, shared = _peer_split(session, found, now=now, window=window, rules=rules)
     by_id = {a.id: a for a in (*recent, *pending)}
     episodes = _open_episodes(session, device_ids={f.device_id for f in found},
                               since=now - window, rules=rules)
     found, alone = beside_episodes(
         found, model_of={d: device.model for d, device in devices.items()}, episodes=episodes,
-        catalogue=shipped_catalogue(), site_of=site_of,
-        site_open=_open_site_tickets(session, {f.signature for f in found}))
+        catalogue=shipped_catalogue(), site_of=site_of, site_open=site_open)
     for finding in found:
         signature = finding.signature
         if not rules.site_wide(signature):
